@@ -1,0 +1,274 @@
+"""gateway.toml: parsed once with tomllib, validated into frozen objects.
+
+The shape is a contract with installers' provisioning scripts (shared/contract/config.md).
+Drivers and rules contribute their own keys through their schemas; unknown keys are errors.
+Every error names the file, the key path and what was expected. Defaults live here and in the
+plugins' schemas, nowhere else.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from gatewayd import plugins
+from gatewayd.driver import BusConfig, DeviceConfig
+from gatewayd.errors import ConfigError, PluginError, SecretFileError
+from gatewayd.schema import Field, Int, Path, Str, validate
+from gatewayd.secrets import read_hex_key, read_secret
+
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+ID_EXPECTED = "an id of letters, digits, '.', '_' or '-' (at most 64)"
+DEVICE_KINDS = ("charger", "smoke", "door_lock")
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret read from a 0600 file. Its repr shows the path only, so it never leaks into
+    logs or tracebacks."""
+
+    path: str
+    value: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Secret({self.path!r})"
+
+
+def SecretFile(nbytes: int | None = None, default: Any = None, doc: str = "") -> Field:  # noqa: N802
+    """A path to a mode-0600 file; the value is its content (hex of ``nbytes`` if given)."""
+
+    def convert(v: Any) -> Secret:
+        if not isinstance(v, str) or not v:
+            raise ValueError
+        data = read_hex_key(v, nbytes) if nbytes else read_secret(v).encode()
+        return Secret(v, data)
+
+    what = f"a mode-0600 file with {2 * nbytes} hex digits" if nbytes else "a mode-0600 file"
+    return Field(what, convert, default, doc)
+
+
+GATEWAY_SCHEMA = {
+    "id": Str(pattern=ID_PATTERN, expected=ID_EXPECTED, doc="unique; the MQTT client id"),
+    "site": Str(default="", doc="free text, shown to people"),
+    "data_dir": Path(default="/var/lib/gatewayd", doc="TinyDB state, outbox, audit log"),
+}
+
+MQTT_SCHEMA = {
+    "url": Str(pattern=r"mqtts?://[^/\s:]+(:\d{1,5})?/?", expected="mqtt://host[:port] or mqtts://host[:port]"),
+    "topic_prefix": Str(default="pingan/v1", pattern=r"[^#+\s]+[^#+\s/]", expected="a topic prefix without wildcards"),
+    "username": Str(default=None),
+    "password_file": SecretFile(doc="mode 0600"),
+    "ca_file": Path(default=None, doc="CA bundle for mqtts://; the system's when absent"),
+    "cert_file": Path(default=None, doc="optional client certificate"),
+    "key_file": Path(default=None, doc="the client certificate's key"),
+    "keepalive": Int(5, 3600, default=30),
+}
+
+SECURITY_SCHEMA = {
+    "command_key_file": SecretFile(32, default=None, doc="32 bytes as 64 hex digits, mode 0600"),
+    "commands_per_minute": Int(1, 6000, default=30, doc="per device; beyond it: rate_limited"),
+}
+
+METRICS_SCHEMA = {
+    "listen": Str(default="127.0.0.1:9108", pattern=r"(\S+:\d{1,5})?", expected="host:port, or empty to disable"),
+}
+
+BUS_KEYS = {
+    "name": Str(pattern=ID_PATTERN, expected=ID_EXPECTED),
+    "driver": Str(expected="a driver name"),
+}
+
+DEVICE_KEYS = {
+    "id": Str(pattern=ID_PATTERN, expected=ID_EXPECTED),
+    "kind": Str(expected="one of " + ", ".join(DEVICE_KINDS)),
+    "bus": Str(expected="the name of a [[buses]] entry"),
+}
+
+TOP_LEVEL = ("gateway", "mqtt", "security", "metrics", "buses", "devices", "rules")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str
+    port: int
+    tls: bool
+    topic_prefix: str
+    username: str | None
+    password: Secret | None
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    keepalive: int
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str
+    gateway_id: str
+    site: str
+    data_dir: str
+    mqtt: MqttConfig
+    command_key: Secret | None
+    commands_per_minute: int
+    metrics_listen: str
+    buses: tuple[BusConfig, ...]
+    devices: tuple[DeviceConfig, ...]
+    rules: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def topic_root(self) -> str:
+        return f"{self.mqtt.topic_prefix}/{self.gateway_id}"
+
+    def device(self, device_id: str) -> DeviceConfig | None:
+        for d in self.devices:
+            if d.id == device_id:
+                return d
+        return None
+
+    def bus(self, name: str) -> BusConfig:
+        return next(b for b in self.buses if b.name == name)
+
+
+def load(path: str) -> Config:
+    """Read and validate ``path``; raise ConfigError naming what is wrong."""
+    name = path
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(name, "", "no such file") from None
+    except OSError as exc:
+        raise ConfigError(name, "", f"cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(name, "", f"not valid TOML ({exc})") from None
+    return parse(raw, name)
+
+
+def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
+    for key in raw:
+        if key not in TOP_LEVEL:
+            raise ConfigError(name, key, f"unknown section (known: {', '.join(TOP_LEVEL)})")
+    gw = _section(raw, "gateway", GATEWAY_SCHEMA, name)
+    mq = _section(raw, "mqtt", MQTT_SCHEMA, name)
+    sec = _section(raw, "security", SECURITY_SCHEMA, name)
+    met = _section(raw, "metrics", METRICS_SCHEMA, name)
+    mqtt = _mqtt(mq, name)
+    buses = _buses(raw.get("buses", []), name)
+    devices = _devices(raw.get("devices", []), buses, gw["id"], name)
+    rules = _rules(raw.get("rules", {}), name)
+    return Config(
+        path=name,
+        gateway_id=gw["id"],
+        site=gw["site"],
+        data_dir=gw["data_dir"],
+        mqtt=mqtt,
+        command_key=sec["command_key_file"],
+        commands_per_minute=sec["commands_per_minute"],
+        metrics_listen=met["listen"],
+        buses=buses,
+        devices=devices,
+        rules=rules,
+    )
+
+
+def _section(raw: Mapping[str, Any], key: str, schema: Mapping[str, Field], name: str) -> dict[str, Any]:
+    return _validate(raw.get(key, {}), schema, name, key)
+
+
+def _validate(table: Any, schema: Mapping[str, Field], name: str, path: str) -> dict[str, Any]:
+    try:
+        return validate(table, schema, name, path)
+    except SecretFileError as exc:  # raised from a SecretFile field: say which key
+        raise ConfigError(name, path, str(exc)) from None
+
+
+def _mqtt(mq: dict[str, Any], name: str) -> MqttConfig:
+    url = urlsplit(mq["url"])
+    if mq["password_file"] is not None and mq["username"] is None:
+        raise ConfigError(name, "mqtt.username", "missing; a password_file needs a username")
+    if (mq["cert_file"] is None) != (mq["key_file"] is None):
+        raise ConfigError(name, "mqtt.key_file", "cert_file and key_file go together")
+    tls = url.scheme == "mqtts"
+    if not tls and (mq["ca_file"] or mq["cert_file"]):
+        raise ConfigError(name, "mqtt.url", "ca_file/cert_file need an mqtts:// url", mq["url"])
+    return MqttConfig(
+        host=url.hostname or "",
+        port=url.port or DEFAULT_PORTS[url.scheme],
+        tls=tls,
+        topic_prefix=mq["topic_prefix"],
+        username=mq["username"],
+        password=mq["password_file"],
+        ca_file=mq["ca_file"],
+        cert_file=mq["cert_file"],
+        key_file=mq["key_file"],
+        keepalive=mq["keepalive"],
+    )
+
+
+def _list_of_tables(value: Any, name: str, key: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(name, key, f"expected [[{key}]] tables", value)
+    return value
+
+
+def _buses(value: Any, name: str) -> tuple[BusConfig, ...]:
+    out: list[BusConfig] = []
+    for i, table in enumerate(_list_of_tables(value, name, "buses")):
+        path = f"buses[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(name, path, "expected a table", table)
+        head = {k: table[k] for k in BUS_KEYS if k in table}
+        head = _validate(head, BUS_KEYS, name, path)
+        try:
+            driver = plugins.load_driver(head["driver"])
+        except PluginError as exc:
+            raise ConfigError(name, f"{path}.driver", str(exc)) from None
+        rest = {k: v for k, v in table.items() if k not in BUS_KEYS}
+        settings = _validate(rest, driver.bus_schema, name, path)
+        if any(b.name == head["name"] for b in out):
+            raise ConfigError(name, f"{path}.name", "a bus of this name exists already", head["name"])
+        out.append(BusConfig(head["name"], head["driver"], settings))
+    return tuple(out)
+
+
+def _devices(value: Any, buses: tuple[BusConfig, ...], gateway_id: str, name: str) -> tuple[DeviceConfig, ...]:
+    out: list[DeviceConfig] = []
+    by_name = {b.name: b for b in buses}
+    for i, table in enumerate(_list_of_tables(value, name, "devices")):
+        path = f"devices[{i}]"
+        if not isinstance(table, dict):
+            raise ConfigError(name, path, "expected a table", table)
+        head = _validate({k: table[k] for k in DEVICE_KEYS if k in table}, DEVICE_KEYS, name, path)
+        if head["kind"] not in DEVICE_KINDS:
+            raise ConfigError(name, f"{path}.kind", DEVICE_KEYS["kind"].expected, head["kind"])
+        bus = by_name.get(head["bus"])
+        if bus is None:
+            known = ", ".join(by_name) or "none configured"
+            raise ConfigError(name, f"{path}.bus", f"expected the name of a [[buses]] entry ({known})", head["bus"])
+        driver = plugins.load_driver(bus.driver)
+        schema = driver.device_schemas.get(head["kind"])
+        if schema is None:
+            raise ConfigError(name, f"{path}.kind", f"bus {bus.name!r} ({bus.driver}) has no {head['kind']} devices")
+        rest = {k: v for k, v in table.items() if k not in DEVICE_KEYS}
+        settings = _validate(rest, schema, name, path)
+        if head["id"] == gateway_id or any(d.id == head["id"] for d in out):
+            raise ConfigError(name, f"{path}.id", "this id is taken already", head["id"])
+        out.append(DeviceConfig(head["id"], head["kind"], head["bus"], settings))
+    return tuple(out)
+
+
+def _rules(value: Any, name: str) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict):
+        raise ConfigError(name, "rules", "expected [rules.<name>] tables", value)
+    classes = {cls.name: cls for cls in plugins.rule_classes()}
+    for key in value:
+        if key not in classes:
+            raise ConfigError(name, f"rules.{key}", f"unknown rule (known: {', '.join(sorted(classes))})")
+    return {
+        rule_name: _validate(value.get(rule_name, {}), cls.schema, name, f"rules.{rule_name}")
+        for rule_name, cls in classes.items()
+    }

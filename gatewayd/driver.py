@@ -1,0 +1,80 @@
+"""The face every device driver shows the core, and the face the core shows a driver.
+
+A driver owns one bus (an RS-485 line, a serial receiver, a Bluetooth adapter) and the devices
+on it. It turns wire bytes into Events through ``DriverContext`` and carries out Actions. It
+knows nothing of MQTT or rules. Drivers are plugins: see ``gatewayd.plugins``.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from gatewayd.model import Action, Event
+from gatewayd.schema import Schema
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    name: str
+    driver: str
+    settings: Mapping[str, Any]  # validated against the driver's bus_schema
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str
+    kind: str
+    bus: str
+    settings: Mapping[str, Any]  # validated against the driver's device_schemas[kind]
+
+
+class DriverContext(Protocol):
+    """What the runtime offers a driver. All methods are cheap and never block."""
+
+    gateway_id: str
+    log: logging.Logger
+
+    def emit(self, event: Event) -> None:
+        """Hand one normalized event to the bus (rules, uplink, metrics)."""
+
+    def publish_state(self, device: str, state: Mapping[str, Any]) -> None:
+        """Merge ``state`` into the device's retained state."""
+
+    def publish_telemetry(self, device: str, values: Mapping[str, Any]) -> None:
+        """Best-effort measurements (QoS 0)."""
+
+
+class Driver(ABC):
+    """Base of every driver. Subclasses set the class variables and implement ``run``."""
+
+    #: The name a ``[[buses]]`` entry uses in ``driver = "..."``.
+    name: ClassVar[str]
+    #: Keys of a ``[[buses]]`` table besides ``name`` and ``driver``.
+    bus_schema: ClassVar[Schema] = {}
+    #: Per device kind this driver serves: keys of ``[[devices]]`` besides id, kind and bus.
+    device_schemas: ClassVar[Mapping[str, Schema]] = {}
+    #: Per device kind: the remote actions supported and the schema of their ``args``.
+    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {}
+
+    def __init__(
+        self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext
+    ) -> None:
+        self.bus = bus
+        self.devices = {d.id: d for d in devices}
+        self.ctx = ctx
+
+    @abstractmethod
+    async def run(self) -> None:
+        """Talk to the bus until cancelled. Raising means the driver failed: the supervisor
+        reports it and starts a fresh instance after a backoff."""
+
+    async def execute(self, action: Action) -> Mapping[str, Any]:
+        """Carry out one action and return what the device reported. Raise ``DeviceError``
+        when the device refused, ``DeviceTimeout`` when it did not answer."""
+        from gatewayd.errors import DeviceError
+
+        raise DeviceError(action.device, "unsupported", f"no action {action.name!r}")

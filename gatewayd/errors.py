@@ -1,0 +1,71 @@
+"""The one exception root and its structured subclasses.
+
+Library and OS errors are converted into these once, at the boundary that met them; retry
+policy keys off the type (``TransientError`` is retried, the rest are not), never off text.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error gatewayd raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """A configuration file is wrong: names the file, the key path and what was expected."""
+
+    def __init__(self, file: str, path: str, expected: str, got: object = None) -> None:
+        self.file = file
+        self.path = path
+        self.expected = expected
+        self.got = got
+        where = f"{file}: {path}" if path else file
+        text = f"{where}: {expected}"
+        if got is not None:
+            text += f", got {_show(got)}"
+        super().__init__(text)
+
+
+class SecretFileError(GatewayError):
+    """A secret file is missing, malformed, or readable by others."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {problem}")
+
+
+class DeviceError(GatewayError):
+    """A device refused or failed an operation; ``code`` is machine-readable."""
+
+    def __init__(self, device: str, code: str, detail: str = "") -> None:
+        self.device = device
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{device}: {code}" + (f" ({detail})" if detail else ""))
+
+
+class TransientError(GatewayError):
+    """A failure worth retrying: a timeout, a lost link, a port that vanished."""
+
+    def __init__(self, where: str, detail: str = "") -> None:
+        self.where = where
+        self.detail = detail
+        super().__init__(f"{where}: {detail}" if detail else where)
+
+
+class DeviceTimeout(TransientError):
+    """A device did not answer in time."""
+
+
+class PluginError(GatewayError):
+    """A driver or rule plugin could not be loaded."""
+
+
+def _show(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value + '"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)

@@ -1,0 +1,135 @@
+"""A small declarative schema for config tables, shared by the core, drivers and rules.
+
+Each plugin declares its keys as ``{name: Field}``; ``validate`` checks a TOML table against it
+once, at the edge, and every error names the file, the key path and what was expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gatewayd.errors import ConfigError
+
+REQUIRED: Any = object()
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key: its expected description, a checker that returns the clean value or raises
+    ValueError, and a default (``REQUIRED`` when the key must be given)."""
+
+    expected: str
+    convert: Callable[[Any], Any]
+    default: Any = REQUIRED
+    doc: str = ""
+
+
+Schema = Mapping[str, Field]
+
+
+def validate(table: Any, schema: Schema, file: str, path: str) -> dict[str, Any]:
+    """Check ``table`` against ``schema``; return a new dict with defaults filled in."""
+    if not isinstance(table, dict):
+        raise ConfigError(file, path, "expected a table", table)
+    for key in table:
+        if key not in schema:
+            known = ", ".join(sorted(schema)) or "none"
+            raise ConfigError(file, _join(path, key), f"unknown key (known keys: {known})")
+    out: dict[str, Any] = {}
+    for key, spec in schema.items():
+        where = _join(path, key)
+        if key not in table:
+            if spec.default is REQUIRED:
+                raise ConfigError(file, where, f"missing; expected {spec.expected}")
+            out[key] = spec.default
+            continue
+        try:
+            out[key] = spec.convert(table[key])
+        except (ValueError, TypeError):
+            raise ConfigError(file, where, f"expected {spec.expected}", table[key]) from None
+    return out
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+# -- field constructors -------------------------------------------------------------------
+
+
+def Int(lo: int, hi: int, default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+    def convert(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError
+        return v
+
+    return Field(f"an integer {lo}..{hi}", convert, default, doc)
+
+
+def Float(lo: float, hi: float, default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+    def convert(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+            raise ValueError
+        return float(v)
+
+    return Field(f"a number {lo:g}..{hi:g}", convert, default, doc)
+
+
+def Bool(default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+    def convert(v: Any) -> bool:
+        if not isinstance(v, bool):
+            raise ValueError
+        return v
+
+    return Field("true or false", convert, default, doc)
+
+
+def Str(  # noqa: N802
+    default: Any = REQUIRED,
+    pattern: str | None = None,
+    expected: str = "a string",
+    doc: str = "",
+    transform: Callable[[str], str] | None = None,
+) -> Field:
+    rx = re.compile(pattern) if pattern else None
+
+    def convert(v: Any) -> str:
+        if not isinstance(v, str) or (rx is not None and not rx.fullmatch(v)):
+            raise ValueError
+        return transform(v) if transform else v
+
+    return Field(expected, convert, default, doc)
+
+
+def OneOf(*choices: str, default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+    def convert(v: Any) -> str:
+        if v not in choices:
+            raise ValueError
+        return str(v)
+
+    return Field("one of " + ", ".join(f'"{c}"' for c in choices), convert, default, doc)
+
+
+def StrList(default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+    def convert(v: Any) -> tuple[str, ...]:
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise ValueError
+        return tuple(v)
+
+    return Field("a list of strings", convert, default, doc)
+
+
+def Path(default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+    return Str(default, pattern=r".+", expected="a file path", doc=doc)
+
+
+def describe(schema: Schema) -> list[tuple[str, str, str, str]]:
+    """(key, expected, default, doc) rows, for docs and `gatewayd check --explain`."""
+    rows = []
+    for key, spec in schema.items():
+        default = "required" if spec.default is REQUIRED else repr(spec.default)
+        rows.append((key, spec.expected, default, spec.doc))
+    return rows
