@@ -1,0 +1,3 @@
+from gatewayd.cli.main import main
+
+main()

@@ -1,0 +1,59 @@
+"""The replay cache: a command id is never accepted twice, across restarts too.
+
+Ids are remembered until their command expires (at most 300 s plus the allowed clock skew).
+The file is append-only (one ``<exp> <id>`` line per command, fsynced), compacted at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+class ReplayCache:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._seen: dict[str, float] = {}
+        now = time.time()
+        try:
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    exp_text, _, cid = line.rstrip("\n").partition(" ")
+                    try:
+                        exp = float(exp_text)
+                    except ValueError:
+                        continue  # a torn last line after a power cut
+                    if cid and exp > now:
+                        self._seen[cid] = exp
+        except FileNotFoundError:
+            pass
+        self._compact()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def seen(self, cid: str) -> bool:
+        exp = self._seen.get(cid)
+        return exp is not None and exp > time.time() - 60
+
+    def add(self, cid: str, exp: float) -> None:
+        self._seen[cid] = exp
+        os.write(self._fd, f"{exp!r} {cid}\n".encode())
+        os.fsync(self._fd)
+        if len(self._seen) > 1024:
+            self._prune()
+
+    def _prune(self) -> None:
+        horizon = time.time() - 60
+        for cid in [c for c, e in self._seen.items() if e < horizon]:
+            del self._seen[cid]
+
+    def _compact(self) -> None:
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(f"{exp!r} {cid}\n" for cid, exp in self._seen.items())
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.path)
+
+    def close(self) -> None:
+        os.close(self._fd)

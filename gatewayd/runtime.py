@@ -1,0 +1,308 @@
+"""The daemon: wires config, drivers, rules, alarms, the command gate and the uplink together.
+
+Event path: driver → ``handle_event`` → rules (synchronous) → actions started at once →
+alarms → publisher. Safety never waits for the network: rules run and actuate whether or not
+the broker is there; the outbox catches up later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from gatewayd import config as config_mod
+from gatewayd import plugins
+from gatewayd.alarms import AlarmManager
+from gatewayd.commands import Command, Gate, Refused, Result
+from gatewayd.config import Config
+from gatewayd.driver import BusConfig, Driver
+from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
+from gatewayd.model import TICK, Action, Event
+from gatewayd.outbox import MemoryOutbox
+from gatewayd.publisher import Publisher, Topics
+from gatewayd.replay import ReplayCache
+from gatewayd.store import open_db
+from gatewayd.supervisor import Supervised
+from gatewayd.uplink import MqttLink
+from rules.engine import ClearAlarm, Engine, Outcome, World
+
+log = logging.getLogger("gatewayd")
+
+ACTION_TIMEOUT = 10.0  # s a driver gets for one action before the command times out
+FLUSH_TIMEOUT = 5.0  # s to drain the outbox on shutdown
+
+
+class DriverPort:
+    """The DriverContext handed to one driver: its way into the runtime."""
+
+    def __init__(self, gw: Gateway, bus: str) -> None:
+        self.gateway_id = gw.config.gateway_id
+        self.log = logging.getLogger(f"gatewayd.bus.{bus}")
+        self._gw = gw
+
+    def emit(self, event: Event) -> None:
+        self._gw.handle_event(event)
+
+    def publish_state(self, device: str, state: Mapping[str, Any]) -> None:
+        self._gw.set_state(device, state)
+
+    def publish_telemetry(self, device: str, values: Mapping[str, Any]) -> None:
+        self._gw.publisher.telemetry(device, values)
+
+
+class Gateway:
+    def __init__(self, config: Config, tick_seconds: float = 1.0) -> None:
+        self.config = config
+        self.tick_seconds = tick_seconds
+        self.started = time.time()
+        self.topics = Topics(config.topic_root)
+        self.outbox = MemoryOutbox()
+        self.publisher = Publisher(self.topics, self.outbox, self.started, config.site)
+        self.db = open_db(config.data_dir)
+        self.alarms = AlarmManager(self.db, on_change=self._alarms_changed)
+        self.replay = ReplayCache(os.path.join(config.data_dir, "replay.log"))
+        self.engine = Engine.from_config(config.rules)
+        self.world = World(config.gateway_id, {d.id: d for d in config.devices}, {}, self.alarms.alarms, self.alarms.fire_mode)
+        self.gate = Gate(
+            config.command_key.value if config.command_key else None,
+            config.gateway_id,
+            self._device_actions(config),
+            self.replay,
+            config.commands_per_minute,
+        )
+        self.buses: dict[str, Supervised] = {}
+        self._bus_tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop = asyncio.Event()
+        self.link: MqttLink | None = None
+        self.results: dict[str, int] = {}
+        self.ready: Callable[[], None] = lambda: None
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.link = MqttLink(
+            self.config,
+            will=self.publisher.will(),
+            on_message=self._on_message,
+            on_connected=self.publisher.on_connected,
+            on_acked=self.publisher.on_acked,
+            on_disconnected=self.publisher.on_disconnected,
+            subscriptions=(self.topics.cmd,),
+        )
+        self.publisher.bind(self.link, self.alarms.active, lambda: self.alarms.fire_mode)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                link_task = tg.create_task(self.link.run(), name="mqtt")
+                tick_task = tg.create_task(self._ticks(), name="ticks")
+                self._start_buses(self.config)
+                log.info("ready: gateway %s, %d buses, %d devices%s", self.config.gateway_id,
+                         len(self.config.buses), len(self.config.devices),
+                         ", FIRE MODE" if self.alarms.fire_mode else "")
+                self.ready()
+                await self._stop.wait()
+                log.info("stopping")
+                tick_task.cancel()
+                for task in self._bus_tasks.values():
+                    task.cancel()
+                await self._flush()
+                await self.link.close(final=(self.topics.status, self.publisher.status_payload(False)))
+                link_task.cancel()
+                for task in self._tasks:
+                    task.cancel()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            self.replay.close()
+            self.db.close()
+            log.info("stopped")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _flush(self) -> None:
+        if self.link is None or not self.link.connected:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FLUSH_TIMEOUT):
+                while self.outbox.depth and self.link.connected:
+                    await asyncio.sleep(0.02)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config; restart the buses and rules; keep the broker link."""
+        try:
+            new = config_mod.load(self.config.path)
+        except GatewayError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        old = self.config
+        if (new.gateway_id, new.mqtt, new.data_dir, new.command_key) != (old.gateway_id, old.mqtt, old.data_dir, old.command_key):
+            log.warning("reload: [gateway], [mqtt] and [security] changes take effect after a restart")
+            new = _keep_identity(new, old)
+        self.config = new
+        self.engine = Engine.from_config(new.rules)
+        self.world.devices = {d.id: d for d in new.devices}
+        self.gate.device_actions = self._device_actions(new)
+        self.gate.limiter.capacity = float(new.commands_per_minute)
+        for task in self._bus_tasks.values():
+            task.cancel()
+        self._bus_tasks.clear()
+        self.buses.clear()
+        self._start_buses(new)
+        log.info("reloaded %s: %d buses, %d devices", new.path, len(new.buses), len(new.devices))
+
+    def _start_buses(self, config: Config) -> None:
+        for bus in config.buses:
+            devices = [d for d in config.devices if d.bus == bus.name]
+            sup = Supervised(bus.name, self._driver_factory(bus, devices), self._driver_failed)
+            self.buses[bus.name] = sup
+            self._bus_tasks[bus.name] = self._tg.create_task(sup.run(), name=f"bus:{bus.name}")
+
+    def _driver_factory(self, bus: BusConfig, devices: list[Any]) -> Callable[[], Driver]:
+        cls = plugins.load_driver(bus.driver)
+        return lambda: cls(bus, devices, DriverPort(self, bus.name))
+
+    def _driver_failed(self, bus: str, reason: str, restarts: int) -> None:
+        self.handle_event(Event(self.config.gateway_id, "gateway.driver_failed", "warning",
+                                {"bus": bus, "reason": reason, "restarts": restarts}))
+
+    async def _ticks(self) -> None:
+        while True:
+            await asyncio.sleep(self.tick_seconds)
+            self.handle_event(Event(self.config.gateway_id, TICK))
+
+    # -- events, state, alarms --------------------------------------------------------------
+
+    def handle_event(self, event: Event) -> None:
+        """One event through the rules, then out. Never raises: a bad event is logged."""
+        self.world.now = event.ts if event.type != TICK else time.time()
+        self.world.fire_mode = self.alarms.fire_mode
+        outcome = self.engine.handle(event, self.world)
+        self._apply(outcome)
+        if event.type != TICK:
+            self.publisher.event(event)
+        for derived in outcome.events:
+            self.publisher.event(derived)
+
+    def _apply(self, outcome: Outcome) -> None:
+        if outcome.fire_mode and self.alarms.enter_fire_mode():
+            self.world.fire_mode = True
+            self.alarms.raise_(self.config.gateway_id, "gateway.fire_mode", "critical")
+            self.publisher.status_changed()
+        for change in outcome.alarms:
+            if isinstance(change, ClearAlarm):
+                self.alarms.clear(change.device, change.type)
+            else:
+                self.alarms.raise_(change.device, change.type, change.severity, dict(change.data))
+        for action in outcome.actions:
+            self._spawn(self._rule_action(action), f"action:{action.device}:{action.name}")
+
+    def set_state(self, device: str, state: Mapping[str, Any]) -> None:
+        self.world.states.setdefault(device, {}).update(state)
+        self.publisher.state(device, state)
+
+    def _alarms_changed(self) -> None:
+        self.world.alarms = self.alarms.alarms
+        self.publisher.alarms_changed()
+
+    # -- actions and commands ------------------------------------------------------------
+
+    async def execute(self, action: Action) -> Mapping[str, Any]:
+        device = self.config.device(action.device)
+        if device is None:
+            raise DeviceError(action.device, "unknown_device")
+        sup = self.buses.get(device.bus)
+        if sup is None or sup.driver is None:
+            raise DeviceError(action.device, "driver_down", f"bus {device.bus} is not running")
+        try:
+            async with asyncio.timeout(ACTION_TIMEOUT):
+                return await sup.driver.execute(action)
+        except TimeoutError:
+            raise DeviceTimeout(action.device, f"no answer within {ACTION_TIMEOUT:.0f} s") from None
+
+    async def _rule_action(self, action: Action) -> None:
+        try:
+            await self.execute(action)
+        except GatewayError as exc:
+            log.error("%s on %s (rule %s) failed: %s", action.name, action.device, action.origin, exc)
+            self.handle_event(Event(action.device, "gateway.action_failed", "warning",
+                                    {"action": action.name, "args": dict(action.args), "rule": action.origin,
+                                     "error": str(exc)}))
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if topic == self.topics.cmd:
+            self._spawn(self._command(payload), "command")
+
+    async def _command(self, payload: bytes) -> None:
+        t0 = time.perf_counter()
+        try:
+            cmd = self.gate.verify(payload)
+            result = await self._dispatch(cmd)
+        except Refused as exc:
+            result = Result(exc.cid, exc.code, exc.detail)
+        result.ms = (time.perf_counter() - t0) * 1000
+        self.results[result.code] = self.results.get(result.code, 0) + 1
+        if not result.ok:
+            log.info("command %s refused: %s (%s)", result.id, result.code, result.detail)
+        self.publisher.result(result.to_json())
+
+    async def _dispatch(self, cmd: Command) -> Result:
+        if cmd.device == self.config.gateway_id:
+            return self._gateway_action(cmd)
+        action = Action(cmd.device, cmd.action, cmd.args, reason="command", origin=f"command:{cmd.user}")
+        reason = self.engine.permit(action, self.world)
+        if reason:
+            return Result(cmd.id, "forbidden", reason)
+        try:
+            data = await self.execute(action)
+        except DeviceTimeout as exc:
+            return Result(cmd.id, "timeout", str(exc))
+        except DeviceError as exc:
+            return Result(cmd.id, "device_error", f"{exc.code}: {exc.detail}" if exc.detail else exc.code)
+        return Result(cmd.id, "ok", data=dict(data))
+
+    def _gateway_action(self, cmd: Command) -> Result:
+        if cmd.action == "ping":
+            return Result(cmd.id, "ok", data={"pong": time.time()})
+        if cmd.action == "ack_alarm":
+            aid = cmd.args["alarm"]
+            if not self.alarms.ack(aid, cmd.user or "platform"):
+                return Result(cmd.id, "invalid", f"no active alarm {aid!r}")
+            return Result(cmd.id, "ok")
+        # fire_reset
+        if not self.alarms.reset_fire_mode(cmd.user or "platform"):
+            return Result(cmd.id, "ok", "not in fire mode")
+        self.world.fire_mode = False
+        self.publisher.status_changed()
+        self.handle_event(Event(self.config.gateway_id, "gateway.fire_reset", "warning", {"user": cmd.user}))
+        return Result(cmd.id, "ok")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    def _device_actions(config: Config) -> dict[str, Mapping[str, Any]]:
+        out: dict[str, Mapping[str, Any]] = {}
+        for device in config.devices:
+            driver = plugins.load_driver(config.bus(device.bus).driver)
+            out[device.id] = driver.actions.get(device.kind, {})
+        return out
+
+
+def _keep_identity(new: Config, old: Config) -> Config:
+    from dataclasses import replace
+
+    return replace(new, gateway_id=old.gateway_id, mqtt=old.mqtt, data_dir=old.data_dir, command_key=old.command_key)

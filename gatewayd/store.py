@@ -1,0 +1,64 @@
+"""TinyDB with a storage that survives a power cut mid-write.
+
+TinyDB's stock JSONStorage rewrites its file in place; a power cut during that write can leave
+an empty or torn file. This storage writes a temporary file, fsyncs it, renames it over the old
+one and fsyncs the directory, so the file is always either the old or the new version. It is
+meant for small documents (alarms, fire mode, device state) that change rarely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from tinydb import TinyDB
+from tinydb.storages import Storage
+
+
+class AtomicJSONStorage(Storage):  # type: ignore[misc]
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._cache: dict[str, Any] | None = None
+
+    def read(self) -> dict[str, Any] | None:
+        if self._cache is not None:
+            return self._cache
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            # A corrupt file is kept aside for a person to look at, never silently reused.
+            os.replace(self.path, self.path + ".corrupt")
+            return None
+        self._cache = data if isinstance(data, dict) else None
+        return self._cache
+
+    def write(self, data: dict[str, Any]) -> None:
+        text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+        if self._cache is not None and json.dumps(self._cache, ensure_ascii=False, separators=(",", ":")) == text:
+            return  # nothing changed: spare the SD card
+        tmp = f"{self.path}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, text.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dfd = os.open(os.path.dirname(self.path) or ".", os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self._cache = json.loads(text)
+
+    def close(self) -> None:
+        self._cache = None
+
+
+def open_db(data_dir: str, name: str = "state.json") -> TinyDB:
+    os.makedirs(data_dir, mode=0o750, exist_ok=True)
+    return TinyDB(os.path.join(data_dir, name), storage=AtomicJSONStorage)

@@ -1,0 +1,202 @@
+"""Real peers for tests: a mosquitto broker on a free loopback port, a probe MQTT client that
+records what the gateway publishes, and the real daemon in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from gatewayd.signing import sign
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
+
+
+class Broker:
+    """A real mosquitto on 127.0.0.1; stop/start keep the same port."""
+
+    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.conf = workdir / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{extra_conf}")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.workdir / "mosquitto.log", "ab") as log:
+            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
+        wait_until(self._listening, 5.0, f"mosquitto on port {self.port}")
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(5)
+            self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Msg:
+    topic: str
+    payload: bytes
+    retain: bool
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class Probe:
+    """A test-side MQTT client (its own thread is fine here) that records every message."""
+
+    def __init__(self, port: int, subscribe: str = "#", client_id: str = "") -> None:
+        self.messages: list[Msg] = []
+        self._lock = threading.Lock()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(subscribe, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(5), "probe could not subscribe"
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        with self._lock:
+            self.messages.append(Msg(msg.topic, msg.payload, bool(msg.retain), time.monotonic()))
+
+    def on(self, topic: str) -> list[Msg]:
+        with self._lock:
+            return [m for m in self.messages if mqtt.topic_matches_sub(topic, m.topic)]
+
+    def wait(self, topic: str, pred: Callable[[Any], bool] = lambda _j: True, timeout: float = 5.0) -> Any:
+        def found() -> Any:
+            for m in self.on(topic):
+                try:
+                    body = m.json()
+                except ValueError:
+                    continue
+                if pred(body):
+                    return body
+            return None
+
+        return wait_until(found, timeout, f"a message on {topic}")
+
+    def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
+        self.client.publish(topic, payload, qos=qos).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+@dataclass
+class Site:
+    """A gateway's files: config, command key, data directory."""
+
+    dir: Path
+    gateway_id: str
+    key: bytes
+    config: Path
+
+    @property
+    def root(self) -> str:
+        return f"pingan/v1/{self.gateway_id}"
+
+    def command(self, device: str, action: str, args: dict[str, Any] | None = None, *, cid: str | None = None,
+                user: str = "tenant-302", iat: float | None = None, lifetime: float = 30.0,
+                key: bytes | None = None) -> dict[str, Any]:
+        now = time.time() if iat is None else iat
+        body = {"id": cid or os.urandom(8).hex(), "device": device, "action": action, "args": args or {},
+                "user": user, "iat": now, "exp": now + lifetime}
+        return sign(key or self.key, body)
+
+
+def make_site(tmp: Path, broker_url: str, body: str = "", gateway_id: str = "gw-test") -> Site:
+    key = os.urandom(32)
+    key_file = tmp / "command.key"
+    key_file.write_text(key.hex())
+    key_file.chmod(0o600)
+    cfg = tmp / "gateway.toml"
+    cfg.write_text(
+        f'[gateway]\nid = "{gateway_id}"\nsite = "柳墅村 17号"\ndata_dir = "{tmp / "data"}"\n\n'
+        f'[mqtt]\nurl = "{broker_url}"\n\n[security]\ncommand_key_file = "{key_file}"\n'
+        f'commands_per_minute = 20\n\n{body}'
+    )
+    return Site(tmp, gateway_id, key, cfg)
+
+
+class Daemon:
+    """The real `gatewayd run` in a subprocess, its log in a file."""
+
+    def __init__(self, site: Site, tick: float = 0.1, env: dict[str, str] | None = None) -> None:
+        self.site = site
+        self.tick = tick
+        self.env = {**os.environ, **(env or {})}
+        self.log = site.dir / "gatewayd.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_ready: bool = True) -> None:
+        self._mark = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gatewayd", "run", "-c", str(self.site.config), "--tick", str(self.tick)],
+                stdout=logf, stderr=logf, env=self.env, cwd=REPO,
+            )
+        if wait_ready:
+            wait_until(lambda: "ready:" in self.output(), 10.0, "the daemon to be ready")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[self._mark:]
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
