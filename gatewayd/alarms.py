@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from tinydb import TinyDB
@@ -24,7 +24,7 @@ class AlarmManager:
         # One document holds it all, so every change is one atomic write.
         self._table = db.table("alarms")
         self.on_change = on_change
-        doc = self._table.get(doc_id=1) or {}
+        doc: Mapping[str, Any] = self._table.get(doc_id=1) or {}
         self.alarms: dict[str, Alarm] = {}
         for raw in doc.get("active", []):
             a = Alarm(**raw)
@@ -34,7 +34,9 @@ class AlarmManager:
 
     # -- alarms --------------------------------------------------------------------------
 
-    def raise_(self, device: str, type_: str, severity: Severity, data: dict[str, Any] | None = None) -> Alarm | None:
+    def raise_(
+        self, device: str, type_: str, severity: Severity, data: dict[str, Any] | None = None
+    ) -> Alarm | None:
         """Raise an alarm; return it if it is new (an active one is left as it is)."""
         aid = alarm_id(device, type_)
         if aid in self.alarms:
@@ -57,7 +59,9 @@ class AlarmManager:
         alarm = self.alarms.get(aid)
         if alarm is None:
             return False
-        self.alarms[aid] = Alarm(alarm.id, alarm.device, alarm.type, alarm.severity, alarm.since, user, alarm.data)
+        self.alarms[aid] = Alarm(
+            alarm.id, alarm.device, alarm.type, alarm.severity, alarm.since, user, alarm.data
+        )
         self._save()
         log.info("alarm %s acknowledged by %s", aid, user)
         return True

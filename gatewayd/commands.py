@@ -52,7 +52,12 @@ class Result:
         return self.code == "ok"
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": self.id, "ok": self.ok, "code": self.code, "detail": self.detail}
+        out: dict[str, Any] = {
+            "id": self.id,
+            "ok": self.ok,
+            "code": self.code,
+            "detail": self.detail,
+        }
         out["ms"] = round(self.ms, 3)
         if self.data:
             out["data"] = self.data
@@ -70,7 +75,7 @@ class Command:
     exp: float
 
 
-class Refused(Exception):  # noqa: N818 - a control-flow signal, not an error
+class Refused(Exception):
     def __init__(self, code: str, detail: str, cid: str | None = None) -> None:
         super().__init__(code)
         self.code = code
@@ -127,7 +132,9 @@ class Gate:
         if cmd.exp < now:
             raise Refused("expired", f"expired {now - cmd.exp:.1f} s ago", cid)
         if cmd.iat > now + MAX_FUTURE_SKEW:
-            raise Refused("expired", f"issued {cmd.iat - now:.0f} s in the future (clock skew?)", cid)
+            raise Refused(
+                "expired", f"issued {cmd.iat - now:.0f} s in the future (clock skew?)", cid
+            )
         if cmd.exp - cmd.iat > MAX_LIFETIME:
             raise Refused("invalid", f"lifetime exp-iat over {MAX_LIFETIME:.0f} s", cid)
         if self.replay.seen(cid):
@@ -142,13 +149,17 @@ class Gate:
         schema = actions.get(cmd.action)
         if schema is None:
             known = ", ".join(sorted(actions)) or "none"
-            raise Refused("unsupported", f"{cmd.device} has no action {cmd.action!r} (has: {known})", cid)
+            raise Refused(
+                "unsupported", f"{cmd.device} has no action {cmd.action!r} (has: {known})", cid
+            )
         try:
             args = validate(cmd.args, schema, "command", "args")
         except ConfigError as exc:
             raise Refused("invalid", str(exc), cid) from None
         if not self.limiter.allow(cmd.device, now):
-            raise Refused("rate_limited", f"more than {self.limiter.capacity:.0f} commands a minute", cid)
+            raise Refused(
+                "rate_limited", f"more than {self.limiter.capacity:.0f} commands a minute", cid
+            )
         return Command(cid, cmd.device, cmd.action, args, cmd.user, cmd.iat, cmd.exp)
 
 
@@ -174,7 +185,9 @@ def _shape(raw: Mapping[str, Any], cid: str) -> Command:
     need("device", isinstance(device, str) and bool(TEXT_RX.fullmatch(device)), "a device id")
     need("action", isinstance(action, str) and bool(TEXT_RX.fullmatch(action)), "an action name")
     need("args", isinstance(args, dict), "an object")
-    need("user", isinstance(user, str) and (user == "" or bool(TEXT_RX.fullmatch(user))), "a user id")
+    need(
+        "user", isinstance(user, str) and (user == "" or bool(TEXT_RX.fullmatch(user))), "a user id"
+    )
     need("iat", _is_time(iat), "Unix seconds")
     need("exp", _is_time(exp), "Unix seconds")
     need("sig", isinstance(raw.get("sig"), str), "64 hex digits")

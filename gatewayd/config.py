@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from gatewayd import plugins
 from gatewayd.driver import BusConfig, DeviceConfig
-from gatewayd.errors import ConfigError, PluginError, SecretFileError
+from gatewayd.errors import ConfigError, PluginError
 from gatewayd.schema import Field, Int, Path, Str, validate
 from gatewayd.secrets import read_hex_key, read_secret
 
@@ -38,7 +38,7 @@ class Secret:
         return f"Secret({self.path!r})"
 
 
-def SecretFile(nbytes: int | None = None, default: Any = None, doc: str = "") -> Field:  # noqa: N802
+def SecretFile(nbytes: int | None = None, default: Any = None, doc: str = "") -> Field:
     """A path to a mode-0600 file; the value is its content (hex of ``nbytes`` if given)."""
 
     def convert(v: Any) -> Secret:
@@ -58,8 +58,15 @@ GATEWAY_SCHEMA = {
 }
 
 MQTT_SCHEMA = {
-    "url": Str(pattern=r"mqtts?://[^/\s:]+(:\d{1,5})?/?", expected="mqtt://host[:port] or mqtts://host[:port]"),
-    "topic_prefix": Str(default="pingan/v1", pattern=r"[^#+\s]+[^#+\s/]", expected="a topic prefix without wildcards"),
+    "url": Str(
+        pattern=r"mqtts?://[^/\s:]+(:\d{1,5})?/?",
+        expected="mqtt://host[:port] or mqtts://host[:port]",
+    ),
+    "topic_prefix": Str(
+        default="pingan/v1",
+        pattern=r"[^#+\s]+[^#+\s/]",
+        expected="a topic prefix without wildcards",
+    ),
     "username": Str(default=None),
     "password_file": SecretFile(doc="mode 0600"),
     "ca_file": Path(default=None, doc="CA bundle for mqtts://; the system's when absent"),
@@ -74,7 +81,11 @@ SECURITY_SCHEMA = {
 }
 
 METRICS_SCHEMA = {
-    "listen": Str(default="127.0.0.1:9108", pattern=r"(\S+:\d{1,5})?", expected="host:port, or empty to disable"),
+    "listen": Str(
+        default="127.0.0.1:9108",
+        pattern=r"(\S+:\d{1,5})?",
+        expected="host:port, or empty to disable",
+    ),
 }
 
 BUS_KEYS = {
@@ -175,15 +186,14 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
     )
 
 
-def _section(raw: Mapping[str, Any], key: str, schema: Mapping[str, Field], name: str) -> dict[str, Any]:
+def _section(
+    raw: Mapping[str, Any], key: str, schema: Mapping[str, Field], name: str
+) -> dict[str, Any]:
     return _validate(raw.get(key, {}), schema, name, key)
 
 
 def _validate(table: Any, schema: Mapping[str, Field], name: str, path: str) -> dict[str, Any]:
-    try:
-        return validate(table, schema, name, path)
-    except SecretFileError as exc:  # raised from a SecretFile field: say which key
-        raise ConfigError(name, path, str(exc)) from None
+    return validate(table, schema, name, path)
 
 
 def _mqtt(mq: dict[str, Any], name: str) -> MqttConfig:
@@ -230,12 +240,16 @@ def _buses(value: Any, name: str) -> tuple[BusConfig, ...]:
         rest = {k: v for k, v in table.items() if k not in BUS_KEYS}
         settings = _validate(rest, driver.bus_schema, name, path)
         if any(b.name == head["name"] for b in out):
-            raise ConfigError(name, f"{path}.name", "a bus of this name exists already", head["name"])
+            raise ConfigError(
+                name, f"{path}.name", "a bus of this name exists already", head["name"]
+            )
         out.append(BusConfig(head["name"], head["driver"], settings))
     return tuple(out)
 
 
-def _devices(value: Any, buses: tuple[BusConfig, ...], gateway_id: str, name: str) -> tuple[DeviceConfig, ...]:
+def _devices(
+    value: Any, buses: tuple[BusConfig, ...], gateway_id: str, name: str
+) -> tuple[DeviceConfig, ...]:
     out: list[DeviceConfig] = []
     by_name = {b.name: b for b in buses}
     for i, table in enumerate(_list_of_tables(value, name, "devices")):
@@ -248,11 +262,20 @@ def _devices(value: Any, buses: tuple[BusConfig, ...], gateway_id: str, name: st
         bus = by_name.get(head["bus"])
         if bus is None:
             known = ", ".join(by_name) or "none configured"
-            raise ConfigError(name, f"{path}.bus", f"expected the name of a [[buses]] entry ({known})", head["bus"])
+            raise ConfigError(
+                name,
+                f"{path}.bus",
+                f"expected the name of a [[buses]] entry ({known})",
+                head["bus"],
+            )
         driver = plugins.load_driver(bus.driver)
         schema = driver.device_schemas.get(head["kind"])
         if schema is None:
-            raise ConfigError(name, f"{path}.kind", f"bus {bus.name!r} ({bus.driver}) has no {head['kind']} devices")
+            raise ConfigError(
+                name,
+                f"{path}.kind",
+                f"bus {bus.name!r} ({bus.driver}) has no {head['kind']} devices",
+            )
         rest = {k: v for k, v in table.items() if k not in DEVICE_KEYS}
         settings = _validate(rest, schema, name, path)
         if head["id"] == gateway_id or any(d.id == head["id"] for d in out):
@@ -267,7 +290,9 @@ def _rules(value: Any, name: str) -> dict[str, dict[str, Any]]:
     classes = {cls.name: cls for cls in plugins.rule_classes()}
     for key in value:
         if key not in classes:
-            raise ConfigError(name, f"rules.{key}", f"unknown rule (known: {', '.join(sorted(classes))})")
+            raise ConfigError(
+                name, f"rules.{key}", f"unknown rule (known: {', '.join(sorted(classes))})"
+            )
     return {
         rule_name: _validate(value.get(rule_name, {}), cls.schema, name, f"rules.{rule_name}")
         for rule_name, cls in classes.items()

@@ -60,9 +60,7 @@ class Driver(ABC):
     #: Per device kind: the remote actions supported and the schema of their ``args``.
     actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {}
 
-    def __init__(
-        self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext
-    ) -> None:
+    def __init__(self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
         self.bus = bus
         self.devices = {d.id: d for d in devices}
         self.ctx = ctx

@@ -57,7 +57,9 @@ class Publisher:
         self._alarms: Callable[[], list[Alarm]] = list
         self._fire_mode: Callable[[], bool] = lambda: False
 
-    def bind(self, link: MqttLink, alarms: Callable[[], list[Alarm]], fire_mode: Callable[[], bool]) -> None:
+    def bind(
+        self, link: MqttLink, alarms: Callable[[], list[Alarm]], fire_mode: Callable[[], bool]
+    ) -> None:
         self.link = link
         self._alarms = alarms
         self._fire_mode = fire_mode
@@ -92,11 +94,21 @@ class Publisher:
 
     def telemetry(self, device: str, values: Mapping[str, Any]) -> None:
         link = self.link
-        if link is None or link.publish(self.topics.telemetry(device), dumps({"ts": time.time(), "values": dict(values)}), qos=0) is None:
+        if (
+            link is None
+            or link.publish(
+                self.topics.telemetry(device),
+                dumps({"ts": time.time(), "values": dict(values)}),
+                qos=0,
+            )
+            is None
+        ):
             self.telemetry_dropped += 1
 
     def alarms_changed(self) -> None:
-        self._retained(self.topics.alarms, {"ts": time.time(), "active": [a.to_json() for a in self._alarms()]})
+        self._retained(
+            self.topics.alarms, {"ts": time.time(), "active": [a.to_json() for a in self._alarms()]}
+        )
 
     def status_changed(self) -> None:
         if self.link is not None:

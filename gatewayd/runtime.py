@@ -68,7 +68,13 @@ class Gateway:
         self.alarms = AlarmManager(self.db, on_change=self._alarms_changed)
         self.replay = ReplayCache(os.path.join(config.data_dir, "replay.log"))
         self.engine = Engine.from_config(config.rules)
-        self.world = World(config.gateway_id, {d.id: d for d in config.devices}, {}, self.alarms.alarms, self.alarms.fire_mode)
+        self.world = World(
+            config.gateway_id,
+            {d.id: d for d in config.devices},
+            {},
+            self.alarms.alarms,
+            self.alarms.fire_mode,
+        )
         self.gate = Gate(
             config.command_key.value if config.command_key else None,
             config.gateway_id,
@@ -107,9 +113,13 @@ class Gateway:
                 link_task = tg.create_task(self.link.run(), name="mqtt")
                 tick_task = tg.create_task(self._ticks(), name="ticks")
                 self._start_buses(self.config)
-                log.info("ready: gateway %s, %d buses, %d devices%s", self.config.gateway_id,
-                         len(self.config.buses), len(self.config.devices),
-                         ", FIRE MODE" if self.alarms.fire_mode else "")
+                log.info(
+                    "ready: gateway %s, %d buses, %d devices%s",
+                    self.config.gateway_id,
+                    len(self.config.buses),
+                    len(self.config.devices),
+                    ", FIRE MODE" if self.alarms.fire_mode else "",
+                )
                 self.ready()
                 await self._stop.wait()
                 log.info("stopping")
@@ -117,7 +127,9 @@ class Gateway:
                 for task in self._bus_tasks.values():
                     task.cancel()
                 await self._flush()
-                await self.link.close(final=(self.topics.status, self.publisher.status_payload(False)))
+                await self.link.close(
+                    final=(self.topics.status, self.publisher.status_payload(False))
+                )
                 link_task.cancel()
                 for task in self._tasks:
                     task.cancel()
@@ -147,8 +159,15 @@ class Gateway:
             log.error("reload refused, keeping the running config: %s", exc)
             return
         old = self.config
-        if (new.gateway_id, new.mqtt, new.data_dir, new.command_key) != (old.gateway_id, old.mqtt, old.data_dir, old.command_key):
-            log.warning("reload: [gateway], [mqtt] and [security] changes take effect after a restart")
+        if (new.gateway_id, new.mqtt, new.data_dir, new.command_key) != (
+            old.gateway_id,
+            old.mqtt,
+            old.data_dir,
+            old.command_key,
+        ):
+            log.warning(
+                "reload: [gateway], [mqtt] and [security] changes take effect after a restart"
+            )
             new = _keep_identity(new, old)
         self.config = new
         self.engine = Engine.from_config(new.rules)
@@ -174,8 +193,14 @@ class Gateway:
         return lambda: cls(bus, devices, DriverPort(self, bus.name))
 
     def _driver_failed(self, bus: str, reason: str, restarts: int) -> None:
-        self.handle_event(Event(self.config.gateway_id, "gateway.driver_failed", "warning",
-                                {"bus": bus, "reason": reason, "restarts": restarts}))
+        self.handle_event(
+            Event(
+                self.config.gateway_id,
+                "gateway.driver_failed",
+                "warning",
+                {"bus": bus, "reason": reason, "restarts": restarts},
+            )
+        )
 
     async def _ticks(self) -> None:
         while True:
@@ -235,10 +260,22 @@ class Gateway:
         try:
             await self.execute(action)
         except GatewayError as exc:
-            log.error("%s on %s (rule %s) failed: %s", action.name, action.device, action.origin, exc)
-            self.handle_event(Event(action.device, "gateway.action_failed", "warning",
-                                    {"action": action.name, "args": dict(action.args), "rule": action.origin,
-                                     "error": str(exc)}))
+            log.error(
+                "%s on %s (rule %s) failed: %s", action.name, action.device, action.origin, exc
+            )
+            self.handle_event(
+                Event(
+                    action.device,
+                    "gateway.action_failed",
+                    "warning",
+                    {
+                        "action": action.name,
+                        "args": dict(action.args),
+                        "rule": action.origin,
+                        "error": str(exc),
+                    },
+                )
+            )
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == self.topics.cmd:
@@ -260,7 +297,9 @@ class Gateway:
     async def _dispatch(self, cmd: Command) -> Result:
         if cmd.device == self.config.gateway_id:
             return self._gateway_action(cmd)
-        action = Action(cmd.device, cmd.action, cmd.args, reason="command", origin=f"command:{cmd.user}")
+        action = Action(
+            cmd.device, cmd.action, cmd.args, reason="command", origin=f"command:{cmd.user}"
+        )
         reason = self.engine.permit(action, self.world)
         if reason:
             return Result(cmd.id, "forbidden", reason)
@@ -269,7 +308,9 @@ class Gateway:
         except DeviceTimeout as exc:
             return Result(cmd.id, "timeout", str(exc))
         except DeviceError as exc:
-            return Result(cmd.id, "device_error", f"{exc.code}: {exc.detail}" if exc.detail else exc.code)
+            return Result(
+                cmd.id, "device_error", f"{exc.code}: {exc.detail}" if exc.detail else exc.code
+            )
         return Result(cmd.id, "ok", data=dict(data))
 
     def _gateway_action(self, cmd: Command) -> Result:
@@ -285,7 +326,9 @@ class Gateway:
             return Result(cmd.id, "ok", "not in fire mode")
         self.world.fire_mode = False
         self.publisher.status_changed()
-        self.handle_event(Event(self.config.gateway_id, "gateway.fire_reset", "warning", {"user": cmd.user}))
+        self.handle_event(
+            Event(self.config.gateway_id, "gateway.fire_reset", "warning", {"user": cmd.user})
+        )
         return Result(cmd.id, "ok")
 
     def _spawn(self, coro: Any, name: str) -> None:
@@ -305,4 +348,10 @@ class Gateway:
 def _keep_identity(new: Config, old: Config) -> Config:
     from dataclasses import replace
 
-    return replace(new, gateway_id=old.gateway_id, mqtt=old.mqtt, data_dir=old.data_dir, command_key=old.command_key)
+    return replace(
+        new,
+        gateway_id=old.gateway_id,
+        mqtt=old.mqtt,
+        data_dir=old.data_dir,
+        command_key=old.command_key,
+    )

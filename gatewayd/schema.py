@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gatewayd.errors import ConfigError
+from gatewayd.errors import ConfigError, SecretFileError
 
 REQUIRED: Any = object()
 
@@ -50,6 +50,8 @@ def validate(table: Any, schema: Schema, file: str, path: str) -> dict[str, Any]
             out[key] = spec.convert(table[key])
         except (ValueError, TypeError):
             raise ConfigError(file, where, f"expected {spec.expected}", table[key]) from None
+        except SecretFileError as exc:  # a secret file's own problem, with its fix
+            raise ConfigError(file, where, str(exc)) from None
     return out
 
 
@@ -60,7 +62,7 @@ def _join(path: str, key: str) -> str:
 # -- field constructors -------------------------------------------------------------------
 
 
-def Int(lo: int, hi: int, default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+def Int(lo: int, hi: int, default: Any = REQUIRED, doc: str = "") -> Field:
     def convert(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
             raise ValueError
@@ -69,7 +71,7 @@ def Int(lo: int, hi: int, default: Any = REQUIRED, doc: str = "") -> Field:  # n
     return Field(f"an integer {lo}..{hi}", convert, default, doc)
 
 
-def Float(lo: float, hi: float, default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+def Float(lo: float, hi: float, default: Any = REQUIRED, doc: str = "") -> Field:
     def convert(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
             raise ValueError
@@ -78,7 +80,7 @@ def Float(lo: float, hi: float, default: Any = REQUIRED, doc: str = "") -> Field
     return Field(f"a number {lo:g}..{hi:g}", convert, default, doc)
 
 
-def Bool(default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+def Bool(default: Any = REQUIRED, doc: str = "") -> Field:
     def convert(v: Any) -> bool:
         if not isinstance(v, bool):
             raise ValueError
@@ -87,7 +89,7 @@ def Bool(default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
     return Field("true or false", convert, default, doc)
 
 
-def Str(  # noqa: N802
+def Str(
     default: Any = REQUIRED,
     pattern: str | None = None,
     expected: str = "a string",
@@ -104,7 +106,7 @@ def Str(  # noqa: N802
     return Field(expected, convert, default, doc)
 
 
-def OneOf(*choices: str, default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+def OneOf(*choices: str, default: Any = REQUIRED, doc: str = "") -> Field:
     def convert(v: Any) -> str:
         if v not in choices:
             raise ValueError
@@ -113,7 +115,7 @@ def OneOf(*choices: str, default: Any = REQUIRED, doc: str = "") -> Field:  # no
     return Field("one of " + ", ".join(f'"{c}"' for c in choices), convert, default, doc)
 
 
-def StrList(default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+def StrList(default: Any = REQUIRED, doc: str = "") -> Field:
     def convert(v: Any) -> tuple[str, ...]:
         if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
             raise ValueError
@@ -122,7 +124,7 @@ def StrList(default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
     return Field("a list of strings", convert, default, doc)
 
 
-def Path(default: Any = REQUIRED, doc: str = "") -> Field:  # noqa: N802
+def Path(default: Any = REQUIRED, doc: str = "") -> Field:
     return Str(default, pattern=r".+", expected="a file path", doc=doc)
 
 

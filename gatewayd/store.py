@@ -16,7 +16,7 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 
-class AtomicJSONStorage(Storage):  # type: ignore[misc]
+class AtomicJSONStorage(Storage):
     def __init__(self, path: str) -> None:
         self.path = path
         self._cache: dict[str, Any] | None = None
@@ -38,7 +38,10 @@ class AtomicJSONStorage(Storage):  # type: ignore[misc]
 
     def write(self, data: dict[str, Any]) -> None:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        if self._cache is not None and json.dumps(self._cache, ensure_ascii=False, separators=(",", ":")) == text:
+        if (
+            self._cache is not None
+            and json.dumps(self._cache, ensure_ascii=False, separators=(",", ":")) == text
+        ):
             return  # nothing changed: spare the SD card
         tmp = f"{self.path}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -21,7 +21,9 @@ HEALTHY_AFTER = 60.0  # s of running before a crash counts as a fresh failure
 
 
 class Supervised:
-    def __init__(self, bus: str, factory: Callable[[], Driver], on_failure: Callable[[str, str, int], None]) -> None:
+    def __init__(
+        self, bus: str, factory: Callable[[], Driver], on_failure: Callable[[str, str, int], None]
+    ) -> None:
         self.bus = bus
         self.factory = factory
         self.on_failure = on_failure

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +34,7 @@ class MqttLink:
         subscriptions: tuple[str, ...],
     ) -> None:
         import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
 
         self._mqtt = mqtt
         self.config = config
@@ -52,7 +52,7 @@ class MqttLink:
         self._fd = -1
         self._was_up = False
         c = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.gateway_id,
             clean_session=True,
         )
@@ -86,7 +86,13 @@ class MqttLink:
                 await self._connect()
             except (OSError, ssl.SSLError) as exc:
                 delay = backoff.next()
-                log.warning("broker %s:%d unreachable (%s); retrying in %.1f s", mq.host, mq.port, exc, delay)
+                log.warning(
+                    "broker %s:%d unreachable (%s); retrying in %.1f s",
+                    mq.host,
+                    mq.port,
+                    exc,
+                    delay,
+                )
                 await asyncio.sleep(delay)
                 continue
             await self._closed.wait()
@@ -135,7 +141,12 @@ class MqttLink:
         mq = self.config.mqtt
         self._was_up = False
         self._closed.clear()
-        for hook in ("on_socket_open", "on_socket_close", "on_socket_register_write", "on_socket_unregister_write"):
+        for hook in (
+            "on_socket_open",
+            "on_socket_close",
+            "on_socket_register_write",
+            "on_socket_unregister_write",
+        ):
             setattr(c, hook, None)
         await self._loop.run_in_executor(None, c.connect, mq.host, mq.port, mq.keepalive)
         sock = c.socket()
@@ -157,15 +168,15 @@ class MqttLink:
     def _write(self) -> None:
         self.client.loop_write()
 
-    def _on_register_write(self, client: Any, userdata: Any, sock: socket.socket) -> None:
+    def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
         if self._fd >= 0:
             self._loop.add_writer(self._fd, self._write)
 
-    def _on_unregister_write(self, client: Any, userdata: Any, sock: socket.socket) -> None:
+    def _on_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
         if self._fd >= 0:
             self._loop.remove_writer(self._fd)
 
-    def _on_socket_close(self, client: Any, userdata: Any, sock: socket.socket) -> None:
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
         self._teardown_socket()
         self._mark_down()
 
@@ -206,7 +217,9 @@ class MqttLink:
             client.subscribe(topic, qos=1)
         self.on_connected()
 
-    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
         self._mark_down()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,16 +17,12 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from firmware_stubs.broker import Broker, free_port
 from gatewayd.signing import sign
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+__all__ = ["Broker", "Daemon", "Probe", "Site", "free_port", "make_site", "wait_until"]
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
@@ -39,39 +33,6 @@ def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condi
             return value
         time.sleep(0.01)
     raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
-
-
-class Broker:
-    """A real mosquitto on 127.0.0.1; stop/start keep the same port."""
-
-    def __init__(self, workdir: Path, port: int | None = None, extra_conf: str = "") -> None:
-        self.port = port or free_port()
-        self.workdir = workdir
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n{extra_conf}")
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.workdir / "mosquitto.log", "ab") as log:
-            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log)
-        wait_until(self._listening, 5.0, f"mosquitto on port {self.port}")
-
-    def _listening(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(5)
-            self.proc = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
 
 
 @dataclass
@@ -108,7 +69,9 @@ class Probe:
         with self._lock:
             return [m for m in self.messages if mqtt.topic_matches_sub(topic, m.topic)]
 
-    def wait(self, topic: str, pred: Callable[[Any], bool] = lambda _j: True, timeout: float = 5.0) -> Any:
+    def wait(
+        self, topic: str, pred: Callable[[Any], bool] = lambda _j: True, timeout: float = 5.0
+    ) -> Any:
         def found() -> Any:
             for m in self.on(topic):
                 try:
@@ -142,12 +105,28 @@ class Site:
     def root(self) -> str:
         return f"pingan/v1/{self.gateway_id}"
 
-    def command(self, device: str, action: str, args: dict[str, Any] | None = None, *, cid: str | None = None,
-                user: str = "tenant-302", iat: float | None = None, lifetime: float = 30.0,
-                key: bytes | None = None) -> dict[str, Any]:
+    def command(
+        self,
+        device: str,
+        action: str,
+        args: dict[str, Any] | None = None,
+        *,
+        cid: str | None = None,
+        user: str = "tenant-302",
+        iat: float | None = None,
+        lifetime: float = 30.0,
+        key: bytes | None = None,
+    ) -> dict[str, Any]:
         now = time.time() if iat is None else iat
-        body = {"id": cid or os.urandom(8).hex(), "device": device, "action": action, "args": args or {},
-                "user": user, "iat": now, "exp": now + lifetime}
+        body = {
+            "id": cid or os.urandom(8).hex(),
+            "device": device,
+            "action": action,
+            "args": args or {},
+            "user": user,
+            "iat": now,
+            "exp": now + lifetime,
+        }
         return sign(key or self.key, body)
 
 
@@ -160,7 +139,7 @@ def make_site(tmp: Path, broker_url: str, body: str = "", gateway_id: str = "gw-
     cfg.write_text(
         f'[gateway]\nid = "{gateway_id}"\nsite = "柳墅村 17号"\ndata_dir = "{tmp / "data"}"\n\n'
         f'[mqtt]\nurl = "{broker_url}"\n\n[security]\ncommand_key_file = "{key_file}"\n'
-        f'commands_per_minute = 20\n\n{body}'
+        f"commands_per_minute = 20\n\n{body}"
     )
     return Site(tmp, gateway_id, key, cfg)
 
@@ -179,14 +158,26 @@ class Daemon:
         self._mark = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as logf:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gatewayd", "run", "-c", str(self.site.config), "--tick", str(self.tick)],
-                stdout=logf, stderr=logf, env=self.env, cwd=REPO,
+                [
+                    sys.executable,
+                    "-m",
+                    "gatewayd",
+                    "run",
+                    "-c",
+                    str(self.site.config),
+                    "--tick",
+                    str(self.tick),
+                ],
+                stdout=logf,
+                stderr=logf,
+                env=self.env,
+                cwd=REPO,
             )
         if wait_ready:
             wait_until(lambda: "ready:" in self.output(), 10.0, "the daemon to be ready")
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")[self._mark:]
+        return self.log.read_text(errors="replace")[self._mark :]
 
     @property
     def alive(self) -> bool:

@@ -17,7 +17,11 @@ EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
 config_option = click.option(
-    "-c", "--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
+    "-c",
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    show_default=True,
     help="The gateway's configuration file (or $GATEWAYD_CONFIG).",
 )
 
@@ -44,7 +48,9 @@ def setup_logging(debug: bool) -> None:
     fmt = "%(levelname)s %(name)s: %(message)s"
     if not os.environ.get("JOURNAL_STREAM"):
         fmt = "%(asctime)s " + fmt
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format=fmt, stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format=fmt, stream=sys.stderr
+    )
     logging.getLogger("gatewayd.paho").setLevel(logging.WARNING)
 
 
@@ -88,7 +94,10 @@ def check(config_path: str) -> None:
 
     cfg = load_config_or_exit(config_path)
     assert isinstance(cfg, Config)
-    click.echo(f"✓ {config_path}: gateway {cfg.gateway_id}, {len(cfg.buses)} buses, {len(cfg.devices)} devices")
+    click.echo(
+        f"✓ {config_path}: gateway {cfg.gateway_id}, "
+        f"{len(cfg.buses)} buses, {len(cfg.devices)} devices"
+    )
 
 
 @cli.command()
