@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gatewayd import config as config_mod
-from gatewayd import plugins
+from gatewayd import plugins, sdnotify
 from gatewayd.alarms import AlarmManager
 from gatewayd.commands import Command, Gate, Refused, Result
 from gatewayd.config import Config
@@ -111,8 +111,15 @@ class Gateway:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 link_task = tg.create_task(self.link.run(), name="mqtt")
-                tick_task = tg.create_task(self._ticks(), name="ticks")
+                services = [tg.create_task(self._ticks(), name="ticks")]
                 self._start_buses(self.config)
+                interval = sdnotify.watchdog_interval()
+                if interval:
+                    services.append(
+                        tg.create_task(
+                            sdnotify.feed_watchdog(interval, self.health), name="watchdog"
+                        )
+                    )
                 log.info(
                     "ready: gateway %s, %d buses, %d devices%s",
                     self.config.gateway_id,
@@ -121,9 +128,12 @@ class Gateway:
                     ", FIRE MODE" if self.alarms.fire_mode else "",
                 )
                 self.ready()
+                sdnotify.notify(f"READY=1\nSTATUS={self.status_line()}")
                 await self._stop.wait()
                 log.info("stopping")
-                tick_task.cancel()
+                sdnotify.notify("STOPPING=1")
+                for task in services:
+                    task.cancel()
                 for task in self._bus_tasks.values():
                     task.cancel()
                 await self._flush()
@@ -142,6 +152,24 @@ class Gateway:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def health(self) -> str | None:
+        """None when healthy, else why not: feeds the systemd watchdog."""
+        for name, task in self._bus_tasks.items():
+            if task.done():
+                return f"supervisor of bus {name} has ended"
+        return None
+
+    def status_line(self) -> str:
+        broker = (
+            "broker connected"
+            if self.link is not None and self.link.connected
+            else "broker offline"
+        )
+        fire = ", FIRE MODE" if self.alarms.fire_mode else ""
+        return (
+            f"{len(self.config.devices)} devices, {len(self.alarms.alarms)} alarms, {broker}{fire}"
+        )
 
     async def _flush(self) -> None:
         if self.link is None or not self.link.connected:

@@ -66,7 +66,7 @@ class Outcome:
             self.fire_mode = True
 
 
-class Rule(ABC):  # noqa: B024 - every hook has a do-nothing default on purpose
+class Rule(ABC):
     """Base of every rule. Override the hooks you need."""
 
     #: The rule's name; its settings live in ``[rules.<name>]``.
@@ -109,7 +109,9 @@ class Engine:
                 continue
             if out is not None:
                 if out.actions:
-                    self.actions_by_rule[rule.name] = self.actions_by_rule.get(rule.name, 0) + len(out.actions)
+                    self.actions_by_rule[rule.name] = self.actions_by_rule.get(rule.name, 0) + len(
+                        out.actions
+                    )
                 total.merge(out)
         return total
 
@@ -118,7 +120,9 @@ class Engine:
             try:
                 reason = rule.permit(action, world)
             except Exception:  # fail safe: a broken rule refuses
-                log.exception("rule %s failed deciding %s on %s", rule.name, action.name, action.device)
+                log.exception(
+                    "rule %s failed deciding %s on %s", rule.name, action.name, action.device
+                )
                 return f"rule {rule.name} failed"
             if reason:
                 return reason

@@ -12,8 +12,12 @@ def result_for(probe: Probe, site: Site, cid: str | None, timeout: float = 5.0) 
     return probe.wait(f"{site.root}/cmd/result", lambda r: r["id"] == cid, timeout)
 
 
-def test_status_online_retained_then_last_will_on_kill(broker: Broker, site: Site, daemon: Daemon) -> None:
-    late = Probe(broker.port, f"{site.root}/status")  # subscribes after the fact: sees only the retained copy
+def test_status_online_retained_then_last_will_on_kill(
+    broker: Broker, site: Site, daemon: Daemon
+) -> None:
+    late = Probe(
+        broker.port, f"{site.root}/status"
+    )  # subscribes after the fact: sees only the retained copy
     status = late.wait(f"{site.root}/status", lambda s: s["online"])
     assert status["fire_mode"] is False and status["version"]
     assert late.on(f"{site.root}/status")[0].retain
@@ -23,7 +27,9 @@ def test_status_online_retained_then_last_will_on_kill(broker: Broker, site: Sit
     late.close()
 
 
-def test_clean_stop_publishes_offline_and_alarms_retained(broker: Broker, site: Site, daemon: Daemon, probe: Probe) -> None:
+def test_clean_stop_publishes_offline_and_alarms_retained(
+    broker: Broker, site: Site, daemon: Daemon, probe: Probe
+) -> None:
     probe.wait(f"{site.root}/status", lambda s: s["online"])
     alarms = probe.wait(f"{site.root}/alarms")
     assert alarms["active"] == []
@@ -50,8 +56,13 @@ def test_refusals_carry_the_contract_codes(site: Site, daemon: Daemon, probe: Pr
     tampered = site.command(site.gateway_id, "ping")
     tampered["user"] = "landlord"  # signed as tenant-302: any change breaks the signature
     cases = [
-        (forged, "bad_signature"), (expired, "expired"), (future, "expired"), (too_long, "invalid"),
-        (unknown, "unknown_device"), (unsupported, "unsupported"), (tampered, "bad_signature"),
+        (forged, "bad_signature"),
+        (expired, "expired"),
+        (future, "expired"),
+        (too_long, "invalid"),
+        (unknown, "unknown_device"),
+        (unsupported, "unsupported"),
+        (tampered, "bad_signature"),
     ]
     for cmd, _ in cases:
         probe.publish(cmd_topic, json.dumps(cmd))
@@ -80,14 +91,18 @@ def test_replayed_id_refused_also_after_restart(site: Site, daemon: Daemon, prob
     daemon.kill()  # not even a clean stop: the cache must already be on disk
     daemon.start()
     probe.publish(f"{site.root}/cmd", json.dumps(cmd))
-    wait_codes = lambda: [m.json()["code"] for m in probe.on(f"{site.root}/cmd/result") if m.json()["id"] == cmd["id"]]  # noqa: E731
+    wait_codes = lambda: [
+        m.json()["code"] for m in probe.on(f"{site.root}/cmd/result") if m.json()["id"] == cmd["id"]
+    ]
     from tests.harness import wait_until
 
     wait_until(lambda: len(wait_codes()) == 3, 5, "the third result")
     assert wait_codes() == ["ok", "replayed", "replayed"]
 
 
-def test_flood_beyond_rate_limit_is_refused_and_daemon_survives(site: Site, daemon: Daemon, probe: Probe) -> None:
+def test_flood_beyond_rate_limit_is_refused_and_daemon_survives(
+    site: Site, daemon: Daemon, probe: Probe
+) -> None:
     # The site allows 20 commands a minute per device.
     cmds = [site.command(site.gateway_id, "ping") for _ in range(30)]
     for cmd in cmds:
@@ -99,7 +114,9 @@ def test_flood_beyond_rate_limit_is_refused_and_daemon_survives(site: Site, daem
     assert daemon.alive
 
 
-def test_broker_restart_reconnects_and_republishes_status(broker: Broker, site: Site, daemon: Daemon) -> None:
+def test_broker_restart_reconnects_and_republishes_status(
+    broker: Broker, site: Site, daemon: Daemon
+) -> None:
     broker.stop()
     time.sleep(0.5)
     broker.start()
