@@ -19,29 +19,29 @@ from tinydb.storages import Storage
 class AtomicJSONStorage(Storage):
     def __init__(self, path: str) -> None:
         self.path = path
-        self._cache: dict[str, Any] | None = None
+        self._text: str | None = None  # what is on disk now
 
     def read(self) -> dict[str, Any] | None:
-        if self._cache is not None:
-            return self._cache
+        # TinyDB mutates what read() returns before passing it to write(): hand out a fresh
+        # copy each time, so "unchanged" below compares against the disk, not against itself.
+        if self._text is None:
+            try:
+                with open(self.path, encoding="utf-8") as f:
+                    self._text = f.read()
+            except FileNotFoundError:
+                return None
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
+            data = json.loads(self._text)
+        except ValueError:
             # A corrupt file is kept aside for a person to look at, never silently reused.
             os.replace(self.path, self.path + ".corrupt")
+            self._text = None
             return None
-        self._cache = data if isinstance(data, dict) else None
-        return self._cache
+        return data if isinstance(data, dict) else None
 
     def write(self, data: dict[str, Any]) -> None:
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-        if (
-            self._cache is not None
-            and json.dumps(self._cache, ensure_ascii=False, separators=(",", ":")) == text
-        ):
+        if text == self._text:
             return  # nothing changed: spare the SD card
         tmp = f"{self.path}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -56,10 +56,10 @@ class AtomicJSONStorage(Storage):
             os.fsync(dfd)
         finally:
             os.close(dfd)
-        self._cache = json.loads(text)
+        self._text = text
 
     def close(self) -> None:
-        self._cache = None
+        self._text = None
 
 
 def open_db(data_dir: str, name: str = "state.json") -> TinyDB:
