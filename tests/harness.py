@@ -191,3 +191,18 @@ class Daemon:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+def install_plugin(
+    where: Path, module: str, source: str, drivers: dict[str, str]
+) -> dict[str, str]:
+    """Write a third-party plugin package (module + dist-info with entry points) into
+    ``where``; return the environment a daemon needs to find it (PYTHONPATH)."""
+    where.mkdir(parents=True, exist_ok=True)
+    (where / f"{module}.py").write_text(source)
+    dist = where / f"{module}-1.0.dist-info"
+    dist.mkdir(exist_ok=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
+    lines = "".join(f"{name} = {module}:{cls}\n" for name, cls in drivers.items())
+    (dist / "entry_points.txt").write_text(f"[gatewayd.drivers]\n{lines}")
+    return {"PYTHONPATH": f"{where}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}

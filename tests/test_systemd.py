@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 import socket
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Daemon, Site, make_site
+from tests.harness import Daemon, Site, install_plugin, make_site
 
 BLOCKER = '''
 import asyncio, os, time
@@ -47,21 +46,7 @@ def datagrams(sock: socket.socket, seconds: float) -> list[tuple[float, str]]:
     return out
 
 
-@pytest.fixture
-def plugin_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "plugins"
-    d.mkdir()
-    (d / "blocker_plugin.py").write_text(BLOCKER)
-    dist = d / "blocker_plugin-1.0.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: blocker-plugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[gatewayd.drivers]\nblocker = blocker_plugin:Blocker\n")
-    return d
-
-
-def test_ready_then_watchdog_which_stops_while_loop_blocked(
-    tmp_path: Path, broker, plugin_dir: Path
-) -> None:
+def test_ready_then_watchdog_which_stops_while_loop_blocked(tmp_path: Path, broker) -> None:
     site: Site = make_site(
         tmp_path, broker.url, '[[buses]]\nname = "b"\ndriver = "blocker"\nseconds = 2.0\n'
     )
@@ -72,8 +57,8 @@ def test_ready_then_watchdog_which_stops_while_loop_blocked(
     env = {
         "NOTIFY_SOCKET": str(sock_path),
         "WATCHDOG_USEC": "200000",  # fed every 0.1 s
-        "PYTHONPATH": f"{plugin_dir}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         "BLOCKER_FLAG": str(flag),
+        **install_plugin(tmp_path / "plugins", "blocker_plugin", BLOCKER, {"blocker": "Blocker"}),
     }
     daemon = Daemon(site, env=env)
     daemon.start()

@@ -1,0 +1,1 @@
+"""Device drivers: one package per bus type (transport, codec, device profile)."""

@@ -1,0 +1,227 @@
+"""Smoke alarms end to end: emulated receiver on a pty → the real daemon → real mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from firmware_stubs.srb433 import ReceiverEmulator
+from tests.harness import Broker, Daemon, Probe, Site, make_site, wait_until
+
+DETECTORS = {"smoke-301": "1A2B3C4D", "smoke-302": "1A2B3C4E"}
+
+
+class EmulatorThread:
+    """The asyncio emulator on its own loop in a thread, so sync tests can script it."""
+
+    def __init__(self, link: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.rx = ReceiverEmulator(str(link), spacing=0.05, alarm_repeat=30.0)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(self.rx.start())
+
+    def call(self, coro):  # type: ignore[no-untyped-def]
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def close(self) -> None:
+        self.call(self.rx.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def receiver(tmp_path: Path) -> Iterator[EmulatorThread]:
+    emu = EmulatorThread(tmp_path / "srb433")
+    yield emu
+    emu.close()
+
+
+def smoke_site(tmp_path: Path, broker: Broker, receiver: EmulatorThread, rules: str = "") -> Site:
+    devices = "".join(
+        f'\n[[devices]]\nid = "{dev}"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "{addr}"\nroom = "{dev[-3:]}"\n'
+        for dev, addr in DETECTORS.items()
+    )
+    body = f'[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{receiver.rx.path}"\nping_seconds = 0.5\n{devices}\n{rules}'
+    return make_site(tmp_path, broker.url, body)
+
+
+@pytest.fixture
+def smoke_daemon(tmp_path: Path, broker: Broker, receiver: EmulatorThread) -> Iterator[Daemon]:
+    d = Daemon(smoke_site(tmp_path, broker, receiver))
+    d.start()
+    yield d
+    if d.alive:
+        d.stop()
+
+
+def test_alarm_reported_once_with_contract_shape_then_cleared(
+    smoke_daemon: Daemon, receiver: EmulatorThread, probe: Probe
+) -> None:
+    root = smoke_daemon.site.root
+    det = receiver.rx.detector(DETECTORS["smoke-301"])
+    receiver.call(det.alarm(90))  # three copies on the radio
+    alarms = probe.wait(f"{root}/alarms", lambda b: len(b["active"]) == 1)
+    [alarm] = alarms["active"]
+    assert {k: alarm[k] for k in ("id", "device", "type", "acked_by")} == {
+        "id": "smoke-301/smoke.alarm",
+        "device": "smoke-301",
+        "type": "smoke.alarm",
+        "acked_by": None,
+    }
+    assert abs(alarm["since"] - time.time()) < 10
+    event = probe.wait(f"{root}/events/smoke-301", lambda e: e["type"] == "smoke.alarm")
+    assert set(event) == {"id", "ts", "device", "type", "severity", "data"}
+    assert (event["device"], event["severity"], event["data"]["density"]) == (
+        "smoke-301",
+        "critical",
+        90,
+    )
+    time.sleep(0.5)  # all three copies have long arrived
+    copies = [m for m in probe.on(f"{root}/events/smoke-301") if m.json()["type"] == "smoke.alarm"]
+    assert len(copies) == 1
+    state = probe.wait(f"{root}/state/smoke-301", lambda s: s.get("alarm") == "smoke")
+    assert state["ts"] > 0
+    receiver.call(det.clear())
+    probe.wait(f"{root}/events/smoke-301", lambda e: e["type"] == "smoke.cleared")
+    assert probe.wait(f"{root}/alarms", lambda b: b["active"] == [])["active"] == []
+    late = Probe(
+        smoke_daemon_port(probe), f"{root}/state/smoke-301"
+    )  # retained: a newcomer sees it
+    try:
+        assert late.wait(f"{root}/state/smoke-301")["alarm"] == "none"
+    finally:
+        late.close()
+
+
+def smoke_daemon_port(probe: Probe) -> int:
+    return int(probe.client._port)
+
+
+def test_ack_alarm_command_marks_it_acknowledged(
+    smoke_daemon: Daemon, receiver: EmulatorThread, probe: Probe
+) -> None:
+    site = smoke_daemon.site
+    receiver.call(receiver.rx.detector(DETECTORS["smoke-302"]).alarm(120))
+    probe.wait(f"{site.root}/alarms", lambda b: len(b["active"]) == 1)
+    cmd = site.command(
+        site.gateway_id, "ack_alarm", {"alarm": "smoke-302/smoke.alarm"}, user="grid-worker-3"
+    )
+    probe.publish(f"{site.root}/cmd", json.dumps(cmd))
+    assert probe.wait(f"{site.root}/cmd/result", lambda r: r["id"] == cmd["id"])["code"] == "ok"
+    acked = probe.wait(
+        f"{site.root}/alarms",
+        lambda b: b["active"] and b["active"][0]["acked_by"] == "grid-worker-3",
+    )
+    assert acked["active"][0]["id"] == "smoke-302/smoke.alarm"
+    bad = site.command(site.gateway_id, "ack_alarm", {"alarm": "nope/none"})
+    probe.publish(f"{site.root}/cmd", json.dumps(bad))
+    assert (
+        probe.wait(f"{site.root}/cmd/result", lambda r: r["id"] == bad["id"])["code"] == "invalid"
+    )
+
+
+def test_alarm_survives_daemon_restart(
+    smoke_daemon: Daemon, receiver: EmulatorThread, broker: Broker
+) -> None:
+    root = smoke_daemon.site.root
+    receiver.call(receiver.rx.detector(DETECTORS["smoke-301"]).alarm(200))
+    p = Probe(broker.port)
+    p.wait(f"{root}/alarms", lambda b: len(b["active"]) == 1)
+    smoke_daemon.kill()
+    smoke_daemon.start()
+    p.close()
+    broker.stop()  # forget every retained message: only the gateway's memory can bring it back
+    broker.start()
+    p = Probe(broker.port)
+    try:
+        assert (
+            p.wait(f"{root}/alarms", lambda b: len(b["active"]) == 1, timeout=15)["active"][0][
+                "type"
+            ]
+            == "smoke.alarm"
+        )
+    finally:
+        p.close()
+
+
+def test_missing_detector_reported_after_three_periods_and_cleared_on_return(
+    tmp_path: Path, broker: Broker, receiver: EmulatorThread, probe: Probe
+) -> None:
+    site = smoke_site(
+        tmp_path,
+        broker,
+        receiver,
+        "[rules.smoke]\nheartbeat_seconds = 0.4\nmissing_after_periods = 3\n",
+    )
+    daemon = Daemon(site)
+    daemon.start()
+    try:
+        d301 = receiver.rx.detector(DETECTORS["smoke-301"])
+        d302 = receiver.rx.detector(DETECTORS["smoke-302"])
+        t0 = time.monotonic()
+        stop = threading.Event()
+
+        def keep_302_alive() -> None:
+            while not stop.is_set():
+                receiver.call(d302.heartbeat())
+                stop.wait(0.2)
+
+        beat = threading.Thread(target=keep_302_alive)
+        beat.start()
+        try:
+            missing = probe.wait(
+                f"{site.root}/events/smoke-301", lambda e: e["type"] == "smoke.missing", timeout=10
+            )
+            elapsed = time.monotonic() - t0
+            assert missing["severity"] == "warning"
+            assert elapsed >= 1.0  # not before 3 × 0.4 s of silence (minus start-up slack)
+            alarms = probe.wait(
+                f"{site.root}/alarms",
+                lambda b: any(a["type"] == "smoke.missing" for a in b["active"]),
+            )
+            assert [a["device"] for a in alarms["active"] if a["type"] == "smoke.missing"] == [
+                "smoke-301"
+            ]
+            receiver.call(d301.heartbeat())
+            probe.wait(f"{site.root}/events/smoke-301", lambda e: e["type"] == "smoke.returned")
+            probe.wait(
+                f"{site.root}/alarms",
+                lambda b: not any(a["type"] == "smoke.missing" for a in b["active"]),
+            )
+        finally:
+            stop.set()
+            beat.join()
+    finally:
+        daemon.stop()
+
+
+def test_receiver_unplugged_and_replugged_resumes_without_restart(
+    smoke_daemon: Daemon, receiver: EmulatorThread, probe: Probe
+) -> None:
+    root = smoke_daemon.site.root
+    pid = smoke_daemon.proc.pid if smoke_daemon.proc else None
+    receiver.call(receiver.rx.unplug())
+    probe.wait(
+        f"{root}/events/{smoke_daemon.site.gateway_id}",
+        lambda e: e["type"] == "gateway.receiver_offline",
+    )
+    receiver.call(receiver.rx.replug())
+    probe.wait(
+        f"{root}/events/{smoke_daemon.site.gateway_id}",
+        lambda e: e["type"] == "gateway.receiver_online",
+        timeout=15,
+    )
+    receiver.call(receiver.rx.detector(DETECTORS["smoke-302"]).alarm(77))
+    event = probe.wait(f"{root}/events/smoke-302", lambda e: e["type"] == "smoke.alarm", timeout=10)
+    assert event["data"]["density"] == 77
+    assert smoke_daemon.alive
+    assert smoke_daemon.proc is not None and smoke_daemon.proc.pid == pid
+    wait_until(lambda: "Traceback" not in smoke_daemon.output(), 1, "a clean log")
