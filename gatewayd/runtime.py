@@ -89,6 +89,9 @@ class Gateway:
         self.link: MqttLink | None = None
         self.results: dict[str, int] = {}
         self.ready: Callable[[], None] = lambda: None
+        #: Called with every event after the rules (the control socket's `events --follow`,
+        #: metrics). Listeners must be quick and must not raise.
+        self.listeners: list[Callable[[Event], None]] = []
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -245,8 +248,17 @@ class Gateway:
         self._apply(outcome)
         if event.type != TICK:
             self.publisher.event(event)
+            self._tell(event)
         for derived in outcome.events:
             self.publisher.event(derived)
+            self._tell(derived)
+
+    def _tell(self, event: Event) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a listener's bug must not stop the event path
+                log.exception("event listener failed")
 
     def _apply(self, outcome: Outcome) -> None:
         if outcome.fire_mode and self.alarms.enter_fire_mode():
