@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from gatewayd import plugins
 from gatewayd.driver import BusConfig, DeviceConfig
 from gatewayd.errors import ConfigError, PluginError
-from gatewayd.schema import Field, Int, Path, Str, validate
+from gatewayd.schema import Field, Float, Int, Path, Str, validate
 from gatewayd.secrets import read_hex_key, read_secret
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -88,6 +88,19 @@ METRICS_SCHEMA = {
     ),
 }
 
+OUTBOX_SCHEMA = {
+    "budget_mb": Int(
+        1, 4096, default=64, doc="disk budget; over it the oldest info events go first"
+    ),
+    "telemetry_buffer": Int(
+        0, 1_000_000, default=2000, doc="telemetry messages kept in memory offline"
+    ),
+    "telemetry_ttl_seconds": Float(1, 86400, default=600.0, doc="older telemetry is not sent"),
+    "commit_window_seconds": Float(
+        0.005, 5, default=0.1, doc="group commit: batch writes this long"
+    ),
+}
+
 BUS_KEYS = {
     "name": Str(pattern=ID_PATTERN, expected=ID_EXPECTED),
     "driver": Str(expected="a driver name"),
@@ -99,7 +112,7 @@ DEVICE_KEYS = {
     "bus": Str(expected="the name of a [[buses]] entry"),
 }
 
-TOP_LEVEL = ("gateway", "mqtt", "security", "metrics", "buses", "devices", "rules")
+TOP_LEVEL = ("gateway", "mqtt", "security", "metrics", "outbox", "buses", "devices", "rules")
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,14 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class OutboxConfig:
+    budget_mb: int
+    telemetry_buffer: int
+    telemetry_ttl_seconds: float
+    commit_window_seconds: float
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     gateway_id: str
@@ -126,6 +147,7 @@ class Config:
     command_key: Secret | None
     commands_per_minute: int
     metrics_listen: str
+    outbox: OutboxConfig
     buses: tuple[BusConfig, ...]
     devices: tuple[DeviceConfig, ...]
     rules: Mapping[str, Mapping[str, Any]]
@@ -167,6 +189,7 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
     mq = _section(raw, "mqtt", MQTT_SCHEMA, name)
     sec = _section(raw, "security", SECURITY_SCHEMA, name)
     met = _section(raw, "metrics", METRICS_SCHEMA, name)
+    box = _section(raw, "outbox", OUTBOX_SCHEMA, name)
     mqtt = _mqtt(mq, name)
     buses = _buses(raw.get("buses", []), name)
     devices = _devices(raw.get("devices", []), buses, gw["id"], name)
@@ -180,6 +203,7 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
         command_key=sec["command_key_file"],
         commands_per_minute=sec["commands_per_minute"],
         metrics_listen=met["listen"],
+        outbox=OutboxConfig(**box),
         buses=buses,
         devices=devices,
         rules=rules,

@@ -15,12 +15,17 @@ from typing import Any
 
 from gatewayd import __version__
 from gatewayd.model import Alarm, Event
-from gatewayd.outbox import MemoryOutbox
+from gatewayd.outbox import INFO, URGENT, Outbox
 from gatewayd.uplink import MqttLink
 
 log = logging.getLogger("gatewayd.publisher")
 
 INFLIGHT_WINDOW = 100
+
+
+def lane_of(event: Event) -> int:
+    """Critical and warning events and every access decision at a door go first."""
+    return URGENT if event.severity != "info" or event.kind == "door" else INFO
 
 
 def dumps(obj: Any) -> bytes:
@@ -46,14 +51,13 @@ class Topics:
 
 
 class Publisher:
-    def __init__(self, topics: Topics, outbox: MemoryOutbox, started: float, site: str) -> None:
+    def __init__(self, topics: Topics, outbox: Outbox, started: float, site: str) -> None:
         self.topics = topics
         self.outbox = outbox
         self.started = started
         self.site = site
         self.link: MqttLink | None = None
         self.states: dict[str, dict[str, Any]] = {}
-        self.telemetry_dropped = 0
         self._alarms: Callable[[], list[Alarm]] = list
         self._fire_mode: Callable[[], bool] = lambda: False
 
@@ -78,11 +82,13 @@ class Publisher:
     # -- publishing ----------------------------------------------------------------------
 
     def event(self, event: Event) -> None:
-        self.outbox.put(self.topics.event(event.device), dumps(event.to_json()))
+        self.outbox.put(
+            self.topics.event(event.device), dumps(event.to_json()), lane=lane_of(event)
+        )
         self.pump()
 
     def result(self, body: Mapping[str, Any]) -> None:
-        self.outbox.put(self.topics.cmd_result, dumps(body))
+        self.outbox.put(self.topics.cmd_result, dumps(body), lane=URGENT)
         self.pump()
 
     def state(self, device: str, changes: Mapping[str, Any]) -> None:
@@ -93,17 +99,11 @@ class Publisher:
         self._retained(self.topics.state(device), {**current, "ts": time.time()})
 
     def telemetry(self, device: str, values: Mapping[str, Any]) -> None:
+        topic = self.topics.telemetry(device)
+        payload = dumps({"ts": time.time(), "values": dict(values)})
         link = self.link
-        if (
-            link is None
-            or link.publish(
-                self.topics.telemetry(device),
-                dumps({"ts": time.time(), "values": dict(values)}),
-                qos=0,
-            )
-            is None
-        ):
-            self.telemetry_dropped += 1
+        if link is None or link.publish(topic, payload, qos=0) is None:
+            self.outbox.put_telemetry(topic, payload)  # best effort: memory only, bounded
 
     def alarms_changed(self) -> None:
         self._retained(
@@ -134,7 +134,7 @@ class Publisher:
         if link is None or not link.connected:
             return
         outbox = self.outbox
-        while outbox.inflight < INFLIGHT_WINDOW:
+        while len(outbox.inflight) < INFLIGHT_WINDOW:
             msg = outbox.next()
             if msg is None:
                 return

@@ -24,7 +24,7 @@ from gatewayd.config import Config
 from gatewayd.driver import BusConfig, Driver
 from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
 from gatewayd.model import TICK, Action, Event
-from gatewayd.outbox import MemoryOutbox
+from gatewayd.outbox import Outbox
 from gatewayd.publisher import Publisher, Topics
 from gatewayd.replay import ReplayCache
 from gatewayd.store import open_db
@@ -62,7 +62,14 @@ class Gateway:
         self.tick_seconds = tick_seconds
         self.started = time.time()
         self.topics = Topics(config.topic_root)
-        self.outbox = MemoryOutbox()
+        self.outbox = Outbox(
+            os.path.join(config.data_dir, "outbox"),
+            budget_bytes=config.outbox.budget_mb << 20,
+            window=config.outbox.commit_window_seconds,
+            telemetry_max=config.outbox.telemetry_buffer,
+            telemetry_ttl=config.outbox.telemetry_ttl_seconds,
+            on_full=self._outbox_full,
+        )
         self.publisher = Publisher(self.topics, self.outbox, self.started, config.site)
         self.db = open_db(config.data_dir)
         self.alarms = AlarmManager(self.db, on_change=self._alarms_changed)
@@ -115,6 +122,7 @@ class Gateway:
                 self._tg = tg
                 link_task = tg.create_task(self.link.run(), name="mqtt")
                 services = [tg.create_task(self._ticks(), name="ticks")]
+                outbox_task = tg.create_task(self.outbox.run(), name="outbox")
                 self._start_buses(self.config)
                 interval = sdnotify.watchdog_interval()
                 if interval:
@@ -144,12 +152,14 @@ class Gateway:
                     final=(self.topics.status, self.publisher.status_payload(False))
                 )
                 link_task.cancel()
+                outbox_task.cancel()  # its last commit keeps whatever the broker has not taken
                 for task in self._tasks:
                     task.cancel()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.replay.close()
+            self.outbox.close()
             self.db.close()
             log.info("stopped")
 
@@ -272,6 +282,14 @@ class Gateway:
                 self.alarms.raise_(change.device, change.type, change.severity, dict(change.data))
         for action in outcome.actions:
             self._spawn(self._rule_action(action), f"action:{action.device}:{action.name}")
+
+    def _outbox_full(self, full: bool) -> None:
+        gid = self.config.gateway_id
+        if full:
+            detail = self.outbox.disk_error or f"over its {self.config.outbox.budget_mb} MB budget"
+            self.alarms.raise_(gid, "gateway.outbox_full", "warning", {"detail": detail})
+        else:
+            self.alarms.clear(gid, "gateway.outbox_full")
 
     def set_state(self, device: str, state: Mapping[str, Any]) -> None:
         self.world.states.setdefault(device, {}).update(state)

@@ -73,6 +73,7 @@ class MqttLink:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
         self.client = c
 
     # -- public face ---------------------------------------------------------------------
@@ -216,6 +217,12 @@ class MqttLink:
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
         self.on_connected()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("broker refused the subscription to %s", ", ".join(self.subscriptions))
+        else:
+            log.info("listening for commands on %s", ", ".join(self.subscriptions))
 
     def _on_disconnect(
         self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any

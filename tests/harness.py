@@ -174,7 +174,8 @@ class Daemon:
                 cwd=REPO,
             )
         if wait_ready:
-            wait_until(lambda: "ready:" in self.output(), 10.0, "the daemon to be ready")
+            # Ready, and subscribed: a command published after this is not lost.
+            wait_until(lambda: "listening for commands" in self.output(), 10.0, "the daemon to be ready")
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[self._mark :]

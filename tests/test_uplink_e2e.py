@@ -108,9 +108,11 @@ def test_flood_beyond_rate_limit_is_refused_and_daemon_survives(
     for cmd in cmds:
         probe.publish(f"{site.root}/cmd", json.dumps(cmd))
     codes = [result_for(probe, site, c["id"])["code"] for c in cmds]
-    assert codes.count("ok") == 20
-    assert codes.count("rate_limited") == 10
+    # A burst of 20 passes; the bucket then refills one command per 3 s, so a slow run may
+    # let one or two more through.
     assert codes[:20] == ["ok"] * 20
+    assert codes.count("rate_limited") >= 8
+    assert set(codes) == {"ok", "rate_limited"}
     assert daemon.alive
 
 
