@@ -1,0 +1,200 @@
+"""The ``ble`` driver: DL-B2 entrance locks on one Bluetooth adapter.
+
+One scanner per adapter follows the locks' advertisements; one ``LockLink`` per lock keeps a
+connection (sharing the adapter's connection slots) and carries out actions. bleak is imported
+only when the driver is instantiated, so loading the config schema stays cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from gatewayd.config import SecretFile
+from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from gatewayd.errors import ConfigError, DeviceError, TransientError
+from gatewayd.model import Action
+from gatewayd.schema import Bool, Field, Float, Int, Schema, Str, validate
+
+if TYPE_CHECKING:
+    from bleak.backends.device import BLEDevice
+    from bleak.backends.scanner import AdvertisementData
+
+    from drivers.ble.link import LockLink
+
+MAC_PATTERN = r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}"
+BACKEND_PATTERN = r"([A-Za-z_][\w.]*:[A-Za-z_]\w*)?"
+SCANNER_STOP_TIMEOUT = 5.0
+
+
+def _import(spec: str) -> Any:
+    module_name, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _backend_field(kind: str, doc: str) -> Field:
+    """ "package.module:Class" naming a bleak backend class, checked when the config loads
+    (only a configured backend is imported); empty means the platform's own."""
+
+    def convert(v: Any) -> str:
+        if not isinstance(v, str) or not re.fullmatch(BACKEND_PATTERN, v):
+            raise ValueError
+        if v:
+            try:
+                cls = _import(v)
+            except (ImportError, AttributeError):
+                raise ValueError from None
+            if not isinstance(cls, type):
+                raise ValueError
+        return v
+
+    expected = f'"package.module:Class" naming an importable bleak {kind} backend, or ""'
+    return Field(expected, convert, "", doc)
+
+
+class BleDriver(Driver):
+    name = "ble"
+    bus_schema: ClassVar[Schema] = {
+        "adapter": Str(default="hci0", pattern=r"hci\d{1,2}", expected="an adapter name like hci0"),
+        "backend": _backend_field("client", "another bleak backend, e.g. a Bluetooth proxy"),
+        "scanner_backend": _backend_field("scanner", "the scanner half of that backend"),
+        "scan_seconds": Float(
+            1, 120, default=10.0, doc="how long a lock may go unseen before it counts as absent"
+        ),
+        "keepalive_seconds": Float(
+            1, 110, default=60.0, doc="STATUS this often; the lock hangs up after 120 s idle"
+        ),
+        "max_connections": Int(1, 10, default=4, doc="connections the adapter holds at once"),
+        "connect_timeout_seconds": Float(1, 60, default=10.0),
+    }
+    device_schemas: ClassVar[Mapping[str, Schema]] = {
+        "door_lock": {
+            "address": Str(
+                pattern=MAC_PATTERN,
+                expected="a Bluetooth address like C0:FF:EE:00:00:01",
+                transform=str.upper,
+            ),
+            "key_file": SecretFile(
+                16, doc="the lock's 16-byte device key, 32 hex digits, mode 0600"
+            ),
+            "escape_route": Bool(default=False, doc="the door is on an evacuation route"),
+            "unlock_timeout_seconds": Float(
+                0.5, 30, default=4.0, doc="deadline for an action, connection included"
+            ),
+        }
+    }
+    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {
+        "door_lock": {
+            "unlock": {"seconds": Int(1, 30, default=5, doc="relock after this many seconds")},
+            "lock": {},
+            "hold_open": {},
+            "status": {},
+        }
+    }
+
+    def __init__(self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
+        super().__init__(bus, devices, ctx)
+        from drivers.ble.link import LinkSettings, LockLink
+
+        cfg = bus.settings
+        self.adapter: str = cfg.get("adapter", "hci0")
+        self.backend = _load(cfg.get("backend", ""))
+        self.scanner_backend = _load(cfg.get("scanner_backend", ""))
+        self.slots = asyncio.Semaphore(cfg.get("max_connections", 4))
+        self.links: dict[str, LockLink] = {}
+        self._by_address: dict[str, LockLink] = {}
+        self._timeouts: dict[str, float] = {}
+        for dev in devices:
+            settings = dev.settings
+            link = LockLink(
+                LinkSettings(
+                    device=dev.id,
+                    address=settings["address"].upper(),
+                    key=settings["key_file"].value,
+                    adapter=self.adapter,
+                    backend=self.backend,
+                    keepalive=cfg.get("keepalive_seconds", 60.0),
+                    scan_seconds=cfg.get("scan_seconds", 10.0),
+                    connect_timeout=cfg.get("connect_timeout_seconds", 10.0),
+                ),
+                ctx,
+                self.slots,
+            )
+            self.links[dev.id] = link
+            self._by_address[link.s.address] = link
+            self._timeouts[dev.id] = settings.get("unlock_timeout_seconds", 4.0)
+
+    async def run(self) -> None:
+        for dev in self.devices.values():
+            self.ctx.publish_state(
+                dev.id, {"escape_route": dev.settings.get("escape_route", False)}
+            )
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._scan(), name=f"ble:{self.bus.name}:scan")
+            for dev_id, link in self.links.items():
+                tg.create_task(link.run(), name=f"ble:{dev_id}")
+
+    async def _scan(self) -> None:
+        from bleak import BleakScanner
+        from bleak.exc import BleakError
+
+        from drivers.ble.protocol import SERVICE_UUID
+
+        scanner = BleakScanner(
+            detection_callback=self._on_advert,
+            service_uuids=[SERVICE_UUID],
+            bluez={"adapter": self.adapter},
+            backend=self.scanner_backend,
+        )
+        try:
+            await scanner.start()
+        except (BleakError, OSError) as exc:
+            raise TransientError(
+                f"ble:{self.bus.name}", f"cannot scan on {self.adapter}: {exc}"
+            ) from exc
+        try:
+            await asyncio.Future()  # until cancelled
+        finally:
+            with contextlib.suppress(BleakError, OSError, TimeoutError):
+                async with asyncio.timeout(SCANNER_STOP_TIMEOUT):
+                    await scanner.stop()
+
+    def _on_advert(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        link = self._by_address.get(device.address.upper())
+        if link is not None:
+            link.saw(device, adv)
+
+    async def execute(self, action: Action) -> Mapping[str, Any]:
+        from drivers.ble.protocol import Op
+
+        link = self.links.get(action.device)
+        if link is None:
+            raise DeviceError(action.device, "unknown_device", f"not on bus {self.bus.name}")
+        schema = self.actions["door_lock"].get(action.name)
+        if schema is None:
+            known = ", ".join(self.actions["door_lock"])
+            raise DeviceError(action.device, "unsupported", f"no action {action.name!r} ({known})")
+        try:
+            args = validate(dict(action.args), schema, "action", action.name)
+        except ConfigError as exc:
+            raise DeviceError(action.device, "bad_args", str(exc)) from None
+        op = {"unlock": Op.UNLOCK, "lock": Op.LOCK, "hold_open": Op.HOLD_OPEN, "status": Op.STATUS}
+        arg = args.get("seconds", 0)
+        ack, status = await link.command(op[action.name], arg, self._timeouts[action.device])
+        out: dict[str, Any] = {"ack": "ok", "seq": ack.seq}
+        if action.name == "unlock":
+            out["seconds"] = arg
+        if status is not None:
+            from drivers.ble.profile import status_state
+
+            out.update(status_state(status))
+        return out
+
+
+def _load(spec: str) -> Any:
+    """The backend class for ``spec`` (validated by the schema); None for the default."""
+    return _import(spec) if spec else None

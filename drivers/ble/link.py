@@ -1,0 +1,385 @@
+"""One DL-B2 lock's link: keep it connected, turn its notifications into events, carry out
+commands with the challenge/MAC/ACK exchange.
+
+The transport is bleak (any backend); frames go through ``protocol``, meanings through
+``profile``. A link never reports a command as done without the lock's ACK with the same SEQ;
+a link lost before that ACK is retried once within the caller's deadline and is otherwise a
+``DeviceTimeout``. The device key is held here and never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from bleak import BleakClient
+from bleak.backends.characteristic import BleakGATTCharacteristic
+from bleak.backends.client import BaseBleakClient
+from bleak.backends.device import BLEDevice
+from bleak.backends.scanner import AdvertisementData
+from bleak.exc import BleakDeviceNotFoundError, BleakError
+
+from drivers.ble import profile
+from drivers.ble import protocol as p
+from gatewayd.backoff import Backoff
+from gatewayd.driver import DriverContext
+from gatewayd.errors import DeviceError, DeviceTimeout
+from gatewayd.model import Event
+
+log = logging.getLogger(__name__)
+
+#: A sighting this long after the previous one means the lock was away (out of range,
+#: unpowered): reconnect at once instead of finishing the backoff.
+RETURN_GAP_SECONDS = 3.0
+#: Connection failures back off from this, doubling up to the cap, with jitter.
+BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
+#: Waiting for bleak to hang up (it releases a D-Bus connection) is bounded by this.
+CLOSE_TIMEOUT = 5.0
+RSSI_STEP = 6  # dB of change before RSSI is republished: it jitters with every advert
+
+
+class LinkLost(Exception):
+    """The BLE link went down while a command was in flight."""
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    device: str
+    address: str
+    key: bytes = field(repr=False)  # never logged
+    adapter: str
+    backend: type[BaseBleakClient] | None
+    keepalive: float
+    scan_seconds: float
+    connect_timeout: float
+
+
+class LockLink:
+    """The gateway's side of one lock. ``run`` keeps it connected; ``command`` uses it."""
+
+    def __init__(
+        self, settings: LinkSettings, ctx: DriverContext, slots: asyncio.Semaphore
+    ) -> None:
+        self.s = settings
+        self.ctx = ctx
+        self.slots = slots
+        self.device: BLEDevice | None = None
+        self.seen_at = 0.0
+        self.counter: int | None = None  # low byte of the lock's event counter, last known
+        self.malformed = 0
+        self._client: BleakClient | None = None
+        self._sighted = asyncio.Event()
+        self._up = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._cmd_lock = asyncio.Lock()
+        self._acks: dict[int, asyncio.Future[p.Ack]] = {}
+        self._status: list[asyncio.Future[p.Status]] = []
+        self._seq = random.randrange(0x10000)
+        self._last_io = 0.0
+        self._published: dict[str, Any] = {}
+        self._last_mfr: bytes | None = None
+
+    # -- advertisements -------------------------------------------------------------------
+
+    def saw(self, device: BLEDevice, adv: AdvertisementData) -> None:
+        """One advertisement of this lock (from the bus's scanner)."""
+        now = time.monotonic()
+        away = now - self.seen_at > RETURN_GAP_SECONDS
+        self.device, self.seen_at = device, now
+        self._sighted.set()
+        # bleak reports every Device1 property change as an advertisement, replaying the
+        # last manufacturer data it has; only new bytes say anything new about the lock.
+        raw = adv.manufacturer_data.get(p.COMPANY_ID)
+        fresh, self._last_mfr = raw != self._last_mfr, raw
+        try:
+            state = p.parse_manufacturer_data(adv.manufacturer_data) if fresh else None
+        except p.FrameError:
+            state = None
+        if not self._up.is_set():
+            moved = state is not None and self.counter is not None and state.counter != self.counter
+            if away or moved:
+                # Events happened that this gateway did not hear: reconnect now and ask STATUS.
+                self._wake.set()
+            if state is not None:
+                self._publish(profile.advert_state(state))
+        last = self._published.get("rssi")
+        if last is None or abs(adv.rssi - last) >= RSSI_STEP:
+            self._publish({"rssi": adv.rssi})
+
+    def _publish(self, state: Mapping[str, Any]) -> None:
+        changed = {k: v for k, v in state.items() if self._published.get(k, object()) != v}
+        if changed:
+            self._published.update(changed)
+            self.ctx.publish_state(self.s.device, changed)
+
+    async def _sighting(self, timeout: float) -> BLEDevice | None:
+        """The lock's BLEDevice once it was seen within ``scan_seconds``; None on timeout."""
+        if self.device is not None and time.monotonic() - self.seen_at < self.s.scan_seconds:
+            return self.device
+        self._sighted.clear()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._sighted.wait()
+        except TimeoutError:
+            return None
+        return self.device
+
+    # -- connection upkeep ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = Backoff(BACKOFF_FIRST, BACKOFF_CAP)
+        absent_logged = False
+        self._publish({"connected": False})
+        while True:
+            device = await self._sighting(self.s.scan_seconds)
+            if device is None:
+                if not absent_logged:
+                    self.ctx.log.warning(
+                        "%s: lock %s not seen on %s in %.0f s of scanning; out of range or unpowered?",
+                        self.s.device,
+                        self.s.address,
+                        self.s.adapter,
+                        self.s.scan_seconds,
+                    )
+                    absent_logged = True
+                continue
+            absent_logged = False
+            self._wake.clear()
+            try:
+                async with self.slots:
+                    await self._open(device)
+                    backoff.reset()
+                    await self._serve()
+            except (BleakError, TimeoutError, OSError, EOFError, LinkLost, DeviceTimeout) as exc:
+                if isinstance(exc, BleakDeviceNotFoundError):
+                    self.device = None  # BlueZ forgot it; wait for a fresh sighting
+                self.ctx.log.info("%s: link down (%s)", self.s.device, _describe(exc))
+            except Exception:
+                # A surprise from the BLE stack must not end the bus's other locks: report it
+                # and reconnect with backoff like any other failure.
+                self.ctx.log.exception("%s: unexpected error on the link", self.s.device)
+            finally:
+                await self._close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff.next()):
+                    await self._wake.wait()
+
+    async def _open(self, device: BLEDevice) -> None:
+        self._lost.clear()
+        client = BleakClient(
+            device,
+            disconnected_callback=self._on_disconnected,
+            timeout=self.s.connect_timeout,
+            bluez={"adapter": self.s.adapter},
+            backend=self.s.backend,
+        )
+        self._client = client
+        async with asyncio.timeout(self.s.connect_timeout):
+            await client.connect()
+            # The lock forgets subscriptions with the link: enable them on every connection.
+            await client.start_notify(p.EVENTS_UUID, self._on_notify)
+        # Resynchronise state (and the event counter) after any time away, before anyone
+        # else may use the link.
+        try:
+            await self._status_now(client)
+        except DeviceError as exc:
+            # The link is up, the lock refuses: bad_mac means a wrong key file, which no
+            # reconnecting will fix. Say so; actions report the same code.
+            self.ctx.log.warning(
+                "%s: lock %s refused STATUS (%s)%s",
+                self.s.device,
+                self.s.address,
+                exc.code,
+                "; is key_file the key of this lock?" if exc.code == "bad_mac" else "",
+            )
+        self._up.set()
+        self._publish({"connected": True})
+        self.ctx.log.info("%s: connected to %s", self.s.device, self.s.address)
+
+    async def _serve(self) -> None:
+        """Hold the link until it drops; a STATUS about once a minute keeps the lock from
+        hanging up on an idle central (it does after 120 s)."""
+        while True:
+            if self._lost.is_set():
+                return
+            due = self._last_io + self.s.keepalive - time.monotonic()
+            if due <= 0 and self._client is not None:
+                try:
+                    await self._status_now(self._client)
+                except DeviceError as exc:  # busy or jammed: the link itself is fine
+                    self.ctx.log.info("%s: keep-alive refused (%s)", self.s.device, exc.code)
+                    self._last_io = time.monotonic()  # a gatt_error has no ACK to set it
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(due):
+                    await self._lost.wait()
+                    return
+
+    async def _status_now(self, client: BleakClient) -> None:
+        """STATUS on the upkeep loop's own link: no waiting for a reconnection (that loop is
+        the one that would make it) and no retry; a lost link ends the connection."""
+        deadline = asyncio.get_running_loop().time() + self.s.connect_timeout
+        await self._exchange(client, p.Op.STATUS, 0, deadline)
+
+    async def _close(self) -> None:
+        self._up.clear()
+        self._fail_pending()
+        client, self._client = self._client, None
+        if client is not None:
+            # Also after a remote hang-up: it releases the client's D-Bus connection.
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await client.disconnect()
+            except (BleakError, TimeoutError, OSError, EOFError) as exc:
+                log.debug("%s: disconnect: %r", self.s.device, exc)
+        self._publish({"connected": False})
+
+    def _on_disconnected(self, client: BleakClient) -> None:
+        if client is self._client:
+            self._lost.set()
+            self._up.clear()
+            self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        pending: list[asyncio.Future[Any]] = [*self._acks.values(), *self._status]
+        for fut in pending:
+            if not fut.done():
+                fut.set_exception(LinkLost())
+
+    # -- notifications ----------------------------------------------------------------------
+
+    def _on_notify(self, char: BleakGATTCharacteristic, data: bytearray) -> None:
+        try:
+            record = p.parse_event(bytes(data))
+        except p.FrameError as exc:
+            self.malformed += 1
+            if self.malformed <= 3 or self.malformed % 100 == 0:  # no log floods
+                self.ctx.log.warning("%s: ignored a malformed notification: %s", self.s.device, exc)
+            return
+        if isinstance(record, p.Ack):
+            ack_fut = self._acks.get(record.seq)
+            if ack_fut is not None and not ack_fut.done():
+                ack_fut.set_result(record)
+            return
+        self.counter = record.seq & 0xFF
+        if isinstance(record, p.Status):
+            self._publish(profile.status_state(record))
+            for fut in self._status:
+                if not fut.done():
+                    fut.set_result(record)
+            return
+        spec = profile.EVENTS[type(record)]
+        data_ = {**spec.data(record), "counter": record.seq}
+        self.ctx.emit(Event(self.s.device, spec.type, spec.severity, data_))
+        state = spec.state(record)
+        if state:
+            self._publish(state)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def command(self, op: p.Op, arg: int, timeout: float) -> tuple[p.Ack, p.Status | None]:
+        """Send one command and return its ok ACK (and the STATUS for a status request).
+
+        Raises ``DeviceError`` for a refusal (code from the ACK, or ``not_found``) and
+        ``DeviceTimeout`` when no ACK came in time.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for attempt in (1, 2):
+            client = await self._ready(deadline)
+            try:
+                return await self._exchange(client, op, arg, deadline)
+            except LinkLost:
+                # Not acknowledged, so not known to be done. Every DL-B2 command is safe to
+                # repeat (unlock restarts its timer), so try once more on a fresh link.
+                if attempt == 2 or deadline - loop.time() < 0.5:
+                    raise DeviceTimeout(
+                        self.s.device, f"link lost before the lock acknowledged {op.name}"
+                    ) from None
+                self.ctx.log.info("%s: link lost during %s; retrying", self.s.device, op.name)
+        raise AssertionError("unreachable")
+
+    async def _ready(self, deadline: float) -> BleakClient:
+        """The connected client, waiting for the upkeep loop to (re)connect if need be."""
+        if self._up.is_set() and self._client is not None:
+            return self._client
+        self._wake.set()  # cut a reconnect backoff short: someone is waiting at the door
+        loop = asyncio.get_running_loop()
+        if await self._sighting(min(self.s.scan_seconds, deadline - loop.time())) is None:
+            raise DeviceError(
+                self.s.device,
+                "not_found",
+                f"lock {self.s.address} not seen on {self.s.adapter}; out of range or unpowered?",
+            )
+        try:
+            async with asyncio.timeout_at(deadline):
+                while not (self._up.is_set() and self._client is not None):
+                    await self._up.wait()
+                    await asyncio.sleep(0)
+        except TimeoutError:
+            raise DeviceTimeout(self.s.device, "could not connect to the lock in time") from None
+        return self._client
+
+    async def _exchange(
+        self, client: BleakClient, op: p.Op, arg: int, deadline: float
+    ) -> tuple[p.Ack, p.Status | None]:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(deadline), self._cmd_lock:
+                # One command at a time per lock: a challenge is good for one command.
+                challenge = await client.read_gatt_char(p.CHALLENGE_UUID)
+                self._seq = seq = (self._seq + 1) & 0xFFFF
+                ack_fut: asyncio.Future[p.Ack] = loop.create_future()
+                self._acks[seq] = ack_fut
+                status_fut: asyncio.Future[p.Status] | None = None
+                if op == p.Op.STATUS:
+                    status_fut = loop.create_future()
+                    self._status.append(status_fut)
+                try:
+                    frame = p.build_command(self.s.key, bytes(challenge), op, seq, arg)
+                    await client.write_gatt_char(p.COMMAND_UUID, frame, response=True)
+                    ack = await ack_fut
+                    self._last_io = time.monotonic()  # any answer restarts the lock's idle timer
+                    if ack.result != 0:
+                        raise DeviceError(self.s.device, ack.code, f"{op.name} refused by the lock")
+                    status = await status_fut if status_fut is not None else None
+                finally:
+                    self._acks.pop(seq, None)
+                    _settle(ack_fut)
+                    if status_fut is not None:
+                        self._status.remove(status_fut)
+                        _settle(status_fut)
+                return ack, status
+        except TimeoutError:
+            raise DeviceTimeout(self.s.device, f"no ACK for {op.name} in time") from None
+        except (BleakError, EOFError, OSError) as exc:
+            # A GATT call failing because the link went down is a lost link. bleak's
+            # disconnect callback may trail the failed reply by a moment, or come first and
+            # get the client closed under the call (the BlueZ backend then fails the call with
+            # the D-Bus connection's EOFError).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await self._lost.wait()
+            if self._lost.is_set() or not client.is_connected:
+                raise LinkLost from exc
+            raise DeviceError(self.s.device, "gatt_error", _describe(exc)) from exc
+
+
+def _settle(fut: asyncio.Future[Any]) -> None:
+    """Cancel a future nobody will await, or mark its exception as seen (a lost link fails
+    every pending future, and asyncio complains about exceptions nobody retrieved)."""
+    if not fut.done():
+        fut.cancel()
+    elif not fut.cancelled():
+        fut.exception()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,0 +1,83 @@
+"""What the DL-B2's notifications mean to the gateway, as data: event types, severities,
+payload fields and the retained state each one moves.
+
+Rules and the uplink see only these names (``door.forced``, ``lock: "held_open"``); the byte
+layouts stay in ``protocol``. Changing a severity or a state name is a one-line edit here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from drivers.ble import protocol as p
+from gatewayd.model import Severity
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: str
+    severity: Severity
+    #: record -> event data (the lock's event counter is added to every event)
+    data: Callable[[Any], dict[str, Any]] = field(default=lambda r: {})
+    #: record -> the retained state it implies
+    state: Callable[[Any], dict[str, Any]] = field(default=lambda r: {})
+
+
+def _user(user: int) -> int | None:
+    return user or None  # 0 means "no user" on the wire
+
+
+def _unlocked_state(r: p.Unlocked) -> dict[str, Any]:
+    return {"lock": "held_open" if r.method == 7 else "unlocked"}
+
+
+# Keyed by record class; ACK is not an event (it answers a command) and STATUS only moves state.
+EVENTS: Final[Mapping[type[p.Notification], EventSpec]] = {
+    p.Unlocked: EventSpec(
+        "door.unlocked",
+        "info",
+        lambda r: {"method": p.name_of(p.UNLOCK_METHODS, r.method), "user": _user(r.user)},
+        _unlocked_state,
+    ),
+    p.Locked: EventSpec(
+        "door.locked",
+        "info",
+        lambda r: {"method": p.name_of(p.LOCK_METHODS, r.method)},
+        lambda r: {"lock": "locked"},
+    ),
+    p.DoorOpened: EventSpec("door.opened", "info", state=lambda r: {"door": "open"}),
+    p.DoorClosed: EventSpec("door.closed", "info", state=lambda r: {"door": "closed"}),
+    p.HeldOpen: EventSpec("door.held_open", "warning", lambda r: {"seconds": r.seconds}),
+    p.Forced: EventSpec("door.forced", "critical", state=lambda r: {"door": "open"}),
+    p.AccessDenied: EventSpec(
+        "door.access_denied",
+        "warning",
+        lambda r: {"method": p.name_of(p.UNLOCK_METHODS, r.method), "user": _user(r.user)},
+    ),
+    p.OnBattery: EventSpec(
+        "door.on_battery",
+        "warning",
+        lambda r: {"battery_mv": r.battery_mv},
+        lambda r: {"mains": False, "battery_mv": r.battery_mv},
+    ),
+    # An opened cover on an entrance controller is how such locks are bypassed.
+    p.Tamper: EventSpec("door.tamper", "critical"),
+}
+
+
+def status_state(r: p.Status) -> dict[str, Any]:
+    return {
+        "lock": p.name_of(p.LOCK_STATES, r.lock),
+        "door": p.name_of(p.DOOR_STATES, r.door),
+        "battery_mv": r.battery_mv,
+    }
+
+
+def advert_state(a: p.AdvertState) -> dict[str, Any]:
+    return {
+        "lock": p.name_of(p.LOCK_STATES, a.lock),
+        "door": p.name_of(p.DOOR_STATES, a.door),
+        "battery_pct": a.battery_pct,
+    }

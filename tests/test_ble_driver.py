@@ -1,0 +1,401 @@
+"""The real BleDriver, through bleak's real BlueZ backend, against DL-B2 emulators behind the
+fake BlueZ on a private D-Bus. Assertions are about what the lock did and what the gateway
+reported, not about calls made."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from firmware_stubs.dl_b2 import M_CARD, M_PIN
+from gatewayd.errors import DeviceError, DeviceTimeout, TransientError
+from gatewayd.model import Action
+from tests.ble_fixtures import ADDRESS, KEY, BleWorld, ble_world, key_file, make_driver, run
+from tests.fakes import RecordingContext
+
+__all__ = ["ble_world"]  # the fixture, imported for pytest
+
+DEV = "door-main"
+
+
+@asynccontextmanager
+async def running(
+    tmp_path: Path, key: bytes = KEY, device: dict[str, Any] | None = None, **bus: Any
+) -> AsyncIterator[tuple[Any, RecordingContext]]:
+    """A BleDriver for one lock at ADDRESS, running until the block ends."""
+    ctx = RecordingContext()
+    bus.setdefault("scan_seconds", 2.0)
+    table = {"address": ADDRESS, "key_file": key_file(tmp_path, key), **(device or {})}
+    drv = make_driver(ctx, {DEV: table}, **bus)
+    task = asyncio.create_task(drv.run(), name="driver")
+    try:
+        yield drv, ctx
+    finally:
+        task.cancel()
+        results = await asyncio.gather(task, return_exceptions=True)
+        assert isinstance(results[0], asyncio.CancelledError), results[0]
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+def connected(ctx: RecordingContext) -> bool:
+    return bool(ctx.states.get(DEV, {}).get("connected"))
+
+
+def test_unlock_is_accepted_then_relocks(ble_world: BleWorld, tmp_path: Path) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> dict[str, Any]:
+        async with running(tmp_path) as (drv, ctx):
+            result = await drv.execute(Action(DEV, "unlock", {"seconds": 1}))
+            assert ble_world.emu.call(lambda: lock.lock_state) == 1  # unlocked at the lock
+            unlocked = await ctx.wait_for("door.unlocked")
+            relocked = await ctx.wait_for("door.locked", timeout=3)
+            assert unlocked[0].data == {"method": "remote", "user": None, "counter": 2}
+            assert relocked[0].data["method"] == "auto_relock"
+            assert ctx.states[DEV]["lock"] == "locked"
+            return dict(result)
+
+    result = run(scenario())
+    assert result["ack"] == "ok"
+    accepted = ble_world.emu.call(lock.accepted)
+    unlocks = [c for c in accepted if c.op == 1]
+    # the lock verified the MAC over its own challenge and saw our SEQ and ARG
+    assert [(c.seq, c.arg) for c in unlocks] == [(result["seq"], 1)]
+
+
+def test_wrong_key_is_refused_as_bad_mac(ble_world: BleWorld, tmp_path: Path) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> DeviceError:
+        async with running(tmp_path, key=bytes(16)) as (drv, ctx):
+            with pytest.raises(DeviceError) as info:
+                await drv.execute(Action(DEV, "unlock", {"seconds": 5}))
+            assert not ctx.of_type("door.unlocked")
+            return info.value
+
+    err = run(scenario())
+    assert (err.device, err.code) == (DEV, "bad_mac")
+    assert ble_world.emu.call(lambda: lock.lock_state) == 0
+    assert 1 in {c.result for c in ble_world.emu.call(lambda: lock.commands)}
+    assert not ble_world.emu.call(lock.accepted)
+
+
+@pytest.mark.parametrize("fault", ["drop_before_ack", "drop_on_write"])
+def test_link_dropped_mid_command_retries_to_a_real_ack(
+    ble_world: BleWorld, tmp_path: Path, fault: str
+) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> dict[str, Any]:
+        async with running(tmp_path) as (drv, ctx):
+            await until(lambda: connected(ctx))
+            ble_world.emu.call(lock.inject, fault)
+            return dict(await drv.execute(Action(DEV, "unlock", {"seconds": 2})))
+
+    result = run(scenario())
+    commands = ble_world.emu.call(lambda: list(lock.commands))
+    unlocks = [c for c in commands if c.op == 1]
+    assert len(unlocks) == 2  # the dropped one and the retry
+    assert not unlocks[0].acked
+    # "ok" is the lock's own ACK of the retried command, never the lost one
+    assert (unlocks[1].seq, unlocks[1].result, unlocks[1].acked) == (result["seq"], 0, True)
+    assert ble_world.emu.call(lambda: lock.connections) == 2
+
+
+@pytest.mark.parametrize("faults", [("no_ack",), ("drop_before_ack", "drop_before_ack")])
+def test_no_ack_is_a_timeout_never_ok(
+    ble_world: BleWorld, tmp_path: Path, faults: tuple[str, ...]
+) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> None:
+        async with running(tmp_path, device={"unlock_timeout_seconds": 1.0}) as (drv, ctx):
+            await until(lambda: connected(ctx))
+            ble_world.emu.call(lambda: lock.inject(*faults, op=1))
+            with pytest.raises(DeviceTimeout):
+                await drv.execute(Action(DEV, "unlock", {"seconds": 1}))
+
+    run(scenario())
+
+
+def test_refusals_carry_the_lock_code(ble_world: BleWorld, tmp_path: Path) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> list[str]:
+        codes = []
+        async with running(tmp_path) as (drv, ctx):
+            await until(lambda: connected(ctx))
+            ble_world.emu.call(setattr, lock, "jammed", True)
+            ble_world.emu.call(lock.inject, "busy")
+            for _ in range(2):
+                with pytest.raises(DeviceError) as info:
+                    await drv.execute(Action(DEV, "lock"))
+                codes.append(info.value.code)
+        return codes
+
+    assert run(scenario()) == ["busy", "jammed"]
+
+
+def test_notifications_resume_after_the_lock_drops_the_link(
+    ble_world: BleWorld, tmp_path: Path
+) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> None:
+        async with running(tmp_path) as (_drv, ctx):
+            await until(lambda: connected(ctx))
+            ble_world.emu.call(lock.drop_link)
+            await until(lambda: not connected(ctx))
+            await until(lambda: connected(ctx))
+            # the emulator forgets subscriptions with the link: this arrives only if the
+            # driver enabled notifications again on the new connection
+            ble_world.emu.call(lock.card, 77)
+            events = await ctx.wait_for("door.unlocked")
+            assert events[-1].data["user"] == 77
+
+    run(scenario())
+    assert ble_world.emu.call(lambda: lock.connections) == 2
+
+
+def test_physical_events_reach_the_gateway(ble_world: BleWorld, tmp_path: Path) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+    script = [
+        (lambda: lock.card(1234), "door.unlocked"),
+        (lock.open_door, "door.opened"),
+        (lock.close_door, "door.closed"),
+        (lambda: lock.credential(M_PIN, 9, valid=False), "door.access_denied"),
+        (lock.tamper, "door.tamper"),
+        (lambda: lock.mains_lost(12100), "door.on_battery"),
+    ]
+
+    async def scenario() -> RecordingContext:
+        async with running(tmp_path) as (drv, ctx):
+            await until(lambda: connected(ctx))
+            for act, type_ in script:
+                ble_world.emu.call(act)
+                await ctx.wait_for(type_)
+            await drv.execute(Action(DEV, "lock"))
+            await ctx.wait_for("door.locked")
+            ble_world.emu.call(lock.close_door)
+            ble_world.emu.call(lock.open_door)  # while locked: forced
+            await ctx.wait_for("door.forced")
+            return ctx
+
+    ctx = run(scenario())
+    card = ctx.of_type("door.unlocked")[0]
+    assert (card.device, card.data["method"], card.data["user"]) == (DEV, "card", 1234)
+    denied = ctx.of_type("door.access_denied")[0]
+    assert (denied.severity, denied.data["method"], denied.data["user"]) == ("warning", "pin", 9)
+    assert ctx.of_type("door.on_battery")[0].data["battery_mv"] == 12100
+    assert ctx.of_type("door.forced")[0].severity == "critical"
+    assert ctx.of_type("door.tamper")[0].severity == "critical"
+    state = ctx.states[DEV]
+    assert (state["door"], state["battery_mv"], state["mains"]) == ("open", 12100, False)
+    assert ctx.of_type("door.locked")[0].data["method"] == "command"
+    counters = [e.data["counter"] for e in ctx.events]
+    assert counters == sorted(counters)
+
+
+def test_hold_open_until_locked(ble_world: BleWorld, tmp_path: Path) -> None:
+    ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> RecordingContext:
+        async with running(tmp_path) as (drv, ctx):
+            await drv.execute(Action(DEV, "hold_open"))
+            await ctx.wait_for("door.unlocked")
+            assert ctx.states[DEV]["lock"] == "held_open"
+            status = await drv.execute(Action(DEV, "status"))
+            assert status["lock"] == "held_open"
+            await drv.execute(Action(DEV, "lock"))
+            await ctx.wait_for("door.locked")
+            return ctx
+
+    ctx = run(scenario())
+    assert ctx.of_type("door.unlocked")[0].data["method"] == "evacuation_release"
+    assert ctx.of_type("door.locked")[0].data["method"] == "end_of_hold_open"
+    assert ctx.states[DEV]["lock"] == "locked"
+
+
+def test_absent_lock_is_a_clear_error(
+    ble_world: BleWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> DeviceError:
+        async with running(tmp_path, scan_seconds=1.0) as (drv, ctx):
+            with pytest.raises(DeviceError) as info:
+                await drv.execute(Action(DEV, "unlock", {"seconds": 5}))
+            await until(lambda: "not seen" in caplog.text, timeout=3)
+            assert ctx.states[DEV]["connected"] is False
+            return info.value
+
+    with caplog.at_level(logging.WARNING, logger="test.driver"):
+        err = run(scenario())
+    assert err.code == "not_found"
+    assert ADDRESS in str(err)
+
+
+def test_state_follows_adverts_while_disconnected_then_resyncs(
+    ble_world: BleWorld, tmp_path: Path
+) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> None:
+        async with running(tmp_path) as (drv, ctx):
+            await until(lambda: connected(ctx))
+            ble_world.emu.call(setattr, lock, "refuse_connections", True)
+            ble_world.emu.call(lock.drop_link)
+            await until(lambda: not connected(ctx))
+            # a card while the gateway is away: only the advertisement tells
+            ble_world.emu.call(lock.credential, M_CARD, 5)
+            await until(lambda: ctx.states[DEV].get("lock") == "unlocked")
+            ble_world.emu.call(setattr, lock, "refuse_connections", False)
+            status = await drv.execute(Action(DEV, "status"))
+            assert status["lock"] in ("unlocked", "locked")
+            assert connected(ctx)
+
+    run(scenario())
+
+
+def test_keepalive_holds_the_link_past_the_idle_timeout(
+    ble_world: BleWorld, tmp_path: Path
+) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY, idle_timeout=1.5)
+
+    async def scenario() -> None:
+        async with running(tmp_path, keepalive_seconds=1.0) as (_drv, ctx):
+            await until(lambda: connected(ctx))
+            await asyncio.sleep(3.5)
+            assert connected(ctx)
+
+    run(scenario())
+    assert ble_world.emu.call(lambda: lock.connections) == 1
+    statuses = [c for c in ble_world.emu.call(lock.accepted) if c.op == 4]
+    assert len(statuses) >= 3
+
+
+def test_malformed_notifications_are_skipped(
+    ble_world: BleWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> RecordingContext:
+        async with running(tmp_path) as (_drv, ctx):
+            await until(lambda: connected(ctx))
+            ble_world.emu.call(lock.send_raw, b"\x11\x00")  # truncated
+            ble_world.emu.call(lock.send_raw, b"\x7f\x00\x01")  # unknown type
+            ble_world.emu.call(lock.tamper)
+            await ctx.wait_for("door.tamper")
+            return ctx
+
+    with caplog.at_level(logging.WARNING, logger="test.driver"):
+        ctx = run(scenario())
+    assert [e.type for e in ctx.events] == ["door.tamper"]
+    assert "malformed" in caplog.text
+
+
+def test_missing_adapter_fails_the_driver(ble_world: BleWorld, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        ctx = RecordingContext()
+        drv = make_driver(
+            ctx, {DEV: {"address": ADDRESS, "key_file": key_file(tmp_path)}}, adapter="hci3"
+        )
+        with pytest.raises(ExceptionGroup) as info:
+            await drv.run()
+        assert info.group_contains(TransientError, match="hci3")
+
+    run(scenario())
+
+
+def test_bad_actions_are_refused_before_the_radio(tmp_path: Path) -> None:
+    async def scenario() -> list[str]:
+        ctx = RecordingContext()
+        drv = make_driver(ctx, {DEV: {"address": ADDRESS, "key_file": key_file(tmp_path)}})
+        codes = []
+        for action in (
+            Action(DEV, "unlock", {"seconds": 99}),
+            Action(DEV, "explode"),
+            Action("door-back", "lock"),
+        ):
+            with pytest.raises(DeviceError) as info:
+                await drv.execute(action)
+            codes.append(info.value.code)
+        return codes
+
+    assert run(scenario()) == ["bad_args", "unsupported", "unknown_device"]
+
+
+def test_key_is_never_in_reprs(tmp_path: Path) -> None:
+    ctx = RecordingContext()
+    drv = make_driver(ctx, {DEV: {"address": ADDRESS, "key_file": key_file(tmp_path)}})
+    for obj in (drv.devices[DEV].settings, drv.links[DEV].s):
+        assert KEY.hex() not in repr(obj)
+        assert repr(KEY) not in repr(obj)
+
+
+def test_two_locks_share_the_adapter(ble_world: BleWorld, tmp_path: Path) -> None:
+    other_key = bytes(range(16))
+    front = ble_world.emu.add_lock(ADDRESS, KEY)
+    back = ble_world.emu.add_lock("C0:FF:EE:00:00:02", other_key)
+
+    async def scenario() -> RecordingContext:
+        ctx = RecordingContext()
+        drv = make_driver(
+            ctx,
+            {
+                "door-front": {"address": ADDRESS, "key_file": key_file(tmp_path)},
+                "door-back": {
+                    "address": "c0:ff:ee:00:00:02",
+                    "key_file": key_file(tmp_path, other_key, "back.key"),
+                },
+            },
+            max_connections=2,
+            # a client class named in config is the one used (here: BlueZ's own, by path)
+            backend="bleak.backends.bluezdbus.client:BleakClientBlueZDBus",
+            scanner_backend="bleak.backends.bluezdbus.scanner:BleakScannerBlueZDBus",
+        )
+        task = asyncio.create_task(drv.run())
+        try:
+            await drv.execute(Action("door-back", "unlock", {"seconds": 3}))
+            ble_world.emu.call(front.card, 501)
+            await ctx.wait_for("door.unlocked", count=2)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        return ctx
+
+    ctx = run(scenario())
+    by_device = {e.device: e.data["method"] for e in ctx.of_type("door.unlocked")}
+    assert by_device == {"door-back": "remote", "door-front": "card"}
+    assert ble_world.emu.call(lambda: [c.op for c in back.accepted()]) == [4, 1]
+    assert ble_world.emu.call(lambda: [c.op for c in front.accepted()]) == [4]
+
+
+def test_lock_out_of_range_then_back(ble_world: BleWorld, tmp_path: Path) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> Exception:
+        async with running(tmp_path, device={"unlock_timeout_seconds": 1.0}) as (drv, ctx):
+            await until(lambda: connected(ctx))
+            ble_world.emu.call(lock.out_of_range)
+            await until(lambda: not connected(ctx))
+            with pytest.raises((DeviceTimeout, DeviceError)) as info:
+                await drv.execute(Action(DEV, "unlock", {"seconds": 5}))
+            ble_world.emu.call(lock.back_in_range)
+            await until(lambda: connected(ctx))
+            ble_world.emu.call(lock.card, 8)
+            assert (await ctx.wait_for("door.unlocked"))[-1].data["user"] == 8
+            return info.value
+
+    err = run(scenario())
+    assert getattr(err, "device", None) == DEV or getattr(err, "where", None) == DEV
+    assert not [c for c in ble_world.emu.call(lambda: lock.commands) if c.op == 1]

@@ -1,0 +1,61 @@
+"""The DL-B2 emulator itself, through bare bleak and the fake BlueZ: the datasheet rules the
+driver tests rely on but cannot provoke (a driver never reuses a challenge)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bleak import BleakClient, BleakScanner
+
+from drivers.ble import protocol as p
+from tests.ble_fixtures import ADDRESS, KEY, BleWorld, ble_world, run
+
+__all__ = ["ble_world"]  # the fixture, imported for pytest
+
+
+def test_emulator_challenge_is_good_for_one_command(ble_world: BleWorld) -> None:
+    """The emulator itself, through bare bleak: a reused challenge is refused as stale."""
+    ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> list[p.Notification]:
+        got: asyncio.Queue[p.Notification] = asyncio.Queue()
+        device = await BleakScanner.find_device_by_address(ADDRESS, timeout=5)
+        assert device is not None
+        async with BleakClient(device, timeout=5) as client:
+            await client.start_notify(
+                p.EVENTS_UUID, lambda _, data: got.put_nowait(p.parse_event(data))
+            )
+            challenge = bytes(await client.read_gatt_char(p.CHALLENGE_UUID))
+            for seq in (1, 2):
+                frame = p.build_command(KEY, challenge, p.Op.LOCK, seq, 0)
+                await client.write_gatt_char(p.COMMAND_UUID, frame, response=True)
+            return [await asyncio.wait_for(got.get(), 2) for _ in range(3)]
+
+    frames = run(scenario())
+    acks = [f for f in frames if isinstance(f, p.Ack)]
+    assert [(a.seq, a.code) for a in acks] == [(1, "ok"), (2, "stale_challenge")]
+
+
+def test_idle_central_is_dropped(ble_world: BleWorld) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY, idle_timeout=0.5)
+
+    async def scenario() -> bool:
+        device = await BleakScanner.find_device_by_address(ADDRESS, timeout=5)
+        assert device is not None
+        dropped = asyncio.Event()
+        async with BleakClient(device, lambda _: dropped.set(), timeout=5) as client:
+            await asyncio.wait_for(dropped.wait(), 3)
+            return client.is_connected
+
+    assert run(scenario()) is False
+    assert ble_world.emu.call(lambda: lock.is_connected) is False
+
+
+def test_lock_out_of_range_is_not_found(ble_world: BleWorld) -> None:
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+    ble_world.emu.call(lock.out_of_range)
+
+    async def scenario() -> object:
+        return await BleakScanner.find_device_by_address(ADDRESS, timeout=1)
+
+    assert run(scenario()) is None
