@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -19,6 +20,7 @@ from typing import Any
 from gatewayd import config as config_mod
 from gatewayd import plugins, sdnotify
 from gatewayd.alarms import AlarmManager
+from gatewayd.audit import AuditLog
 from gatewayd.commands import Command, Gate, Refused, Result
 from gatewayd.config import Config
 from gatewayd.driver import BusConfig, Driver
@@ -74,6 +76,7 @@ class Gateway:
         self.db = open_db(config.data_dir)
         self.alarms = AlarmManager(self.db, on_change=self._alarms_changed)
         self.replay = ReplayCache(os.path.join(config.data_dir, "replay.log"))
+        self.audit = AuditLog(os.path.join(config.data_dir, "audit"))
         self.engine = Engine.from_config(config.rules)
         self.world = World(
             config.gateway_id,
@@ -159,6 +162,7 @@ class Gateway:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.replay.close()
+            self.audit.close()
             self.outbox.close()
             self.db.close()
             log.info("stopped")
@@ -252,6 +256,9 @@ class Gateway:
 
     def handle_event(self, event: Event) -> None:
         """One event through the rules, then out. Never raises: a bad event is logged."""
+        if event.kind == "door":
+            event = self.audit.attribute(event)
+            self.audit.event(event)
         self.world.now = event.ts if event.type != TICK else time.time()
         self.world.fire_mode = self.alarms.fire_mode
         outcome = self.engine.handle(event, self.world)
@@ -346,11 +353,32 @@ class Gateway:
             result = await self._dispatch(cmd)
         except Refused as exc:
             result = Result(exc.cid, exc.code, exc.detail)
+        except Exception as exc:  # a bug must still answer the platform, and not actuate twice
+            log.exception("command failed unexpectedly")
+            result = Result(
+                _peek_id(payload), "device_error", f"internal error: {type(exc).__name__}"
+            )
         result.ms = (time.perf_counter() - t0) * 1000
+        self._audit_command(payload, result)
         self.results[result.code] = self.results.get(result.code, 0) + 1
         if not result.ok:
             log.info("command %s refused: %s (%s)", result.id, result.code, result.detail)
         self.publisher.result(result.to_json())
+
+    def _audit_command(self, payload: bytes, result: Result) -> None:
+        """Commands meant for a door lock are access decisions, refused ones included."""
+        try:
+            raw = json.loads(payload)
+        except (ValueError, RecursionError):
+            return
+        device = raw.get("device") if isinstance(raw, dict) else None
+        cfg = self.config.device(device) if isinstance(device, str) else None
+        if cfg is None or cfg.kind != "door_lock":
+            return
+        user, action = raw.get("user"), raw.get("action")
+        self.audit.command(
+            cfg.id, str(action)[:64], str(user)[:128], result.id, result.code, result.detail
+        )
 
     async def _dispatch(self, cmd: Command) -> Result:
         if cmd.device == self.config.gateway_id:
@@ -361,6 +389,8 @@ class Gateway:
         reason = self.engine.permit(action, self.world)
         if reason:
             return Result(cmd.id, "forbidden", reason)
+        if cmd.action == "unlock":
+            self.audit.expect(cmd.device, cmd.user, cmd.id)
         try:
             data = await self.execute(action)
         except DeviceTimeout as exc:
@@ -401,6 +431,14 @@ class Gateway:
             driver = plugins.load_driver(config.bus(device.bus).driver)
             out[device.id] = driver.actions.get(device.kind, {})
         return out
+
+
+def _peek_id(payload: bytes) -> str | None:
+    try:
+        cid = json.loads(payload).get("id")
+    except (ValueError, RecursionError, AttributeError):
+        return None
+    return cid if isinstance(cid, str) else None
 
 
 def _keep_identity(new: Config, old: Config) -> Config:

@@ -1,0 +1,136 @@
+"""The access audit log: every access decision at a door, kept on the gateway.
+
+App unlocks with their user, card/PIN/fingerprint openings, refusals (by the gateway or by the
+lock) and forced openings are appended as JSON lines to ``<data_dir>/audit/audit.log``, one
+fsync per entry (access events are rare; losing one to a power cut is not acceptable). The log
+is bounded: it rotates at ``max_bytes`` and keeps ``keep`` old files. It is never rewritten.
+The same decisions reach the broker as door events and command results.
+
+Remote unlocks: the lock reports them with user 0 (it cannot know who tapped the phone), so
+this module remembers which user's command is in flight at which door and attributes the
+lock's next "unlocked, remote" event to that user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from gatewayd.model import Event
+
+ATTRIBUTE_WITHIN = 10.0  # s between a remote command and the lock's unlocked event
+AUDITED_EVENTS = (
+    "door.unlocked",
+    "door.access_denied",
+    "door.forced",
+    "door.released",
+    "door.locked",
+)
+
+
+class AuditLog:
+    def __init__(self, directory: str, max_bytes: int = 1 << 20, keep: int = 4) -> None:
+        os.makedirs(directory, mode=0o750, exist_ok=True)
+        self.path = os.path.join(directory, "audit.log")
+        self.max_bytes = max_bytes
+        self.keep = keep
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        self._pending: dict[str, tuple[str, str, float]] = {}  # device -> (user, command id, at)
+        self.entries = 0
+
+    def append(self, entry: Mapping[str, Any]) -> None:
+        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        if self._size + len(line) > self.max_bytes:
+            self._rotate()
+        os.write(self._fd, line)
+        os.fsync(self._fd)
+        self._size += len(line)
+        self.entries += 1
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        for i in range(self.keep - 1, 0, -1):
+            src = f"{self.path}.{i}"
+            if os.path.exists(src):
+                os.replace(src, f"{self.path}.{i + 1}")
+        os.replace(self.path, f"{self.path}.1")
+        stale = f"{self.path}.{self.keep + 1}"
+        if os.path.exists(stale):
+            os.unlink(stale)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = 0
+
+    # -- what the runtime tells it --------------------------------------------------------
+
+    def expect(self, device: str, user: str, cid: str) -> None:
+        """A verified remote unlock is about to go to ``device``: the lock's "unlocked" event
+        (which can arrive before its ACK) belongs to ``user``."""
+        self._pending[device] = (user, cid, time.time())
+
+    def command(
+        self, device: str, action: str, user: str, cid: str | None, code: str, detail: str = ""
+    ) -> None:
+        """A remote command for a door lock and what became of it."""
+        self.append(
+            {
+                "ts": time.time(),
+                "device": device,
+                "source": "app",
+                "action": action,
+                "user": user,
+                "command": cid,
+                "outcome": code,
+                "detail": detail,
+            }
+        )
+
+    def attribute(self, event: Event) -> Event:
+        """A remote unlock the lock reported without a user gets the commanding user."""
+        if (
+            event.type != "door.unlocked"
+            or event.data.get("method") != "remote"
+            or event.data.get("user")
+        ):
+            return event
+        pending = self._pending.pop(event.device, None)
+        if pending is None or event.ts - pending[2] > ATTRIBUTE_WITHIN:
+            return event
+        return replace(event, data={**event.data, "user": pending[0], "command": pending[1]})
+
+    def event(self, event: Event) -> None:
+        if event.type in AUDITED_EVENTS:
+            data = event.data
+            self.append(
+                {
+                    "ts": event.ts,
+                    "device": event.device,
+                    "source": "door",
+                    "action": event.type,
+                    "method": data.get("method"),
+                    "user": data.get("user"),
+                    "event": event.id,
+                    "outcome": "denied" if event.type == "door.access_denied" else "done",
+                }
+            )
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def read(directory: str) -> list[dict[str, Any]]:
+    """Every entry still kept, oldest first (for `gatewayd` tooling and tests)."""
+    path = os.path.join(directory, "audit.log")
+    files = [f"{path}.{i}" for i in range(9, 0, -1)] + [path]
+    out: list[dict[str, Any]] = []
+    for f in files:
+        try:
+            with open(f, encoding="utf-8") as fh:
+                out += [json.loads(line) for line in fh if line.strip()]
+        except FileNotFoundError:
+            continue
+    return out
