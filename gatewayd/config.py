@@ -73,6 +73,9 @@ MQTT_SCHEMA = {
     "cert_file": Path(default=None, doc="optional client certificate"),
     "key_file": Path(default=None, doc="the client certificate's key"),
     "keepalive": Int(5, 3600, default=30),
+    "reconnect_max_seconds": Float(
+        0.5, 3600, default=60.0, doc="cap of the jittered backoff between reconnect attempts"
+    ),
 }
 
 SECURITY_SCHEMA = {
@@ -127,6 +130,7 @@ class MqttConfig:
     cert_file: str | None
     key_file: str | None
     keepalive: int
+    reconnect_max_seconds: float
 
 
 @dataclass(frozen=True)
@@ -240,6 +244,7 @@ def _mqtt(mq: dict[str, Any], name: str) -> MqttConfig:
         cert_file=mq["cert_file"],
         key_file=mq["key_file"],
         keepalive=mq["keepalive"],
+        reconnect_max_seconds=mq["reconnect_max_seconds"],
     )
 
 

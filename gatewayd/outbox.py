@@ -289,7 +289,9 @@ class Outbox:
 
     def _enforce_budget(self, pending: int) -> None:
         info = self.lanes[INFO]
+        dropping = False
         while self.disk_bytes > self.budget and len(info.segments) > 1:
+            dropping = True
             dropped = self._drop_segment(info, info.segments[0])  # the oldest info data first
             log.warning(
                 "outbox over its %d-byte budget: dropped %d info messages", self.budget, dropped
@@ -298,7 +300,15 @@ class Outbox:
             info.queue.popleft()
             info.dropped += 1
             pending -= 1
-        full = self.disk_bytes > self.budget or self.disk_error is not None
+            dropping = True
+        # Reaching the budget is worth an alarm even when dropping info data resolves it; it
+        # clears once the backlog is well under the budget again.
+        if dropping or self.disk_bytes > self.budget or self.disk_error is not None:
+            full = True
+        elif self.disk_bytes < 0.8 * self.budget:
+            full = False
+        else:
+            full = self.full
         if full != self.full:
             self.full = full
             self.on_full(full)

@@ -80,8 +80,8 @@ class MqttLink:
 
     async def run(self) -> None:
         """Connect, stay connected, reconnect: until cancelled."""
-        backoff = Backoff(1.0, 60.0)
         mq = self.config.mqtt
+        backoff = Backoff(min(1.0, mq.reconnect_max_seconds), mq.reconnect_max_seconds)
         while not self._stopping:
             try:
                 await self._connect()
