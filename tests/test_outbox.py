@@ -88,11 +88,9 @@ def test_acknowledged_messages_are_not_resent_after_restart(tmp_path: Path) -> N
         for i in range(6):
             box.put("t", b"m%d" % i, lane=INFO)
         await box.commit()
-        mid = 0
-        for _ in range(4):  # the broker acknowledges the first four
+        for mid in range(1, 5):  # the broker acknowledges the first four
             msg = box.next()
             assert msg is not None
-            mid += 1
             box.sent(msg, mid)
             box.acked(mid)
         await box.commit(final=True)  # persists the watermark

@@ -94,7 +94,7 @@ def test_outage_with_sigkill_loses_no_event_and_keeps_order(tmp_path: Path, brok
     assert set(got_ids) == {row[0] for row in emitted}  # exactly the ids generated
     assert len(got_ids) - len(set(got_ids)) <= 100  # duplicates only for PUBACKs lost in the kill
     # Order: per device and class of service, in the order generated.
-    urgent = lambda e: e["severity"] != "info" or e["type"].startswith("door.")  # noqa: E731
+    urgent = lambda e: e["severity"] != "info" or e["type"].startswith("door.")
     for dev in ("dev-0", "dev-1", "dev-2"):
         for cls in (True, False):
             seq = [
