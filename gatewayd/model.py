@@ -55,6 +55,14 @@ class Event:
 
 # Ticks drive timers in rules; they never leave the gateway.
 TICK = "gateway.tick"
+# Event types ending in ".sample" (e.g. ``charger.sample``) are readings for the rules: they
+# never leave the gateway either (the platform gets them as telemetry and retained state).
+SAMPLE_SUFFIX = ".sample"
+
+
+def is_internal(type_: str) -> bool:
+    """True for events that feed the rules but are not published."""
+    return type_ == TICK or type_.endswith(SAMPLE_SUFFIX)
 
 
 @dataclass(frozen=True, slots=True)

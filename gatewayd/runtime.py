@@ -25,7 +25,7 @@ from gatewayd.commands import Command, Gate, Refused, Result
 from gatewayd.config import Config
 from gatewayd.driver import BusConfig, Driver
 from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
-from gatewayd.model import TICK, Action, Event
+from gatewayd.model import TICK, Action, Event, is_internal
 from gatewayd.outbox import Outbox
 from gatewayd.publisher import Publisher, Topics
 from gatewayd.replay import ReplayCache
@@ -263,7 +263,7 @@ class Gateway:
         self.world.fire_mode = self.alarms.fire_mode
         outcome = self.engine.handle(event, self.world)
         self._apply(outcome)
-        if event.type != TICK:
+        if not is_internal(event.type):
             self.publisher.event(event)
             self._tell(event)
         for derived in outcome.events:

@@ -1,0 +1,182 @@
+"""Modbus charging piles: safety latency on a slow line, bus efficiency, TCP throughput.
+
+Rows:
+- safety latency: 16 piles × 12 ports on one emulated 9600-baud RTU line (the emulator delays
+  every reply by its real wire time), the overheat rule in the loop. A random port of a random
+  pile is heated past 60 °C at a random moment; the latency runs until the relay-off request
+  has fully arrived at the pile. Worst case over N trials; target ≤ 1.0 s.
+- bus efficiency: the same line with polling demand above its capacity; the share of wall time
+  the line carries frames and the gaps the protocol demands (the emulator's own accounting),
+  against the theoretical line rate. Target ≥ 90 %.
+- TCP loopback reads/s of the summary block through the driver's request path (scheduler,
+  breaker accounting, transport) beside a bare pymodbus loop on the same emulator. ≥ 80 %.
+
+Run alone: ``python -m bench.bench_modbus [--quick]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+import time
+from typing import Any
+
+from bench.common import percentile, row
+from drivers.modbus.line import Priority
+from firmware_stubs.ebc_pile import EbcEmulator, Pile
+from rules.charger import OverheatRule
+from tests.charger_harness import RulesLoop, running
+
+BAUD = 9600
+PILES = 16
+PORTS = 12
+# The summary round of 16 piles costs ~0.61 s of line time at 9600 baud; polling faster than
+# that only queues. Reads capped at 64 registers keep the longest transaction near 0.16 s.
+LINE_SETTINGS = {
+    "baudrate": BAUD,
+    "fast_seconds": 0.6,
+    "slow_seconds": 10.0,
+    "max_read_registers": 64,
+}
+
+
+def _piles() -> list[Pile]:
+    rng = random.Random(485)
+    piles = [Pile(unit=u, ports_n=PORTS) for u in range(1, PILES + 1)]
+    for pile in piles:
+        for port in rng.sample(range(1, PORTS + 1), 6):  # half the sockets in use
+            pile.plug(port, soc=rng.uniform(0.1, 0.9))
+    return piles
+
+
+def _relay_off_at(emu: EbcEmulator, unit: int, port: int, after: float) -> float | None:
+    coil = (port - 1).to_bytes(2, "big")
+    char = emu.char_time()
+    for t, u, pdu in emu.trace:
+        if t >= after and u == unit and pdu[0] == 5 and pdu[1:3] == coil and pdu[3] == 0:
+            return t + 8 * char  # the relay opens once the whole 8-byte request has arrived
+    return None
+
+
+async def _safety(trials: int) -> tuple[list[float], dict[str, Any]]:
+    piles = _piles()
+    rng = random.Random(60)
+    latencies: list[float] = []
+    async with EbcEmulator(piles, baud=BAUD) as emu:
+        bus = {"port": emu.open_rtu(), **LINE_SETTINGS}
+        loop = RulesLoop([OverheatRule({})])
+        units = {f"pile-{p.unit}": p.unit for p in piles}
+        async with running(loop, bus, units) as driver:
+            await loop.wait_for("charger.sample", count=2 * PILES, timeout=60)
+            await asyncio.sleep(3.0)  # let the first full reads settle into the schedule
+            targets = rng.sample(
+                [(u, p) for u in units.values() for p in range(1, PORTS + 1)], trials
+            )
+            for unit, port in targets:
+                await asyncio.sleep(rng.uniform(0.2, 1.2))  # a random phase of the poll cycle
+                t0 = time.monotonic()
+                emu.pile(unit).heat_port(port, 65.0)
+                deadline = t0 + 5.0
+                while (
+                    t1 := _relay_off_at(emu, unit, port, t0)
+                ) is None and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                latencies.append((t1 or deadline) - t0)
+            info = {"line": driver.line.stats, "gap_violations": emu.stats.gap_violations}
+    return latencies, info
+
+
+async def _efficiency(seconds: float) -> float:
+    async with EbcEmulator(_piles(), baud=BAUD) as emu:
+        # Ask for more than the line can carry: every pile's summary every 0.1 s.
+        bus = {"port": emu.open_rtu(), **LINE_SETTINGS, "fast_seconds": 0.1, "slow_seconds": 2.0}
+        loop = RulesLoop()
+        async with running(loop, bus, {f"pile-{u}": u for u in emu.piles}):
+            await loop.wait_for("charger.sample", count=2 * PILES, timeout=60)
+            busy0, t0 = emu.stats.busy_seconds, time.monotonic()
+            await asyncio.sleep(seconds)
+            return (emu.stats.busy_seconds - busy0) / (time.monotonic() - t0)
+
+
+async def _rate(call: Any, seconds: float) -> float:
+    n, t0 = 0, time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        await call()
+        n += 1
+    return n / (time.monotonic() - t0)
+
+
+async def _tcp(seconds: float) -> tuple[float, float]:
+    from pymodbus.client import AsyncModbusTcpClient
+
+    async with EbcEmulator([Pile(unit=1, ports_n=PORTS)]) as emu:
+        port = await emu.serve_tcp()
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
+        await client.connect()
+        loop = RulesLoop()
+        # Polling far apart, so the measured reads have the line to themselves.
+        bus = {"host": "127.0.0.1", "tcp_port": port, "fast_seconds": 60.0, "slow_seconds": 3600.0}
+        async with running(loop, bus, {"pile-1": 1}) as driver:
+            await loop.wait_for("charger.sample", count=2)
+            pile = driver.piles["pile-1"]
+
+            async def bare() -> None:
+                await client.read_input_registers(256, count=6, device_id=1)
+
+            async def through() -> None:
+                await pile.read(Priority.FAST, 256, 6)
+
+            # Both warmed up, then short alternating rounds so that noise from other work on
+            # the machine falls on both alike.
+            await _rate(bare, 0.2)
+            await _rate(through, 0.2)
+            rounds = 8
+            drv = bare_rate = 0.0
+            for _ in range(rounds):
+                bare_rate += await _rate(bare, seconds / rounds) / rounds
+                drv += await _rate(through, seconds / rounds) / rounds
+        client.close()
+    return drv, bare_rate
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    trials = 4 if quick else 30
+    latencies, info = asyncio.run(_safety(trials))
+    efficiency = asyncio.run(_efficiency(3.0 if quick else 15.0))
+    through, bare = asyncio.run(_tcp(1.0 if quick else 5.0))
+    worst = max(latencies)
+    return [
+        row(
+            f"modbus safety latency, 16×12 ports @9600 RTU, worst of {trials}",
+            worst,
+            "s",
+            baseline=f"p50 of the same trials (gap violations: {info['gap_violations']})",
+            baseline_value=percentile(latencies, 50),
+            target="≤ 1.0 s",
+            ok=worst <= 1.0,
+        ),
+        row(
+            "modbus bus efficiency @9600 RTU (busy wire time / wall time)",
+            100 * efficiency,
+            "%",
+            baseline="theoretical line rate",
+            baseline_value=100.0,
+            target="≥ 90 %",
+            ok=efficiency >= 0.9,
+        ),
+        row(
+            "modbus TCP loopback summary reads through the driver",
+            through,
+            "reads/s",
+            baseline="bare pymodbus loop, same emulator",
+            baseline_value=bare,
+            target="≥ 80 % of bare",
+            ok=through >= 0.8 * bare,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    for r in run("--quick" in sys.argv):
+        print(r)

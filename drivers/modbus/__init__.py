@@ -1,0 +1,1 @@
+"""Modbus driver: e-bike charging piles on RS-485 (RTU) or Modbus TCP."""

@@ -1,0 +1,188 @@
+"""The ``modbus`` driver: e-bike charging piles on an RS-485 line (RTU) or Modbus TCP.
+
+Layers: ``transport`` (pymodbus, errors converted once) → ``line`` (one request at a time,
+safety first) → ``pile`` (polling, breaker, events) with device knowledge in ``profiles``.
+This module holds the config schemas, wires the layers together and carries out actions.
+It never decides policy: thresholds and cuts belong to rules (``rules.charger``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from drivers.modbus import actions
+from drivers.modbus.line import Line, Priority
+from drivers.modbus.pile import PileConfig, PileSession, Timing
+from drivers.modbus.profiles import PROFILES
+from drivers.modbus.transport import Link, LinkConfig, PymodbusLink, rtu_sizes
+from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from gatewayd.errors import ConfigError, DeviceError
+from gatewayd.model import Action, Severity
+from gatewayd.schema import Float, Int, OneOf, Schema, Str
+
+log = logging.getLogger("gatewayd.drivers.modbus")
+
+_PORT = Int(1, 16, doc="port number on the pile, 1..N")
+
+
+class ModbusDriver(Driver):
+    name: ClassVar[str] = "modbus"
+    bus_schema: ClassVar[Schema] = {
+        "port": Str(
+            default=None,
+            expected="a serial device path",
+            doc="RTU: the RS-485 adapter; or give host",
+        ),
+        "baudrate": Int(1200, 921600, default=9600, doc="RTU line speed"),
+        "parity": OneOf("N", "E", "O", default="N", doc="RTU parity (8 data bits, 1 stop bit)"),
+        "host": Str(
+            default=None,
+            expected="a host name or address",
+            doc="TCP: the pile or gateway; or give port",
+        ),
+        "tcp_port": Int(1, 65535, default=502, doc="TCP port"),
+        "fast_seconds": Float(0.1, 60, default=1.0, doc="summary block poll period per pile"),
+        "slow_seconds": Float(1, 3600, default=10.0, doc="full port block poll period per pile"),
+        "timeout_seconds": Float(
+            0.05, 10, default=0.3, doc="reply allowance beyond the frame's wire time"
+        ),
+        "suspect_timeout_seconds": Float(
+            0.02, 10, default=0.1, doc="allowance for a pile that just missed a reply"
+        ),
+        "breaker_failures": Int(1, 100, default=3, doc="missed replies before a pile is offline"),
+        "breaker_max_seconds": Float(
+            1, 3600, default=30.0, doc="longest wait between probes of an offline pile"
+        ),
+        "max_gap": Int(
+            0, 124, default=16, doc="unwanted registers a read may span to save a request"
+        ),
+        "max_read_registers": Int(
+            8,
+            125,
+            default=125,
+            doc="cap per read; lower it on a slow shared line to shorten the longest transaction a safety write can wait behind",
+        ),
+        "write_attempts": Int(
+            1, 10, default=3, doc="relay write + read-back attempts before escalating"
+        ),
+    }
+    device_schemas: ClassVar[Mapping[str, Schema]] = {
+        "charger": {
+            "unit": Int(1, 247, doc="Modbus slave address"),
+            "profile": OneOf(*PROFILES, default="ebc", doc="pile model"),
+            "failsafe_seconds": Int(
+                0,
+                65535,
+                default=300,
+                doc="pile opens every relay after this long without the gateway; 0 disables",
+            ),
+            "power_limit_watts": Int(
+                50, 65535, default=None, doc="per-port hardware trip; the pile's own when absent"
+            ),
+        }
+    }
+    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {
+        "charger": {"port_on": {"port": _PORT}, "port_off": {"port": _PORT}, "all_off": {}}
+    }
+
+    def __init__(
+        self,
+        bus: BusConfig,
+        devices: Sequence[DeviceConfig],
+        ctx: DriverContext,
+        *,
+        link: Link | None = None,
+    ) -> None:
+        super().__init__(bus, devices, ctx)
+        s = bus.settings
+        if (s.get("port") is None) == (s.get("host") is None):
+            raise ConfigError(
+                "gateway.toml", f"buses.{bus.name}", "exactly one of port (RTU) or host (TCP)"
+            )
+        self.link_config = LinkConfig(
+            port=s.get("port"),
+            baudrate=s.get("baudrate", 9600),
+            parity=s.get("parity", "N"),
+            host=s.get("host"),
+            tcp_port=s.get("tcp_port", 502),
+        )
+        self.timing = Timing(**{k: s[k] for k in Timing.__dataclass_fields__ if k in s})
+        self.link: Link = link or PymodbusLink(self.link_config)
+        self.line = Line(
+            self.link, age_seconds=max(self.timing.slow_seconds / 2, self.timing.fast_seconds * 3)
+        )
+        self.piles: dict[str, PileSession] = {}
+        for d in devices:
+            st = d.settings
+            cfg = PileConfig(
+                device=d.id,
+                unit=st["unit"],
+                profile=PROFILES[st.get("profile", "ebc")],
+                failsafe_seconds=st.get("failsafe_seconds", 300),
+                power_limit_watts=st.get("power_limit_watts"),
+            )
+            self.piles[d.id] = PileSession(cfg, self.line, ctx, self.timing)
+
+    async def run(self) -> None:
+        log.info("modbus bus %s: %d pile(s)", self.bus.name, len(self.piles))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.line.run(), name=f"modbus-{self.bus.name}-line")
+                for pile in self.piles.values():
+                    tg.create_task(pile.run(), name=f"modbus-{pile.device}")
+        finally:
+            self.link.close()
+
+    def _pile(self, device: str) -> PileSession:
+        pile = self.piles.get(device)
+        if pile is None:
+            raise DeviceError(device, "unknown_device", f"not on bus {self.bus.name}")
+        return pile
+
+    async def execute(self, action: Action) -> Mapping[str, Any]:
+        pile = self._pile(action.device)
+        reason = action.reason or action.name
+        if action.name == "port_off":
+            port = actions.check_port(pile, action.args.get("port"))
+            return await actions.cut(pile, [port], reason, action.origin)
+        if action.name == "all_off":
+            await pile.ready.wait()
+            return await actions.cut(pile, list(range(1, pile.ports_n + 1)), reason, action.origin)
+        if action.name == "port_on":
+            port = actions.check_port(pile, action.args.get("port"))
+            return await actions.port_on(pile, port)
+        return await super().execute(action)
+
+    async def emergency_stop_all(self, reason: str = "emergency stop") -> dict[str, Any]:
+        """Open every relay on the bus: one broadcast (RTU), then each pile's own e-stop with
+        read-back. For the fire linkage; returns what each pile reported."""
+        if self.link_config.is_rtu:
+            commands = {(p.profile.command_reg, p.profile.estop_value) for p in self.piles.values()}
+            wire = self.link.wire_seconds(*rtu_sizes(6, 1))
+            for reg, value in sorted(commands):
+                await self.line.call(
+                    Priority.SAFETY,
+                    functools.partial(_broadcast, register=reg, value=value, wire=wire),
+                    wire,
+                )
+        results = await asyncio.gather(
+            *(actions.emergency_stop(p, reason) for p in self.piles.values())
+        )
+        out: dict[str, Any] = {}
+        for pile, result in zip(self.piles.values(), results, strict=True):
+            severity: Severity = (
+                "critical" if result["relays_closed"] or result["done"] != "written" else "warning"
+            )
+            pile.emit("charger.emergency_stop", severity, result)
+            out[pile.device] = result
+        return out
+
+
+async def _broadcast(link: Link, register: int, value: int, wire: float) -> None:
+    await link.broadcast_register(register, value)
+    # No reply comes, but the frame still occupies the line and the piles need a moment.
+    await asyncio.sleep(wire)

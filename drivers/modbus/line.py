@@ -1,0 +1,174 @@
+"""The per-bus scheduler: one request on the wire at a time, most urgent first.
+
+An RS-485 line carries one transaction at a time, so every request of every pile on a bus
+goes through one priority queue served by one worker. Safety writes (relay off, e-stop) jump
+ahead of polls and wait at most for the transaction already on the wire. Between transactions
+the worker keeps the line quiet for the inter-frame gap (3.5 characters on RTU).
+
+Polls of lower priority cannot starve: a request that has waited longer than ``age_seconds``
+may be served before fresher ones of higher priority (never before safety), but only within a
+budget of ``aged_share`` of the line's time, one at a time (the budget never saves up).
+Without that every starved full read would jump the queue at once and hold the summary polls
+— the ones that see heat — for seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, TypeVar
+
+from drivers.modbus.transport import Link
+
+T = TypeVar("T")
+
+
+class Priority(IntEnum):
+    SAFETY = 0  # relay off, e-stop: ahead of everything
+    COMMAND = 1  # remote commands, start-up configuration writes
+    FAST = 2  # the summary block of every pile, every fast period
+    CHANGED = 3  # port blocks right after a summary showed a change
+    SLOW = 4  # the periodic full read
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    seq: int
+    queued: float = field(compare=False)
+    call: Callable[[Link], Awaitable[Any]] = field(compare=False)
+    future: asyncio.Future[Any] = field(compare=False)
+    wire: float = field(compare=False, default=0.0)
+
+
+@dataclass
+class LineStats:
+    transactions: int = 0
+    wire_seconds: float = 0.0  # what the transactions cost at the line rate, gaps included
+    busy_seconds: float = 0.0  # wall time from first send to the end of the last gap
+    max_wait: dict[int, float] = field(default_factory=dict)  # per priority, queue wait
+
+
+class Line:
+    """Serialises requests to one ``Link``. ``run()`` is the worker; ``call()`` submits."""
+
+    def __init__(self, link: Link, *, age_seconds: float = 5.0, aged_share: float = 0.1) -> None:
+        self.link = link
+        self.age_seconds = age_seconds
+        self.aged_share = aged_share
+        self._budget = 0.0  # line time aged requests may take: up to 0, negative while in debt
+        self._budget_at = time.monotonic()
+        self.stats = LineStats()
+        self._heap: list[_Job] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+        self._busy = False  # a transaction holds the line (the worker's or a caller's own)
+        self._quiet_at = 0.0  # when the line has been silent long enough for the next frame
+
+    async def call(
+        self,
+        priority: Priority,
+        call: Callable[[Link], Awaitable[T]],
+        wire_seconds: float = 0.0,
+    ) -> T:
+        """Run ``call`` (one transaction) when its turn comes; return its result or raise."""
+        if not self._busy and not self._heap:
+            # Nobody waiting and the line free: the caller runs it itself, which saves two
+            # task switches through the worker on every uncontended request.
+            self._busy = True
+            try:
+                return await self._transact(call, time.monotonic(), int(priority), wire_seconds)
+            finally:
+                self._busy = False
+                if self._heap:
+                    self._wake.set()
+        loop = asyncio.get_running_loop()
+        job = _Job(
+            int(priority),
+            next(self._seq),
+            time.monotonic(),
+            call,
+            loop.create_future(),
+            wire_seconds,
+        )
+        heapq.heappush(self._heap, job)
+        self._wake.set()
+        return await job.future  # type: ignore[no-any-return]
+
+    async def _transact(
+        self, call: Callable[[Link], Awaitable[T]], queued: float, priority: int, wire: float
+    ) -> T:
+        delay = self._quiet_at - time.monotonic()
+        if delay > 0:  # the inter-frame silence after the previous transaction
+            await asyncio.sleep(delay)
+        start = time.monotonic()
+        if start - queued > self.stats.max_wait.get(priority, 0.0):
+            self.stats.max_wait[priority] = start - queued
+        try:
+            result = await call(self.link)
+        finally:
+            end = time.monotonic()
+            self._quiet_at = end + self.link.gap_seconds
+            self.stats.transactions += 1
+            self.stats.wire_seconds += wire
+            self.stats.busy_seconds += end - start + self.link.gap_seconds
+        me = asyncio.current_task()
+        # Python 3.11's wait_for (inside pymodbus) can swallow a cancellation that races
+        # with a reply; honour it here or the caller would outlive its driver.
+        if me is not None and me.cancelling():
+            raise asyncio.CancelledError
+        return result
+
+    def pending(self) -> int:
+        return len(self._heap)
+
+    def _next(self) -> _Job:
+        now = time.monotonic()
+        # The budget accrues with wall time and is capped at zero, so a quiet minute does not
+        # buy a burst of aged requests later: at most one goes ahead, then it is paid back.
+        self._budget = min(0.0, self._budget + (now - self._budget_at) * self.aged_share)
+        self._budget_at = now
+        head = self._heap[0]
+        if head.priority > Priority.SAFETY:
+            oldest = min(self._heap, key=lambda j: j.queued)
+            aged = now - oldest.queued > self.age_seconds
+            if oldest is not head and aged and self._budget >= 0.0:
+                self._budget -= oldest.wire
+                self._heap.remove(oldest)
+                heapq.heapify(self._heap)
+                return oldest
+        return heapq.heappop(self._heap)
+
+    async def run(self) -> None:
+        while True:
+            while not self._heap or self._busy:
+                self._wake.clear()
+                await self._wake.wait()
+            job = self._next()
+            if job.future.done():  # its caller was cancelled while it queued
+                continue
+            self._busy = True
+            try:
+                result = await self._transact(job.call, job.queued, job.priority, job.wire)
+            except asyncio.CancelledError:
+                job.future.cancel()
+                raise
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, who decides
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            else:
+                if not job.future.done():
+                    job.future.set_result(result)
+            finally:
+                self._busy = False
+
+    def fail_pending(self, exc: BaseException) -> None:
+        while self._heap:
+            job = heapq.heappop(self._heap)
+            if not job.future.done():
+                job.future.set_exception(exc)

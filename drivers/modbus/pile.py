@@ -1,0 +1,373 @@
+"""One charging pile on a bus: its polling loops, its circuit breaker, its events and state.
+
+Two loops per pile share what they read: the fast loop reads the six-register summary block
+every ``fast_seconds``; the slow loop reads the port blocks and relays every ``slow_seconds``,
+and at once (only the ports concerned) when the summary moved. A pile that stops answering
+gets short timeouts, then an open breaker: no polls until a probe, retried with capped,
+jittered backoff, so it cannot stall the other piles on its line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from drivers.modbus import readings as rd
+from drivers.modbus.coalesce import coalesce
+from drivers.modbus.line import Line, Priority
+from drivers.modbus.profiles import ChargerProfile, bits_named
+from drivers.modbus.transport import ExceptionReply, Link, rtu_sizes
+from gatewayd.driver import DriverContext
+from gatewayd.errors import TransientError
+from gatewayd.model import Event, Severity
+
+T = TypeVar("T")
+log = logging.getLogger("gatewayd.drivers.modbus")
+
+
+class BreakerOpen(TransientError):
+    """A poll of an offline pile, dropped when its turn came: it costs the line nothing."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    fast_seconds: float = 1.0
+    slow_seconds: float = 10.0
+    timeout_seconds: float = 0.3
+    suspect_timeout_seconds: float = 0.1
+    breaker_failures: int = 3
+    breaker_max_seconds: float = 30.0
+    max_gap: int = 16
+    max_read_registers: int = 125
+    write_attempts: int = 3
+
+
+@dataclass
+class PileConfig:
+    device: str
+    unit: int
+    profile: ChargerProfile
+    failsafe_seconds: int
+    power_limit_watts: int | None
+
+
+class PileSession:
+    def __init__(self, cfg: PileConfig, line: Line, ctx: DriverContext, timing: Timing) -> None:
+        self.cfg = cfg
+        self.device = cfg.device
+        self.unit = cfg.unit
+        self.profile = cfg.profile
+        self.line = line
+        self.ctx = ctx
+        self.timing = timing
+        self.ports_n = 0
+        self.image: dict[int, int] = {}
+        self.relays: list[bool] = []
+        self.summary: dict[str, Any] | None = None
+        self.pile: dict[str, Any] = {}
+        self.ports: dict[int, dict[str, Any]] = {}
+        self.status_bits: int | None = None
+        self.online: bool | None = None
+        self.failures = 0
+        self.breaker_until = 0.0
+        self.backoff = 1.0
+        self.ready = asyncio.Event()
+        self.reachable = asyncio.Event()  # cleared while offline: only the fast loop probes
+        self._refresh = asyncio.Event()
+        self._refresh_ports: set[int] = set()
+        self._sample_keys: dict[str, tuple[Any, ...]] = {}
+        self._published: dict[str, Any] = {}
+
+    # -- transactions with failure accounting -----------------------------------------------
+
+    def _timeout(self, wire: float, patient: bool) -> float:
+        short = self.failures and not patient
+        return wire + (
+            self.timing.suspect_timeout_seconds if short else self.timing.timeout_seconds
+        )
+
+    async def transact(
+        self,
+        priority: Priority,
+        sizes: tuple[int, int],
+        call: Callable[[Link, float], Awaitable[T]],
+        *,
+        patient: bool = False,
+    ) -> T:
+        """One request through the line; ``patient`` (safety writes) keeps the full timeout
+        even for a pile that went quiet."""
+        wire = self.line.link.wire_seconds(*sizes)
+        timeout = self._timeout(wire, patient)
+
+        async def guarded(link: Link) -> T:
+            # Checked when the request reaches the wire, not when it was queued: requests
+            # queued before the breaker opened must not each cost a timeout.
+            if self.breaker_open() and not patient:
+                raise BreakerOpen(self.device, "offline")
+            return await call(link, timeout)
+
+        try:
+            result = await self.line.call(priority, guarded, wire)
+        except BreakerOpen:
+            raise
+        except ExceptionReply:
+            self._answered()  # an exception is an answer: the pile is alive
+            raise
+        except TransientError as exc:
+            self._silent(exc)
+            raise
+        self._answered()
+        return result
+
+    async def read(
+        self, priority: Priority, address: int, count: int, *, holding: bool = False
+    ) -> list[int]:
+        return await self.transact(
+            priority,
+            rtu_sizes(3 if holding else 4, count),
+            lambda link, t: link.read_registers(self.unit, address, count, t, holding=holding),
+        )
+
+    async def read_relays(self, priority: Priority, patient: bool = False) -> list[bool]:
+        n = self.ports_n
+        base = self.profile.relay_base
+        bits = await self.transact(
+            priority,
+            rtu_sizes(1, n),
+            lambda link, t: link.read_coils(self.unit, base, n, t),
+            patient=patient,
+        )
+        self.relays = bits
+        return bits
+
+    async def write_relays(self, priority: Priority, first_port: int, values: list[bool]) -> None:
+        address = self.profile.relay_base + first_port - 1
+        fc = 5 if len(values) == 1 else 15
+        await self.transact(
+            priority,
+            rtu_sizes(fc, len(values)),
+            lambda link, t: link.write_coils(self.unit, address, values, t),
+            patient=True,
+        )
+
+    async def write_register(self, priority: Priority, address: int, value: int) -> None:
+        await self.transact(
+            priority,
+            rtu_sizes(6, 1),
+            lambda link, t: link.write_register(self.unit, address, value, t),
+            patient=True,
+        )
+
+    def _answered(self) -> None:
+        self.failures = 0
+        self.backoff = 1.0
+        if self.online is False:
+            log.info("%s: answering again", self.device)
+            self.emit("charger.online", "info", {})
+            self.ready.clear()  # it may have rebooted: configure it again before polling
+        self.online = True
+        self.reachable.set()
+
+    def _silent(self, exc: TransientError) -> None:
+        self.failures += 1
+        if self.online is not False and self.failures < self.timing.breaker_failures:
+            return
+        if self.online is not False:
+            log.warning("%s: not answering (%s)", self.device, exc)
+            self.emit("charger.offline", "warning", {"unit": self.unit, "reason": str(exc)})
+            self.online = False
+            self.reachable.clear()
+            self.publish_state()
+        jitter = random.uniform(0.8, 1.2)
+        self.breaker_until = time.monotonic() + self.backoff * jitter
+        self.backoff = min(self.backoff * 2, self.timing.breaker_max_seconds)
+
+    def breaker_open(self) -> bool:
+        return self.online is False and time.monotonic() < self.breaker_until
+
+    async def _wait_breaker(self) -> None:
+        while self.breaker_open():
+            await asyncio.sleep(max(0.0, self.breaker_until - time.monotonic()))
+
+    # -- loops ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._fast_loop(), name=f"modbus-{self.device}-fast")
+            tg.create_task(self._slow_loop(), name=f"modbus-{self.device}-slow")
+
+    async def _configure(self) -> None:
+        """Identify the pile and write its settings; repeat until it answers."""
+        while not self.ready.is_set():
+            await self._wait_breaker()
+            try:
+                start, count = self.profile.pile_span()
+                regs = await self.read(Priority.COMMAND, start, count)
+                self.image.update(zip(range(start, start + count), regs, strict=True))
+                self.pile = rd.decode_pile(self.profile, self.image)
+                if self.pile["model"] != self.profile.model_id:
+                    log.error(
+                        "%s: unit %d is model %#06x, not %s",
+                        self.device,
+                        self.unit,
+                        self.pile["model"],
+                        self.profile.name,
+                    )
+                self.ports_n = min(self.pile["port_count"], self.profile.max_ports)
+                await self.write_register(
+                    Priority.COMMAND, self.profile.failsafe_reg, self.cfg.failsafe_seconds
+                )
+                if self.cfg.power_limit_watts is not None:
+                    await self.write_register(
+                        Priority.COMMAND, self.profile.power_limit_reg, self.cfg.power_limit_watts
+                    )
+            except (TransientError, ExceptionReply) as exc:
+                log.debug("%s: configuring failed: %s", self.device, exc)
+                await asyncio.sleep(self.timing.fast_seconds)
+                continue
+            self.summary = None  # read everything afresh
+            self.ready.set()
+            self.request_refresh(range(1, self.ports_n + 1))
+
+    async def _fast_loop(self) -> None:
+        due = time.monotonic()
+        while True:
+            if not self.ready.is_set():
+                await self._configure()
+            await self._wait_breaker()
+            now = time.monotonic()
+            if due > now:
+                await asyncio.sleep(due - now)
+            due = max(due + self.timing.fast_seconds, time.monotonic())
+            start, count = self.profile.summary_span()
+            try:
+                regs = await self.read(Priority.FAST, start, count)
+            except (TransientError, ExceptionReply):
+                continue
+            self.image.update(zip(range(start, start + count), regs, strict=True))
+            self._on_summary(rd.decode_summary(self.profile, self.image, self.ports_n))
+
+    async def _slow_loop(self) -> None:
+        await self.ready.wait()
+        next_full = time.monotonic()
+        while True:
+            delay = max(0.0, next_full - time.monotonic())
+            try:
+                async with asyncio.timeout(delay):
+                    await self._refresh.wait()
+            except TimeoutError:
+                pass
+            await self.reachable.wait()
+            await self.ready.wait()
+            full = time.monotonic() >= next_full
+            if full:
+                ports = set(range(1, self.ports_n + 1))
+                next_full = time.monotonic() + self.timing.slow_seconds
+            else:
+                ports = set(self._refresh_ports)
+            self._refresh.clear()
+            self._refresh_ports.clear()
+            try:
+                await self.read_ports(
+                    sorted(ports), Priority.SLOW if full else Priority.CHANGED, pile_block=full
+                )
+            except (TransientError, ExceptionReply) as exc:
+                log.debug("%s: port read failed: %s", self.device, exc)
+                self._refresh_ports |= ports
+                await asyncio.sleep(self.timing.fast_seconds)
+
+    def request_refresh(self, ports: Any) -> None:
+        self._refresh_ports.update(ports)
+        self._refresh.set()
+
+    async def read_ports(
+        self, ports: list[int], priority: Priority, *, pile_block: bool = False
+    ) -> None:
+        spans = [self.profile.port_span(p) for p in ports]
+        if pile_block:
+            spans.append(self.profile.pile_span())
+        per_request = min(self.profile.max_read_registers, self.timing.max_read_registers)
+        plan = coalesce(
+            spans, per_request, self.timing.max_gap, self.profile.readable(self.ports_n)
+        )
+        for start, count in plan:
+            regs = await self.read(priority, start, count)
+            self.image.update(zip(range(start, start + count), regs, strict=True))
+        relays = await self.read_relays(priority)
+        if pile_block:
+            self.pile = rd.decode_pile(self.profile, self.image)
+            self._on_status(self.pile["status_bits"])
+        status = bits_named(self.profile.status_bits, self.status_bits or 0)
+        for p in ports:
+            new = rd.decode_port(self.profile, self.image, p, relays[p - 1])
+            for type_, sev, data in rd.port_events(self.ports.get(p), new, status):
+                self.emit(type_, sev, data)
+            self.ports[p] = new
+            if new["state"] in rd.ACTIVE or new["power_w"]:
+                self.ctx.publish_telemetry(self.device, {k: new[k] for k in _TELEMETRY})
+        self._sample(
+            {
+                "source": "ports",
+                "ports": [self.ports[p] for p in sorted(self.ports)],
+                "cabinet_c": self.pile.get("cabinet_c"),
+                "status_bits": self.status_bits or 0,
+                "status": status,
+            }
+        )
+        if pile_block:
+            pile_values = {k: self.pile[k] for k in ("cabinet_c", "mains_v", "total_power_w")}
+            self.ctx.publish_telemetry(self.device, pile_values)
+        self.publish_state()
+
+    # -- turning readings into events and state ---------------------------------------------
+
+    def _on_summary(self, summary: dict[str, Any]) -> None:
+        prev, self.summary = self.summary, summary
+        self._on_status(summary["status_bits"])
+        self._sample({"source": "summary", **summary})
+        if rd.summary_changed(prev, summary):
+            self.request_refresh(rd.ports_to_refresh(prev, summary, self.ports_n))
+
+    def _on_status(self, bits: int) -> None:
+        for type_, sev, data in rd.status_events(self.profile, self.status_bits, bits):
+            self.emit(type_, sev, data)
+        self.status_bits = bits
+
+    def _sample(self, data: dict[str, Any]) -> None:
+        """Rules judge ``charger.sample``; emitted only when the reading moved (see docs)."""
+        key = rd.sample_key(data)
+        if self._sample_keys.get(data["source"]) == key:
+            return
+        self._sample_keys[data["source"]] = key
+        self.emit("charger.sample", "info", {"unit": self.unit, "ports_n": self.ports_n, **data})
+
+    def emit(self, type_: str, severity: Severity, data: dict[str, Any]) -> None:
+        self.ctx.emit(Event(device=self.device, type=type_, severity=severity, data=data))
+
+    def publish_state(self) -> None:
+        state: dict[str, Any] = {
+            "online": bool(self.online),
+            "unit": self.unit,
+            "profile": self.profile.name,
+            "port_count": self.ports_n,
+            "ports": [
+                {k: p[k] for k in ("port", "state", "relay", "power_w", "temperature_c", "fault")}
+                for p in (self.ports[n] for n in sorted(self.ports))
+            ],
+            "status_bits": self.status_bits or 0,
+            "status": bits_named(self.profile.status_bits, self.status_bits or 0),
+        }
+        for key in ("firmware", "cabinet_c", "mains_v", "total_power_w"):
+            if key in self.pile:
+                state[key] = self.pile[key]
+        if state != self._published:
+            self._published = state
+            self.ctx.publish_state(self.device, state)
+
+
+_TELEMETRY = ("port", "voltage_v", "current_a", "power_w", "energy_wh", "temperature_c")

@@ -1,0 +1,195 @@
+"""Register images to readings, and readings to events. Pure; no I/O.
+
+A reading is a plain dict (it goes into state, telemetry and event data as it is). Port
+readings use the profile's normalised names, so rules never see register numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from drivers.modbus.profiles import (
+    ChargerProfile,
+    Image,
+    bits_named,
+    block,
+    ports_in,
+    temperature_ok,
+)
+from gatewayd.model import Severity
+
+EventSpec = tuple[str, Severity, dict[str, Any]]
+
+# Faults that mean heat or a live conductor somebody did not ask for.
+CRITICAL_FAULTS = frozenset({"over_temperature", "short_circuit", "relay_welded", "leakage"})
+ACTIVE = frozenset({"charging", "full"})
+# How far a summary must move before the port blocks are read again at once.
+SUMMARY_TEMP_STEP_C = 1.0
+SUMMARY_POWER_STEP_W = 30
+
+
+def decode_pile(profile: ChargerProfile, image: Image) -> dict[str, Any]:
+    raw = block(image, profile.pile_base, profile.pile_regs)
+    fw = int(raw["firmware"])
+    return {
+        "model": int(raw["model"]),
+        "firmware": f"{fw >> 8}.{fw & 0xFF}",
+        "port_count": int(raw["port_count"]),
+        "status_bits": int(raw["status"]),
+        "cabinet_c": raw["cabinet_c"],
+        "mains_v": raw["mains_v"],
+        "total_power_w": raw["total_power_w"],
+    }
+
+
+def decode_port(
+    profile: ChargerProfile, image: Image, port: int, relay: bool | None
+) -> dict[str, Any]:
+    base, _ = profile.port_span(port)
+    raw = block(image, base, profile.port_regs)
+    temp_reg = next(r for r in profile.port_regs if r.name == "temperature_c")
+    sensor_ok = temperature_ok(profile, image, base + temp_reg.offset)
+    return {
+        "port": port,
+        "state": profile.states.get(int(raw["state"]), f"unknown_{raw['state']}"),
+        "relay": relay,
+        "voltage_v": raw["voltage_v"],
+        "current_a": raw["current_a"],
+        "power_w": raw["power_w"],
+        "energy_wh": raw["energy_wh"],
+        "temperature_c": raw["temperature_c"] if sensor_ok else None,
+        "sensor_fault": not sensor_ok,
+        "fault": profile.faults.get(int(raw["fault"]), f"code_{raw['fault']}"),
+    }
+
+
+def decode_summary(profile: ChargerProfile, image: Image, ports: int) -> dict[str, Any]:
+    raw = block(image, profile.summary_base, profile.summary_regs)
+    hot_reg = next(r for r in profile.summary_regs if r.name == "hottest_c")
+    valid = temperature_ok(profile, image, profile.summary_base + hot_reg.offset)
+    return {
+        "hottest_c": raw["hottest_c"] if valid else None,
+        "hottest_port": int(raw["hottest_port"]),
+        "charging": ports_in(int(raw["charging"]), ports),
+        "faulted": ports_in(int(raw["faulted"]), ports),
+        "total_power_w": raw["total_power_w"],
+        "status_bits": int(raw["status"]),
+    }
+
+
+def summary_changed(prev: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """Whether a summary is worth reading the port blocks for, right away."""
+    if prev is None:
+        return True
+    for key in ("hottest_port", "charging", "faulted", "status_bits"):
+        if prev[key] != new[key]:
+            return True
+    if (prev["hottest_c"] is None) != (new["hottest_c"] is None):
+        return True
+    if (
+        prev["hottest_c"] is not None
+        and abs(new["hottest_c"] - prev["hottest_c"]) >= SUMMARY_TEMP_STEP_C
+    ):
+        return True
+    return bool(abs(new["total_power_w"] - prev["total_power_w"]) >= SUMMARY_POWER_STEP_W)
+
+
+def ports_to_refresh(
+    prev: Mapping[str, Any] | None, new: Mapping[str, Any], ports: int
+) -> list[int]:
+    """The ports whose blocks a changed summary points at: active, faulted, changed, hottest."""
+    if prev is None:
+        return list(range(1, ports + 1))
+    wanted = set(new["charging"]) | set(new["faulted"]) | {new["hottest_port"]}
+    wanted |= set(prev["charging"]) ^ set(new["charging"])
+    wanted |= set(prev["faulted"]) ^ set(new["faulted"])
+    return sorted(p for p in wanted if 1 <= p <= ports)
+
+
+def port_events(
+    prev: Mapping[str, Any] | None, new: Mapping[str, Any], status: Sequence[str]
+) -> list[EventSpec]:
+    """Session and fault transitions of one port between two readings."""
+    out: list[EventSpec] = []
+    port = new["port"]
+    was = prev["state"] if prev else "idle"
+    now = new["state"]
+    if prev is not None and now == was and new["fault"] == prev["fault"]:
+        return out
+    if now in ACTIVE and was not in ACTIVE:
+        out.append(("charger.port_started", "info", {"port": port}))
+    if now == "full" and was != "full":
+        out.append(("charger.port_full", "info", {"port": port, "energy_wh": new["energy_wh"]}))
+    if was in ACTIVE and now not in ACTIVE:
+        out.append(
+            (
+                "charger.port_stopped",
+                "info",
+                {"port": port, "reason": _stop_reason(now, new, status)},
+            )
+        )
+    if new["fault"] != "none" and (prev is None or prev["fault"] != new["fault"]):
+        sev: Severity = "critical" if new["fault"] in CRITICAL_FAULTS else "warning"
+        out.append(("charger.port_fault", sev, {"port": port, "fault": new["fault"]}))
+    return out
+
+
+def _stop_reason(now: str, new: Mapping[str, Any], status: Sequence[str]) -> str:
+    if now == "fault":
+        return f"fault:{new['fault']}"
+    if now == "idle":
+        return "unplugged"
+    if "failsafe_tripped" in status:
+        return "failsafe"
+    if "pile_fault" in status:
+        return "emergency_stop"
+    return "relay_opened"
+
+
+def status_events(profile: ChargerProfile, prev_bits: int | None, bits: int) -> list[EventSpec]:
+    if prev_bits == bits or (prev_bits is None and bits == 0):
+        return []
+    before = set(bits_named(profile.status_bits, prev_bits or 0))
+    after = set(bits_named(profile.status_bits, bits))
+    raised = sorted(after - before)
+    alarming = {"smoke_input", "cabinet_over_temperature", "failsafe_tripped", "pile_fault"}
+    sev: Severity = "warning" if alarming & set(raised) else "info"
+    return [
+        (
+            "charger.status",
+            sev,
+            {"set": raised, "cleared": sorted(before - after), "status": sorted(after)},
+        )
+    ]
+
+
+def sample_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What must change for a new ``charger.sample`` to be worth emitting: temperatures to
+    0.5 °C, power to 5 W, and every state, relay and fault."""
+
+    def q(v: Any, step: float) -> Any:
+        return None if v is None else round(v / step)
+
+    if data["source"] == "summary":
+        return (
+            "s",
+            q(data["hottest_c"], 0.5),
+            data["hottest_port"],
+            tuple(data["charging"]),
+            tuple(data["faulted"]),
+            q(data["total_power_w"], 5),
+            data["status_bits"],
+        )
+    ports = tuple(
+        (
+            p["port"],
+            p["state"],
+            p["relay"],
+            q(p["power_w"], 5),
+            q(p["temperature_c"], 0.5),
+            p["fault"],
+        )
+        for p in data["ports"]
+    )
+    return ("p", ports, q(data.get("cabinet_c"), 0.5), data["status_bits"])

@@ -1,0 +1,101 @@
+"""A minimal stand-in for the daemon runtime around one modbus driver, for tests and benches:
+events go to the rules, the rules' actions go to ``driver.execute``, alarms into the world.
+
+It records everything (it is a ``RecordingContext``) so a test can assert what a user would
+see: which relay opened, which events and alarms were raised, which actions were refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from drivers.modbus.driver import ModbusDriver
+from gatewayd.driver import BusConfig, DeviceConfig
+from gatewayd.errors import GatewayError
+from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
+from rules.engine import Engine, RaiseAlarm, Rule, World
+from tests.fakes import RecordingContext
+
+
+class RulesLoop(RecordingContext):
+    def __init__(self, rules: Sequence[Rule] = ()) -> None:
+        super().__init__()
+        self.engine = Engine(list(rules))
+        self.world = World("gw-test", {})
+        self.driver: ModbusDriver | None = None
+        self.results: list[tuple[Action, Any]] = []
+        self.alarms: list[RaiseAlarm] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def publish_state(self, device: str, state: Any) -> None:
+        super().publish_state(device, state)
+        self.world.states.setdefault(device, {}).update(state)
+
+    def emit(self, event: Event) -> None:
+        super().emit(event)
+        self.world.now = time.time()
+        out = self.engine.handle(event, self.world)
+        for alarm in out.alarms:
+            if isinstance(alarm, RaiseAlarm):
+                self.alarms.append(alarm)
+                key = alarm_id(alarm.device, alarm.type)
+                self.world.alarms = {
+                    **self.world.alarms,
+                    key: Alarm(
+                        key,
+                        alarm.device,
+                        alarm.type,
+                        alarm.severity,
+                        self.world.now,
+                        data=alarm.data,
+                    ),
+                }
+        for action in out.actions:
+            task = asyncio.get_running_loop().create_task(self._execute(action))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _execute(self, action: Action) -> None:
+        assert self.driver is not None
+        try:
+            self.results.append((action, await self.driver.execute(action)))
+        except GatewayError as exc:
+            self.results.append((action, exc))
+
+    async def ticks(self, period: float = 0.2) -> None:
+        while True:
+            await asyncio.sleep(period)
+            self.emit(Event("gw-test", TICK))
+
+
+@contextlib.asynccontextmanager
+async def running(
+    loop: RulesLoop,
+    bus: dict[str, Any],
+    units: dict[str, int],
+    device_settings: dict[str, Any] | None = None,
+) -> AsyncIterator[ModbusDriver]:
+    """Run a ModbusDriver for ``units`` ({device id: unit}) on ``bus`` until the block ends."""
+    bus_cfg = BusConfig("rs485", "modbus", bus)
+    devices = [
+        DeviceConfig(d, "charger", "rs485", {"unit": u, **(device_settings or {})})
+        for d, u in units.items()
+    ]
+    driver = ModbusDriver(bus_cfg, devices, loop)
+    loop.driver = driver
+    tasks = [
+        asyncio.create_task(driver.run(), name="driver"),
+        asyncio.create_task(loop.ticks(), name="ticks"),
+    ]
+    try:
+        yield driver
+    finally:
+        for t in [*tasks, *loop._tasks]:
+            t.cancel()
+        for t in [*tasks, *list(loop._tasks)]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
