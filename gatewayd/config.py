@@ -268,6 +268,9 @@ def _buses(value: Any, name: str) -> tuple[BusConfig, ...]:
             raise ConfigError(name, f"{path}.driver", str(exc)) from None
         rest = {k: v for k, v in table.items() if k not in BUS_KEYS}
         settings = _validate(rest, driver.bus_schema, name, path)
+        problem = driver.check_bus(settings)
+        if problem:
+            raise ConfigError(name, path, problem)
         if any(b.name == head["name"] for b in out):
             raise ConfigError(
                 name, f"{path}.name", "a bus of this name exists already", head["name"]

@@ -70,6 +70,22 @@ class Driver(ABC):
         """Talk to the bus until cancelled. Raising means the driver failed: the supervisor
         reports it and starts a fresh instance after a backoff."""
 
+    @classmethod
+    def check_bus(cls, settings: Mapping[str, Any]) -> str | None:
+        """Checks across keys of a ``[[buses]]`` table that the schema cannot express; return
+        what is wrong (the config loader names the file and the bus), or None."""
+        return None
+
+    async def execute_batch(
+        self, actions: Sequence[Action]
+    ) -> list[Mapping[str, Any] | BaseException]:
+        """Carry out several actions at once, as the hardware allows (the fire linkage cuts a
+        whole line with one broadcast). The default runs them concurrently; the result for
+        each action is what ``execute`` returned or the exception it raised."""
+        import asyncio
+
+        return await asyncio.gather(*(self.execute(a) for a in actions), return_exceptions=True)
+
     async def execute(self, action: Action) -> Mapping[str, Any]:
         """Carry out one action and return what the device reported. Raise ``DeviceError``
         when the device refused, ``DeviceTimeout`` when it did not answer."""

@@ -25,6 +25,7 @@ from gatewayd.commands import Command, Gate, Refused, Result
 from gatewayd.config import Config
 from gatewayd.driver import BusConfig, Driver
 from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
+from gatewayd.linkage import Actuator
 from gatewayd.model import TICK, Action, Event, is_internal
 from gatewayd.outbox import Outbox
 from gatewayd.publisher import Publisher, Topics
@@ -102,6 +103,7 @@ class Gateway:
         #: Called with every event after the rules (the control socket's `events --follow`,
         #: metrics). Listeners must be quick and must not raise.
         self.listeners: list[Callable[[Event], None]] = []
+        self.actuator = Actuator(self, self._spawn)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -287,8 +289,8 @@ class Gateway:
                 self.alarms.clear(change.device, change.type)
             else:
                 self.alarms.raise_(change.device, change.type, change.severity, dict(change.data))
-        for action in outcome.actions:
-            self._spawn(self._rule_action(action), f"action:{action.device}:{action.name}")
+        if outcome.actions:
+            self.actuator.run(outcome.actions)
 
     def _outbox_full(self, full: bool) -> None:
         gid = self.config.gateway_id
@@ -320,27 +322,6 @@ class Gateway:
                 return await sup.driver.execute(action)
         except TimeoutError:
             raise DeviceTimeout(action.device, f"no answer within {ACTION_TIMEOUT:.0f} s") from None
-
-    async def _rule_action(self, action: Action) -> None:
-        try:
-            await self.execute(action)
-        except GatewayError as exc:
-            log.error(
-                "%s on %s (rule %s) failed: %s", action.name, action.device, action.origin, exc
-            )
-            self.handle_event(
-                Event(
-                    action.device,
-                    "gateway.action_failed",
-                    "warning",
-                    {
-                        "action": action.name,
-                        "args": dict(action.args),
-                        "rule": action.origin,
-                        "error": str(exc),
-                    },
-                )
-            )
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == self.topics.cmd:

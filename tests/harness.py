@@ -138,7 +138,7 @@ def make_site(tmp: Path, broker_url: str, body: str = "", gateway_id: str = "gw-
     cfg = tmp / "gateway.toml"
     cfg.write_text(
         f'[gateway]\nid = "{gateway_id}"\nsite = "柳墅村 17号"\ndata_dir = "{tmp / "data"}"\n\n'
-        f'[mqtt]\nurl = "{broker_url}"\n\n[security]\ncommand_key_file = "{key_file}"\n'
+        f'[mqtt]\nurl = "{broker_url}"\nreconnect_max_seconds = 1.0\n\n[security]\ncommand_key_file = "{key_file}"\n'
         f"commands_per_minute = 20\n\n{body}"
     )
     return Site(tmp, gateway_id, key, cfg)
@@ -175,7 +175,9 @@ class Daemon:
             )
         if wait_ready:
             # Ready, and subscribed: a command published after this is not lost.
-            wait_until(lambda: "listening for commands" in self.output(), 10.0, "the daemon to be ready")
+            wait_until(
+                lambda: "listening for commands" in self.output(), 10.0, "the daemon to be ready"
+            )
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[self._mark :]

@@ -253,7 +253,12 @@ def test_emergency_stop_all_opens_every_relay_even_on_a_deaf_pile() -> None:
         assert emu.stats.broadcasts == 1
         assert not any(port.relay for p in piles for port in p.ports)
         assert all(r["done"] == "written" and r["relays_closed"] == [] for r in result.values())
-        assert len(loop.of_type("charger.emergency_stop")) == 3
+        cuts = loop.of_type("charger.port_cut")
+        assert sorted(e.device for e in cuts) == ["pile-1", "pile-2", "pile-3"]
+        assert all(
+            e.data["reason"] == "fire: smoke-301" and e.data["how"] == "emergency_stop"
+            for e in cuts
+        )
 
     run(body, piles, "rtu")
 

@@ -60,12 +60,6 @@ def test_outage_with_sigkill_loses_no_event_and_keeps_order(tmp_path: Path, brok
         f'events = 400\ntelemetry = 120\nlog = "{log}"\n'
     )
     site = make_site(tmp_path, broker.url, body)
-    site.config.write_text(
-        site.config.read_text().replace(
-            f'url = "{broker.url}"', f'url = "{broker.url}"\nreconnect_max_seconds = 1.0'
-        )
-    )
-    assert "reconnect_max_seconds" in site.config.read_text()
     env = install_plugin(tmp_path / "plugins", "loadgen_plugin", LOADGEN, {"loadgen": "LoadGen"})
     broker.stop()
     daemon = Daemon(site, env=env)

@@ -99,10 +99,9 @@ class ModbusDriver(Driver):
     ) -> None:
         super().__init__(bus, devices, ctx)
         s = bus.settings
-        if (s.get("port") is None) == (s.get("host") is None):
-            raise ConfigError(
-                "gateway.toml", f"buses.{bus.name}", "exactly one of port (RTU) or host (TCP)"
-            )
+        problem = self.check_bus(s)
+        if problem:  # normally caught when the config was loaded
+            raise ConfigError("gateway.toml", f"buses.{bus.name}", problem)
         self.link_config = LinkConfig(
             port=s.get("port"),
             baudrate=s.get("baudrate", 9600),
@@ -157,6 +156,23 @@ class ModbusDriver(Driver):
             return await actions.port_on(pile, port)
         return await super().execute(action)
 
+    @classmethod
+    def check_bus(cls, settings: Mapping[str, Any]) -> str | None:
+        if (settings.get("port") is None) == (settings.get("host") is None):
+            return "expected exactly one of port (RTU) or host (TCP)"
+        return None
+
+    async def execute_batch(
+        self, actions: Sequence[Action]
+    ) -> list[Mapping[str, Any] | BaseException]:
+        """``all_off`` for every pile on the bus (the fire linkage) becomes one broadcast
+        emergency stop on an RTU line, then each pile's own stop with read-back."""
+        whole_bus = {a.device for a in actions} == set(self.piles)
+        if actions and whole_bus and all(a.name == "all_off" for a in actions):
+            by_pile = await self.emergency_stop_all(actions[0].reason or "emergency stop")
+            return [by_pile[a.device] for a in actions]
+        return await super().execute_batch(actions)
+
     async def emergency_stop_all(self, reason: str = "emergency stop") -> dict[str, Any]:
         """Open every relay on the bus: one broadcast (RTU), then each pile's own e-stop with
         read-back. For the fire linkage; returns what each pile reported."""
@@ -177,7 +193,10 @@ class ModbusDriver(Driver):
             severity: Severity = (
                 "critical" if result["relays_closed"] or result["done"] != "written" else "warning"
             )
-            pile.emit("charger.emergency_stop", severity, result)
+            ports = list(range(1, pile.ports_n + 1))
+            pile.emit(
+                "charger.port_cut", severity, {**result, "ports": ports, "how": "emergency_stop"}
+            )
             out[pile.device] = result
         return out
 
