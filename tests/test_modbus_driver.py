@@ -65,8 +65,8 @@ def test_overheated_port_is_cut_and_only_that_port(transport: str) -> None:
             piles[1].heat_port(3, 65.0)
             cut = await loop.wait_for("charger.port_cut")
             await asyncio.sleep(0.5)
-        assert [(e.device, e.data["port"]) for e in loop.of_type("charger.port_cut")] == [
-            ("pile-2", 3)
+        assert [(e.device, e.data["ports"]) for e in loop.of_type("charger.port_cut")] == [
+            ("pile-2", [3])
         ]
         assert "charger_overheat" in cut[0].data["reason"]
         assert cut[0].data["done"] == "relay_opened"
@@ -98,7 +98,8 @@ def test_overpower_full_and_session_cap_cut_their_own_ports() -> None:
         async with running(loop, bus, {"pile-1": 1}):
             await loop.wait_for("charger.port_cut", count=4, timeout=10)
         by_port = {
-            e.data["port"]: e.data["reason"].split(":")[0] for e in loop.of_type("charger.port_cut")
+            e.data["ports"][0]: e.data["reason"].split(":")[0]
+            for e in loop.of_type("charger.port_cut")
         }
         assert by_port == {
             3: "charger_overpower",  # after 1 s over 800 W

@@ -92,11 +92,8 @@ async def cut(pile: PileSession, ports: list[int], reason: str, origin: str) -> 
 def _cut_event(
     pile: PileSession, ports: list[int], reason: str, origin: str, done: str, attempts: int
 ) -> None:
-    data: dict[str, Any] = {"reason": reason, "origin": origin, "done": done, "attempts": attempts}
-    if len(ports) == 1:
-        data["port"] = ports[0]
-    else:
-        data["ports"] = ports
+    # Always a list, so the platform reads one shape whether one port or all were cut.
+    data = {"ports": ports, "reason": reason, "origin": origin, "done": done, "attempts": attempts}
     pile.emit("charger.port_cut", "warning", data)
 
 

@@ -1,0 +1,72 @@
+"""Charging piles end to end: emulated piles (RTU pty line and TCP) → the daemon → mosquitto."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from firmware_stubs.site import EmulatedSite, SitePlan
+from tests.harness import Broker, Daemon, Probe, Site, make_site, wait_until
+
+
+@pytest.fixture
+def piles(tmp_path: Path) -> Iterator[EmulatedSite]:
+    site = EmulatedSite(tmp_path, SitePlan(locks={})).start()
+
+    async def plug() -> None:
+        for _dev, pile in site.piles():
+            pile.plug(1)
+            pile.plug(2)
+
+    site.call(plug())
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def pile_daemon(tmp_path: Path, broker: Broker, piles: EmulatedSite) -> Iterator[Daemon]:
+    d = Daemon(make_site(tmp_path, broker.url, piles.config(tmp_path)))
+    d.start()
+    yield d
+    if d.alive:
+        d.stop()
+
+
+def send(probe: Probe, site: Site, device: str, action: str, args: dict | None = None) -> dict:
+    cmd = site.command(device, action, args)
+    probe.publish(f"{site.root}/cmd", json.dumps(cmd))
+    return probe.wait(f"{site.root}/cmd/result", lambda r: r["id"] == cmd["id"], timeout=15)
+
+
+@pytest.mark.parametrize("device", ["pile-2", "pile-3"])  # on the RTU line, and over TCP
+def test_overheat_cuts_that_port_only_and_port_on_is_refused(
+    device: str, pile_daemon: Daemon, piles: EmulatedSite, probe: Probe
+) -> None:
+    site = pile_daemon.site
+    probe.wait(f"{site.root}/state/{device}", lambda s: s.get("online") is True, timeout=15)
+    pile = piles.pile(device)
+
+    async def heat() -> None:
+        pile.heat_port(2, 66.0)
+
+    piles.call(heat())
+    wait_until(lambda: not pile.ports[1].relay, 5, "port 2's relay to open")
+    assert [p.relay for p in pile.ports] == [True, False, True, True]  # only that port
+    others = [p for dev, p in piles.piles() if dev != device]
+    assert all(all(port.relay for port in p.ports) for p in others)
+    cut = probe.wait(f"{site.root}/events/{device}", lambda e: e["type"] == "charger.port_cut")
+    assert cut["data"]["ports"] == [2]
+    alarms = probe.wait(
+        f"{site.root}/alarms", lambda b: any(a["type"] == "charger.overheat" for a in b["active"])
+    )
+    assert [a["device"] for a in alarms["active"] if a["type"] == "charger.overheat"] == [device]
+    refused = send(probe, site, device, "port_on", {"port": 2})
+    assert refused["code"] == "forbidden"
+    assert not pile.ports[1].relay
+    assert send(probe, site, device, "port_off", {"port": 4})["code"] == "ok"
+    wait_until(lambda: not pile.ports[3].relay, 5, "port 4 off by command")
+    telemetry = probe.wait(f"{site.root}/telemetry/{device}", timeout=10)
+    assert "ts" in telemetry and telemetry["values"]
