@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -18,11 +17,12 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gatewayd import config as config_mod
-from gatewayd import plugins, sdnotify
+from gatewayd import control, plugins, sdnotify
 from gatewayd.alarms import AlarmManager
 from gatewayd.audit import AuditLog
-from gatewayd.commands import Command, Gate, Refused, Result
+from gatewayd.commands import Gate
 from gatewayd.config import Config
+from gatewayd.dispatch import CommandHandler
 from gatewayd.driver import BusConfig, Driver
 from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
 from gatewayd.linkage import Actuator
@@ -98,12 +98,13 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self.link: MqttLink | None = None
-        self.results: dict[str, int] = {}
         self.ready: Callable[[], None] = lambda: None
         #: Called with every event after the rules (the control socket's `events --follow`,
         #: metrics). Listeners must be quick and must not raise.
         self.listeners: list[Callable[[Event], None]] = []
         self.actuator = Actuator(self, self._spawn)
+        self.control: control.ControlServer | None = None
+        self.commands = CommandHandler(self)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -143,11 +144,13 @@ class Gateway:
                     len(self.config.devices),
                     ", FIRE MODE" if self.alarms.fire_mode else "",
                 )
+                ctl = self.control = await control.serve(self)
                 self.ready()
                 sdnotify.notify(f"READY=1\nSTATUS={self.status_line()}")
                 await self._stop.wait()
                 log.info("stopping")
                 sdnotify.notify("STOPPING=1")
+                await ctl.close()
                 for task in services:
                     task.cancel()
                 for task in self._bus_tasks.values():
@@ -171,6 +174,11 @@ class Gateway:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def results(self) -> dict[str, int]:
+        """Command results by code since start, for metrics."""
+        return self.commands.results
 
     def health(self) -> str | None:
         """None when healthy, else why not: feeds the systemd watchdog."""
@@ -325,80 +333,23 @@ class Gateway:
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == self.topics.cmd:
-            self._spawn(self._command(payload), "command")
+            self._spawn(self.commands.handle(payload), "command")
 
-    async def _command(self, payload: bytes) -> None:
-        t0 = time.perf_counter()
-        try:
-            cmd = self.gate.verify(payload)
-            result = await self._dispatch(cmd)
-        except Refused as exc:
-            result = Result(exc.cid, exc.code, exc.detail)
-        except Exception as exc:  # a bug must still answer the platform, and not actuate twice
-            log.exception("command failed unexpectedly")
-            result = Result(
-                _peek_id(payload), "device_error", f"internal error: {type(exc).__name__}"
-            )
-        result.ms = (time.perf_counter() - t0) * 1000
-        self._audit_command(payload, result)
-        self.results[result.code] = self.results.get(result.code, 0) + 1
-        if not result.ok:
-            log.info("command %s refused: %s (%s)", result.id, result.code, result.detail)
-        self.publisher.result(result.to_json())
+    # -- what people may do from the platform or the local control socket ------------------
 
-    def _audit_command(self, payload: bytes, result: Result) -> None:
-        """Commands meant for a door lock are access decisions, refused ones included."""
-        try:
-            raw = json.loads(payload)
-        except (ValueError, RecursionError):
-            return
-        device = raw.get("device") if isinstance(raw, dict) else None
-        cfg = self.config.device(device) if isinstance(device, str) else None
-        if cfg is None or cfg.kind != "door_lock":
-            return
-        user, action = raw.get("user"), raw.get("action")
-        self.audit.command(
-            cfg.id, str(action)[:64], str(user)[:128], result.id, result.code, result.detail
-        )
+    def ack_alarm(self, alarm_id: str, user: str) -> bool:
+        return self.alarms.ack(alarm_id, user)
 
-    async def _dispatch(self, cmd: Command) -> Result:
-        if cmd.device == self.config.gateway_id:
-            return self._gateway_action(cmd)
-        action = Action(
-            cmd.device, cmd.action, cmd.args, reason="command", origin=f"command:{cmd.user}"
-        )
-        reason = self.engine.permit(action, self.world)
-        if reason:
-            return Result(cmd.id, "forbidden", reason)
-        if cmd.action == "unlock":
-            self.audit.expect(cmd.device, cmd.user, cmd.id)
-        try:
-            data = await self.execute(action)
-        except DeviceTimeout as exc:
-            return Result(cmd.id, "timeout", str(exc))
-        except DeviceError as exc:
-            return Result(
-                cmd.id, "device_error", f"{exc.code}: {exc.detail}" if exc.detail else exc.code
-            )
-        return Result(cmd.id, "ok", data=dict(data))
-
-    def _gateway_action(self, cmd: Command) -> Result:
-        if cmd.action == "ping":
-            return Result(cmd.id, "ok", data={"pong": time.time()})
-        if cmd.action == "ack_alarm":
-            aid = cmd.args["alarm"]
-            if not self.alarms.ack(aid, cmd.user or "platform"):
-                return Result(cmd.id, "invalid", f"no active alarm {aid!r}")
-            return Result(cmd.id, "ok")
-        # fire_reset
-        if not self.alarms.reset_fire_mode(cmd.user or "platform"):
-            return Result(cmd.id, "ok", "not in fire mode")
+    def fire_reset(self, user: str) -> bool:
+        """End fire mode (a person has seen to the alarm). False when not in fire mode."""
+        if not self.alarms.reset_fire_mode(user):
+            return False
         self.world.fire_mode = False
         self.publisher.status_changed()
         self.handle_event(
-            Event(self.config.gateway_id, "gateway.fire_reset", "warning", {"user": cmd.user})
+            Event(self.config.gateway_id, "gateway.fire_reset", "warning", {"user": user})
         )
-        return Result(cmd.id, "ok")
+        return True
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
@@ -412,14 +363,6 @@ class Gateway:
             driver = plugins.load_driver(config.bus(device.bus).driver)
             out[device.id] = driver.actions.get(device.kind, {})
         return out
-
-
-def _peek_id(payload: bytes) -> str | None:
-    try:
-        cid = json.loads(payload).get("id")
-    except (ValueError, RecursionError, AttributeError):
-        return None
-    return cid if isinstance(cid, str) else None
 
 
 def _keep_identity(new: Config, old: Config) -> Config:

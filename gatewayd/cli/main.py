@@ -1,46 +1,112 @@
 """`gatewayd`: the entry point. Messages are for a person on a ladder: one clear line, no
-traceback unless --debug. Exit codes: 0 fine, 1 the daemon or a check failed, 2 bad usage or
-bad config."""
+traceback unless --debug. Exit codes (gatewayd.cli.common): 0 fine, 1 a check, test or the
+daemon failed, 2 bad usage or bad config, 3 nothing found, 4 daemon not reachable, 130 Ctrl-C.
+
+Every command group lives in its own module and is imported only when it runs (or when
+``--help`` lists it), so ``gatewayd --help`` stays fast and never imports a driver.
+"""
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
 from gatewayd import __version__
+from gatewayd.cli.common import DEFAULT_CONFIG, FAILED, INTERRUPTED, USAGE, config_option, fail
+from gatewayd.cli.i18n import set_lang, t
 
-DEFAULT_CONFIG = os.environ.get("GATEWAYD_CONFIG", "/etc/gatewayd/gateway.toml")
-EXIT_FAILED = 1
-EXIT_CONFIG = 2
+EXIT_FAILED = FAILED
+EXIT_CONFIG = USAGE
+__all__ = ["DEFAULT_CONFIG", "EXIT_CONFIG", "EXIT_FAILED", "cli", "main", "setup_logging"]
 
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    default=DEFAULT_CONFIG,
-    show_default=True,
-    help="The gateway's configuration file (or $GATEWAYD_CONFIG).",
-)
+# name -> "module:attribute", in the order an installer meets them.
+LAZY = {
+    "init": "gatewayd.cli.init:init",
+    "device": "gatewayd.cli.device:device",
+    "scan": "gatewayd.cli.scan:scan",
+    "pair": "gatewayd.cli.pair:pair",
+    "test": "gatewayd.cli.devtest:test",
+    "check": "gatewayd.cli.check:check",
+    "status": "gatewayd.cli.daemon:status",
+    "events": "gatewayd.cli.daemon:events",
+    "alarm": "gatewayd.cli.daemon:alarm",
+    "install-service": "gatewayd.cli.install:install_service",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """Commands imported on first use; every failure turned into one line (or a traceback
+    with --debug)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*super().list_commands(ctx), *LAZY]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        spec = LAZY.get(cmd_name)
+        if spec is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = spec.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo(f"✗ {t('interrupted')}", err=True)
+            raise click.exceptions.Exit(INTERRUPTED) from None
+        except Exception as exc:
+            if (ctx.obj or {}).get("debug"):
+                raise
+            from gatewayd.errors import GatewayError
+
+            if isinstance(exc, GatewayError):
+                fail(str(exc))
+            if isinstance(exc, OSError):
+                where = f"{exc.filename}: " if exc.filename else ""
+                fail(f"{where}{exc.strerror or exc}")
+            fail(f"{type(exc).__name__}: {exc} (run with --debug for details)")
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gatewayd")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option(
+    "--lang",
+    type=click.Choice(["en", "zh"]),
+    default=None,
+    help="Language of messages (default: from $LANG).",
+)
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, lang: str | None) -> None:
     """gatewayd: smoke alarms, charging piles and door locks of one rental house,
     watched at the edge and reported to the platform.
 
     \b
-    Examples:
-      gatewayd check -c /etc/gatewayd/gateway.toml
-      gatewayd keygen /etc/gatewayd/command.key
-      gatewayd run -c /etc/gatewayd/gateway.toml
+    An installer's visit (docs/installer.md):
+      gatewayd init                          write gateway.toml and the command key
+      gatewayd scan modbus --port /dev/ttyUSB0 --ids 1-32 --add
+      gatewayd scan serial --add             find the smoke receiver
+      gatewayd pair smoke --seconds 60       pair detectors, give each its room
+      gatewayd scan ble                      find the entrance lock
+      gatewayd device add door-main --bus ble --address C0:FF:EE:00:00:01 --key-file FILE
+      gatewayd test pile-1                   a safe, visible check of one device
+      gatewayd check --all                   config, permissions, broker, devices
+      gatewayd install-service               systemd unit, user, directories
+      gatewayd status                        what the running daemon sees
     """
     ctx.obj = {"debug": debug}
+    set_lang(lang)
+    if debug:
+        setup_logging(True)
 
 
 def setup_logging(debug: bool) -> None:
@@ -54,17 +120,6 @@ def setup_logging(debug: bool) -> None:
     logging.getLogger("gatewayd.paho").setLevel(logging.WARNING)
 
 
-def load_config_or_exit(path: str) -> object:
-    from gatewayd import config
-    from gatewayd.errors import GatewayError
-
-    try:
-        return config.load(path)
-    except GatewayError as exc:
-        click.echo(f"✗ {exc}", err=True)
-        sys.exit(EXIT_CONFIG)
-
-
 @cli.command()
 @config_option
 @click.option("--tick", default=1.0, show_default=True, help="Seconds between rule timer ticks.")
@@ -73,31 +128,16 @@ def run(ctx: click.Context, config_path: str, tick: float) -> None:
     """Run the gateway daemon (what systemd starts)."""
     import asyncio
 
-    from gatewayd.config import Config
+    from gatewayd.cli.common import load_config
     from gatewayd.runtime import Gateway
 
     setup_logging(ctx.obj["debug"])
-    cfg = load_config_or_exit(config_path)
-    assert isinstance(cfg, Config)
+    cfg = load_config(config_path)
 
     async def main() -> None:
         await Gateway(cfg, tick_seconds=tick).run()
 
     asyncio.run(main())
-
-
-@cli.command()
-@config_option
-def check(config_path: str) -> None:
-    """Validate the configuration (and the secret files it names) without starting anything."""
-    from gatewayd.config import Config
-
-    cfg = load_config_or_exit(config_path)
-    assert isinstance(cfg, Config)
-    click.echo(
-        f"✓ {config_path}: gateway {cfg.gateway_id}, "
-        f"{len(cfg.buses)} buses, {len(cfg.devices)} devices"
-    )
 
 
 @cli.command()
@@ -112,8 +152,7 @@ def keygen(path: str, force: bool) -> None:
     from gatewayd.signing import fingerprint
 
     if os.path.exists(path) and not force:
-        click.echo(f"✗ {path} exists already; use --force to replace it", err=True)
-        sys.exit(EXIT_CONFIG)
+        fail(f"{path} exists already; use --force to replace it", USAGE)
     key = pysecrets.token_bytes(32)
     write_secret(path, key.hex())
     click.echo(f"✓ wrote {path} (mode 0600); fingerprint {fingerprint(key)}")

@@ -1,0 +1,153 @@
+"""`gatewayd check`: a checklist with ✓/✗ and, for each ✗, what to do.
+
+Without options it is fast and offline: the config (with every secret file it names) and the
+permissions of the secrets and the data directory. ``--all`` adds what needs the world: the
+running daemon, the broker (TCP, TLS, MQTT login) and each bus and device. An invalid config
+stops the list at once: one line on stderr, exit 2. Any other ✗: exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from gatewayd.cli.common import FAILED, config_option, json_option, load_config, print_json
+from gatewayd.cli.i18n import t
+
+if TYPE_CHECKING:
+    from gatewayd.config import Config
+
+
+@dataclass
+class Checklist:
+    items: list[dict[str, Any]] = field(default_factory=list)
+    as_json: bool = False
+
+    def add(self, name: str, passed: bool | None, text: str) -> None:
+        """``passed`` None is a note (neither ✓ nor ✗), e.g. the daemon is not running."""
+        self.items.append({"check": name, "ok": passed, "message": text})
+        if not self.as_json:
+            mark = {True: "✓", False: "✗", None: "·"}[passed]
+            click.echo(f"{mark} {text}")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for i in self.items if i["ok"] is False)
+
+
+@click.command()
+@config_option
+@click.option(
+    "--all", "everything", is_flag=True, help="Also the daemon, the broker and every device."
+)
+@click.option(
+    "--user", default="gatewayd", show_default=True, help="The service user the daemon runs as."
+)
+@json_option
+def check(config_path: str, everything: bool, user: str, as_json: bool) -> None:
+    """Check the configuration and what it needs, without starting anything.
+
+    \b
+    Examples:
+      gatewayd check                    # config, secret files, data dir (offline, fast)
+      gatewayd check --all              # and the broker, the daemon, every bus and device
+      gatewayd check --all --json       # for provisioning scripts
+    """
+    cfg = load_config(config_path)  # exit 2 with one line when invalid
+    out = Checklist(as_json=as_json)
+    out.add(
+        "config",
+        True,
+        t(
+            "config_ok",
+            path=config_path,
+            gateway=cfg.gateway_id,
+            buses=len(cfg.buses),
+            devices=len(cfg.devices),
+        ),
+    )
+    service = _service_user(user)
+    _check_secrets(out, cfg, service)
+    _check_data_dir(out, cfg.data_dir, service, user)
+    if everything:
+        from gatewayd.cli.check_online import check_online
+
+        check_online(out, cfg, config_path)
+    if as_json:
+        print_json({"ok": out.failed == 0, "checks": out.items})
+    elif out.failed:
+        click.echo(t("some_failed", count=out.failed))
+    else:
+        click.echo(t("all_ok"))
+    if out.failed:
+        raise click.exceptions.Exit(FAILED)
+
+
+def _service_user(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None  # not installed as a service (yet): check as whoever runs this
+
+
+def secrets_of(cfg: Config) -> list[str]:
+    from gatewayd.config import Secret
+
+    found = [cfg.mqtt.password, cfg.command_key]
+    for table in [b.settings for b in cfg.buses] + [d.settings for d in cfg.devices]:
+        found += [v for v in table.values() if isinstance(v, Secret)]
+    return sorted({s.path for s in found if isinstance(s, Secret)})
+
+
+def _check_secrets(out: Checklist, cfg: Config, service: pwd.struct_passwd | None) -> None:
+    paths = secrets_of(cfg)
+    bad = 0
+    if service is not None:
+        for path in paths:
+            owner = os.stat(path).st_uid
+            if owner not in (service.pw_uid,) and service.pw_uid != 0:
+                bad += 1
+                out.add(
+                    "secrets",
+                    False,
+                    t("secret_owner", path=path, owner=_name(owner), user=service.pw_name),
+                )
+    if not bad:
+        # Mode 0600 was enforced by loading the config: a looser file fails there.
+        out.add("secrets", True, t("secrets_ok", count=len(paths)))
+
+
+def _check_data_dir(
+    out: Checklist, path: str, service: pwd.struct_passwd | None, user: str
+) -> None:
+    if not os.path.isdir(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(parent) and os.access(parent, os.W_OK):
+            out.add("data_dir", True, f"data dir {path}: created at first start")
+        else:
+            out.add("data_dir", False, t("data_dir_missing", path=path, user=user))
+        return
+    st = os.stat(path)
+    if service is not None and service.pw_uid != 0:
+        writable = st.st_uid == service.pw_uid and st.st_mode & 0o200
+    else:
+        writable = os.access(path, os.W_OK | os.X_OK)
+    if writable:
+        out.add("data_dir", True, t("data_dir_ok", path=path))
+    else:
+        out.add(
+            "data_dir",
+            False,
+            t("data_dir_ro", path=path, user=service.pw_name if service else user),
+        )
+
+
+def _name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)

@@ -1,0 +1,156 @@
+"""The CLI's end of the control socket (gatewayd.control): blocking, line-delimited JSON.
+
+Every failure to reach the daemon becomes a ``Fail`` with exit code 4 and one line saying
+what to do; an answer of ``{"ok": false}`` becomes a ``Fail`` with exit code 1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from gatewayd.cli.common import FAILED, NO_DAEMON, Fail, data_dir_of, fail
+from gatewayd.cli.i18n import t
+
+TIMEOUT = 20.0
+
+
+class NotRunning(Fail):
+    """Nothing listens at the socket (none there, or one left by a killed daemon)."""
+
+
+def locate(config_path: str) -> str | None:
+    from gatewayd import control
+
+    return control.find_socket(data_dir_of(config_path))
+
+
+def _where(config_path: str) -> str:
+    from gatewayd import control
+
+    return " or ".join(control.candidates(data_dir_of(config_path)))
+
+
+class Client:
+    """One connection to the daemon."""
+
+    def __init__(self, path: str, timeout: float = TIMEOUT) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.timeout = timeout
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except PermissionError:
+            self.sock.close()
+            fail(t("socket_denied", path=path, group=_group_of(path)), NO_DAEMON)
+        except OSError:
+            self.sock.close()
+            raise NotRunning(t("no_daemon", where=path), NO_DAEMON) from None
+        self._buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, request: Mapping[str, Any]) -> None:
+        try:
+            self.sock.sendall(json.dumps(request).encode() + b"\n")
+        except OSError as exc:
+            fail(f"{self.path}: the daemon hung up ({exc.strerror or exc})", NO_DAEMON)
+
+    def _line(self, timeout: float | None) -> bytes | None:
+        """One line (b"" once closed); None when ``timeout`` passed first. A plain buffer,
+        because a socket file object is unusable after its first timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                return None
+            except OSError as exc:
+                fail(f"{self.path}: the daemon hung up ({exc.strerror or exc})", NO_DAEMON)
+            if not chunk:
+                return b""
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    def receive(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next line as an object; None when the daemon closed the connection."""
+        line = self._line(timeout)
+        if line is None:
+            fail(f"{self.path}: no answer from the daemon in {timeout:.0f} s")
+        if not line:
+            return None
+        obj = json.loads(line)
+        return obj if isinstance(obj, dict) else {}
+
+    def poll(self, timeout: float) -> dict[str, Any] | None:
+        """The next line within ``timeout`` seconds, else None (also None once closed)."""
+        line = self._line(max(timeout, 0.0))
+        if not line:
+            return None
+        obj = json.loads(line)
+        return obj if isinstance(obj, dict) else {}
+
+    def request(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one request; its answer, or Fail with the daemon's error."""
+        self.send(request)
+        answer = self.receive(self.timeout)
+        if answer is None:
+            fail(f"{self.path}: the daemon closed the connection", NO_DAEMON)
+        if not answer.get("ok"):
+            error = str(answer.get("error", "refused"))
+            if error == "permission denied":
+                fail(t("socket_denied", path=self.path, group=_group_of(self.path)), NO_DAEMON)
+            fail(error, FAILED)
+        return answer
+
+    def stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Send a streaming request; yield each line after the first answer. The socket
+        timeout is lifted: a quiet house sends nothing for hours."""
+        self.request(request)
+        while (obj := self.receive(None)) is not None:
+            yield obj
+
+
+def connect(config_path: str, timeout: float = TIMEOUT) -> Client:
+    """A client of the daemon for this config, or Fail (exit 4) when it is not running."""
+    path = locate(config_path)
+    if path is None:
+        fail(t("no_daemon", where=_where(config_path)), NO_DAEMON)
+    return Client(path, timeout)
+
+
+def try_connect(config_path: str, timeout: float = TIMEOUT) -> Client | None:
+    """A client when the daemon runs and lets us in; None when there is no socket."""
+    path = locate(config_path)
+    if path is None:
+        return None
+    try:
+        return Client(path, timeout)
+    except NotRunning:
+        return None
+
+
+def _group_of(path: str) -> str:
+    import grp
+    import os
+
+    with contextlib.suppress(OSError, KeyError):
+        return grp.getgrgid(os.stat(path).st_gid).gr_name
+    return "gatewayd"

@@ -1,0 +1,187 @@
+"""`gatewayd status`, `gatewayd events` and `gatewayd alarm`: the running daemon, through its
+local control socket (no broker needed on site). Exit 4 when the daemon is not reachable."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from gatewayd.cli import client
+from gatewayd.cli.common import (
+    NOT_FOUND,
+    Fail,
+    config_option,
+    fail,
+    json_option,
+    print_json,
+)
+from gatewayd.cli.i18n import t
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    if seconds < 172800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"
+
+
+def _state_text(state: dict[str, Any]) -> str:
+    stamps = ("last_seen", "ts")
+    shown = {k: v for k, v in state.items() if k not in stamps}
+    if not shown:
+        return "no news yet"
+    text = ", ".join(
+        f"{key}={round(value, 1) if isinstance(value, float) else value}"
+        for key, value in shown.items()
+    )
+    seen = next((state[k] for k in stamps if isinstance(state.get(k), int | float)), None)
+    if seen is not None:
+        text += f" (last seen {_ago(time.time() - seen)} ago)"
+    return text
+
+
+@click.command()
+@config_option
+@json_option
+def status(config_path: str, as_json: bool) -> None:
+    """What the running daemon sees: broker, fire mode, outbox, buses and each device's
+    latest state.
+
+    \b
+    Examples:
+      gatewayd status
+      gatewayd status --json | jq .devices
+    """
+    with client.connect(config_path) as c:
+        st = c.request({"cmd": "status"})
+    st.pop("ok", None)
+    if as_json:
+        print_json(st)
+        return
+    broker = t("connected") if st["broker_connected"] else t("offline")
+    click.echo(
+        f"gateway {st['gateway']} ({st.get('site') or '-'}), gatewayd {st['version']}, "
+        f"up {_ago(st['uptime'])}"
+    )
+    click.echo(f"broker {broker}, outbox {st['outbox_depth']}, alarms {st['alarms']}")
+    if st["fire_mode"]:
+        click.secho("FIRE MODE: reset with `gatewayd alarm reset` once safe", bold=True)
+    for name, bus in st["buses"].items():
+        mark = "✓" if bus["running"] else "✗"
+        restarts = f", {bus['restarts']} restarts" if bus["restarts"] else ""
+        click.echo(f"{mark} bus {name} ({bus['driver']}){restarts}")
+    for dev in st["devices"]:
+        click.echo(f"  {dev['id']:<16} {dev['kind']:<10} {_state_text(dev['state'])}")
+
+
+@click.command()
+@config_option
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep following (the default; for tail -f habits)."
+)
+@click.option("-n", "--count", type=click.IntRange(1), default=None, help="Stop after N events.")
+@click.option("--device", "devices", multiple=True, help="Only these devices (repeatable).")
+@json_option
+def events(
+    config_path: str, follow: bool, count: int | None, devices: tuple[str, ...], as_json: bool
+) -> None:
+    """Print every event as it happens, until Ctrl-C (or --count).
+
+    \b
+    Examples:
+      gatewayd events --follow
+      gatewayd events --device smoke-301 --count 1     # wait for one event of that detector
+      gatewayd events --json | jq -c 'select(.severity == "critical")'
+    """
+    import json
+
+    seen = 0
+    with client.connect(config_path) as c:
+        for ev in c.stream({"cmd": "events"}):
+            if "dropped" in ev:
+                click.echo(f"… {ev['dropped']} events dropped (this terminal was too slow)")
+                continue
+            if devices and ev.get("device") not in devices:
+                continue
+            if as_json:
+                click.echo(json.dumps(ev, ensure_ascii=False))
+            else:
+                when = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
+                data = ", ".join(f"{k}={v}" for k, v in (ev.get("data") or {}).items())
+                click.echo(
+                    f"{when} {ev.get('severity', ''):<8} {ev.get('device')}: {ev.get('type')}"
+                    + (f" ({data})" if data else "")
+                )
+            seen += 1
+            if count is not None and seen >= count:
+                return
+    fail("the daemon stopped", 4)
+
+
+@click.group()
+def alarm() -> None:
+    """Active alarms of the running daemon: list, acknowledge, reset fire mode.
+
+    \b
+    Examples:
+      gatewayd alarm list
+      gatewayd alarm ack smoke-301/smoke.alarm --user installer-li
+      gatewayd alarm reset --user installer-li       # leave fire mode once it is safe
+    """
+
+
+@alarm.command("list")
+@config_option
+@json_option
+def alarm_list(config_path: str, as_json: bool) -> None:
+    """Every active alarm, oldest first."""
+    with client.connect(config_path) as c:
+        answer = c.request({"cmd": "alarms"})
+    if as_json:
+        print_json({"fire_mode": answer["fire_mode"], "alarms": answer["alarms"]})
+        return
+    if answer["fire_mode"]:
+        click.secho("FIRE MODE", bold=True)
+    if not answer["alarms"]:
+        click.echo("no active alarms")
+    for a in answer["alarms"]:
+        acked = f", acknowledged by {a['acked_by']}" if a.get("acked_by") else ""
+        click.echo(
+            f"{a['severity']:<8} {a['id']}  since {_ago(time.time() - a['since'])} ago{acked}"
+        )
+
+
+@alarm.command("ack")
+@click.argument("alarm_id")
+@click.option("--user", default=None, help="Who acknowledges (default: your login name).")
+@config_option
+def alarm_ack(alarm_id: str, user: str | None, config_path: str) -> None:
+    """Acknowledge ALARM_ID (as `gatewayd alarm list` shows it). The alarm stays active until
+    its cause is gone; the platform sees who acknowledged it."""
+    with client.connect(config_path) as c:
+        try:
+            answer = c.request({"cmd": "ack", "alarm": alarm_id, "user": user})
+        except Fail as exc:
+            if exc.message.startswith("no active alarm"):
+                raise Fail(exc.message, NOT_FOUND) from None
+            raise
+    click.echo(f"✓ {answer['alarm']} acknowledged by {answer['acked_by']}")
+
+
+@alarm.command("reset")
+@click.option("--user", default=None, help="Who resets (default: your login name).")
+@config_option
+def alarm_reset(user: str | None, config_path: str) -> None:
+    """Leave fire mode (doors return to normal locking). Only once the building is safe."""
+    with client.connect(config_path) as c:
+        answer = c.request({"cmd": "reset", "user": user})
+    if answer["reset"]:
+        click.echo("✓ fire mode reset")
+    else:
+        click.echo("✓ not in fire mode; nothing to reset")

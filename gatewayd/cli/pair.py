@@ -1,0 +1,228 @@
+"""`gatewayd pair smoke`: put the SRB-433 receiver in pair mode and list detectors as they
+join, offering to add each to gateway.toml with its room.
+
+When the daemon runs it holds the receiver's port, so pairing goes through its control socket
+(the daemon sends PAIR; joins arrive as ``gateway.detector_paired`` events) and the daemon
+reloads once detectors were added. Otherwise the port is opened directly.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import click
+
+from gatewayd.cli import client
+from gatewayd.cli.common import (
+    NOT_FOUND,
+    USAGE,
+    config_option,
+    fail,
+    interactive,
+    print_json,
+)
+
+
+@click.group()
+def pair() -> None:
+    """Pair wireless devices with the gateway.
+
+    \b
+    Examples:
+      gatewayd pair smoke --seconds 60                    # asks for each detector's room
+      gatewayd pair smoke --room 1A2B3C4D=301 --room 1A2B3C4E=302
+    """
+
+
+class Pairing:
+    """What happens to each detector that joins: shown, and added when it has a room."""
+
+    def __init__(
+        self,
+        config_path: str,
+        bus: str,
+        rooms: dict[str, str],
+        prefix: str,
+        ask: bool,
+        as_json: bool,
+    ) -> None:
+        self.config_path = config_path
+        self.bus = bus
+        self.rooms = rooms
+        self.prefix = prefix
+        self.ask = ask
+        self.as_json = as_json
+        self.joined: list[dict[str, Any]] = []
+        self.added: list[str] = []
+
+    def join(self, address: str, model: int) -> None:
+        from gatewayd.cli.device import open_doc, save
+        from gatewayd.cli.editing import EditError, add_device, free_name
+
+        doc = open_doc(self.config_path)
+        row: dict[str, Any] = {"address": address, "model": model, "device": None}
+        self.joined.append(row)
+        known = next(
+            (
+                d
+                for d in doc.tables("devices")
+                if d.get("bus") == self.bus and str(d.get("address", "")).upper() == address
+            ),
+            None,
+        )
+        if known is not None:
+            row["device"] = known.get("id")
+            self._say(f"✓ detector {address} joined: configured already as {known.get('id')}")
+            return
+        self._say(f"✓ detector {address} joined (model {model})")
+        room = self.rooms.get(address)
+        if room is None and self.ask:
+            room = click.prompt(
+                f"  room of {address} (empty: do not add)", default="", show_default=False
+            ).strip()
+        if not room:
+            self._say(
+                f"  not added; later: gatewayd device add smoke-ROOM --bus {self.bus} --address {address} --room ROOM"
+            )
+            return
+        slug = re.sub(r"[^A-Za-z0-9_.-]", "", room)
+        base = f"{self.prefix}{slug}" if slug else f"{self.prefix}{address.lower()}"
+        dev_id = free_name({str(d.get("id")) for d in doc.tables("devices")}, base)
+        try:
+            add_device(
+                doc,
+                {"id": dev_id, "kind": "smoke", "bus": self.bus, "address": address, "room": room},
+            )
+        except EditError as exc:
+            self._say(f"✗ {address}: {exc}")
+            return
+        save(doc)
+        row["device"] = dev_id
+        self.added.append(dev_id)
+        self._say(f"  added {dev_id} (room {room})")
+
+    def _say(self, text: str) -> None:
+        if not self.as_json:
+            click.echo(text)
+
+
+def _serial_bus(config_path: str, name: str | None) -> dict[str, Any]:
+    from gatewayd.cli.device import open_doc
+
+    buses = [b for b in open_doc(config_path).tables("buses") if b.get("driver") == "serial"]
+    if name is not None:
+        buses = [b for b in buses if b.get("name") == name]
+    if len(buses) != 1:
+        what = f"no serial bus {name!r}" if name else f"{len(buses)} serial buses"
+        fail(
+            f"{what} in {config_path}; add the receiver first: gatewayd scan serial --add (or give --bus)",
+            USAGE,
+        )
+    return buses[0]
+
+
+@pair.command("smoke")
+@click.option(
+    "--seconds",
+    type=click.IntRange(1, 255),
+    default=60,
+    show_default=True,
+    help="How long pair mode stays open.",
+)
+@click.option("--bus", "bus_name", help="The receiver's serial bus (default: the only one).")
+@click.option(
+    "--room",
+    "rooms",
+    multiple=True,
+    metavar="ADDRESS=ROOM",
+    help="Room of a detector, added without asking (repeatable).",
+)
+@click.option(
+    "--id-prefix", default="smoke-", show_default=True, help="New devices are named PREFIX + room."
+)
+@click.option(
+    "--no-ask", is_flag=True, help="Never ask for a room (add only those given with --room)."
+)
+@config_option
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the detectors that joined as JSON at the end."
+)
+def pair_smoke(
+    seconds: int,
+    bus_name: str | None,
+    rooms: tuple[str, ...],
+    id_prefix: str,
+    no_ask: bool,
+    config_path: str,
+    as_json: bool,
+) -> None:
+    """Open pair mode; press each detector's pair button; give it its room."""
+    room_of: dict[str, str] = {}
+    for item in rooms:
+        address, sep, room = item.partition("=")
+        if not sep or not re.fullmatch(r"[0-9A-Fa-f]{8}", address.strip()):
+            fail(f"--room {item!r}: expected ADDRESS=ROOM like 1A2B3C4D=301", USAGE)
+        room_of[address.strip().upper()] = room.strip()
+    bus = _serial_bus(config_path, bus_name)
+    pairing = Pairing(
+        config_path,
+        str(bus["name"]),
+        room_of,
+        id_prefix,
+        interactive() and not no_ask and not as_json,
+        as_json,
+    )
+    if not as_json:
+        click.echo(
+            f"pair mode for {seconds} s on {bus['name']}: press the pair button of each detector now"
+        )
+    daemon = client.try_connect(config_path)
+    try:
+        if daemon is not None:
+            with daemon:
+                _through_daemon(daemon, config_path, str(bus["name"]), seconds, pairing)
+        else:
+            _direct(str(bus["port"]), int(bus.get("baudrate", 9600)), seconds, pairing)
+    except KeyboardInterrupt:
+        if not as_json:
+            click.echo("stopped (the receiver closes pair mode by itself)")
+    if as_json:
+        print_json(pairing.joined)
+    else:
+        click.echo(f"{len(pairing.joined)} detectors joined, {len(pairing.added)} added")
+    if not pairing.joined:
+        raise click.exceptions.Exit(NOT_FOUND)
+
+
+def _through_daemon(
+    events: client.Client, config_path: str, bus: str, seconds: int, pairing: Pairing
+) -> None:
+    events.request({"cmd": "events"})  # subscribe before pair mode opens: no join is missed
+    with client.connect(config_path) as ctl:
+        ctl.request({"cmd": "call", "bus": bus, "method": "pair", "args": {"seconds": seconds}})
+        deadline = time.monotonic() + seconds + 1
+        while (left := deadline - time.monotonic()) > 0:
+            ev = events.poll(left)
+            if ev is None:
+                continue
+            data = ev.get("data") or {}
+            if ev.get("type") == "gateway.detector_paired" and data.get("bus") == bus:
+                pairing.join(str(data["address"]).upper(), int(data.get("model", 0)))
+        if pairing.added:
+            ctl.request({"cmd": "reload"})
+            if not pairing.as_json:
+                click.echo(
+                    f"✓ the daemon reloaded its config: it watches {', '.join(pairing.added)} now"
+                )
+
+
+def _direct(port: str, baudrate: int, seconds: int, pairing: Pairing) -> None:
+    from gatewayd.cli import probes
+
+    try:
+        with probes.ReceiverPort(port, baudrate) as rx:
+            rx.pair(seconds, pairing.join)
+    except probes.ProbeError as exc:
+        fail(str(exc))

@@ -1,0 +1,118 @@
+"""An installer runs `gatewayd init` in a real terminal (tmux), answers its questions, and
+reads the screen: the questions, then the gateway id and key fingerprint for the platform,
+and never the typed password or the key."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gatewayd import config
+from gatewayd.signing import fingerprint
+from tests.harness import REPO
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+
+class Terminal:
+    """A 120x40 tmux session on a private server socket (never the user's own tmux)."""
+
+    def __init__(self, name: str, command: str) -> None:
+        self.base = ["tmux", "-L", name]
+        self.name = name
+        self.run("new-session", "-d", "-s", name, "-x", "120", "-y", "40", command)
+        self.run("set-option", "-t", name, "remain-on-exit", "on")
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(
+            [*self.base, *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.name)
+
+    def wait_for(self, text: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = self.screen()
+            if text in shown:
+                return shown
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} never appeared; the screen:\n{self.screen()}")
+
+    def type(self, text: str) -> None:
+        self.run("send-keys", "-t", self.name, "-l", text)
+        self.run("send-keys", "-t", self.name, "Enter")
+
+    def close(self) -> None:
+        subprocess.run([*self.base, "kill-server"], capture_output=True, timeout=10, check=False)
+
+
+@pytest.fixture
+def terminal_factory() -> Iterator[list[Terminal]]:
+    made: list[Terminal] = []
+    yield made
+    for term in made:
+        term.close()
+
+
+def test_interactive_init_reads_like_a_conversation(
+    tmp_path: Path, terminal_factory: list[Terminal]
+) -> None:
+    cfg = tmp_path / "etc" / "gateway.toml"
+    command = " ".join(
+        [
+            f"cd {shlex.quote(str(REPO))} &&",
+            shlex.quote(sys.executable), "-m", "gatewayd", "--lang", "en", "init",
+            "-c", shlex.quote(str(cfg)), "--data-dir", shlex.quote(str(tmp_path / "data")),
+        ]
+    )  # fmt: skip
+    term = Terminal(f"gwtest{os.getpid()}", command)
+    terminal_factory.append(term)
+
+    term.wait_for("Gateway id (e.g. xz-liushu-017):")
+    term.type("xz-liushu-017")
+    term.wait_for("Site name []:")
+    term.type("Liushu 17")
+    term.wait_for("Broker URL (mqtts://host:8883):")
+    term.type("http://wrong")
+    screen = term.wait_for(
+        "✗ --broker 'http://wrong': expected mqtt://host[:port] or mqtts://host[:port]"
+    )
+    assert "Traceback" not in screen
+    assert not cfg.exists()
+
+    term2 = Terminal(f"gwtest{os.getpid()}b", command)
+    terminal_factory.append(term2)
+    term2.wait_for("Gateway id (e.g. xz-liushu-017):")
+    term2.type("xz-liushu-017")
+    term2.wait_for("Site name []:")
+    term2.type("Liushu 17")
+    term2.wait_for("Broker URL (mqtts://host:8883):")
+    term2.type("mqtt://127.0.0.1:1883")
+    term2.wait_for("Broker username (empty for none) []:")
+    term2.type("xz-liushu-017")
+    term2.wait_for("Broker password:")
+    term2.type("hunter2-very-secret")
+    screen = term2.wait_for("key fingerprint")
+
+    key = bytes.fromhex((tmp_path / "etc" / "command.key").read_text().strip())
+    assert "gateway id       xz-liushu-017" in screen
+    assert f"key fingerprint  {fingerprint(key)}" in screen
+    assert "hunter2-very-secret" not in screen  # the password was not echoed
+    assert key.hex() not in screen
+    loaded = config.load(str(cfg))
+    assert (loaded.gateway_id, loaded.site, loaded.mqtt.username) == (
+        "xz-liushu-017",
+        "Liushu 17",
+        "xz-liushu-017",
+    )
+    assert loaded.mqtt.password is not None and loaded.mqtt.password.value == b"hunter2-very-secret"
