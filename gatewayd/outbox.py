@@ -238,6 +238,15 @@ class Outbox:
         self, batch: list[Message], doomed: list[str], marks: tuple[int, ...] | None
     ) -> dict[int, list[tuple[str, int, int]]]:
         out: dict[int, list[tuple[str, int, int]]] = {}
+        # Deletions first: a wholly acknowledged segment the writer still holds is closed and
+        # removed, and this batch starts a fresh one (doomed was decided before this batch).
+        for path in doomed:
+            for w in self._writers.values():
+                if w.path == path:
+                    w.close()
+                    w.path = ""
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
         for n in LANES:
             records = [
                 Record(m.seq, m.created, m.lane, m.qos, m.topic, m.payload)
@@ -252,9 +261,6 @@ class Outbox:
             w.sync()
             self.bytes_written += w.size - (before[1] if before[0] == w.path else 0)
             out.setdefault(n, []).append((w.path, records[-1].seq, w.size))
-        for path in doomed:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
         if marks is not None:
             tmp = self._marks_path + ".tmp"
             with open(tmp, "w") as f:
@@ -277,13 +283,10 @@ class Outbox:
         return (*marks, self.seq)
 
     def _doomed(self) -> list[str]:
-        """Segments wholly acknowledged (never the one a writer still appends to)."""
-        out = []
-        for n, q in self.lanes.items():
-            for s in q.segments:
-                if s.last_seq <= q.watermark and s.path != self._writers[n].path:
-                    out.append(s.path)
-        return out
+        """Segments wholly acknowledged, the one a writer holds included (see _write)."""
+        return [
+            s.path for q in self.lanes.values() for s in q.segments if s.last_seq <= q.watermark
+        ]
 
     # -- the disk budget -----------------------------------------------------------------
 

@@ -85,7 +85,7 @@ class SegmentWriter:
     def append(self, records: list[Record]) -> None:
         if not records:
             return
-        if self.fd < 0 or self.size >= SEGMENT_BYTES:
+        if self.fd < 0 or self.size >= SEGMENT_BYTES:  # none open yet, full, or just removed
             self._rotate(records[0].seq)
         data = b"".join(encode(r) for r in records)
         os.write(self.fd, data)

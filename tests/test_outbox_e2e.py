@@ -75,6 +75,8 @@ def test_outage_with_sigkill_loses_no_event_and_keeps_order(tmp_path: Path, brok
             wait_until(
                 lambda: len(probe.on(f"{site.root}/events/+")) >= 800, 30, "the backlog to drain"
             )
+            # Telemetry is the lowest class: it drains after every event.
+            wait_until(lambda: len(probe.on(f"{site.root}/telemetry/+")) >= 50, 10, "the telemetry")
             got = [m.json() for m in probe.on(f"{site.root}/events/+")]
             telemetry = [m.json()["values"] for m in probe.on(f"{site.root}/telemetry/+")]
         finally:
