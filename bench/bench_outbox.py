@@ -28,7 +28,7 @@ from bench.common import row
 from firmware_stubs.broker import Broker
 from gatewayd import config as config_mod
 from gatewayd.model import Event
-from gatewayd.outbox import URGENT, Outbox
+from gatewayd.outbox import Outbox
 from gatewayd.publisher import Publisher, Topics, dumps, lane_of
 from gatewayd.uplink import MqttLink
 
