@@ -84,6 +84,10 @@ SECURITY_SCHEMA = {
 }
 
 METRICS_SCHEMA = {
+    "username": Str(default=None, doc="basic auth: the user Prometheus sends; needs password_file"),
+    "password_file": SecretFile(doc="basic auth password, mode 0600"),
+    "cert_file": Path(default=None, doc="serve https:// with this PEM certificate; needs key_file"),
+    "key_file": Path(default=None, doc="the certificate's private key, mode 0600"),
     "listen": Str(
         default="127.0.0.1:9108",
         pattern=r"(\S+:\d{1,5})?",
@@ -151,6 +155,10 @@ class Config:
     command_key: Secret | None
     commands_per_minute: int
     metrics_listen: str
+    metrics_username: str | None
+    metrics_password: Secret | None
+    metrics_cert_file: str | None
+    metrics_key_file: str | None
     outbox: OutboxConfig
     buses: tuple[BusConfig, ...]
     devices: tuple[DeviceConfig, ...]
@@ -194,6 +202,10 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
     sec = _section(raw, "security", SECURITY_SCHEMA, name)
     met = _section(raw, "metrics", METRICS_SCHEMA, name)
     box = _section(raw, "outbox", OUTBOX_SCHEMA, name)
+    if (met["username"] is None) != (met["password_file"] is None):
+        raise ConfigError(name, "metrics.password_file", "username and password_file go together")
+    if (met["cert_file"] is None) != (met["key_file"] is None):
+        raise ConfigError(name, "metrics.key_file", "cert_file and key_file go together")
     mqtt = _mqtt(mq, name)
     buses = _buses(raw.get("buses", []), name)
     devices = _devices(raw.get("devices", []), buses, gw["id"], name)
@@ -207,6 +219,10 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
         command_key=sec["command_key_file"],
         commands_per_minute=sec["commands_per_minute"],
         metrics_listen=met["listen"],
+        metrics_username=met["username"],
+        metrics_password=met["password_file"],
+        metrics_cert_file=met["cert_file"],
+        metrics_key_file=met["key_file"],
         outbox=OutboxConfig(**box),
         buses=buses,
         devices=devices,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatewayd import __version__
 from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
-from gatewayd.model import Action, Event
+from gatewayd.model import Action, Event, is_internal
 
 if TYPE_CHECKING:
     from gatewayd.runtime import Gateway
@@ -339,6 +339,8 @@ class ControlServer:
 
         def listener(event: Event) -> None:
             nonlocal dropped
+            if is_internal(event.type):
+                return  # readings for the rules, not happenings for a person
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:

@@ -123,6 +123,9 @@ class Gateway:
             subscriptions=(self.topics.cmd,),
         )
         self.publisher.bind(self.link, self.alarms.active, lambda: self.alarms.fire_mode)
+        from gatewayd import metrics  # lazy: only a running daemon serves metrics
+
+        metrics_handle: metrics.MetricsHandle | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -147,6 +150,8 @@ class Gateway:
                 ctl = self.control = await control.serve(self)
                 self.ready()
                 sdnotify.notify(f"READY=1\nSTATUS={self.status_line()}")
+                # After READY: prometheus_client's import (~70 ms on a Pi) never delays start-up.
+                metrics_handle = metrics.attach(self)
                 await self._stop.wait()
                 log.info("stopping")
                 sdnotify.notify("STOPPING=1")
@@ -164,6 +169,8 @@ class Gateway:
                 for task in self._tasks:
                     task.cancel()
         finally:
+            if metrics_handle is not None:
+                metrics_handle.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             self.replay.close()
@@ -275,7 +282,8 @@ class Gateway:
         self._apply(outcome)
         if not is_internal(event.type):
             self.publisher.event(event)
-            self._tell(event)
+        if event.type != TICK:
+            self._tell(event)  # samples too: metrics count energy from them
         for derived in outcome.events:
             self.publisher.event(derived)
             self._tell(derived)

@@ -9,7 +9,9 @@ reconnects forever with capped, jittered backoff. It knows topics and bytes, not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -153,6 +155,10 @@ class MqttLink:
         sock = c.socket()
         if sock is None:
             raise OSError("connection closed during connect")
+        # paho leaves Nagle on: a small alarm written right behind another would wait ~40 ms for
+        # the broker's delayed ACK. Safety messages go out at once.
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
         c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = self._on_register_write
         c.on_socket_unregister_write = self._on_unregister_write

@@ -7,6 +7,8 @@ command -v mosquitto_sub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v dbus-daemon >/dev/null 2>&1 || need+=(dbus-daemon)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need[*]}"
   sudo_=""

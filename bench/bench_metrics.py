@@ -1,0 +1,104 @@
+"""Scrape cost of a 50-device gateway (issue 9): 16 charging piles of 12 ports, 30 smoke
+detectors and 4 door locks, filled the way the drivers fill them (tests/metrics_site.py).
+
+- collect + exposition: what one scrape costs the daemon, against a baseline of
+  prometheus_client formatting the very same families pre-built (its own floor);
+- the part that runs on the event loop (building the families), i.e. how long a scrape can
+  hold up the daemon's event handling;
+- a real HTTP scrape through the endpoint, the families built on the gateway's event loop;
+- the exposition's size, plain and gzip (Prometheus asks for gzip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import statistics
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from bench.common import percentile, row
+
+
+def _timed(fn: Any, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+class _Static:
+    def __init__(self, families: Iterable[Any]) -> None:
+        self.families = list(families)
+
+    def collect(self) -> Iterable[Any]:
+        return self.families
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from gatewayd import metrics
+    from gatewayd.metrics_families import build
+    from tests.metrics_site import close_gateway, fill, make_gateway
+
+    n = 50 if quick else 500
+    with tempfile.TemporaryDirectory() as tmp:
+        gw = make_gateway(Path(tmp), chargers=16, detectors=30, locks=4)
+        handle = metrics.serve(gw, "")
+        try:
+            fill(gw)
+            body = handle.exposition()
+            series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
+            scrape = _timed(handle.exposition, n)
+            on_loop = _timed(lambda: build(gw, handle.counters), n)
+            static = CollectorRegistry()
+            static.register(_Static(build(gw, handle.counters)))  # type: ignore[arg-type]
+            floor = _timed(lambda: generate_latest(static), n)
+        finally:
+            handle.close()
+        http = _http_scrapes(gw, n)
+        close_gateway(gw)
+    devices = 16 + 30 + 4
+    p50, p99 = percentile(scrape, 50) * 1e3, percentile(scrape, 99) * 1e3
+    return [
+        row(f"scrape, collect + exposition, {devices} devices ({series} series) p50", p50, "ms",
+            "prometheus_client formatting the same families pre-built", statistics.median(floor) * 1e3,
+            target="<= 10 ms", ok=p50 <= 10),
+        row(f"scrape, collect + exposition, {devices} devices p99", p99, "ms", target="<= 10 ms", ok=p99 <= 10),
+        row("scrape: time on the event loop (building the families) p50", percentile(on_loop, 50) * 1e3, "ms"),
+        row("scrape over HTTP, families built on the gateway's event loop, p50", percentile(http, 50) * 1e3, "ms",
+            target="<= 10 ms", ok=percentile(http, 50) <= 0.010),
+        row(f"scrape size, {devices} devices", len(body) / 1024, "KB", target="<= 64 KB", ok=len(body) <= 64 * 1024),
+        row(f"scrape size gzip, {devices} devices", len(gzip.compress(body)) / 1024, "KB"),
+    ]  # fmt: skip
+
+
+def _http_scrapes(gw: Any, n: int) -> list[float]:
+    """Serve ``gw`` from an event loop in a thread, as the daemon does, and scrape it."""
+    from gatewayd import metrics
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def attach() -> Any:
+        return metrics.serve(gw, "127.0.0.1:0")
+
+    handle = asyncio.run_coroutine_threadsafe(attach(), loop).result(10)
+    try:
+        url = handle.server.url
+        urllib.request.urlopen(url, timeout=5).read()  # warm up
+        return _timed(lambda: urllib.request.urlopen(url, timeout=5).read(), n)
+    finally:
+        handle.close()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
