@@ -1,4 +1,5 @@
-"""Run the demo: a local mosquitto, the device emulators, the gateway, and a scripted scenario.
+"""Run the demo: a local mosquitto, every device emulator of a rental house, the gateway, and a
+scripted scenario: a phone unlock, a full battery, an overheating socket, a fire in room 301.
 
 `python -m demo` (what `make demo` runs); `--once` plays the scenario and exits (for tests).
 """
@@ -16,36 +17,32 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from demo.view import LiveView
 from firmware_stubs.broker import Broker
-from firmware_stubs.srb433 import ReceiverEmulator
+from firmware_stubs.site import EmulatedSite
 from gatewayd.signing import sign
 
 GATEWAY_ID = "xz-liushu-017"
 ROOT = f"pingan/v1/{GATEWAY_ID}"
-DETECTORS = {
-    "smoke-301": ("1A2B3C4D", "301"),
-    "smoke-302": ("1A2B3C4E", "302"),
-    "smoke-hall": ("1A2B3C4F", "楼道"),
-}
+RULES = """
+[rules.charger_full]
+float_minutes = 0.1          # demo only: a full battery floats 6 s, not 45 min, before the cut
+"""
 
 
-def write_config(work: Path, broker: Broker, rx: ReceiverEmulator) -> tuple[Path, bytes]:
+def write_config(work: Path, broker: Broker, house: EmulatedSite) -> tuple[Path, bytes]:
     key = os.urandom(32)
     key_file = work / "command.key"
     key_file.write_text(key.hex())
     key_file.chmod(0o600)
-    devices = "".join(
-        f'\n[[devices]]\nid = "{dev}"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "{addr}"\nroom = "{room}"\n'
-        for dev, (addr, room) in DETECTORS.items()
-    )
     cfg = work / "gateway.toml"
     cfg.write_text(
         f'[gateway]\nid = "{GATEWAY_ID}"\nsite = "柳墅村 17号 (demo)"\ndata_dir = "{work / "data"}"\n\n'
-        f'[mqtt]\nurl = "{broker.url}"\n\n[security]\ncommand_key_file = "{key_file}"\n\n'
-        f'[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{rx.path}"\nping_seconds = 10\n'
-        f"{devices}"
+        f'[mqtt]\nurl = "{broker.url}"\nreconnect_max_seconds = 2\n\n'
+        f'[security]\ncommand_key_file = "{key_file}"\n\n[metrics]\nlisten = ""\n{RULES}\n'
+        f"{house.config(work)}"
     )
     return cfg, key
 
@@ -59,8 +56,12 @@ class Platform:
         self.n = 0
 
     def send(
-        self, device: str, action: str, args: dict | None = None, user: str = "landlord-17"
-    ) -> dict | None:
+        self,
+        device: str,
+        action: str,
+        args: dict[str, Any] | None = None,
+        user: str = "landlord-17",
+    ) -> Any:
         self.n += 1
         now = time.time()
         cmd = sign(
@@ -79,30 +80,66 @@ class Platform:
         return self.view.wait_for("cmd/result", lambda r: r.get("id") == cmd["id"])
 
 
-async def scenario(view: LiveView, platform: Platform, rx: ReceiverEmulator, pace: float) -> None:
-    dets = {dev: rx.detector(addr) for dev, (addr, _room) in DETECTORS.items()}
-    view.say("The platform pings the gateway with a signed command")
+async def scenario(view: LiveView, platform: Platform, house: EmulatedSite, pace: float) -> None:
+    async def step(text: str) -> None:
+        await asyncio.sleep(pace)
+        view.say(text)
+
+    async def wait(suffix: str, pred: Any, timeout: float = 20.0) -> Any:
+        return await asyncio.to_thread(view.wait_for, suffix, pred, timeout)
+
+    def on_emulators(fn: Any) -> None:
+        async def call() -> None:
+            fn()
+
+        house.call(call())
+
+    await step("The platform pings the gateway with a signed command")
     await asyncio.to_thread(platform.send, GATEWAY_ID, "ping")
-    await asyncio.sleep(pace)
-    view.say("Every detector sends its hourly heartbeat")
-    for det in dets.values():
-        await det.heartbeat()
-    await asyncio.sleep(pace)
-    view.say("Smoke in room 301: the detector alarms (sent 3× over the radio, reported once)")
-    await dets["smoke-301"].alarm(160)
-    await asyncio.to_thread(
-        view.wait_for,
-        "alarms",
-        lambda b: any(a["type"] == "smoke.alarm" for a in b.get("active", [])),
+    await wait("state/door-main", lambda s: s.get("connected") is True)
+
+    await step(
+        "Tenant of room 302 taps 'open' in the app: a signed unlock reaches the entrance lock over BLE"
     )
-    await asyncio.sleep(pace)
-    view.say("Someone opens the window: the detector reports clear, the alarm ends")
-    await dets["smoke-301"].clear()
-    await asyncio.to_thread(view.wait_for, "alarms", lambda b: not b.get("active"))
-    await asyncio.sleep(pace)
-    view.say("A forged command (wrong key) is refused")
-    forged = Platform(view, b"\x00" * 32)
-    await asyncio.to_thread(forged.send, GATEWAY_ID, "ping")
+    await asyncio.to_thread(platform.send, "door-main", "unlock", {"seconds": 3}, "tenant-302")
+    await wait("events/door-main", lambda e: e.get("type") == "door.locked")
+
+    await step(
+        "A battery on pile-1 port 2 is full: after its float period the gateway stops the port"
+    )
+    on_emulators(lambda: house.pile("pile-1").plug(2, soc=0.999))
+    await wait("events/pile-1", lambda e: e.get("type") == "charger.port_cut", timeout=30)
+
+    await step(
+        "A bad plug heats pile-2 port 3 to 66 °C: the port is cut at once and an alarm raised"
+    )
+    on_emulators(lambda: house.pile("pile-2").plug(3))
+    on_emulators(lambda: house.pile("pile-2").heat_port(3, 66.0))
+    await wait(
+        "alarms", lambda b: any(a["type"] == "charger.overheat" for a in b.get("active", []))
+    )
+
+    await step(
+        "Smoke in room 301: FIRE MODE — every charger cut, both escape doors held open, everyone told"
+    )
+    for dev in ("pile-1", "pile-3"):
+        on_emulators(lambda d=dev: house.pile(d).plug(1))
+    house.call(house.detector("smoke-301").alarm(180))
+    await wait("events/door-back", lambda e: e.get("type") == "door.released")
+    await asyncio.sleep(1.0)
+    view.say("Someone tries to switch a charger back on, and to lock the door: both refused")
+    await asyncio.to_thread(platform.send, "pile-1", "port_on", {"port": 1})
+    await asyncio.to_thread(platform.send, "door-main", "lock")
+
+    await step(
+        "The fire brigade has seen to it: the grid worker resets fire mode. Doors lock again; chargers stay off"
+    )
+    house.call(house.detector("smoke-301").clear())
+    await asyncio.to_thread(platform.send, GATEWAY_ID, "fire_reset", None, "grid-worker-3")
+    await wait("events/door-main", lambda e: e.get("type") == "door.restored")
+
+    await step("A forged command (wrong key) is refused")
+    await asyncio.to_thread(Platform(view, b"\x00" * 32).send, GATEWAY_ID, "ping")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -113,29 +150,27 @@ async def main(args: argparse.Namespace) -> int:
     broker.start()
     gateway: subprocess.Popen[bytes] | None = None
     view: LiveView | None = None
+    house = EmulatedSite(work).start()  # exports the fake BlueZ's bus for the gateway
     try:
-        async with ReceiverEmulator(str(work / "srb433"), spacing=0.2, alarm_repeat=30.0) as rx:
-            cfg, key = write_config(work, broker, rx)
-            view = LiveView(broker.port, ROOT, colour=sys.stdout.isatty())
-            print(
-                f"mosquitto on 127.0.0.1:{broker.port}; watch it yourself with:\n"
-                f"  mosquitto_sub -p {broker.port} -t '{ROOT}/#' -v\n"
-                f"gateway log: {work / 'gatewayd.log'}"
+        cfg, key = write_config(work, broker, house)
+        view = LiveView(broker.port, ROOT, colour=sys.stdout.isatty())
+        print(
+            f"mosquitto on 127.0.0.1:{broker.port}; watch it yourself with:\n"
+            f"  mosquitto_sub -p {broker.port} -t '{ROOT}/#' -v\n"
+            f"gateway log: {work / 'gatewayd.log'}"
+        )
+        with open(work / "gatewayd.log", "wb") as log:
+            gateway = subprocess.Popen(
+                [sys.executable, "-m", "gatewayd", "run", "-c", str(cfg)], stdout=log, stderr=log
             )
-            with open(work / "gatewayd.log", "wb") as log:
-                gateway = subprocess.Popen(
-                    [sys.executable, "-m", "gatewayd", "run", "-c", str(cfg)],
-                    stdout=log,
-                    stderr=log,
-                )
-            if view.wait_for("status", lambda b: b.get("online")) is None:
-                print("the gateway did not come online; see", work / "gatewayd.log")
-                return 1
-            await scenario(view, Platform(view, key), rx, args.pace)
-            if args.once:
-                return 0
-            view.say("Demo scenario done; the house keeps running. Ctrl-C to stop everything.")
-            await asyncio.Event().wait()
+        if view.wait_for("status", lambda b: b.get("online")) is None:
+            print("the gateway did not come online; see", work / "gatewayd.log")
+            return 1
+        await scenario(view, Platform(view, key), house, args.pace)
+        if args.once:
+            return 0
+        view.say("Demo scenario done; the house keeps running. Ctrl-C to stop everything.")
+        await asyncio.Event().wait()
     finally:
         if gateway is not None and gateway.poll() is None:
             gateway.send_signal(signal.SIGTERM)
@@ -144,6 +179,7 @@ async def main(args: argparse.Namespace) -> int:
         if view is not None:
             time.sleep(0.3)  # let the offline status show
             view.close()
+        house.stop()
         broker.stop()
     return 0
 

@@ -92,19 +92,7 @@ class Actuator:
                 self.spawn(self._retry(action), f"retry:{action.device}")
             return
         if releasing:
-            gw.alarms.clear(action.device, "door.release_failed")
-            gw.handle_event(
-                Event(
-                    action.device,
-                    "door.released",
-                    "warning",
-                    {
-                        "reason": action.reason,
-                        "lock": result.get("lock"),
-                        "door": result.get("door"),
-                    },
-                )
-            )
+            self.spawn(self._confirm_release(action), f"confirm:{action.device}")
         elif action.name == "lock" and action.reason == "fire_reset":
             gw.handle_event(
                 Event(
@@ -114,6 +102,37 @@ class Actuator:
                     {"reason": "fire_reset", "lock": result.get("lock")},
                 )
             )
+
+    async def _confirm_release(self, action: Action) -> None:
+        """Re-check a released door: only the lock's own status says it is held open."""
+        gw = self.gw
+        try:
+            status = await gw.execute(
+                Action(action.device, "status", reason=action.reason, origin=action.origin)
+            )
+        except GatewayError as exc:
+            self._report(action, exc)
+            return
+        if status.get("lock") != "held_open":
+            self._report(
+                action,
+                DeviceError(action.device, "not_released", f"lock reports {status.get('lock')!r}"),
+            )
+            return
+        gw.alarms.clear(action.device, "door.release_failed")
+        gw.handle_event(
+            Event(
+                action.device,
+                "door.released",
+                "warning",
+                {
+                    "reason": action.reason,
+                    "lock": "held_open",
+                    "door": status.get("door"),
+                    "verified": True,
+                },
+            )
+        )
 
     async def _retry(self, action: Action) -> None:
         await asyncio.sleep(RETRY_SECONDS)

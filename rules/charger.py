@@ -254,7 +254,7 @@ class FullRule(_TimerRule):
             1, 200, default=30.0, doc="below this a battery is full (float current)"
         ),
         "float_minutes": Float(
-            1, 600, default=45.0, doc="how long a full battery may float before the cut"
+            0.05, 600, default=45.0, doc="how long a full battery may float before the cut"
         ),
     }
 

@@ -96,6 +96,7 @@ def test_smoke_alarm_cuts_every_charger_releases_doors_until_reset(
         for dev in LOCKS:
             released = probe.wait(f"{root}/events/{dev}", lambda e: e["type"] == "door.released")
             assert released["data"]["reason"].startswith("fire")
+            assert (released["data"]["lock"], released["data"]["verified"]) == ("held_open", True)
         # The detector clears: fire mode stays until a person resets it.
         house.call(house.detector("smoke-301").clear())
         probe.wait(f"{root}/events/smoke-301", lambda e: e["type"] == "smoke.cleared")
