@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from firmware_stubs.broker import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -56,7 +58,9 @@ def write_site(
     cfg.write_text(
         f'[gateway]\nid = "gw-bench"\ndata_dir = "{tmp / "data"}"\n\n'
         f'[mqtt]\nurl = "{broker_url}"\n\n[security]\ncommand_key_file = "{key_file}"\n'
-        f"commands_per_minute = {per_minute}\n\n{body}"
+        f"commands_per_minute = {per_minute}\n\n"
+        # Metrics on, as deployed, on a free port (RSS and start-up are measured with them).
+        f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n\n{body}'
     )
     return cfg, key
 

@@ -135,11 +135,13 @@ def make_site(tmp: Path, broker_url: str, body: str = "", gateway_id: str = "gw-
     key_file = tmp / "command.key"
     key_file.write_text(key.hex())
     key_file.chmod(0o600)
+    # Tests serve no metrics unless they ask: daemons would fight over the default port.
+    no_metrics = "" if "[metrics]" in body else '[metrics]\nlisten = ""\n\n'
     cfg = tmp / "gateway.toml"
     cfg.write_text(
         f'[gateway]\nid = "{gateway_id}"\nsite = "柳墅村 17号"\ndata_dir = "{tmp / "data"}"\n\n'
         f'[mqtt]\nurl = "{broker_url}"\nreconnect_max_seconds = 1.0\n\n[security]\ncommand_key_file = "{key_file}"\n'
-        f"commands_per_minute = 20\n\n{body}"
+        f"commands_per_minute = 20\n\n{no_metrics}{body}"
     )
     return Site(tmp, gateway_id, key, cfg)
 
