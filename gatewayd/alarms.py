@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from tinydb import TinyDB
@@ -24,6 +25,8 @@ class AlarmManager:
         # One document holds it all, so every change is one atomic write.
         self._table = db.table("alarms")
         self.on_change = on_change
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarms-io")
+        self._pending: list[Future[Any]] = []
         doc: Mapping[str, Any] = self._table.get(doc_id=1) or {}
         self.alarms: dict[str, Alarm] = {}
         for raw in doc.get("active", []):
@@ -98,5 +101,18 @@ class AlarmManager:
             "fire_mode": self.fire_mode,
             "fire_since": self.fire_since,
         }
-        self._table.upsert(Document(doc, doc_id=1))
+        # The write (and its fsyncs) happens on the writer thread, in order: a fire alarm must
+        # not wait for the SD card before the chargers are cut.
+        self._pending.append(self._io.submit(self._table.upsert, Document(doc, doc_id=1)))
+        self._pending = [f for f in self._pending if not f.done()]
         self.on_change()
+
+    def flush(self) -> None:
+        """Wait until every change so far is on disk (shutdown, tests)."""
+        for f in self._pending:
+            f.result()
+        self._pending = []
+
+    def close(self) -> None:
+        self.flush()
+        self._io.shutdown(wait=True)

@@ -17,6 +17,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -40,17 +41,29 @@ class AuditLog:
         self.keep = keep
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = os.fstat(self._fd).st_size
-        self._pending: dict[str, tuple[str, str, float]] = {}  # device -> (user, command id, at)
+        self._expected: dict[str, tuple[str, str, float]] = {}  # device -> (user, command id, at)
         self.entries = 0
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-io")
+        self._pending: list[Future[None]] = []
 
     def append(self, entry: Mapping[str, Any]) -> None:
+        """Queue one entry; the writer thread appends and fsyncs it, in order."""
         line = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+        self.entries += 1
+        self._pending.append(self._io.submit(self._write, line))
+        self._pending = [f for f in self._pending if not f.done()]
+
+    def flush(self) -> None:
+        for f in self._pending:
+            f.result()
+        self._pending = []
+
+    def _write(self, line: bytes) -> None:
         if self._size + len(line) > self.max_bytes:
             self._rotate()
         os.write(self._fd, line)
         os.fsync(self._fd)
         self._size += len(line)
-        self.entries += 1
 
     def _rotate(self) -> None:
         os.close(self._fd)
@@ -70,7 +83,7 @@ class AuditLog:
     def expect(self, device: str, user: str, cid: str) -> None:
         """A verified remote unlock is about to go to ``device``: the lock's "unlocked" event
         (which can arrive before its ACK) belongs to ``user``."""
-        self._pending[device] = (user, cid, time.time())
+        self._expected[device] = (user, cid, time.time())
 
     def command(
         self, device: str, action: str, user: str, cid: str | None, code: str, detail: str = ""
@@ -97,7 +110,7 @@ class AuditLog:
             or event.data.get("user")
         ):
             return event
-        pending = self._pending.pop(event.device, None)
+        pending = self._expected.pop(event.device, None)
         if pending is None or event.ts - pending[2] > ATTRIBUTE_WITHIN:
             return event
         return replace(event, data={**event.data, "user": pending[0], "command": pending[1]})
@@ -119,6 +132,8 @@ class AuditLog:
             )
 
     def close(self) -> None:
+        self.flush()
+        self._io.shutdown(wait=True)
         os.close(self._fd)
 
 

@@ -61,6 +61,7 @@ class CommandHandler:
         reason = gw.engine.permit(action, gw.world)
         if reason:
             return Result(cmd.id, "forbidden", reason)
+        await gw.replay.sync()  # the id is on disk before anything moves
         if cmd.action == "unlock":
             gw.audit.expect(cmd.device, cmd.user, cmd.id)
         try:

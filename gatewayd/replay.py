@@ -6,6 +6,7 @@ The file is append-only (one ``<exp> <id>`` line per command, fsynced), compacte
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -35,11 +36,17 @@ class ReplayCache:
         return exp is not None and exp > time.time() - 60
 
     def add(self, cid: str, exp: float) -> None:
+        """Remember ``cid``: appended at once (a crashed process cannot lose it); ``sync``
+        makes it survive a power cut too, off the event loop."""
         self._seen[cid] = exp
         os.write(self._fd, f"{exp!r} {cid}\n".encode())
-        os.fsync(self._fd)
         if len(self._seen) > 1024:
             self._prune()
+
+    async def sync(self) -> None:
+        """fsync in the executor: a command that actuates waits for this before it acts, so a
+        replay after a power cut cannot open a door twice."""
+        await asyncio.get_running_loop().run_in_executor(None, os.fsync, self._fd)
 
     def _prune(self) -> None:
         horizon = time.time() - 60

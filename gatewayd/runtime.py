@@ -176,6 +176,7 @@ class Gateway:
             self.replay.close()
             self.audit.close()
             self.outbox.close()
+            self.alarms.close()
             self.db.close()
             log.info("stopped")
 
@@ -296,6 +297,8 @@ class Gateway:
                 log.exception("event listener failed")
 
     def _apply(self, outcome: Outcome) -> None:
+        if outcome.actions:  # actuation first: nothing below may delay a cut
+            self.actuator.run(outcome.actions)
         if outcome.fire_mode and self.alarms.enter_fire_mode():
             self.world.fire_mode = True
             self.alarms.raise_(self.config.gateway_id, "gateway.fire_mode", "critical")
@@ -305,8 +308,6 @@ class Gateway:
                 self.alarms.clear(change.device, change.type)
             else:
                 self.alarms.raise_(change.device, change.type, change.severity, dict(change.data))
-        if outcome.actions:
-            self.actuator.run(outcome.actions)
 
     def _outbox_full(self, full: bool) -> None:
         gid = self.config.gateway_id

@@ -17,8 +17,10 @@ def test_alarms_and_fire_mode_survive_reopen(tmp_path: Path) -> None:
     assert am.raise_("smoke-301", "smoke.alarm", "critical") is None  # idempotent
     assert am.enter_fire_mode()
     am.ack("smoke-301/smoke.alarm", "grid-worker-3")
+    am.close()  # waits for the writer thread
     db.close()
     am2 = AlarmManager(open_db(str(tmp_path)))
+    am2.close()
     [alarm] = am2.active()
     assert (alarm.id, alarm.severity, alarm.acked_by, dict(alarm.data)) == (
         "smoke-301/smoke.alarm",
@@ -35,14 +37,18 @@ def test_each_change_is_one_atomic_file_replace(tmp_path: Path) -> None:
     am = AlarmManager(db)
     state = tmp_path / "state.json"
     am.raise_("d1", "smoke.fault", "warning")
+    am.flush()
     inode = state.stat().st_ino
     am.clear("d1", "smoke.fault")
+    am.flush()
     assert state.stat().st_ino != inode  # replaced by rename, never rewritten in place
     assert not (tmp_path / "state.json.tmp").exists()
     assert json.loads(state.read_text())["alarms"]["1"]["active"] == []
     mtime = state.stat().st_mtime_ns
     am.clear("d1", "smoke.fault")  # no change: no write
+    am.flush()
     assert state.stat().st_mtime_ns == mtime
+    am.close()
 
 
 def test_corrupt_state_is_kept_aside_not_reused(tmp_path: Path) -> None:
@@ -50,3 +56,4 @@ def test_corrupt_state_is_kept_aside_not_reused(tmp_path: Path) -> None:
     am = AlarmManager(open_db(str(tmp_path)))
     assert am.active() == []
     assert (tmp_path / "state.json.corrupt").exists()
+    am.close()
