@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_stubs.broker import free_port
+from gatewayd.secrets import write_secret
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,8 +53,7 @@ def write_site(
     """A gateway config and command key in ``tmp`` (the benchmarks' own throwaway site)."""
     key = os.urandom(32)
     key_file = tmp / "command.key"
-    key_file.write_text(key.hex())
-    key_file.chmod(0o600)
+    write_secret(str(key_file), key.hex())
     cfg = tmp / "gateway.toml"
     cfg.write_text(
         f'[gateway]\nid = "gw-bench"\ndata_dir = "{tmp / "data"}"\n\n'

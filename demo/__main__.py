@@ -22,6 +22,7 @@ from typing import Any
 from demo.view import LiveView
 from firmware_stubs.broker import Broker
 from firmware_stubs.site import EmulatedSite
+from gatewayd.secrets import write_secret
 from gatewayd.signing import sign
 
 GATEWAY_ID = "xz-liushu-017"
@@ -35,8 +36,7 @@ float_minutes = 0.1          # demo only: a full battery floats 6 s, not 45 min,
 def write_config(work: Path, broker: Broker, house: EmulatedSite) -> tuple[Path, bytes]:
     key = os.urandom(32)
     key_file = work / "command.key"
-    key_file.write_text(key.hex())
-    key_file.chmod(0o600)
+    write_secret(str(key_file), key.hex())
     cfg = work / "gateway.toml"
     cfg.write_text(
         f'[gateway]\nid = "{GATEWAY_ID}"\nsite = "柳墅村 17号 (demo)"\ndata_dir = "{work / "data"}"\n\n'

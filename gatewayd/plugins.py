@@ -66,11 +66,18 @@ def _parse(text: str, groups: dict[str, dict[str, str]]) -> None:
             group.setdefault(key.strip(), value.strip())
 
 
-def _load(value: str) -> Any:
+def _load(group: str, name: str, value: str, base: type) -> Any:
+    """Import the class an entry point names and check it is a ``base``."""
+    kind = "driver" if group == DRIVER_GROUP else "rule"
     module, _, attr = value.partition(":")
-    obj: Any = importlib.import_module(module.strip())
-    for part in attr.strip().split(".") if attr else ():
-        obj = getattr(obj, part)
+    try:
+        obj: Any = importlib.import_module(module.strip())
+        for part in attr.strip().split(".") if attr else ():
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise PluginError(f"{kind} {name!r} ({value}) cannot be loaded: {exc}") from exc
+    if not (isinstance(obj, type) and issubclass(obj, base)):
+        raise PluginError(f"{kind} {name!r} ({value}) is not a gatewayd {base.__name__}")
     return obj
 
 
@@ -85,12 +92,7 @@ def load_driver(name: str) -> type[Driver]:
     value = _entry_points().get(DRIVER_GROUP, {}).get(name)
     if value is None:
         raise PluginError(f"no driver named {name!r} (installed: {', '.join(driver_names())})")
-    try:
-        cls = _load(value)
-    except (ImportError, AttributeError) as exc:
-        raise PluginError(f"driver {name!r} ({value}) cannot be loaded: {exc}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Driver)):
-        raise PluginError(f"driver {name!r} ({value}) is not a gatewayd Driver")
+    cls: type[Driver] = _load(DRIVER_GROUP, name, value, Driver)
     return cls
 
 
@@ -100,11 +102,5 @@ def rule_classes() -> tuple[type[Rule], ...]:
 
     found: list[type[Rule]] = []
     for name, value in sorted(_entry_points().get(RULE_GROUP, {}).items()):
-        try:
-            cls = _load(value)
-        except (ImportError, AttributeError) as exc:
-            raise PluginError(f"rule {name!r} ({value}) cannot be loaded: {exc}") from exc
-        if not (isinstance(cls, type) and issubclass(cls, Rule)):
-            raise PluginError(f"rule {name!r} ({value}) is not a gatewayd Rule")
-        found.append(cls)
+        found.append(_load(RULE_GROUP, name, value, Rule))
     return tuple(found)

@@ -5,16 +5,13 @@ serves the control socket.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import threading
-from pathlib import Path
-from typing import Any
 
-from firmware_stubs.srb433 import ReceiverEmulator
-from tests.harness import REPO, Daemon, wait_until
+from tests.harness import REPO, Daemon, ReceiverThread, wait_until
+
+EmulatorThread = ReceiverThread  # the name these tests grew up with
 
 DETECTOR = "1A2B3C4D"
 
@@ -41,32 +38,6 @@ def one_clear_line(result: subprocess.CompletedProcess[str]) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("✗ "), result.stderr
     return lines[0]
-
-
-class EmulatorThread:
-    """An SRB-433 receiver emulator on its own event loop, scriptable from sync tests."""
-
-    def __init__(self, link: Path, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.rx = ReceiverEmulator(str(link), spacing=0.02, **options)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.call(self.rx.start())
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def do(self, fn: Any, *args: Any) -> Any:
-        async def invoke() -> Any:
-            return fn(*args)
-
-        return self.call(invoke())
-
-    def close(self) -> None:
-        self.call(self.rx.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
 
 
 class ControlDaemon(Daemon):

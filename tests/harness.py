@@ -3,6 +3,7 @@ records what the gateway publishes, and the real daemon in a subprocess."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -18,9 +19,20 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from firmware_stubs.broker import Broker, free_port
+from firmware_stubs.srb433 import ReceiverEmulator
+from gatewayd.secrets import write_secret
 from gatewayd.signing import sign
 
-__all__ = ["Broker", "Daemon", "Probe", "Site", "free_port", "make_site", "wait_until"]
+__all__ = [
+    "Broker",
+    "Daemon",
+    "Probe",
+    "ReceiverThread",
+    "Site",
+    "free_port",
+    "make_site",
+    "wait_until",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,8 +145,7 @@ class Site:
 def make_site(tmp: Path, broker_url: str, body: str = "", gateway_id: str = "gw-test") -> Site:
     key = os.urandom(32)
     key_file = tmp / "command.key"
-    key_file.write_text(key.hex())
-    key_file.chmod(0o600)
+    write_secret(str(key_file), key.hex())
     # Tests serve no metrics unless they ask: daemons would fight over the default port.
     no_metrics = "" if "[metrics]" in body else '[metrics]\nlisten = ""\n\n'
     cfg = tmp / "gateway.toml"
@@ -211,3 +222,29 @@ def install_plugin(
     lines = "".join(f"{name} = {module}:{cls}\n" for name, cls in drivers.items())
     (dist / "entry_points.txt").write_text(f"[gatewayd.drivers]\n{lines}")
     return {"PYTHONPATH": f"{where}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+class ReceiverThread:
+    """An SRB-433 receiver emulator on its own event loop, scriptable from sync tests."""
+
+    def __init__(self, link: Path, spacing: float = 0.02, **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.rx = ReceiverEmulator(str(link), spacing=spacing, **options)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.call(self.rx.start())
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def do(self, fn: Any, *args: Any) -> Any:
+        async def invoke() -> Any:
+            return fn(*args)
+
+        return self.call(invoke())
+
+    def close(self) -> None:
+        self.call(self.rx.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()

@@ -27,7 +27,7 @@ from gatewayd.runtime import Gateway
 from gatewayd.supervisor import Supervised
 from tests import metrics_site as ms
 from tests.harness import Broker, Daemon, free_port, make_site, wait_until
-from tests.test_smoke_e2e import EmulatorThread
+from tests.harness import ReceiverThread as EmulatorThread
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

@@ -23,7 +23,7 @@ import pytest
 from firmware_stubs.ebc_pile import EbcEmulator, Pile
 from gatewayd.metrics_families import CATALOGUE
 from tests.harness import REPO, Broker, Daemon, free_port, make_site, wait_until
-from tests.test_smoke_e2e import EmulatorThread
+from tests.harness import ReceiverThread as EmulatorThread
 
 MON = REPO / "monitoring"
 RULES = sorted((MON / "rules").glob("*.yml"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -11,35 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from firmware_stubs.srb433 import ReceiverEmulator
 from tests.harness import Broker, Daemon, Probe, Site, make_site, wait_until
+from tests.harness import ReceiverThread as EmulatorThread
 
 DETECTORS = {"smoke-301": "1A2B3C4D", "smoke-302": "1A2B3C4E"}
 
 
-class EmulatorThread:
-    """The asyncio emulator on its own loop in a thread, so sync tests can script it."""
-
-    def __init__(self, link: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.rx = ReceiverEmulator(str(link), spacing=0.05, alarm_repeat=30.0)
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.call(self.rx.start())
-
-    def call(self, coro):  # type: ignore[no-untyped-def]
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def close(self) -> None:
-        self.call(self.rx.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
-        self.loop.close()
-
-
 @pytest.fixture
 def receiver(tmp_path: Path) -> Iterator[EmulatorThread]:
-    emu = EmulatorThread(tmp_path / "srb433")
+    emu = EmulatorThread(tmp_path / "srb433", spacing=0.05)
     yield emu
     emu.close()
 
