@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -69,6 +70,8 @@ class Probe:
         subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.connect("127.0.0.1", port)
+        # Like the gateway: no Nagle, so latencies measured through the probe are not TCP timers.
+        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.subscribe(subscribe, qos=1)
         self.client.loop_start()
         assert subscribed.wait(5), "probe could not subscribe"

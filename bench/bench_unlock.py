@@ -1,0 +1,145 @@
+"""Phone unlock through the whole gateway (issue 5): a signed `unlock` published on the local
+broker → the daemon (command gate, dispatch, BLE driver, bleak's BlueZ backend) → the emulated
+DL-B2 accepting the command; beside a bare bleak client doing the same challenge read + command
+write against the same emulator in the same run. Both measured to the moment the lock emulator
+accepted the command (its own monotonic timestamp, in this process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import percentile, row, start_daemon, write_site
+from drivers.ble import protocol as p
+from firmware_stubs.broker import Broker
+from firmware_stubs.harness import close_bleak, world
+from gatewayd.secrets import write_secret
+from gatewayd.signing import sign
+from tests.harness import Probe, wait_until
+
+ADDRESS = "C0:FF:EE:00:00:01"
+KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
+
+
+async def bare(n: int) -> list[float]:
+    """Start times of n challenge-read + command-write exchanges, by SEQ."""
+    from bleak import BleakClient, BleakScanner
+
+    device = await BleakScanner.find_device_by_address(ADDRESS, timeout=10)
+    assert device is not None
+    starts = []
+    async with BleakClient(device, timeout=10) as client:
+        await client.start_notify(p.EVENTS_UUID, lambda *_: None)
+        for seq in range(1, n + 1):
+            t0 = time.monotonic()
+            challenge = await client.read_gatt_char(p.CHALLENGE_UUID)
+            await client.write_gatt_char(
+                p.COMMAND_UUID,
+                p.build_command(KEY, bytes(challenge), p.Op.UNLOCK, seq, 1),
+                response=True,
+            )
+            starts.append(t0)
+            await asyncio.sleep(0.005)
+    return starts
+
+
+def run(quick: bool) -> list[dict[str, Any]]:
+    n = 50 if quick else 500
+    with world() as w, tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        lock = w.emu.add_lock(ADDRESS, KEY, idle_timeout=600)
+
+        async def bare_phase() -> list[float]:
+            try:
+                return await bare(n)
+            finally:
+                await close_bleak()
+
+        starts = asyncio.run(bare_phase())
+        accepted = [c for c in w.emu.call(lock.accepted) if c.op == p.Op.UNLOCK]
+        t_bare = [c.mono - t0 for c, t0 in zip(accepted[-n:], starts, strict=True)]
+        w.emu.call(lock.cancel_timers)
+        time.sleep(1.0)  # the bare central is gone; the lock advertises again
+
+        broker = Broker(tmp)
+        broker.start()
+        key_path = tmp / "door.key"
+        write_secret(str(key_path), KEY.hex())
+        body = (
+            '[[buses]]\nname = "ble"\ndriver = "ble"\n\n'
+            f'[[devices]]\nid = "door-main"\nkind = "door_lock"\nbus = "ble"\naddress = "{ADDRESS}"\n'
+            f'key_file = "{key_path}"\n'
+        )
+        cfg, cmd_key = write_site(tmp, broker.url, body)
+        proc, _ = start_daemon(
+            cfg,
+            tmp / "gatewayd.log",
+            {"DBUS_SYSTEM_BUS_ADDRESS": os.environ["DBUS_SYSTEM_BUS_ADDRESS"]},
+        )
+        probe = Probe(broker.port, "pingan/v1/gw-bench/#")
+        t_gw: list[float] = []
+        try:
+            probe.wait(
+                "pingan/v1/gw-bench/state/door-main",
+                lambda s: s.get("connected") is True,
+                timeout=20,
+            )
+            for i in range(n):
+                before = len(w.emu.call(lock.accepted))
+                now = time.time()
+                cmd = sign(
+                    cmd_key,
+                    {
+                        "id": f"u{i}-{os.getpid()}",
+                        "device": "door-main",
+                        "action": "unlock",
+                        "args": {"seconds": 1},
+                        "user": "bench",
+                        "iat": now,
+                        "exp": now + 30,
+                    },
+                )
+                t0 = time.monotonic()
+                probe.publish("pingan/v1/gw-bench/cmd", json.dumps(cmd))
+                probe.wait(
+                    "pingan/v1/gw-bench/cmd/result",
+                    lambda r, cid=cmd["id"]: r["id"] == cid,
+                    timeout=10,
+                )
+                wait_until(
+                    lambda b=before: len(w.emu.call(lock.accepted)) > b, 5, "the lock to accept"
+                )
+                rec = w.emu.call(lock.accepted)[before]
+                t_gw.append(rec.mono - t0)
+        finally:
+            probe.close()
+            proc.terminate()
+            proc.wait(10)
+            broker.stop()
+    rows = []
+    for q in (50, 99):
+        g, b = percentile(t_gw, q) * 1000, percentile(t_bare, q) * 1000
+        rows.append(
+            row(
+                f"signed unlock published → lock accepts, p{q} ({n} unlocks)",
+                g,
+                "ms",
+                "bare bleak: challenge read + command write",
+                b,
+                "≤ 1.25 × baseline and p99 ≤ 250 ms" if q == 99 else "≤ 1.25 × baseline",
+                g <= 1.25 * b and (q != 99 or g <= 250),
+            )
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    for r in run("--quick" in sys.argv):
+        print(json.dumps(r, ensure_ascii=False))
