@@ -16,6 +16,7 @@ from gatewayd.schema import Float, Int, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 
 MISSING, RETURNED = "smoke.missing", "smoke.returned"
+RECEIVER_OFFLINE, RECEIVER_ONLINE = "gateway.receiver_offline", "gateway.receiver_online"
 ALARMS = ("smoke.alarm", "smoke.heat_alarm")
 #: event type -> the data key worth carrying into the alarm
 WARNINGS = {"smoke.low_battery": "battery_mv", "smoke.fault": "fault"}
@@ -45,9 +46,21 @@ class SmokeRule(Rule):
     def on_event(self, event: Event, world: World) -> Outcome | None:
         if event.type == TICK:
             return self._tick(world)
+        if event.type in (RECEIVER_OFFLINE, RECEIVER_ONLINE):
+            return self._receiver(event)
         if event.kind != "smoke" or event.type in (MISSING, RETURNED):
             return None  # our own derived events say nothing about the radio
         return self._detector_event(event)
+
+    @staticmethod
+    def _receiver(event: Event) -> Outcome:
+        """With the receiver gone no detector can be heard: as serious as a missing detector
+        in every room, so a critical alarm until it answers again."""
+        if event.type == RECEIVER_OFFLINE:
+            return Outcome(
+                alarms=[RaiseAlarm(event.device, RECEIVER_OFFLINE, "critical", dict(event.data))]
+            )
+        return Outcome(alarms=[ClearAlarm(event.device, RECEIVER_OFFLINE)])
 
     def _detector_event(self, event: Event) -> Outcome:
         out = Outcome()

@@ -197,11 +197,20 @@ def test_receiver_unplugged_and_replugged_resumes_without_restart(
         f"{root}/events/{smoke_daemon.site.gateway_id}",
         lambda e: e["type"] == "gateway.receiver_offline",
     )
+    probe.wait(
+        f"{root}/alarms",
+        lambda b: any(a["type"] == "gateway.receiver_offline" for a in b["active"]),
+    )
     receiver.call(receiver.rx.replug())
     probe.wait(
         f"{root}/events/{smoke_daemon.site.gateway_id}",
         lambda e: e["type"] == "gateway.receiver_online",
         timeout=15,
+    )
+    wait_until(  # the latest alarms message, not the empty one published at connect
+        lambda: probe.on(f"{root}/alarms")[-1].json()["active"] == [],
+        5,
+        "the receiver alarm to clear",
     )
     receiver.call(receiver.rx.detector(DETECTORS["smoke-302"]).alarm(77))
     event = probe.wait(f"{root}/events/smoke-302", lambda e: e["type"] == "smoke.alarm", timeout=10)

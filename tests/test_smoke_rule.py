@@ -205,3 +205,22 @@ def test_clock_stepping_back_does_not_hide_a_detector() -> None:
     # Back by ten hours: detection must still happen one window later, not ten hours later.
     out = run_clock(rule, world, T0, T0 + 700)
     assert [e.type for e in out.events] == ["smoke.missing"]
+
+
+def test_receiver_offline_is_a_critical_alarm_until_it_answers_again() -> None:
+    from gatewayd.model import Event
+    from rules.engine import ClearAlarm, RaiseAlarm, World
+    from rules.smoke import SmokeRule
+
+    rule = SmokeRule({})
+    world = World("gw", {})
+    off = rule.on_event(
+        Event("gw", "gateway.receiver_offline", "warning", {"bus": "smoke-rx"}), world
+    )
+    assert off is not None
+    assert off.alarms == [
+        RaiseAlarm("gw", "gateway.receiver_offline", "critical", {"bus": "smoke-rx"})
+    ]
+    on = rule.on_event(Event("gw", "gateway.receiver_online", "info", {"bus": "smoke-rx"}), world)
+    assert on is not None
+    assert on.alarms == [ClearAlarm("gw", "gateway.receiver_offline")]
