@@ -261,6 +261,7 @@ class ControlServer:
             "broker_connected": bool(gw.link is not None and gw.link.connected),
             "fire_mode": gw.alarms.fire_mode,
             "outbox_depth": gw.outbox.depth,
+            "outbox": gw.outbox.stats(),
             "alarms": len(gw.alarms.alarms),
             "buses": buses,
             "devices": devices,

@@ -197,21 +197,13 @@ def _outbox(f: Families, gw: Gateway, now: float) -> None:
     box = gw.outbox
     f.add("gatewayd_outbox_depth", box.depth)
     f.add("gatewayd_outbox_oldest_age_seconds", box.oldest_age(now))
-    stats = getattr(box, "stats", None)
-    figures: Mapping[str, Any] = stats() if callable(stats) else {}
+    figures = box.stats()
     dropped = {
         k.removeprefix("dropped_"): v for k, v in figures.items() if k.startswith("dropped_")
     }
-    if not figures:  # the memory-only outbox: one queue, telemetry counted by the publisher
-        dropped = {
-            "info": getattr(box, "dropped", 0),
-            "telemetry": getattr(gw.publisher, "telemetry_dropped", 0),
-        }
     for lane, n in sorted(dropped.items()):
         f.add("gatewayd_outbox_dropped_total", _num(n) or 0.0, lane)
-    disk = _num(figures.get("disk_bytes"))
-    if disk is not None:
-        f.add("gatewayd_outbox_disk_bytes", disk)
+    f.add("gatewayd_outbox_disk_bytes", figures["disk_bytes"])
 
 
 def _buses(f: Families, gw: Gateway) -> None:

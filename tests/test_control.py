@@ -101,6 +101,16 @@ def test_status_alarms_ack_and_fire_reset(tmp_path: Path) -> None:
             st = await c.ask(cmd="status")
             assert st["ok"] and st["gateway"] == "gw-test" and st["broker_connected"] is False
             assert st["fire_mode"] is False and st["outbox_depth"] >= 0 and st["uptime"] >= 0
+            # No broker in this test: the heartbeat-free start still queued the bus's events.
+            assert set(st["outbox"]) >= {
+                "depth",
+                "oldest_age_seconds",
+                "disk_bytes",
+                "dropped_info",
+                "dropped_urgent",
+                "dropped_telemetry",
+            }
+            assert st["outbox"]["depth"] == st["outbox_depth"]
             assert st["buses"]["smoke-rx"]["driver"] == "serial"
             assert [d["id"] for d in st["devices"]] == ["smoke-301"]
             gw.set_state("smoke-301", {"battery_mv": 2900})
@@ -109,7 +119,8 @@ def test_status_alarms_ack_and_fire_reset(tmp_path: Path) -> None:
 
             gw.alarms.raise_("smoke-301", "smoke.alarm", "critical", {"density": 90})
             listed = await c.ask(cmd="alarms")
-            assert [a["id"] for a in listed["alarms"]] == ["smoke-301/smoke.alarm"]
+            # (the receiver's port may not answer in this test: its own alarm may be listed too)
+            assert "smoke-301/smoke.alarm" in [a["id"] for a in listed["alarms"]]
             acked = await c.ask(cmd="ack", alarm="smoke-301/smoke.alarm", user="installer-li")
             assert acked == {
                 "ok": True,

@@ -70,6 +70,17 @@ def status(config_path: str, as_json: bool) -> None:
         f"up {_ago(st['uptime'])}"
     )
     click.echo(f"broker {broker}, outbox {st['outbox_depth']}, alarms {st['alarms']}")
+    box = st.get("outbox") or {}
+    if box.get("depth"):
+        drops = ", ".join(
+            f"{k.removeprefix('dropped_')} {int(v)}"
+            for k, v in box.items()
+            if k.startswith("dropped_") and v
+        )
+        click.echo(
+            f"  waiting for the broker: oldest {_ago(box['oldest_age_seconds'])}, "
+            f"{box['disk_bytes'] / 1e6:.1f} MB on disk" + (f", dropped: {drops}" if drops else "")
+        )
     if st["fire_mode"]:
         click.secho("FIRE MODE: reset with `gatewayd alarm reset` once safe", bold=True)
     for name, bus in st["buses"].items():
