@@ -136,14 +136,19 @@ def drain_outbox(directory: str, port: int, n: int) -> float:
 
 
 def drain_bare(port: int, msgs: list[tuple[str, bytes, int]]) -> float:
+    """paho on its own thread, publishing with at most 100 messages in flight (as the outbox
+    does): handing it 100 000 at once makes its internal queue quadratic, which would flatter
+    the outbox."""
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bare-drain")
     c.max_inflight_messages_set(100)
-    n_acked = 0
+    window = threading.Semaphore(100)
     done = threading.Event()
+    n_acked = 0
 
     def on_publish(*_a: Any) -> None:
         nonlocal n_acked
         n_acked += 1
+        window.release()
         if n_acked == len(msgs):
             done.set()
 
@@ -153,6 +158,7 @@ def drain_bare(port: int, msgs: list[tuple[str, bytes, int]]) -> float:
     time.sleep(0.2)
     t0 = time.perf_counter()
     for topic, payload, _lane in msgs:
+        window.acquire()
         c.publish(topic, payload, qos=1)
     done.wait(120)
     elapsed = time.perf_counter() - t0

@@ -91,6 +91,9 @@ class EbcEmulator:
         # (monotonic time, unit, request PDU) of every well-formed request: tests measure
         # polling intervals and count requests from here.
         self.trace: deque[tuple[float, int, bytes]] = deque(maxlen=100_000)
+        # (request end, reply end or None, unit, request PDU) on the modelled RTU wire: what a
+        # pile saw and when (a relay opens once its request has arrived), for benchmarks.
+        self.wire_log: deque[tuple[float, float | None, int, bytes]] = deque(maxlen=100_000)
 
     def pile(self, unit: int) -> Pile:
         return self.piles[unit]
@@ -210,6 +213,7 @@ class EbcEmulator:
                 unit = frame[0]
                 reply = self._execute(unit, frame[1:-2])
                 if reply is None:
+                    self.wire_log.append((request_end, None, unit, frame[1:-2]))
                     self._line_free_at = request_end + gap
                     self.stats.busy_seconds += request_end + gap - start
                     continue
@@ -217,6 +221,7 @@ class EbcEmulator:
                 if self.piles[unit].garble:
                     out = out[:-1] + bytes([out[-1] ^ 0xFF])  # a CRC that fails
                 done = request_end + gap + self.turnaround + len(out) * self.char_time()
+                self.wire_log.append((request_end, done, unit, frame[1:-2]))
                 self._line_free_at = done
                 self.stats.busy_seconds += done + gap - start
                 await asyncio.sleep(max(0.0, done - time.monotonic()))
