@@ -75,6 +75,7 @@ class Gateway:
         )
         self.publisher = Publisher(self.topics, self.outbox, self.started, config.site)
         self.db = open_db(config.data_dir)
+        self._alarms_flush_pending = False
         self.alarms = AlarmManager(self.db, on_change=self._alarms_changed)
         self.replay = ReplayCache(os.path.join(config.data_dir, "replay.log"))
         self.audit = AuditLog(os.path.join(config.data_dir, "audit"))
@@ -280,9 +281,11 @@ class Gateway:
         self.world.now = event.ts if event.type != TICK else time.time()
         self.world.fire_mode = self.alarms.fire_mode
         outcome = self.engine.handle(event, self.world)
-        self._apply(outcome)
+        if outcome.actions:  # actuation first: nothing below may delay a cut
+            self.actuator.run(outcome.actions)
         if not is_internal(event.type):
-            self.publisher.event(event)
+            self.publisher.event(event)  # the news before the bookkeeping
+        self._apply(outcome)
         if event.type != TICK:
             self._tell(event)  # samples too: metrics count energy from them
         for derived in outcome.events:
@@ -297,8 +300,6 @@ class Gateway:
                 log.exception("event listener failed")
 
     def _apply(self, outcome: Outcome) -> None:
-        if outcome.actions:  # actuation first: nothing below may delay a cut
-            self.actuator.run(outcome.actions)
         if outcome.fire_mode and self.alarms.enter_fire_mode():
             self.world.fire_mode = True
             self.alarms.raise_(self.config.gateway_id, "gateway.fire_mode", "critical")
@@ -322,7 +323,20 @@ class Gateway:
         self.publisher.state(device, state)
 
     def _alarms_changed(self) -> None:
+        """Several alarm changes from one event go out as one retained message."""
         self.world.alarms = self.alarms.alarms
+        if self._alarms_flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not running yet (start-up): publish now
+            self.publisher.alarms_changed()
+            return
+        self._alarms_flush_pending = True
+        loop.call_soon(self._flush_alarms)
+
+    def _flush_alarms(self) -> None:
+        self._alarms_flush_pending = False
         self.publisher.alarms_changed()
 
     # -- actions and commands ------------------------------------------------------------
