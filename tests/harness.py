@@ -251,3 +251,13 @@ class ReceiverThread:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
         self.loop.close()
+
+
+def smoke_config(port: str, detectors: dict[str, str], ping_seconds: float = 0.5) -> str:
+    """The ``[[buses]]``/``[[devices]]`` of an SRB-433 receiver on ``port`` and its detectors
+    (device id -> the 8-hex-digit address; the room is the id's last three characters)."""
+    devices = "".join(
+        f'\n[[devices]]\nid = "{dev}"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "{addr}"\nroom = "{dev[-3:]}"\n'
+        for dev, addr in detectors.items()
+    )
+    return f'[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{port}"\nping_seconds = {ping_seconds}\n{devices}'

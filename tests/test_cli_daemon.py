@@ -15,7 +15,7 @@ import pytest
 
 from gatewayd import control
 from tests.cli_support import DETECTOR, ControlDaemon, EmulatorThread, gatewayd, one_clear_line
-from tests.harness import REPO, Broker, Daemon, Site, make_site, wait_until
+from tests.harness import REPO, Broker, Daemon, Site, make_site, smoke_config, wait_until
 
 
 @pytest.fixture
@@ -26,11 +26,7 @@ def receiver(tmp_path: Path) -> Iterator[EmulatorThread]:
 
 
 def smoke_site(tmp_path: Path, broker: Broker, receiver: EmulatorThread) -> Site:
-    body = (
-        f'[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{receiver.rx.path}"\nping_seconds = 0.5\n\n'
-        f'[[devices]]\nid = "smoke-301"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "{DETECTOR}"\nroom = "301"\n'
-    )
-    return make_site(tmp_path, broker.url, body)
+    return make_site(tmp_path, broker.url, smoke_config(receiver.rx.path, {"smoke-301": DETECTOR}))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.cli_support import DETECTOR, ControlDaemon, EmulatorThread, gatewayd, one_clear_line
-from tests.harness import Broker, make_site, wait_until
+from tests.harness import Broker, make_site, smoke_config, wait_until
 from tests.test_cli_scan import HAVE_DLB2, EbcThread, piles
 
 __all__ = ["piles"]
@@ -68,10 +68,7 @@ def receiver(tmp_path: Path) -> Iterator[EmulatorThread]:
 
 
 def smoke_body(receiver: EmulatorThread) -> str:
-    return (
-        f'[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{receiver.rx.path}"\nping_seconds = 0.5\n\n'
-        f'[[devices]]\nid = "smoke-301"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "{DETECTOR}"\nroom = "301"\n'
-    )
+    return smoke_config(receiver.rx.path, {"smoke-301": DETECTOR})
 
 
 def test_smoke_detector_direct_pings_the_receiver(tmp_path: Path, receiver: EmulatorThread) -> None:

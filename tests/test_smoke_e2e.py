@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Broker, Daemon, Probe, Site, make_site, wait_until
+from tests.harness import Broker, Daemon, Probe, Site, make_site, smoke_config, wait_until
 from tests.harness import ReceiverThread as EmulatorThread
 
 DETECTORS = {"smoke-301": "1A2B3C4D", "smoke-302": "1A2B3C4E"}
@@ -24,12 +24,7 @@ def receiver(tmp_path: Path) -> Iterator[EmulatorThread]:
 
 
 def smoke_site(tmp_path: Path, broker: Broker, receiver: EmulatorThread, rules: str = "") -> Site:
-    devices = "".join(
-        f'\n[[devices]]\nid = "{dev}"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "{addr}"\nroom = "{dev[-3:]}"\n'
-        for dev, addr in DETECTORS.items()
-    )
-    body = f'[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{receiver.rx.path}"\nping_seconds = 0.5\n{devices}\n{rules}'
-    return make_site(tmp_path, broker.url, body)
+    return make_site(tmp_path, broker.url, smoke_config(receiver.rx.path, DETECTORS) + "\n" + rules)
 
 
 @pytest.fixture
