@@ -93,7 +93,8 @@ class RateLimiter:
 
     def allow(self, key: str, now: float) -> bool:
         tokens, last = self._buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        # A clock stepped back (NTP on a Pi without RTC) must not drain the bucket for hours.
+        tokens = min(self.capacity, tokens + max(0.0, now - last) * self.rate)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
             return False
@@ -195,7 +196,11 @@ def _shape(raw: Mapping[str, Any], cid: str) -> Command:
 
 
 def _is_time(v: object) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return False
+    if isinstance(v, int):
+        return 0 <= v < 2**53  # exact as a float; a 400-digit integer is not a time
+    return math.isfinite(v) and v >= 0
 
 
 __all__ = ["CODES", "GATEWAY_ACTIONS", "Command", "Gate", "Int", "Refused", "Result"]

@@ -241,7 +241,14 @@ def _validate(table: Any, schema: Mapping[str, Field], name: str, path: str) -> 
 
 
 def _mqtt(mq: dict[str, Any], name: str) -> MqttConfig:
-    url = urlsplit(mq["url"])
+    expected = "mqtt://host[:port] or mqtts://host[:port] with a port 1..65535"
+    try:
+        url = urlsplit(mq["url"])
+        port = url.port
+    except ValueError:  # a port over 65535, a stray "[" in the host
+        raise ConfigError(name, "mqtt.url", f"expected {expected}", mq["url"]) from None
+    if not url.hostname or port == 0:
+        raise ConfigError(name, "mqtt.url", f"expected {expected}", mq["url"])
     if mq["password_file"] is not None and mq["username"] is None:
         raise ConfigError(name, "mqtt.username", "missing; a password_file needs a username")
     if (mq["cert_file"] is None) != (mq["key_file"] is None):
@@ -250,8 +257,8 @@ def _mqtt(mq: dict[str, Any], name: str) -> MqttConfig:
     if not tls and (mq["ca_file"] or mq["cert_file"]):
         raise ConfigError(name, "mqtt.url", "ca_file/cert_file need an mqtts:// url", mq["url"])
     return MqttConfig(
-        host=url.hostname or "",
-        port=url.port or DEFAULT_PORTS[url.scheme],
+        host=url.hostname,
+        port=port or DEFAULT_PORTS[url.scheme],
         tls=tls,
         topic_prefix=mq["topic_prefix"],
         username=mq["username"],

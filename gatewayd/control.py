@@ -127,6 +127,7 @@ class ControlServer:
         self.path = path
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[Any]] = set()
+        self._writers: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._gid = os.getegid()
 
     async def start(self) -> ControlServer:
@@ -148,9 +149,16 @@ class ControlServer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
-        for task in list(self._clients):
-            task.cancel()
-        await asyncio.gather(*self._clients, return_exceptions=True)
+        # End clients by closing their connections (their reads see EOF and they return):
+        # cancelling the handler tasks makes asyncio's stream protocol log a traceback.
+        for writer in list(self._writers.values()):
+            writer.close()
+        clients = list(self._clients)
+        if clients:
+            _done, stuck = await asyncio.wait(clients, timeout=2.0)
+            for task in stuck:
+                task.cancel()
+            await asyncio.gather(*stuck, return_exceptions=True)
         if self.server is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2):
@@ -169,6 +177,7 @@ class ControlServer:
         task = asyncio.current_task()
         assert task is not None
         self._clients.add(task)
+        self._writers[task] = writer
         try:
             sock = writer.get_extra_info("socket")
             pid, uid, gid = peer_credentials(sock)
@@ -181,6 +190,7 @@ class ControlServer:
             pass
         finally:
             self._clients.discard(task)
+            self._writers.pop(task, None)
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()

@@ -31,7 +31,7 @@ class SecretFileError(GatewayError):
 
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
-        super().__init__(f"{path}: {problem}")
+        super().__init__(f"{_shown_path(path)}: {problem}")
 
 
 class DeviceError(GatewayError):
@@ -59,6 +59,14 @@ class DeviceTimeout(TransientError):
 
 class PluginError(GatewayError):
     """A driver or rule plugin could not be loaded."""
+
+
+def _shown_path(path: str) -> str:
+    """A key pasted where its file's path belongs must not be echoed to a terminal or log."""
+    text = path.strip()
+    if len(text) >= 32 and all(c in "0123456789abcdefABCDEF" for c in text):
+        return "(a value that looks like a key, not a file path: give the path of a 0600 file)"
+    return path
 
 
 def _show(value: object) -> str:

@@ -263,7 +263,7 @@ class Outbox:
             out.setdefault(n, []).append((w.path, records[-1].seq, w.size))
         if marks is not None:
             tmp = self._marks_path + ".tmp"
-            with open(tmp, "w") as f:
+            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
                 json.dump({"watermarks": marks[:-1], "seq": marks[-1]}, f)
                 f.flush()
                 os.fsync(f.fileno())

@@ -29,7 +29,10 @@ def lane_of(event: Event) -> int:
 
 
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+    # backslashreplace: a lone surrogate smuggled into a payload must not stop a message.
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8", "backslashreplace"
+    )
 
 
 class Topics:

@@ -7,14 +7,18 @@ The file is append-only (one ``<exp> <id>`` line per command, fsynced), compacte
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
+
+log = logging.getLogger("gatewayd.replay")
 
 
 class ReplayCache:
     def __init__(self, path: str) -> None:
         self.path = path
         self._seen: dict[str, float] = {}
+        self.degraded = False  # the file could not be written: protection is in memory only
         now = time.time()
         try:
             with open(path, encoding="utf-8") as f:
@@ -39,14 +43,30 @@ class ReplayCache:
         """Remember ``cid``: appended at once (a crashed process cannot lose it); ``sync``
         makes it survive a power cut too, off the event loop."""
         self._seen[cid] = exp
-        os.write(self._fd, f"{exp!r} {cid}\n".encode())
+        try:
+            os.write(self._fd, f"{exp!r} {cid}\n".encode())
+        except OSError as exc:
+            # Disk full or read-only: the id is still refused while this process lives (the
+            # window a replay can use is at most 300 s); say so once, keep serving.
+            if not self.degraded:
+                log.error(
+                    "replay cache cannot write %s (%s): ids kept in memory only", self.path, exc
+                )
+            self.degraded = True
         if len(self._seen) > 1024:
             self._prune()
 
     async def sync(self) -> None:
         """fsync in the executor: a command that actuates waits for this before it acts, so a
         replay after a power cut cannot open a door twice."""
-        await asyncio.get_running_loop().run_in_executor(None, os.fsync, self._fd)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, os.fsync, self._fd)
+        except OSError as exc:
+            if not self.degraded:
+                log.error(
+                    "replay cache cannot sync %s (%s): ids kept in memory only", self.path, exc
+                )
+            self.degraded = True
 
     def _prune(self) -> None:
         horizon = time.time() - 60

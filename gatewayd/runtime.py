@@ -74,6 +74,7 @@ class Gateway:
             on_full=self._outbox_full,
         )
         self.publisher = Publisher(self.topics, self.outbox, self.started, config.site)
+        os.makedirs(config.data_dir, mode=0o750, exist_ok=True)  # before anything inside it
         self.db = open_db(config.data_dir)
         self._alarms_flush_pending = False
         self.alarms = AlarmManager(self.db, on_change=self._alarms_changed)
@@ -174,11 +175,11 @@ class Gateway:
                 metrics_handle.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            self.replay.close()
-            self.audit.close()
-            self.outbox.close()
-            self.alarms.close()
-            self.db.close()
+            for part in (self.replay, self.audit, self.outbox, self.alarms, self.db):
+                try:  # each on its own: a full disk must not keep the rest open
+                    part.close()
+                except OSError as exc:
+                    log.error("closing %s: %s", type(part).__name__, exc)
             log.info("stopped")
 
     def stop(self) -> None:

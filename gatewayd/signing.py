@@ -30,10 +30,16 @@ def sign(key: bytes, cmd: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def verify(key: bytes, cmd: Mapping[str, Any]) -> bool:
+    """True only for a command signed with ``key``. Anything that cannot even be put in
+    canonical form (a lone surrogate, nesting too deep) is simply not verified."""
     sig = cmd.get("sig")
-    if not isinstance(sig, str) or len(sig) != 64:
+    if not isinstance(sig, str) or len(sig) != 64 or not sig.isascii():
         return False
-    return hmac.compare_digest(signature(key, cmd), sig.lower())
+    try:
+        expected = signature(key, cmd)
+    except (UnicodeEncodeError, RecursionError, ValueError):
+        return False
+    return hmac.compare_digest(expected, sig.lower())
 
 
 def fingerprint(key: bytes) -> str:

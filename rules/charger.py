@@ -26,14 +26,18 @@ from rules.engine import Outcome, RaiseAlarm, Rule, World
 
 SAMPLE = "charger.sample"
 ACTIVE = ("charging", "full")
+CLOCK_STEP_SECONDS = 120.0  # between two of a timer rule's events (ticks come every second)
 MIN_PLAUSIBLE_C = -40.0
+MAX_PLAUSIBLE_C = 1000.0  # above any socket or cabinet reading; the sensor codes are above it
 
 Key = tuple[str, int]  # (device, port)
 
 
 def _celsius(temp: Any) -> float | None:
     """The temperature if a sensor could have measured it, else None (a broken sensor)."""
-    if isinstance(temp, int | float) and not isinstance(temp, bool) and temp >= MIN_PLAUSIBLE_C:
+    if isinstance(temp, bool) or not isinstance(temp, int | float):
+        return None
+    if MIN_PLAUSIBLE_C <= temp <= MAX_PLAUSIBLE_C:
         return float(temp)
     return None
 
@@ -116,6 +120,9 @@ class OverheatRule(_ChargerRule):
             elif temp >= limit and self.powered(reading):
                 self._overheat(out, dev, port, temp, world.now)
         cabinet = _celsius(event.data.get("cabinet_c"))
+        raw_cabinet = event.data.get("cabinet_c")
+        if event.data.get("cabinet_sensor_fault") or (raw_cabinet is not None and cabinet is None):
+            self._sensor(out, dev, 0, raw_cabinet)  # port 0: the cabinet's own sensor
         hot_cabinet = cabinet is not None and cabinet >= float(self.settings["cabinet_max_celsius"])
         if hot_cabinet and self.may_cut((dev, 0), world.now):
             reason = f"{self.name}: cabinet {cabinet:.1f} °C ≥ {self.settings['cabinet_max_celsius']:g} °C"
@@ -214,6 +221,7 @@ class _TimerRule(_ChargerRule):
         super().__init__(settings)
         self._since: dict[Key, float] = {}
         self._done: set[Key] = set()
+        self._last_now: float | None = None
 
     def running(self, reading: Mapping[str, Any]) -> bool:
         raise NotImplementedError
@@ -228,6 +236,7 @@ class _TimerRule(_ChargerRule):
         if event.type not in (SAMPLE, TICK, "charger.port_started"):
             return None
         self.readings(event)
+        self._follow_clock(world.now)
         if event.type == "charger.port_started":
             self._since.setdefault((event.device, int(event.data["port"])), world.now)
         out = Outcome()
@@ -245,6 +254,18 @@ class _TimerRule(_ChargerRule):
                         _cut(dev, port, self.describe(port, world.now - since), self.name)
                     )
         return out
+
+    def _follow_clock(self, now: float) -> None:
+        """Ticks come every second: a jump backwards, or forwards by minutes, is the clock
+        being set (a Pi without RTC booting in 1970, then NTP), not time passing. Timers keep
+        the time they had, so no session is cut (or spared) by a clock step."""
+        last, self._last_now = self._last_now, now
+        if last is None:
+            return
+        step = now - last
+        if step < 0 or step > CLOCK_STEP_SECONDS:
+            for key in self._since:
+                self._since[key] += step
 
 
 class FullRule(_TimerRule):

@@ -9,7 +9,7 @@ import pytest
 from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
 from gatewayd.schema import validate
 from rules.charger import FullRule, OverheatRule, OverpowerRule, SessionCapRule
-from rules.engine import Engine, Outcome, RaiseAlarm, World
+from rules.engine import Engine, Outcome, RaiseAlarm, Rule, World
 
 
 def port(
@@ -171,34 +171,56 @@ def test_overpower_needs_five_seconds() -> None:
     assert cuts(rule2.on_event(Event("gateway", TICK), world(110))) == []
 
 
+def tick_until(rule: Rule, start: float, end: float) -> list[tuple[str, str, int | None]]:
+    """Ticks every minute from ``start`` to ``end`` as the daemon's clock would advance
+    (a jump of minutes between two of them would be a clock step); returns the cuts."""
+    found: list[tuple[str, str, int | None]] = []
+    t = start
+    while t < end:
+        t = min(end, t + 60)
+        found += cuts(rule.on_event(Event("gateway", TICK), world(t)))
+    return found
+
+
 def test_full_battery_is_cut_after_the_float_period_once() -> None:
     rule = FullRule({})
     rule.on_event(ports_sample([port(1, state="full", power=20), port(2, power=200)]), world(0))
-    assert cuts(rule.on_event(Event("gateway", TICK), world(44 * 60))) == []
-    assert cuts(rule.on_event(Event("gateway", TICK), world(45 * 60))) == [
-        ("pile-1", "port_off", 1)
-    ]
-    assert cuts(rule.on_event(Event("gateway", TICK), world(46 * 60))) == []
+    assert tick_until(rule, 0, 44 * 60) == []
+    assert tick_until(rule, 44 * 60, 45 * 60) == [("pile-1", "port_off", 1)]
+    assert tick_until(rule, 45 * 60, 46 * 60) == []
 
 
 def test_float_timer_restarts_when_the_battery_draws_again() -> None:
     rule = FullRule({"float_minutes": 10})
     rule.on_event(ports_sample([port(1, state="full", power=20)]), world(0))
+    tick_until(rule, 0, 240)
     rule.on_event(ports_sample([port(1, power=120)]), world(300))
     rule.on_event(ports_sample([port(1, state="full", power=20)]), world(400))
-    assert cuts(rule.on_event(Event("gateway", TICK), world(900))) == []
-    assert cuts(rule.on_event(Event("gateway", TICK), world(1000))) == [("pile-1", "port_off", 1)]
+    assert tick_until(rule, 400, 900) == []
+    assert tick_until(rule, 900, 1000) == [("pile-1", "port_off", 1)]
 
 
 def test_session_cap() -> None:
     rule = SessionCapRule({})
     rule.on_event(Event("pile-1", "charger.port_started", data={"port": 3}), world(0))
     rule.on_event(ports_sample([port(3, power=200)]), world(10))
-    assert cuts(rule.on_event(Event("gateway", TICK), world(10 * 3600 - 1))) == []
+    assert tick_until(rule, 10, 10 * 3600 - 1) == []
     out = rule.on_event(Event("gateway", TICK), world(10 * 3600))
     assert cuts(out) == [("pile-1", "port_off", 3)]
     assert out is not None
     assert "10.0 h" in out.actions[0].reason
+
+
+def test_a_clock_step_neither_cuts_nor_spares_a_session() -> None:
+    rule = SessionCapRule({})
+    rule.on_event(Event("pile-1", "charger.port_started", data={"port": 3}), world(100))
+    rule.on_event(ports_sample([port(3, power=200)]), world(110))
+    tick_until(rule, 110, 3600)  # an hour of charging on a clock that says 1970
+    assert cuts(rule.on_event(Event("gateway", TICK), world(1_763_798_400.0))) == []  # NTP
+    assert tick_until(rule, 1_763_798_400.0, 1_763_798_400.0 + 8.9 * 3600) == []
+    assert tick_until(rule, 1_763_798_400.0 + 8.9 * 3600, 1_763_798_400.0 + 9.1 * 3600) == [
+        ("pile-1", "port_off", 3)  # ten hours of charging in all, as a person would count
+    ]
 
 
 def test_engine_loads_the_rules_from_their_entry_points() -> None:

@@ -315,6 +315,7 @@ class PileSession:
                 "source": "ports",
                 "ports": [self.ports[p] for p in sorted(self.ports)],
                 "cabinet_c": self.pile.get("cabinet_c"),
+                "cabinet_sensor_fault": self.pile.get("cabinet_sensor_fault", False),
                 "status_bits": self.status_bits or 0,
                 "status": status,
             }

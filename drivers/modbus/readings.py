@@ -32,12 +32,16 @@ SUMMARY_POWER_STEP_W = 30
 def decode_pile(profile: ChargerProfile, image: Image) -> dict[str, Any]:
     raw = block(image, profile.pile_base, profile.pile_regs)
     fw = int(raw["firmware"])
+    cabinet = next(r for r in profile.pile_regs if r.name == "cabinet_c")
+    cabinet_ok = temperature_ok(profile, image, profile.pile_base + cabinet.offset)
     return {
         "model": int(raw["model"]),
         "firmware": f"{fw >> 8}.{fw & 0xFF}",
         "port_count": int(raw["port_count"]),
         "status_bits": int(raw["status"]),
-        "cabinet_c": raw["cabinet_c"],
+        # An open thermistor (0x7FFF, "3276.7 °C") is a broken sensor, not a cabinet fire.
+        "cabinet_c": raw["cabinet_c"] if cabinet_ok else None,
+        "cabinet_sensor_fault": not cabinet_ok,
         "mains_v": raw["mains_v"],
         "total_power_w": raw["total_power_w"],
     }
