@@ -61,6 +61,7 @@ class DriverPort:
 
 class Gateway:
     def __init__(self, config: Config, tick_seconds: float = 1.0) -> None:
+        os.makedirs(config.data_dir, mode=0o750, exist_ok=True)  # before anything inside it
         self.config = config
         self.tick_seconds = tick_seconds
         self.started = time.time()
@@ -74,7 +75,6 @@ class Gateway:
             on_full=self._outbox_full,
         )
         self.publisher = Publisher(self.topics, self.outbox, self.started, config.site)
-        os.makedirs(config.data_dir, mode=0o750, exist_ok=True)  # before anything inside it
         self.db = open_db(config.data_dir)
         self._alarms_flush_pending = False
         self.alarms = AlarmManager(self.db, on_change=self._alarms_changed)

@@ -28,7 +28,6 @@ SAMPLE = "charger.sample"
 ACTIVE = ("charging", "full")
 CLOCK_STEP_SECONDS = 120.0  # between two of a timer rule's events (ticks come every second)
 MIN_PLAUSIBLE_C = -40.0
-MAX_PLAUSIBLE_C = 1000.0  # above any socket or cabinet reading; the sensor codes are above it
 
 Key = tuple[str, int]  # (device, port)
 
@@ -37,7 +36,10 @@ def _celsius(temp: Any) -> float | None:
     """The temperature if a sensor could have measured it, else None (a broken sensor)."""
     if isinstance(temp, bool) or not isinstance(temp, int | float):
         return None
-    if MIN_PLAUSIBLE_C <= temp <= MAX_PLAUSIBLE_C:
+    # Only the sensor's own fault codes (decoded as None by the driver) and readings below
+    # -40 °C are taken as a broken sensor; any other reading, however high, is heat: cutting
+    # a port is the safe side of doubt (docs/reliability.md).
+    if temp >= MIN_PLAUSIBLE_C:
         return float(temp)
     return None
 
