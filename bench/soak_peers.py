@@ -1,0 +1,188 @@
+"""The soak's peers and judge: the platform's MQTT client, a witness on the daemon's control
+socket, /proc figures, and the verdict over a run's figures (see bench/soak.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+
+from gatewayd.signing import sign
+
+GW = "gw-soak"
+ROOT = f"pingan/v1/{GW}"
+
+
+class Platform:
+    """The platform's MQTT client: records every event, result and retained state; sends
+    signed commands. Reconnects (and resubscribes) by itself across broker restarts."""
+
+    def __init__(self, port: int, key: bytes) -> None:
+        self.key = key
+        self.lock = threading.Lock()
+        self.events: list[dict[str, Any]] = []
+        self.results: dict[str, list[dict[str, Any]]] = {}
+        self.retained: dict[str, Any] = {}
+        self.ids = itertools.count()
+        self.sent: dict[str, str] = {}  # command id -> "device action"
+        # A persistent session, as a platform has: what comes while it reconnects waits for it.
+        c = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="soak-platform", clean_session=False
+        )
+        c.reconnect_delay_set(0.2, 1.0)
+        c.on_connect = lambda cl, *_: cl.subscribe(f"{ROOT}/#", qos=1)
+        c.on_message = self._on_message
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            return
+        with self.lock:
+            if "/events/" in msg.topic:
+                self.events.append(body)
+            elif msg.topic.endswith("/cmd/result"):
+                self.results.setdefault(str(body.get("id")), []).append(body)
+            elif not msg.topic.endswith("/cmd") and "/telemetry/" not in msg.topic:
+                self.retained[msg.topic.removeprefix(ROOT + "/")] = body
+
+    def state(self, topic: str) -> Any:
+        with self.lock:
+            return self.retained.get(topic, {})
+
+    def command(self, device: str, action: str, args: dict[str, Any] | None = None) -> str:
+        now = time.time()
+        cid = f"soak-{next(self.ids)}"
+        body = {"id": cid, "device": device, "action": action, "args": args or {},
+                "user": "soak", "iat": now, "exp": now + 60}  # fmt: skip
+        self.sent[cid] = f"{device} {action}"
+        self.client.publish(f"{ROOT}/cmd", json.dumps(sign(self.key, body)), qos=1)
+        return cid
+
+    def result(self, cid: str, timeout: float = 15.0) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                got = self.results.get(cid)
+            if got:
+                return got[0]
+            time.sleep(0.05)
+        return None
+
+    def wait_event(self, pred: Any, timeout: float) -> dict[str, Any] | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                hit = next((e for e in self.events if pred(e)), None)
+            if hit is not None:
+                return hit
+            time.sleep(0.05)
+        return None
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def proc_figures(pid: int) -> dict[str, int]:
+    out = {"fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "Threads:")):
+                key, value = line.split(":")
+                out["rss_kb" if key == "VmRSS" else "threads"] = int(value.split()[0])
+    return out
+
+
+def control(path: Path, request: dict[str, Any]) -> dict[str, Any]:
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(5)
+        s.connect(str(path))
+        s.sendall(json.dumps(request).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    return dict(json.loads(buf))
+
+
+class Witness:
+    """What the daemon itself handled, from its control socket's event stream: tells an event
+    lost on the way to the broker from one the gateway never heard."""
+
+    def __init__(self, path: Path) -> None:
+        self.seen: set[tuple[str, str, int]] = set()
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(str(path))
+        self.sock.sendall(b'{"cmd": "events"}\n')
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        buf = b""
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buf += chunk
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    e = json.loads(line)
+                    key = key_of(e)
+                    if key is not None:
+                        self.seen.add(key)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader; the daemon sees EOF
+        self.thread.join(2)
+        self.sock.close()
+
+
+def key_of(e: dict[str, Any]) -> tuple[str, str, int] | None:
+    d = e.get("data") or {}
+    k = d.get("seq") if str(e.get("type", "")).startswith("smoke.") else d.get("counter")
+    return (e["device"], e["type"], k) if isinstance(k, int) else None
+
+
+def verdict(fig: dict[str, Any], rss_pct: float = 5.0) -> list[str]:
+    """What failed, in words; empty when the soak passed."""
+    bad = []
+    if fig["critical_lost"]:
+        bad.append(f"critical events lost: {fig['critical_lost']}")
+    if fig["fire_mode_events"] < fig["fire_episodes"]:
+        bad.append(f"{fig['fire_mode_events']} fire_mode events for {fig['fire_episodes']} fires")
+    if fig["rss_growth_pct"] > rss_pct:
+        bad.append(f"RSS grew {fig['rss_growth_pct']} % after warm-up")
+    if fig["fds"]["end"] > fig["fds"]["warm"] + 2:  # a link reconnecting at that instant
+        bad.append(f"file descriptors {fig['fds']['warm']} -> {fig['fds']['end']}")
+    # asyncio's default executor starts its workers on demand, up to min(32, CPUs + 4): that
+    # much growth is a pool filling up, more would be a leak.
+    pool = min(32, (os.cpu_count() or 1) + 4)
+    if fig["threads"]["end"] > fig["threads"]["warm"] + pool:
+        bad.append(f"threads {fig['threads']['warm']} -> {fig['threads']['end']}")
+    if fig["commands_unanswered_count"]:  # twice is at-least-once delivery: ids tell them apart
+        bad.append(f"commands unanswered: {fig['commands_unanswered_count']}")
+    final = fig["final"]
+    if not (final.get("overheat_cut") and final.get("fire_mode") and final.get("all_relays_open")):
+        bad.append(f"final checks: {final}")
+    if fig["tracebacks"] or fig["exit_code"] != 0:
+        bad.append(f"tracebacks {fig['tracebacks']}, exit code {fig['exit_code']}")
+    return bad
