@@ -357,7 +357,7 @@ class Soak:
         self.samples.append((self.elapsed(), proc_figures(self.proc.pid)))
         status = control(self.sock, {"cmd": "status"})
         final = self._final_checks()
-        time.sleep(2.0)  # the last events drain
+        time.sleep(1.0)  # the last events drain
         return self._figures(status, final)
 
     def _final_checks(self) -> dict[str, Any]:

@@ -270,6 +270,7 @@ class ControlServer:
             "uptime": round(time.time() - gw.started, 1),
             "broker_connected": bool(gw.link is not None and gw.link.connected),
             "fire_mode": gw.alarms.fire_mode,
+            "tasks": len(asyncio.all_tasks()),  # the soak watches it for leaks
             "outbox_depth": gw.outbox.depth,
             "outbox": gw.outbox.stats(),
             "alarms": len(gw.alarms.alarms),

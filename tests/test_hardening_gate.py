@@ -180,8 +180,13 @@ def test_wrong_types_in_a_correctly_signed_command_are_invalid(
     gate = make_gate(tmp_path_factory.mktemp("gate"))
     cmd = signed("door-main", "unlock", {"seconds": 5})
     cmd[field] = value
-    cmd = sign(KEY, cmd)
-    assert verdict(gate, json.dumps(cmd, allow_nan=True).encode()) == "invalid"
+    try:
+        cmd = sign(KEY, cmd)
+        expected: tuple[str, ...] = ("invalid",)
+    except (UnicodeEncodeError, RecursionError):  # a lone surrogate: nobody can sign this
+        cmd["sig"] = "0" * 64
+        expected = ("invalid", "bad_signature")
+    assert verdict(gate, json.dumps(cmd, allow_nan=True).encode()) in expected
     cmd["sig"] = sig
     assert verdict(gate, json.dumps(cmd, allow_nan=True).encode()) in ("invalid", "bad_signature")
 

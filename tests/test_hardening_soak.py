@@ -26,7 +26,7 @@ def _show(fig: dict) -> str:
 
 
 def test_soak_short_two_fault_cycles_nothing_lost_nothing_leaked(tmp_path: Path) -> None:
-    fig = soak(32, rate=300, workdir=tmp_path)  # logs kept with pytest's temporary dirs
+    fig = soak(28, rate=300, workdir=tmp_path)  # logs kept with pytest's temporary dirs
     print(f"\nsoak: {_show(fig)}")
     assert verdict(fig) == [], _show(fig)
     assert fig["critical_injected"] >= 5
