@@ -105,9 +105,10 @@ def proc_figures(pid: int) -> dict[str, int]:
     return out
 
 
-def control(path: Path, request: dict[str, Any]) -> dict[str, Any]:
+def control(path: str | Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """One request on the daemon's control socket, one answer (line-delimited JSON)."""
     with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(5)
+        s.settimeout(timeout)
         s.connect(str(path))
         s.sendall(json.dumps(request).encode() + b"\n")
         buf = b""

@@ -7,7 +7,6 @@ of a process's memory and descriptors. Real peers only; nothing here mocks the c
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -24,6 +23,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import pytest
 
+from bench.soak_peers import control  # re-exported: the tests reach the daemon through it
 from firmware_stubs.broker import free_port, mosquitto_path
 from tests.harness import REPO, Daemon, Msg, Site, wait_until
 
@@ -50,22 +50,9 @@ def thread_count(pid: int) -> int:
     raise AssertionError(f"no Threads for pid {pid}")
 
 
+__all__ = ["control"]  # re-exported for the tests; the helpers below are imported by name
+
 # -- the control socket -------------------------------------------------------------------------
-
-
-def control(path: str | Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
-    """One request on the daemon's control socket, one answer (line-delimited JSON)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(str(path))
-        s.sendall(json.dumps(request).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    return dict(json.loads(buf))
 
 
 def control_env(site: Site) -> dict[str, str]:
