@@ -36,6 +36,7 @@ from typing import Any
 from bench.soak_peers import GW, Platform, Witness, control, key_of, proc_figures, verdict
 from firmware_stubs.broker import Broker
 from firmware_stubs.site import EmulatedSite
+from gatewayd.runtime import ACTION_TIMEOUT
 
 REPO = Path(__file__).resolve().parent.parent
 #: Normal rates per hour in a rental house (per detector, per door, per charger port, per house).
@@ -278,13 +279,16 @@ class Soak:
         self.away.discard(what)
 
     def _broker(self, seconds: float) -> None:
+        p, t_down = self.platform, [0.0]
+
         def down() -> None:
             self.broker.stop()
-            with self.platform.lock:
-                self.platform.retained.pop("status", None)  # mosquitto forgets retained ones
+            t_down[0] = time.monotonic()
 
         # Commands wait until the gateway is subscribed again (its status comes right after).
-        online = lambda: self.platform.state("status").get("online")  # noqa: E731
+        # The broker keeps retained messages across the restart, so the status the platform
+        # gets on resubscribing may be the old "online": only one the gateway sent counts.
+        online = lambda: p.status_live_at > t_down[0] and p.state("status").get("online")  # noqa: E731
         self._down("broker", seconds, down, self.broker.start, online)
 
     def _receiver(self, seconds: float) -> None:
@@ -357,6 +361,8 @@ class Soak:
         self.samples.append((self.elapsed(), proc_figures(self.proc.pid)))
         status = control(self.sock, {"cmd": "status"})
         final = self._final_checks()
+        # A command may take a driver's whole action timeout to be answered (with `timeout`).
+        self.platform.await_answers(ACTION_TIMEOUT + 5.0)
         time.sleep(1.0)  # the last events drain
         return self._figures(status, final)
 
@@ -403,7 +409,8 @@ class Soak:
                       for k, at in self.expected.items() if k not in got)  # fmt: skip
         fire_events = sum(1 for e in events if e["type"] == "gateway.fire_mode")
         codes = Counter(r[0]["code"] for r in results.values() if r)
-        unanswered = [c for c in self.platform.sent if c not in results]
+        unanswered = [f"{c} {what}" for c, what in self.platform.sent.items() if c not in results]
+        waits = sorted(self.platform.answer_seconds())
         doubled = [c for c, r in results.items() if len(r) > 1]
         warm = next((s for t, s in self.samples if t >= self.cycle), self.samples[0][1])
         end = self.samples[-1][1]
@@ -429,6 +436,11 @@ class Soak:
             "commands_unanswered": unanswered[-10:] if unanswered else [],
             "commands_unanswered_count": len(unanswered),
             "commands_answered_twice": len(doubled),
+            "command_answer_seconds": {
+                "p50": round(waits[len(waits) // 2], 3) if waits else None,
+                "p99": round(waits[int(len(waits) * 0.99)], 3) if waits else None,
+                "max": round(waits[-1], 3) if waits else None,
+            },
             "rss_kb": {
                 "warm": warm["rss_kb"],
                 "end": end["rss_kb"],

@@ -31,8 +31,13 @@ class Platform:
         self.events: list[dict[str, Any]] = []
         self.results: dict[str, list[dict[str, Any]]] = {}
         self.retained: dict[str, Any] = {}
+        # When the gateway last published its status itself (not a retained copy replayed by
+        # the broker on subscribing, which after a broker restart may be a stale "online").
+        self.status_live_at = 0.0
         self.ids = itertools.count()
         self.sent: dict[str, str] = {}  # command id -> "device action"
+        self.sent_at: dict[str, float] = {}  # command id -> monotonic time sent
+        self.answered_at: dict[str, float] = {}  # command id -> monotonic time of the 1st result
         # A persistent session, as a platform has: what comes while it reconnects waits for it.
         c = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id="soak-platform", clean_session=False
@@ -53,9 +58,13 @@ class Platform:
             if "/events/" in msg.topic:
                 self.events.append(body)
             elif msg.topic.endswith("/cmd/result"):
-                self.results.setdefault(str(body.get("id")), []).append(body)
+                cid = str(body.get("id"))
+                self.results.setdefault(cid, []).append(body)
+                self.answered_at.setdefault(cid, time.monotonic())
             elif not msg.topic.endswith("/cmd") and "/telemetry/" not in msg.topic:
                 self.retained[msg.topic.removeprefix(ROOT + "/")] = body
+                if msg.topic.endswith("/status") and not msg.retain:
+                    self.status_live_at = time.monotonic()
 
     def state(self, topic: str) -> Any:
         with self.lock:
@@ -67,6 +76,7 @@ class Platform:
         body = {"id": cid, "device": device, "action": action, "args": args or {},
                 "user": "soak", "iat": now, "exp": now + 60}  # fmt: skip
         self.sent[cid] = f"{device} {action}"
+        self.sent_at[cid] = time.monotonic()
         self.client.publish(f"{ROOT}/cmd", json.dumps(sign(self.key, body)), qos=1)
         return cid
 
@@ -79,6 +89,22 @@ class Platform:
                 return got[0]
             time.sleep(0.05)
         return None
+
+    def await_answers(self, timeout: float) -> None:
+        """Wait until every command sent has a result, or ``timeout`` has passed."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if all(c in self.results for c in self.sent):
+                    return
+            time.sleep(0.05)
+
+    def answer_seconds(self) -> list[float]:
+        """Seconds from sending to the first result, per command answered."""
+        with self.lock:
+            return [
+                self.answered_at[c] - t for c, t in self.sent_at.items() if c in self.answered_at
+            ]
 
     def wait_event(self, pred: Any, timeout: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + timeout

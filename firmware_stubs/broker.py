@@ -26,8 +26,11 @@ class Broker:
         self.port = port or free_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
+        # mosquitto queues at most 1 000 messages per subscriber by default and silently drops
+        # the rest: a test's probe on a busy machine would miss what the gateway delivered.
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n{extra_conf}"
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n"
+            f"max_queued_messages 0\n{extra_conf}"
         )
         self.proc: subprocess.Popen[bytes] | None = None
 

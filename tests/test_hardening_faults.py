@@ -401,7 +401,7 @@ def stored_event_ids(data: Path) -> set[str]:
 
 
 def test_sigkill_at_random_moments_loses_no_stored_event(tmp_path: Path, broker: Broker) -> None:
-    seed = int.from_bytes(os.urandom(4), "big")
+    seed = int(os.environ.get("GATEWAYD_TEST_SEED") or int.from_bytes(os.urandom(4), "big"))
     rnd = random.Random(seed)
     log = tmp_path / "emitted"
     site = make_site(tmp_path, broker.url, burst_bus(log, 1500, batch=25, interval=0.01))
@@ -423,7 +423,9 @@ def test_sigkill_at_random_moments_loses_no_stored_event(tmp_path: Path, broker:
             time.sleep(rnd.uniform(0.0, 0.6))
             daemon.stop(signal.SIGKILL)
             kills.append(len(emitted_ids(log)) - before)
-            stored |= stored_event_ids(site.dir / "data")
+            on_disk = stored_event_ids(site.dir / "data")
+            print(f"phase {phase}: emitted {kills[-1]}, on disk {len(on_disk - stored)} new")
+            stored |= on_disk
             if up:
                 probes[-1].close()
         broker.start()
@@ -434,7 +436,12 @@ def test_sigkill_at_random_moments_loses_no_stored_event(tmp_path: Path, broker:
         def received() -> set[str]:
             return {e["id"] for p in probes for e in events_of(p, site)}
 
-        wait_until(lambda: stored <= received(), 30, f"every stored event (seed {seed})")
+        try:
+            wait_until(lambda: stored <= received(), 30, f"every stored event (seed {seed})")
+        except AssertionError:
+            missing = sorted(stored - received())
+            raise AssertionError(f"seed {seed}: {len(missing)} stored events never arrived, "
+                                 f"e.g. {missing[:5]}; kills {kills}") from None  # fmt: skip
         time.sleep(0.5)
         lost = before_last - received()
         print(f"\nseed {seed}: emitted before each kill {kills}, stored {len(stored)}, "

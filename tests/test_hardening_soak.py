@@ -21,7 +21,8 @@ from bench.soak import soak, verdict
 
 def _show(fig: dict) -> str:
     keys = ("seconds", "events_received", "critical_injected", "critical_lost", "faults",
-            "command_codes", "rss_kb", "rss_growth_pct", "fds", "threads", "final")  # fmt: skip
+            "command_codes", "commands_unanswered", "command_answer_seconds", "driver_errors",
+            "rss_kb", "rss_growth_pct", "fds", "threads", "final")  # fmt: skip
     return json.dumps({k: fig[k] for k in keys}, ensure_ascii=False)
 
 
