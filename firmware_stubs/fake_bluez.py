@@ -17,6 +17,11 @@ Behaviour kept from bluetoothd because clients depend on it:
   session, so a client must call ``StartNotify`` again after reconnecting;
 * notifications are ``PropertiesChanged`` of a characteristic's ``Value``, sent only while
   some client has started notifications on it.
+
+Radio timing is optional: with ``conn_interval`` set, a link exchanges data only at connection
+events on a fixed grid, as a real LE link does. A GATT request reaches the peripheral at the
+next event and its response comes back one interval later; a notification leaves at the next
+event. With the default (0) every exchange is immediate, so tests do not wait on the radio.
 """
 
 from __future__ import annotations
@@ -79,14 +84,34 @@ class DeviceLink:
         self.notifying: dict[str, set[str]] = {}  # char path -> senders
         self.pending: set[asyncio.Task[None]] = set()
         self.connecting: asyncio.Task[None] | None = None
+        self.anchor = 0.0  # loop time of the link's first connection event
+        self._outgoing: list[tuple[str, bytes]] = []  # notifications for the next event
+
+    def until_next_event(self) -> float:
+        """Seconds to the link's next connection event (0 without radio timing)."""
+        ci = self.bluez.conn_interval
+        if ci <= 0:
+            return 0.0
+        return ci - (asyncio.get_running_loop().time() - self.anchor) % ci
 
     def notify(self, uuid: str, data: bytes) -> bool:
         """Send a notification; False when the link is down or nobody subscribed."""
         path = self.char_paths.get(uuid)
         if not self.connected or path is None or not self.notifying.get(path):
             return False
-        self.bluez.set_props(path, CHAR, {"Value": Variant("ay", bytes(data))})
+        if self.bluez.conn_interval <= 0:
+            self.bluez.set_props(path, CHAR, {"Value": Variant("ay", bytes(data))})
+            return True
+        if not self._outgoing:  # the first for this event: send them all, in order, then
+            asyncio.get_running_loop().call_later(self.until_next_event(), self._send_outgoing)
+        self._outgoing.append((path, bytes(data)))
         return True
+
+    def _send_outgoing(self) -> None:
+        out, self._outgoing = self._outgoing, []
+        for path, data in out:
+            if self.connected and self.notifying.get(path):
+                self.bluez.set_props(path, CHAR, {"Value": Variant("ay", data)})
 
     def drop(self, reason: str = "link lost") -> None:
         """End the link now, as a supervision timeout or the peripheral hanging up would."""
@@ -109,6 +134,7 @@ class FakeBlueZ:
         stale_seconds: float = 1.0,
         connect_delay: float = 0.02,
         le_conn_timeout: float = 20.0,
+        conn_interval: float = 0.0,
     ) -> None:
         self.bus_address = bus_address
         self.adapter_path = f"/org/bluez/{adapter}"
@@ -117,6 +143,7 @@ class FakeBlueZ:
         self.stale_seconds = stale_seconds
         self.connect_delay = connect_delay
         self.le_conn_timeout = le_conn_timeout
+        self.conn_interval = conn_interval  # s between connection events; 0 = no radio timing
         self.objects: dict[str, dict[str, dict[str, Variant]]] = {}
         self.links: dict[str, DeviceLink] = {}  # device path -> link
         self.discovery_sessions: set[str] = set()
@@ -352,6 +379,7 @@ class FakeBlueZ:
             await asyncio.sleep(self.advert_interval)
         link.peripheral.accept_connection()
         link.connected = True
+        link.anchor = asyncio.get_running_loop().time()
         self.set_props(link.path, DEVICE, {"Connected": Variant("b", True)})
         link.peripheral.connected()
 

@@ -170,7 +170,9 @@ class BlueZCalls:
                 return Message.new_error(msg, ERR_NOT_PERMITTED, "Read not permitted")
 
             async def read() -> None:
+                await asyncio.sleep(link.until_next_event())  # the request's event
                 value = await link.peripheral.read(uuid)
+                await asyncio.sleep(self.bz.conn_interval)  # the response's, one later
                 # bluetoothd caches what it read in Value and signals the change.
                 self.bz.set_props(path, CHAR, {"Value": Variant("ay", value)})
                 self.bz._send(Message.new_method_return(msg, "ay", [value]))
@@ -184,7 +186,10 @@ class BlueZCalls:
                 return Message.new_error(msg, ERR_NOT_PERMITTED, "Write not permitted")
 
             async def write() -> None:
+                await asyncio.sleep(link.until_next_event())
                 await link.peripheral.write(uuid, bytes(data), kind != "command")
+                if kind != "command":  # a write request is answered at the next event
+                    await asyncio.sleep(self.bz.conn_interval)
                 self.bz._send(Message.new_method_return(msg))
 
             self._spawn(msg, write, link)

@@ -59,3 +59,37 @@ def test_lock_out_of_range_is_not_found(ble_world: BleWorld) -> None:
         return await BleakScanner.find_device_by_address(ADDRESS, timeout=1)
 
     assert run(scenario()) is None
+
+
+def test_radio_timing_puts_gatt_exchanges_on_connection_events() -> None:
+    """With ``conn_interval`` a GATT request waits for the next connection event and its
+    answer comes one event later: a read costs between one and two intervals, never less,
+    and the lock's ACK still follows its command in order."""
+    from firmware_stubs.harness import world
+
+    ci = 0.05
+    with world(conn_interval=ci) as w:
+        w.emu.add_lock(ADDRESS, KEY)
+
+        async def scenario() -> tuple[list[float], list[p.Notification]]:
+            got: asyncio.Queue[p.Notification] = asyncio.Queue()
+            device = await BleakScanner.find_device_by_address(ADDRESS, timeout=5)
+            assert device is not None
+            reads = []
+            async with BleakClient(device, timeout=5) as client:
+                await client.start_notify(
+                    p.EVENTS_UUID, lambda _, data: got.put_nowait(p.parse_event(data))
+                )
+                for seq in (1, 2, 3):
+                    t0 = asyncio.get_running_loop().time()
+                    challenge = bytes(await client.read_gatt_char(p.CHALLENGE_UUID))
+                    reads.append(asyncio.get_running_loop().time() - t0)
+                    frame = p.build_command(KEY, challenge, p.Op.LOCK, seq, 0)
+                    await client.write_gatt_char(p.COMMAND_UUID, frame, response=True)
+                frames = [await asyncio.wait_for(got.get(), 2) for _ in range(6)]
+            return reads, frames
+
+        reads, frames = run(scenario())
+    assert all(ci * 0.9 <= r <= 2 * ci + 0.03 for r in reads), reads
+    acks = [(f.seq, f.code) for f in frames if isinstance(f, p.Ack)]
+    assert acks == [(1, "ok"), (2, "ok"), (3, "ok")]
