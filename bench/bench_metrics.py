@@ -12,12 +12,15 @@ detectors and 4 door locks, filled the way the drivers fill them (tests/metrics_
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
         handle = metrics.serve(gw, "")
         try:
             fill(gw)
+            gc.freeze()  # as the daemon does once it is up
             body = handle.exposition()
             series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
             scrape = _timed(handle.exposition, n)
@@ -76,9 +80,23 @@ def run(quick: bool) -> list[dict[str, Any]]:
         row("scrape: time on the event loop (building the families) p50", percentile(on_loop, 50) * 1e3, "ms"),
         row("scrape over HTTP, families built on the gateway's event loop, p50", percentile(http, 50) * 1e3, "ms",
             target="<= 10 ms", ok=percentile(http, 50) <= 0.010),
+        row("scrape over HTTP, p99", percentile(http, 99) * 1e3, "ms"),
         row(f"scrape size, {devices} devices", len(body) / 1024, "KB", target="<= 64 KB", ok=len(body) <= 64 * 1024),
         row(f"scrape size gzip, {devices} devices", len(gzip.compress(body)) / 1024, "KB"),
     ]  # fmt: skip
+
+
+_CLIENT = """
+import json, sys, time, urllib.request
+url, n = sys.argv[1], int(sys.argv[2])
+urllib.request.urlopen(url, timeout=5).read()  # warm up
+times = []
+for _ in range(n):
+    t0 = time.perf_counter()
+    urllib.request.urlopen(url, timeout=5).read()
+    times.append(time.perf_counter() - t0)
+print(json.dumps(times))
+"""
 
 
 def _http_scrapes(gw: Any, n: int) -> list[float]:
@@ -94,9 +112,13 @@ def _http_scrapes(gw: Any, n: int) -> list[float]:
 
     handle = asyncio.run_coroutine_threadsafe(attach(), loop).result(10)
     try:
-        url = handle.server.url
-        urllib.request.urlopen(url, timeout=5).read()  # warm up
-        return _timed(lambda: urllib.request.urlopen(url, timeout=5).read(), n)
+        # The client is another process, as Prometheus is: in this one it would compete with
+        # the server for the interpreter lock and its time would count as the gateway's.
+        out = subprocess.run(
+            [sys.executable, "-c", _CLIENT, handle.server.url, str(n)],
+            capture_output=True, check=True, timeout=300,
+        )  # fmt: skip
+        return list(json.loads(out.stdout))
     finally:
         handle.close()
         loop.call_soon_threadsafe(loop.stop)

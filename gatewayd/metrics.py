@@ -89,6 +89,8 @@ class MetricsHandle:
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
 
+        from gatewayd.metrics_text import TextFormat
+
         self.gw = gw
         self.counters = EventCounters()
         self.collector = GatewayCollector(gw, self.counters)
@@ -97,11 +99,10 @@ class MetricsHandle:
         ProcessCollector(registry=self.registry)  # RSS, CPU, open files of the daemon
         gw.listeners.append(self.counters)
         self.server = server
+        self.text = TextFormat()
 
     def exposition(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        return generate_latest(self.registry)
+        return self.text.exposition(self.registry)
 
     def close(self) -> None:
         if self.counters in self.gw.listeners:

@@ -1,4 +1,5 @@
-"""The metrics endpoint: prometheus_client's WSGI app on its own small threaded HTTP server.
+"""The metrics endpoint: the text exposition (gatewayd.metrics_text) on its own small threaded
+HTTP server.
 
 prometheus_client's ``start_http_server`` offers TLS but not basic auth, and its TLS
 handshake runs in the accepting thread (one slow client stalls every scrape). This server is
@@ -125,14 +126,14 @@ class MetricsServer:
         certfile: str | None = None,
         keyfile: str | None = None,
     ) -> None:
-        from prometheus_client import make_wsgi_app
+        from gatewayd.metrics_text import TextFormat
 
         if (username is None) != (password is None):
             raise ValueError("basic auth needs both a username and a password")
         if (certfile is None) != (keyfile is None):
             raise ValueError("TLS needs both a certificate and its key")
         host, port = parse_listen(listen)
-        app: App = failing_soft(make_wsgi_app(registry))
+        app: App = failing_soft(TextFormat().wsgi_app(registry))
         if username is not None and password is not None:
             app = basic_auth(app, username, password)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -154,6 +155,9 @@ class Gateway:
                 sdnotify.notify(f"READY=1\nSTATUS={self.status_line()}")
                 # After READY: prometheus_client's import (~70 ms on a Pi) never delays start-up.
                 metrics_handle = metrics.attach(self)
+                # What start-up built lives as long as the daemon: out of the collector's
+                # sight, so full collections (pauses in a scrape or a burst) stay short.
+                gc.freeze()
                 await self._stop.wait()
                 log.info("stopping")
                 sdnotify.notify("STOPPING=1")

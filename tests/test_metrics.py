@@ -354,3 +354,45 @@ def test_running_daemon_scrape_passes_promtool(tmp_path: Path, broker: Broker) -
     finally:
         daemon.stop()
         receiver.close()
+
+
+def test_exposition_means_what_prometheus_clients_own_says(tmp_path: Path) -> None:
+    """The fast text exposition against prometheus_client's generate_latest over the same
+    families, with a label value that needs escaping: same families, types, help texts and
+    samples; a second scrape (label texts from the cache) says the same."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    from gatewayd.metrics_families import build
+    from gatewayd.metrics_text import TextFormat
+
+    gw = ms.make_gateway(tmp_path, chargers=3, detectors=4, locks=2)
+    try:
+        ms.fill(gw)
+        odd = GaugeMetricFamily("gatewayd_odd", 'help with \\ and\nnewline', labels=["room"])
+        odd.add_metric(['3"02\\b\nx'], 1.5)
+        odd.add_metric(["大厅"], float("inf"))
+        total = CounterMetricFamily("gatewayd_odd_things", "a counter", labels=["k"])
+        total.add_metric(["a"], 7, created=1700000000.0)
+        families = [*build(gw, EventCounters()), odd, total]
+
+        class Static:
+            def collect(self) -> list:
+                return families
+
+        registry = CollectorRegistry()
+        registry.register(Static())  # type: ignore[arg-type]
+        ours = TextFormat()
+        theirs = generate_latest(registry).decode()
+        first, second = ours.exposition(registry).decode(), ours.exposition(registry).decode()
+    finally:
+        ms.close_gateway(gw)
+
+    def described(text: str) -> dict[str, tuple[str, str]]:
+        return {f.name: (f.type, f.documentation) for f in text_string_to_metric_families(text)}
+
+    assert parse(first) == parse(theirs)
+    assert len(parse(first)) > 50
+    assert described(first) == described(theirs)
+    assert second == first
+    assert value(parse(first), "gatewayd_odd", room='3"02\\b\nx') == 1.5
