@@ -83,6 +83,7 @@ class Pile:
     silent: bool = False
     garble: bool = False
     ignore_broadcast: bool = False
+    answer_as: int | None = None  # replies framed with this unit id (a misaddressed slave)
 
     def __post_init__(self) -> None:
         if not 1 <= self.ports_n <= 16:

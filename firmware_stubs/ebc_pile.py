@@ -158,7 +158,7 @@ class EbcEmulator:
                 reply = self._execute(unit, pdu)
                 if reply is None:
                     continue
-                frame = mbap(tid, unit, reply)
+                frame = mbap(tid, self.piles[unit].answer_as or unit, reply)
                 if self.piles[unit].garble:
                     frame = frame[:7] + bytes([0x7F]) + frame[8:]  # a function code nobody sent
                 writer.write(frame)
@@ -217,7 +217,7 @@ class EbcEmulator:
                     self._line_free_at = request_end + gap
                     self.stats.busy_seconds += request_end + gap - start
                     continue
-                out = rtu_frame(unit, reply)
+                out = rtu_frame(self.piles[unit].answer_as or unit, reply)
                 if self.piles[unit].garble:
                     out = out[:-1] + bytes([out[-1] ^ 0xFF])  # a CRC that fails
                 done = request_end + gap + self.turnaround + len(out) * self.char_time()

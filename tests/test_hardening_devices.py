@@ -32,7 +32,7 @@ from firmware_stubs.ebc_pile import EbcEmulator
 from firmware_stubs.srb433 import ReceiverEmulator
 from gatewayd.driver import BusConfig, DeviceConfig
 from gatewayd.errors import DeviceError, DeviceTimeout
-from gatewayd.model import Action
+from gatewayd.model import Action, is_internal
 from gatewayd.schema import validate
 from rules.charger import OverheatRule
 from rules.fire import FireRule
@@ -195,6 +195,50 @@ def test_pile_answering_every_other_request_is_not_flapped_offline_and_cuts_veri
         assert stats.timeouts >= 5
 
     tcp(body, [pile])
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+def test_replies_from_the_wrong_unit_are_never_read_as_that_pile(transport: str) -> None:
+    """Pile 1 misaddressed: its replies carry unit 2 (a second pile set to the same address, or
+    a neighbour's crosstalk). Nothing it says may be taken as pile 1's or pile 2's readings: an
+    overheat it reports cuts nothing, pile 2 is left alone, and pile 1 goes offline until it
+    answers as itself again, when the same overheat is cut and verified."""
+    one, two = Pile(unit=1, ports_n=4), Pile(unit=2, ports_n=4)
+    one.plug(3)
+    two.plug(1)
+
+    async def body(emu: EbcEmulator, bus: dict[str, Any]) -> None:
+        loop = RulesLoop([OverheatRule({})])
+        async with running(loop, bus, {"pile-1": 1, "pile-2": 2}) as driver:
+            await loop.wait_for("charger.port_started", count=2)
+            before = len(loop.events)
+            one.answer_as = 2
+            [offline] = await loop.wait_for("charger.offline", timeout=8)
+            one.heat_port(3, 80.0)  # said by a pile that answers under the wrong address
+            await asyncio.sleep(1.5)  # ~7 fast polls, several slow reads
+            during = loop.events[before:]
+            assert offline.device == "pile-1"
+            assert driver.link.stats.garbled >= 3
+            assert loop.of_type("charger.port_cut") == []
+            # Nothing about pile 2 changed (its own samples and the ticks go on, unpublished).
+            assert {e.device for e in during if not is_internal(e.type)} == {"pile-1"}
+            assert one.port(3).relay and two.port(1).relay
+            one.answer_as = None
+            [cut] = await loop.wait_for("charger.port_cut", timeout=8)
+        assert cut.device == "pile-1" and cut.data["ports"] == [3]
+        assert cut.data["done"] == "relay_opened"
+        assert loop.of_type("charger.online")[-1].device == "pile-1"
+        assert not one.port(3).relay and two.port(1).relay
+
+    async def main() -> None:
+        async with EbcEmulator([one, two]) as emu:
+            if transport == "tcp":
+                bus = {"host": "127.0.0.1", "tcp_port": await emu.serve_tcp(), **FAST}
+            else:
+                bus = {"port": emu.open_rtu(), "baudrate": 9600, **FAST}
+            await body(emu, bus)
+
+    asyncio.run(main())
 
 
 # -- the smoke receiver unplugged mid-frame --------------------------------------------------------
