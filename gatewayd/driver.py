@@ -92,3 +92,13 @@ class Driver(ABC):
         from gatewayd.errors import DeviceError
 
         raise DeviceError(action.device, "unsupported", f"no action {action.name!r}")
+
+    def stats(self) -> Mapping[str, float]:
+        """Counters the driver already keeps, for the metrics endpoint (no I/O: it is called
+        on the event loop at each scrape): any of ``requests_total``, ``errors_total``,
+        ``timeouts_total`` (since this instance started) and ``utilisation_ratio``."""
+        return {}
+
+    def last_seen(self) -> Mapping[str, float]:
+        """Device id -> Unix time the device last answered (a reply, a frame, an advert)."""
+        return {}

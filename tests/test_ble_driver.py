@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -64,6 +65,10 @@ def test_unlock_is_accepted_then_relocks(ble_world: BleWorld, tmp_path: Path) ->
             assert unlocked[0].data == {"method": "remote", "user": None, "counter": 2}
             assert relocked[0].data["method"] == "auto_relock"
             assert ctx.states[DEV]["lock"] == "locked"
+            figures, seen = drv.stats(), drv.last_seen()  # what the metrics endpoint gets
+            writes = len(ble_world.emu.call(lambda: lock.commands))
+            assert figures == {"requests_total": writes, "errors_total": 0, "timeouts_total": 0}
+            assert time.time() - seen[DEV] < 2  # the relock notification, just now
             return dict(result)
 
     result = run(scenario())
@@ -82,6 +87,8 @@ def test_wrong_key_is_refused_as_bad_mac(ble_world: BleWorld, tmp_path: Path) ->
             with pytest.raises(DeviceError) as info:
                 await drv.execute(Action(DEV, "unlock", {"seconds": 5}))
             assert not ctx.of_type("door.unlocked")
+            refused = [c for c in ble_world.emu.call(lambda: lock.commands) if c.result]
+            assert drv.stats()["errors_total"] == len(refused) >= 1  # the unlock, a STATUS
             return info.value
 
     err = run(scenario())
@@ -125,6 +132,7 @@ def test_no_ack_is_a_timeout_never_ok(
             ble_world.emu.call(lambda: lock.inject(*faults, op=1))
             with pytest.raises(DeviceTimeout):
                 await drv.execute(Action(DEV, "unlock", {"seconds": 1}))
+            assert drv.stats()["timeouts_total"] >= 1
 
     run(scenario())
 

@@ -346,6 +346,10 @@ def test_running_daemon_scrape_passes_promtool(tmp_path: Path, broker: Broker) -
         assert value(s, "gatewayd_device_battery_volts", device="smoke-1") == 2.95
         assert value(s, "gatewayd_smoke_rssi_dbm", device="smoke-1") == -58
         assert value(s, "gatewayd_broker_connects_total") == 1
+        # The receiver's driver counts what it heard: the heartbeat and its PING answers.
+        assert value(s, "gatewayd_bus_requests_total", bus="smoke-rx") >= 2  # type: ignore[operator]
+        assert value(s, "gatewayd_bus_errors_total", bus="smoke-rx") == 0
+        assert value(s, "gatewayd_device_last_seen_age_seconds", device="smoke-1") < 10  # type: ignore[operator]
         text = fetch(url)[1]
         check = subprocess.run(
             ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30

@@ -155,9 +155,16 @@ def test_silent_pile_on_a_shared_line_does_not_hold_up_the_others() -> None:
             window = (start, time.monotonic())
             probes = [t for t in summary_reads(emu, 2) if window[0] <= t <= window[1]]
             piles[1].silent = False
+            back = time.time()
             await loop.wait_for("charger.online", timeout=5)
             stats = driver.link.stats
+            figures, seen = driver.stats(), driver.last_seen()  # what the metrics endpoint gets
         assert [e.device for e in offline] == ["pile-2"]
+        assert figures["timeouts_total"] == stats.timeouts and figures["requests_total"] > 40
+        # The line was busy at least as long as the emulated wire carried frames, and the
+        # probes of the silent pile (waiting out their timeouts) on top.
+        assert emu.stats.busy_seconds / 60 <= figures["utilisation_ratio"] <= 1.0
+        assert seen["pile-2"] >= back and all(time.time() - seen[f"pile-{u}"] < 1 for u in (1, 3))
         # One probe (one short timeout) per breaker period, the period capped at 2 s.
         assert 1 <= len(probes) <= 4
         probe_cost = 0.1 + 0.03  # suspect allowance + the summary frame's wire time
@@ -233,6 +240,7 @@ def test_exceptions_and_garbled_replies_are_counted_and_survived() -> None:
             stats = driver.link.stats
         assert stats.exceptions == 1
         assert stats.garbled >= 2
+        assert driver.stats()["errors_total"] == stats.exceptions + stats.garbled
         fault = loop.of_type("charger.port_fault")[0]
         assert (fault.severity, fault.data) == ("critical", {"port": 2, "fault": "short_circuit"})
         assert emu.stats.gap_violations == 0  # the driver kept the 3.5-character silence

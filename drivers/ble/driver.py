@@ -168,6 +168,17 @@ class BleDriver(Driver):
         if link is not None:
             link.saw(device, adv)
 
+    def stats(self) -> Mapping[str, float]:
+        links = self.links.values()
+        return {
+            "requests_total": sum(k.writes for k in links),  # commands written to locks
+            "errors_total": sum(k.errors for k in links),
+            "timeouts_total": sum(k.timeouts for k in links),
+        }
+
+    def last_seen(self) -> Mapping[str, float]:
+        return {d: k.heard_at for d, k in self.links.items() if k.heard_at}
+
     async def execute(self, action: Action) -> Mapping[str, Any]:
         from drivers.ble.protocol import Op
 

@@ -73,6 +73,8 @@ class LockLink:
         self.seen_at = 0.0
         self.counter: int | None = None  # low byte of the lock's event counter, last known
         self.malformed = 0
+        self.heard_at = 0.0  # Unix time of the last advert or notification
+        self.writes = self.errors = self.timeouts = 0  # commands sent, refused/failed, unanswered
         self._client: BleakClient | None = None
         self._sighted = asyncio.Event()
         self._up = asyncio.Event()
@@ -93,6 +95,7 @@ class LockLink:
         now = time.monotonic()
         away = now - self.seen_at > RETURN_GAP_SECONDS
         self.device, self.seen_at = device, now
+        self.heard_at = time.time()
         self._sighted.set()
         # bleak reports every Device1 property change as an advertisement, replaying the
         # last manufacturer data it has; only new bytes say anything new about the lock.
@@ -256,6 +259,7 @@ class LockLink:
     # -- notifications ----------------------------------------------------------------------
 
     def _on_notify(self, char: BleakGATTCharacteristic, data: bytearray) -> None:
+        self.heard_at = time.time()
         try:
             record = p.parse_event(bytes(data))
         except p.FrameError as exc:
@@ -300,6 +304,7 @@ class LockLink:
                 # Not acknowledged, so not known to be done. Every DL-B2 command is safe to
                 # repeat (unlock restarts its timer), so try once more on a fresh link.
                 if attempt == 2 or deadline - loop.time() < 0.5:
+                    self.timeouts += 1
                     raise DeviceTimeout(
                         self.s.device, f"link lost before the lock acknowledged {op.name}"
                     ) from None
@@ -330,6 +335,19 @@ class LockLink:
     async def _exchange(
         self, client: BleakClient, op: p.Op, arg: int, deadline: float
     ) -> tuple[p.Ack, p.Status | None]:
+        """One challenge, one command, its ACK; counted for the metrics endpoint."""
+        try:
+            return await self._transact(client, op, arg, deadline)
+        except DeviceTimeout:
+            self.timeouts += 1
+            raise
+        except DeviceError:
+            self.errors += 1
+            raise
+
+    async def _transact(
+        self, client: BleakClient, op: p.Op, arg: int, deadline: float
+    ) -> tuple[p.Ack, p.Status | None]:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(deadline), self._cmd_lock:
@@ -344,6 +362,7 @@ class LockLink:
                     self._status.append(status_fut)
                 try:
                     frame = p.build_command(self.s.key, bytes(challenge), op, seq, arg)
+                    self.writes += 1
                     await client.write_gatt_char(p.COMMAND_UUID, frame, response=True)
                     ack = await ack_fut
                     self._last_io = time.monotonic()  # any answer restarts the lock's idle timer

@@ -136,6 +136,18 @@ class ModbusDriver(Driver):
         finally:
             self.link.close()
 
+    def stats(self) -> Mapping[str, float]:
+        s = self.link.stats
+        return {
+            "requests_total": s.requests,
+            "errors_total": s.garbled + s.exceptions + s.errors,
+            "timeouts_total": s.timeouts,
+            "utilisation_ratio": self.line.utilisation(),
+        }
+
+    def last_seen(self) -> Mapping[str, float]:
+        return {d: p.answered_at for d, p in self.piles.items() if p.answered_at}
+
     def _pile(self, device: str) -> PileSession:
         pile = self.piles.get(device)
         if pile is None:

@@ -18,6 +18,7 @@ import asyncio
 import heapq
 import itertools
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -26,6 +27,8 @@ from typing import Any, TypeVar
 from drivers.modbus.transport import Link
 
 T = TypeVar("T")
+
+UTILISATION_WINDOW = 60.0  # s over which a line's utilisation is reported
 
 
 class Priority(IntEnum):
@@ -57,6 +60,12 @@ class LineStats:
 class Line:
     """Serialises requests to one ``Link``. ``run()`` is the worker; ``call()`` submits."""
 
+    def utilisation(self) -> float:
+        """Share of the last minute the line was busy (frames and the gaps after them)."""
+        horizon = time.monotonic() - UTILISATION_WINDOW
+        busy = sum(b for end, b in self._recent if end >= horizon)
+        return min(1.0, busy / UTILISATION_WINDOW)
+
     def __init__(self, link: Link, *, age_seconds: float = 5.0, aged_share: float = 0.1) -> None:
         self.link = link
         self.age_seconds = age_seconds
@@ -64,6 +73,7 @@ class Line:
         self._budget = 0.0  # line time aged requests may take: up to 0, negative while in debt
         self._budget_at = time.monotonic()
         self.stats = LineStats()
+        self._recent: deque[tuple[float, float]] = deque()  # (end, busy s) of recent ones
         self._heap: list[_Job] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -116,7 +126,11 @@ class Line:
             self._quiet_at = end + self.link.gap_seconds
             self.stats.transactions += 1
             self.stats.wire_seconds += wire
-            self.stats.busy_seconds += end - start + self.link.gap_seconds
+            busy = end - start + self.link.gap_seconds
+            self.stats.busy_seconds += busy
+            self._recent.append((end, busy))
+            while self._recent[0][0] < end - UTILISATION_WINDOW:
+                self._recent.popleft()
         me = asyncio.current_task()
         # Python 3.11's wait_for (inside pymodbus) can swallow a cancellation that races
         # with a reply; honour it here or the caller would outlive its driver.

@@ -73,6 +73,7 @@ class PileSession:
         self.ports: dict[int, dict[str, Any]] = {}
         self.status_bits: int | None = None
         self.online: bool | None = None
+        self.answered_at = 0.0  # Unix time of the last valid reply
         self.failures = 0
         self.breaker_until = 0.0
         self.backoff = 1.0
@@ -164,6 +165,7 @@ class PileSession:
         )
 
     def _answered(self) -> None:
+        self.answered_at = time.time()
         self.failures = 0
         self.backoff = 1.0
         if self.online is False:

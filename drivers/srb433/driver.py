@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from drivers.srb433 import profile
@@ -100,6 +100,8 @@ class SerialDriver(Driver):
         self._decoder = Decoder()
         self._dedup = Deduplicator(settings["dedup_seconds"])
         self._unknown: set[int] = set()
+        self._heard: dict[str, float] = {}  # device id -> Unix time of its last frame
+        self._ping_misses = 0
         self._seq = 0
         self._online: bool | None = None  # None until we first know
         self._connected = False
@@ -183,10 +185,22 @@ class SerialDriver(Driver):
             async with asyncio.timeout(self._ping_timeout):
                 await waiter
         except TimeoutError:
+            self._ping_misses += 1
             return False
         finally:
             self._status_waiter = None
         return True
+
+    def stats(self) -> Mapping[str, float]:
+        d = self._decoder
+        return {
+            "requests_total": d.frames,  # frames received: the receiver speaks, we listen
+            "errors_total": d.bad_crc + d.bad_len,
+            "timeouts_total": self._ping_misses,
+        }
+
+    def last_seen(self) -> Mapping[str, float]:
+        return dict(self._heard)
 
     # -- receiver commands -------------------------------------------------------------------
 
@@ -242,6 +256,7 @@ class SerialDriver(Driver):
         if device_id is None:
             self._on_unknown(frame, now)
             return
+        self._heard[device_id] = now
         try:
             event = profile.frame_to_event(frame, device_id, now)
         except DeviceError as exc:
