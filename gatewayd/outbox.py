@@ -114,9 +114,17 @@ class Outbox:
         self.unwritten.append(msg)
 
     def put_telemetry(self, topic: str, payload: bytes) -> None:
+        self._expire_telemetry()
         if len(self.telemetry) == self.telemetry.maxlen:
             self.telemetry_dropped += 1  # the oldest goes
         self.telemetry.append(Message(topic, payload, qos=0, lane=-1))
+
+    def _expire_telemetry(self) -> None:
+        """Readings older than the TTL are worth nothing to anyone: drop and count them."""
+        horizon = time.time() - self.telemetry_ttl
+        while self.telemetry and self.telemetry[0].created < horizon:
+            self.telemetry.popleft()
+            self.telemetry_dropped += 1
 
     # -- sending -------------------------------------------------------------------------
 
@@ -128,10 +136,7 @@ class Outbox:
                 self._refill(q)
             if q.queue:
                 return q.queue[0]
-        horizon = time.time() - self.telemetry_ttl
-        while self.telemetry and self.telemetry[0].created < horizon:
-            self.telemetry.popleft()
-            self.telemetry_dropped += 1
+        self._expire_telemetry()
         return self.telemetry[0] if self.telemetry else None
 
     def sent(self, msg: Message, mid: int) -> None:
