@@ -4,6 +4,11 @@ Smoke and heat alarms are critical; low battery, tamper, faults and failed self-
 warnings; a configured detector that has sent nothing for ``missing_after_periods`` heartbeat
 periods is reported missing (battery out, destroyed, out of range) and cleared when it is heard
 again. Pure like every rule: no I/O, no clock of its own (time comes from events and ticks).
+
+A detector never says its battery is fine again: it checks at power-up and every 24 h and
+speaks only when the battery is low. So a low-battery alarm clears itself when a heartbeat
+shows a fresh battery (``battery_replaced_mv`` above the reported level), or when the detector
+has kept talking for a day and more without reporting low again (``low_battery_recheck_hours``).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from gatewayd.model import TICK, Event
+from gatewayd.model import TICK, Event, alarm_id
 from gatewayd.schema import Float, Int, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 
@@ -20,6 +25,7 @@ RECEIVER_OFFLINE, RECEIVER_ONLINE = "gateway.receiver_offline", "gateway.receive
 ALARMS = ("smoke.alarm", "smoke.heat_alarm")
 #: event type -> the data key worth carrying into the alarm
 WARNINGS = {"smoke.low_battery": "battery_mv", "smoke.fault": "fault"}
+LOW_BATTERY = "smoke.low_battery"
 
 
 class SmokeRule(Rule):
@@ -31,6 +37,12 @@ class SmokeRule(Rule):
         "missing_after_periods": Int(
             1, 100, 3, doc="Heartbeat periods of silence before a detector counts as missing."
         ),
+        "battery_replaced_mv": Int(
+            50, 2000, 200, doc="A heartbeat this far above the low report means a new battery."
+        ),
+        "low_battery_recheck_hours": Float(
+            1, 24 * 30, 25, doc="Heard this long with no new low report: the battery is fine."
+        ),
     }
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
@@ -39,6 +51,9 @@ class SmokeRule(Rule):
         get = {k: settings.get(k, f.default) for k, f in self.schema.items()}
         self.heartbeat: float = get["heartbeat_seconds"]
         self.limit: float = self.heartbeat * get["missing_after_periods"]
+        self.replaced_mv: int = get["battery_replaced_mv"]
+        self.recheck: float = get["low_battery_recheck_hours"] * 3600
+        self.low_at: dict[str, float] = {}  # device -> when it last reported low battery
         self.last_seen: dict[str, float] = {}
         self.missing: set[str] = set()
         self._last_tick: float | None = None
@@ -50,7 +65,23 @@ class SmokeRule(Rule):
             return self._receiver(event)
         if event.kind != "smoke" or event.type in (MISSING, RETURNED):
             return None  # our own derived events say nothing about the radio
-        return self._detector_event(event)
+        out = self._detector_event(event)
+        if event.type == "smoke.heartbeat":
+            out.alarms.extend(self._battery_fine(event, world))
+        return out
+
+    def _battery_fine(self, beat: Event, world: World) -> list[ClearAlarm]:
+        """Clear an active low-battery alarm that a heartbeat shows is over (see above)."""
+        alarm = world.alarms.get(alarm_id(beat.device, LOW_BATTERY))
+        if alarm is None:
+            return []
+        low_mv, mv = alarm.data.get("battery_mv"), beat.data.get("battery_mv")
+        replaced = (
+            isinstance(mv, int) and isinstance(low_mv, int) and mv >= low_mv + self.replaced_mv
+        )
+        # After a restart the rule has no memory of the last report: count from now.
+        quiet = beat.ts - self.low_at.setdefault(beat.device, beat.ts) >= self.recheck
+        return [ClearAlarm(beat.device, LOW_BATTERY)] if replaced or quiet else []
 
     @staticmethod
     def _receiver(event: Event) -> Outcome:
@@ -76,6 +107,8 @@ class SmokeRule(Rule):
         elif type_ == "smoke.cleared":
             out.alarms.extend(ClearAlarm(device, t) for t in ALARMS)
         elif type_ in WARNINGS:
+            if type_ == LOW_BATTERY:
+                self.low_at[device] = event.ts
             key = WARNINGS[type_]
             out.alarms.append(RaiseAlarm(device, type_, "warning", {key: data.get(key)}))
         elif type_ == "smoke.tamper":

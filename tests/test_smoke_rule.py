@@ -224,3 +224,55 @@ def test_receiver_offline_is_a_critical_alarm_until_it_answers_again() -> None:
     on = rule.on_event(Event("gw", "gateway.receiver_online", "info", {"bus": "smoke-rx"}), world)
     assert on is not None
     assert on.alarms == [ClearAlarm("gw", "gateway.receiver_offline")]
+
+
+def _with_low_battery_alarm(world: World, since: float, mv: int = 2500) -> None:
+    from gatewayd.model import Alarm, alarm_id
+
+    aid = alarm_id("smk", "smoke.low_battery")
+    world.alarms = {
+        aid: Alarm(aid, "smk", "smoke.low_battery", "warning", since, None, {"battery_mv": mv})
+    }
+
+
+def test_low_battery_clears_when_a_heartbeat_shows_a_new_battery() -> None:
+    rule, world = make_rule(), make_world("smk")
+    rule.on_event(ev("smk", "smoke.low_battery", battery_mv=2500), world)
+    _with_low_battery_alarm(world, T0)
+    same = rule.on_event(
+        ev("smk", "smoke.heartbeat", T0 + HOUR, battery_mv=2550, rssi_dbm=-60), world
+    )
+    fresh = rule.on_event(
+        ev("smk", "smoke.heartbeat", T0 + 2 * HOUR, battery_mv=3050, rssi_dbm=-60), world
+    )
+    assert same is not None and ClearAlarm("smk", "smoke.low_battery") not in same.alarms
+    assert fresh is not None and ClearAlarm("smk", "smoke.low_battery") in fresh.alarms
+
+
+def test_low_battery_clears_after_a_day_of_heartbeats_without_a_new_report() -> None:
+    """The detector re-checks every 24 h and speaks only when low: a day and an hour of
+    heartbeats with no report means the battery is fine; a report in between restarts that."""
+    rule, world = make_rule(), make_world("smk")
+    rule.on_event(ev("smk", "smoke.low_battery", battery_mv=2500), world)
+    _with_low_battery_alarm(world, T0)
+    cleared = []
+    for h in range(1, 60):
+        if h == 24:  # the daily check: still low
+            rule.on_event(ev("smk", "smoke.low_battery", T0 + h * HOUR, battery_mv=2480), world)
+        out = rule.on_event(
+            ev("smk", "smoke.heartbeat", T0 + h * HOUR, battery_mv=2500, rssi_dbm=-60), world
+        )
+        if out is not None and ClearAlarm("smk", "smoke.low_battery") in out.alarms:
+            cleared.append(h)
+    assert cleared and cleared[0] == 24 + 25  # 25 h after the last report, not the first
+
+
+def test_low_battery_after_a_restart_waits_a_full_recheck_from_the_first_heartbeat() -> None:
+    rule, world = make_rule(), make_world("smk")  # a fresh rule: the report was before a restart
+    _with_low_battery_alarm(world, T0 - 10 * 24 * HOUR)  # raised ten days ago, still active
+    early = rule.on_event(ev("smk", "smoke.heartbeat", T0, battery_mv=2500, rssi_dbm=-60), world)
+    late = rule.on_event(
+        ev("smk", "smoke.heartbeat", T0 + 25 * HOUR, battery_mv=2500, rssi_dbm=-60), world
+    )
+    assert early is not None and ClearAlarm("smk", "smoke.low_battery") not in early.alarms
+    assert late is not None and ClearAlarm("smk", "smoke.low_battery") in late.alarms
