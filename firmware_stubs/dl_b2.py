@@ -108,6 +108,7 @@ class DLB2(Peripheral):
         self.commands: list[CommandRecord] = []
         self.sent: list[bytes] = []  # every EVENTS frame the lock produced (sent or not)
         self.connections = 0
+        self.challenges = 0  # challenges read
         self._challenge: bytes | None = None
         self._challenge_at = 0.0
         self._relock: asyncio.TimerHandle | None = None
@@ -160,6 +161,7 @@ class DLB2(Peripheral):
             raise GattError("Read not permitted", "org.bluez.Error.NotPermitted")
         self._challenge = os.urandom(16)
         self._challenge_at = time.monotonic()
+        self.challenges += 1
         return self._challenge
 
     async def write(self, uuid: str, data: bytes, with_response: bool) -> None:

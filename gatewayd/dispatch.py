@@ -8,6 +8,8 @@ for every payload, even when something inside fails.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -61,7 +63,10 @@ class CommandHandler:
         reason = gw.engine.permit(action, gw.world)
         if reason:
             return Result(cmd.id, "forbidden", reason)
-        await gw.replay.sync()  # the id is on disk before anything moves
+        # The id is on disk before anything moves: the sync runs while the driver gets ready
+        # (reads a lock's challenge) and the driver waits for it before it actuates.
+        synced = asyncio.ensure_future(gw.replay.sync())
+        action = dataclasses.replace(action, ready=synced)
         if cmd.action == "unlock":
             gw.audit.expect(cmd.device, cmd.user, cmd.id)
         try:
@@ -72,6 +77,8 @@ class CommandHandler:
             return Result(
                 cmd.id, "device_error", f"{exc.code}: {exc.detail}" if exc.detail else exc.code
             )
+        finally:
+            await synced  # done even when nothing moved: the id is spent either way
         return Result(cmd.id, "ok", data=dict(data))
 
     def _gateway_action(self, cmd: Command) -> Result:

@@ -59,6 +59,9 @@ class Driver(ABC):
     device_schemas: ClassVar[Mapping[str, Schema]] = {}
     #: Per device kind: the remote actions supported and the schema of their ``args``.
     actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {}
+    #: True when ``execute`` awaits ``Action.ready`` itself before it actuates (and may talk
+    #: to the device before); otherwise the runtime waits for it before calling ``execute``.
+    overlaps_ready: ClassVar[bool] = False
 
     def __init__(self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
         self.bus = bus

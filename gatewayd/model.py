@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -74,6 +74,11 @@ class Action:
     args: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
     origin: str = ""  # the rule's name, or "command:<user>" for a remote command
+    #: Done when the action may move something (a remote command's id is on disk). A driver
+    #: whose ``overlaps_ready`` is true awaits it itself, just before it actuates, and may
+    #: talk to the device before that (read a challenge); any other driver gets the action
+    #: only once it is done.
+    ready: Awaitable[None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

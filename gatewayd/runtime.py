@@ -353,6 +353,8 @@ class Gateway:
         sup = self.buses.get(device.bus)
         if sup is None or sup.driver is None:
             raise DeviceError(action.device, "driver_down", f"bus {device.bus} is not running")
+        if action.ready is not None and not sup.driver.overlaps_ready:
+            await action.ready
         try:
             async with asyncio.timeout(ACTION_TIMEOUT):
                 return await sup.driver.execute(action)

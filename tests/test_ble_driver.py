@@ -407,3 +407,32 @@ def test_lock_out_of_range_then_back(ble_world: BleWorld, tmp_path: Path) -> Non
     err = run(scenario())
     assert getattr(err, "device", None) == DEV or getattr(err, "where", None) == DEV
     assert not [c for c in ble_world.emu.call(lambda: lock.commands) if c.op == 1]
+
+
+def test_command_waits_for_ready_after_the_challenge_before_anything_moves(
+    ble_world: BleWorld, tmp_path: Path
+) -> None:
+    """A remote unlock's id is fsynced while the challenge is read (Action.ready): the lock
+    hands out its challenge, but no command is written until ready is done."""
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> tuple[int, int, int]:
+        async with running(tmp_path) as (drv, ctx):
+            await until(lambda: connected(ctx))
+            before = ble_world.emu.call(lambda: (lock.challenges, len(lock.commands)))
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            task = asyncio.ensure_future(
+                drv.execute(Action(DEV, "unlock", {"seconds": 1}, ready=ready))
+            )
+            await until(lambda: ble_world.emu.call(lambda: lock.challenges) > before[0])
+            await asyncio.sleep(0.2)  # time enough to write a command, were it allowed
+            waiting = len(ble_world.emu.call(lambda: lock.commands)) - before[1]
+            ready.set_result(None)
+            result = await task
+            written = len(ble_world.emu.call(lambda: lock.commands)) - before[1]
+            return waiting, written, result["seq"]
+
+    waiting, written, seq = run(scenario())
+    assert (waiting, written) == (0, 1)
+    last = ble_world.emu.call(lambda: lock.commands)[-1]
+    assert (last.op, last.seq, last.result) == (1, seq, 0)  # the unlock, accepted

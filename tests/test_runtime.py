@@ -110,3 +110,47 @@ def test_sighup_reloads_buses_and_keeps_broker_connection(
         assert probe.wait(f"{site.root}/cmd/result", lambda r: r["id"] == cmd["id"])["code"] == "ok"
     finally:
         daemon.stop()
+
+
+def test_a_driver_that_does_not_overlap_ready_gets_the_action_only_once_ready(
+    tmp_path: Path,
+) -> None:
+    """A remote command's id is made durable (Action.ready) before anything moves: a driver
+    that does not await ``ready`` itself is called only after it is done."""
+    import asyncio
+
+    from gatewayd.model import Action
+    from gatewayd.supervisor import Supervised
+    from tests import metrics_site as ms
+
+    calls: list[tuple[str, bool]] = []
+
+    class Piles:
+        overlaps_ready = False
+
+        async def execute(self, action: Action) -> dict[str, str]:
+            assert action.ready is not None
+            calls.append((action.name, asyncio.ensure_future(action.ready).done()))
+            return {"done": action.name}
+
+    gw = ms.make_gateway(tmp_path, chargers=1)
+    try:
+        sup = Supervised("rs485", lambda: None, lambda *a: None)  # type: ignore[arg-type,return-value]
+        sup.driver = Piles()  # type: ignore[assignment]
+        gw.buses["rs485"] = sup
+
+        async def scenario() -> tuple[bool, dict[str, str]]:
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            task = asyncio.ensure_future(
+                gw.execute(Action("pile-1", "port_on", {"port": 1}, ready=ready))
+            )
+            await asyncio.sleep(0.1)
+            called_early = bool(calls)
+            ready.set_result(None)
+            return called_early, dict(await task)
+
+        called_early, result = asyncio.run(scenario())
+    finally:
+        ms.close_gateway(gw)
+    assert not called_early
+    assert calls == [("port_on", True)] and result == {"done": "port_on"}

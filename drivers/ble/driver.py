@@ -195,7 +195,9 @@ class BleDriver(Driver):
             raise DeviceError(action.device, "bad_args", str(exc)) from None
         op = {"unlock": Op.UNLOCK, "lock": Op.LOCK, "hold_open": Op.HOLD_OPEN, "status": Op.STATUS}
         arg = args.get("seconds", 0)
-        ack, status = await link.command(op[action.name], arg, self._timeouts[action.device])
+        ack, status = await link.command(
+            op[action.name], arg, self._timeouts[action.device], action.ready
+        )
         out: dict[str, Any] = {"ack": "ok", "seq": ack.seq}
         if action.name == "unlock":
             out["seconds"] = arg

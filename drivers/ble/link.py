@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -288,8 +288,12 @@ class LockLink:
 
     # -- commands -------------------------------------------------------------------------
 
-    async def command(self, op: p.Op, arg: int, timeout: float) -> tuple[p.Ack, p.Status | None]:
+    async def command(
+        self, op: p.Op, arg: int, timeout: float, ready: Awaitable[None] | None = None
+    ) -> tuple[p.Ack, p.Status | None]:
         """Send one command and return its ok ACK (and the STATUS for a status request).
+        ``ready`` (see ``Action.ready``) is awaited after the challenge is read and before
+        the command is written: the wait overlaps the radio round trip.
 
         Raises ``DeviceError`` for a refusal (code from the ACK, or ``not_found``) and
         ``DeviceTimeout`` when no ACK came in time.
@@ -299,7 +303,7 @@ class LockLink:
         for attempt in (1, 2):
             client = await self._ready(deadline)
             try:
-                return await self._exchange(client, op, arg, deadline)
+                return await self._exchange(client, op, arg, deadline, ready)
             except LinkLost:
                 # Not acknowledged, so not known to be done. Every DL-B2 command is safe to
                 # repeat (unlock restarts its timer), so try once more on a fresh link.
@@ -333,11 +337,16 @@ class LockLink:
         return self._client
 
     async def _exchange(
-        self, client: BleakClient, op: p.Op, arg: int, deadline: float
+        self,
+        client: BleakClient,
+        op: p.Op,
+        arg: int,
+        deadline: float,
+        ready: Awaitable[None] | None = None,
     ) -> tuple[p.Ack, p.Status | None]:
         """One challenge, one command, its ACK; counted for the metrics endpoint."""
         try:
-            return await self._transact(client, op, arg, deadline)
+            return await self._transact(client, op, arg, deadline, ready)
         except DeviceTimeout:
             self.timeouts += 1
             raise
@@ -346,7 +355,12 @@ class LockLink:
             raise
 
     async def _transact(
-        self, client: BleakClient, op: p.Op, arg: int, deadline: float
+        self,
+        client: BleakClient,
+        op: p.Op,
+        arg: int,
+        deadline: float,
+        ready: Awaitable[None] | None,
     ) -> tuple[p.Ack, p.Status | None]:
         loop = asyncio.get_running_loop()
         try:
@@ -362,6 +376,8 @@ class LockLink:
                     self._status.append(status_fut)
                 try:
                     frame = p.build_command(self.s.key, bytes(challenge), op, seq, arg)
+                    if ready is not None:
+                        await ready  # nothing moves before this
                     self.writes += 1
                     await client.write_gatt_char(p.COMMAND_UUID, frame, response=True)
                     ack = await ack_fut
