@@ -14,7 +14,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from gatewayd import config as config_mod
@@ -221,7 +221,9 @@ class Gateway:
                     await asyncio.sleep(0.02)
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config; restart the buses and rules; keep the broker link."""
+        """SIGHUP: re-read the config; restart the buses whose settings or devices changed
+        (the others keep running: a receiver reopened for nothing would miss radio frames),
+        renew the rules if their settings changed; keep the broker link."""
         try:
             new = config_mod.load(self.config.path)
         except GatewayError as exc:
@@ -239,19 +241,28 @@ class Gateway:
             )
             new = _keep_identity(new, old)
         self.config = new
-        self.engine = Engine.from_config(new.rules)
+        if new.rules != old.rules:  # unchanged rules keep what they know (timers, sightings)
+            self.engine = Engine.from_config(new.rules)
         self.world.devices = {d.id: d for d in new.devices}
         self.gate.device_actions = self._device_actions(new)
         self.gate.limiter.capacity = float(new.commands_per_minute)
-        for task in self._bus_tasks.values():
-            task.cancel()
-        self._bus_tasks.clear()
-        self.buses.clear()
-        self._start_buses(new)
-        log.info("reloaded %s: %d buses, %d devices", new.path, len(new.buses), len(new.devices))
+        same = {b.name for b in new.buses if _bus_of(new, b.name) == _bus_of(old, b.name)}
+        for name in [n for n in self._bus_tasks if n not in same]:
+            self._bus_tasks.pop(name).cancel()
+            self.buses.pop(name, None)
+        self._start_buses(new, skip=same)
+        log.info(
+            "reloaded %s: %d buses (%d restarted), %d devices",
+            new.path,
+            len(new.buses),
+            len(new.buses) - len(same),
+            len(new.devices),
+        )
 
-    def _start_buses(self, config: Config) -> None:
+    def _start_buses(self, config: Config, skip: Collection[str] = ()) -> None:
         for bus in config.buses:
+            if bus.name in skip:
+                continue
             devices = [d for d in config.devices if d.bus == bus.name]
             sup = Supervised(bus.name, self._driver_factory(bus, devices), self._driver_failed)
             self.buses[bus.name] = sup
@@ -405,3 +416,11 @@ def _keep_identity(new: Config, old: Config) -> Config:
         data_dir=old.data_dir,
         command_key=old.command_key,
     )
+
+
+def _bus_of(config: Config, name: str) -> tuple[Any, ...] | None:
+    """A bus's settings and its devices: what its driver was built from."""
+    bus = next((b for b in config.buses if b.name == name), None)
+    if bus is None:
+        return None
+    return (bus, tuple(d for d in config.devices if d.bus == name))

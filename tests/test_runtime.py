@@ -80,7 +80,10 @@ def test_sighup_reloads_buses_and_keeps_broker_connection(
     tmp_path: Path, broker: Broker, probe: Probe
 ) -> None:
     site = make_site(
-        tmp_path, broker.url, '[[buses]]\nname = "b1"\ndriver = "flaky"\nlabel = "before"\n'
+        tmp_path,
+        broker.url,
+        '[[buses]]\nname = "b1"\ndriver = "flaky"\nlabel = "before"\n\n'
+        '[[buses]]\nname = "b2"\ndriver = "flaky"\nlabel = "steady"\n',
     )
     env = install_plugin(tmp_path / "plugins", "flaky_plugin", FLAKY, {"flaky": "Flaky"})
     daemon = Daemon(site, env=env)
@@ -97,6 +100,12 @@ def test_sighup_reloads_buses_and_keeps_broker_connection(
             5,
             "reloaded bus",
         )
+        # b1 changed and started afresh (its count restarted); b2 did not and ran on.
+        b1 = [b["data"]["n"] for b in beats(probe, site.root, "b1")]
+        assert b1.count(1) == 2  # a second first beat: a new driver instance
+        b2 = [b["data"]["n"] for b in beats(probe, site.root, "b2")]
+        assert b2 == list(range(1, len(b2) + 1))  # one driver the whole time
+        assert "2 buses (1 restarted)" in daemon.output()
         # A broken config is refused and the running one kept.
         site.config.write_text(site.config.read_text().replace('label = "after"', "label = 3"))
         daemon.proc.send_signal(signal.SIGHUP)
