@@ -298,8 +298,11 @@ class ControlServer:
         return {"reset": bool(was), "fire_mode": self.gateway.alarms.fire_mode}
 
     def _reload(self, _req: Mapping[str, Any], _uid: int) -> dict[str, Any]:
-        self.gateway.reload()
-        return {"devices": len(self.gateway.config.devices)}
+        refused = self.gateway.reload()
+        out: dict[str, Any] = {"reloaded": refused is None}
+        if refused is not None:
+            out["refused"] = refused
+        return {**out, "devices": len(self.gateway.config.devices)}
 
     async def _call(self, req: Mapping[str, Any], uid: int) -> dict[str, Any]:
         """``{bus, method, args}``: a receiver command on a running driver (pair, hush_all,

@@ -220,15 +220,16 @@ class Gateway:
                 while self.outbox.depth and self.link.connected:
                     await asyncio.sleep(0.02)
 
-    def reload(self) -> None:
+    def reload(self) -> str | None:
         """SIGHUP: re-read the config; restart the buses whose settings or devices changed
         (the others keep running: a receiver reopened for nothing would miss radio frames),
-        renew the rules if their settings changed; keep the broker link."""
+        renew the rules if their settings changed; keep the broker link. Returns why the
+        new config was refused, or None when it was taken."""
         try:
             new = config_mod.load(self.config.path)
         except GatewayError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
-            return
+            return str(exc)
         old = self.config
         if (new.gateway_id, new.mqtt, new.data_dir, new.command_key) != (
             old.gateway_id,
@@ -258,6 +259,7 @@ class Gateway:
             len(new.buses) - len(same),
             len(new.devices),
         )
+        return None
 
     def _start_buses(self, config: Config, skip: Collection[str] = ()) -> None:
         for bus in config.buses:

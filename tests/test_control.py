@@ -137,6 +137,14 @@ def test_status_alarms_ack_and_fire_reset(tmp_path: Path) -> None:
             assert gw.alarms.fire_mode is False
             again = await c.ask(cmd="reset")
             assert again["reset"] is False
+
+            # A reload says whether the new config was taken, and why not.
+            taken = await c.ask(cmd="reload")
+            assert taken == {"ok": True, "reloaded": True, "devices": 1}
+            Path(gw.config.path).write_text("[gateway]\nid = 3\n")  # broken
+            refused = await c.ask(cmd="reload")
+            assert refused["ok"] and refused["reloaded"] is False and refused["devices"] == 1
+            assert "gateway.id: expected" in refused["refused"]
             c.close()
 
     asyncio.run(scenario())

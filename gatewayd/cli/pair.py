@@ -211,7 +211,12 @@ def _through_daemon(
             if ev.get("type") == "gateway.detector_paired" and data.get("bus") == bus:
                 pairing.join(str(data["address"]).upper(), int(data.get("model", 0)))
         if pairing.added:
-            ctl.request({"cmd": "reload"})
+            answer = ctl.request({"cmd": "reload"})
+            if not answer.get("reloaded", True):
+                raise click.ClickException(
+                    f"the daemon refused the new config and runs on with the old one: "
+                    f"{answer.get('refused')}"
+                )
             if not pairing.as_json:
                 click.echo(
                     f"✓ the daemon reloaded its config: it watches {', '.join(pairing.added)} now"
