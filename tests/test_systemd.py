@@ -95,3 +95,28 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     problems = [line for line in out.stderr.splitlines() if "gatewayd.service" in line]
     assert out.returncode == 0, out.stderr
     assert problems == [], problems
+
+
+def test_the_wheel_carries_the_unit_where_install_service_looks(tmp_path: Path) -> None:
+    """An installed gateway has no source checkout: the wheel puts the unit in
+    <prefix>/share/gatewayd/, one of the places `gatewayd install-service` looks."""
+    import zipfile
+
+    from gatewayd.cli.install import UNIT_NAME, unit_candidates
+
+    repo = Path(__file__).resolve().parent.parent
+    src = tmp_path / "src"
+    for part in ("gatewayd", "drivers", "rules", "firmware_stubs", "systemd"):
+        shutil.copytree(repo / part, src / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, src / name)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(src)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    [wheel] = tmp_path.glob("gatewayd-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        inside = f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.data/data/share/gatewayd/{UNIT_NAME}"
+        assert z.read(inside) == (repo / "systemd" / UNIT_NAME).read_bytes()
+    # pip installs a wheel's data/ under sys.prefix: that is where install-service looks.
+    assert Path(sys.prefix) / "share" / "gatewayd" / UNIT_NAME in unit_candidates()

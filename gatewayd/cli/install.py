@@ -27,16 +27,19 @@ UNIT_NAME = "gatewayd.service"
 GROUPS = ("dialout", "bluetooth")
 
 
-def find_unit() -> Path | None:
+def unit_candidates() -> list[Path]:
+    """Where the unit file may be: a source checkout, a wheel's data (pip puts it under the
+    venv's prefix), a distribution package."""
     here = Path(__file__).resolve().parents[2]
-    for candidate in (
+    return [
         here / "systemd" / UNIT_NAME,
         Path(sys.prefix) / "share" / "gatewayd" / UNIT_NAME,
         Path("/usr/share/gatewayd") / UNIT_NAME,
-    ):
-        if candidate.is_file():
-            return candidate
-    return None
+    ]
+
+
+def find_unit() -> Path | None:
+    return next((c for c in unit_candidates() if c.is_file()), None)
 
 
 def render_unit(text: str, gatewayd_bin: str, config_path: str, data_dir: str, user: str) -> str:
