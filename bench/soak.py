@@ -12,6 +12,9 @@ whole fire episode (alarm → fire mode → clear → fire_reset → chargers ba
 events are injected throughout (forced doors, tampering, smoke alarms) and matched one by one
 against what reached the broker. At the end an overheat and a smoke alarm prove the rules
 still act. Not part of `make bench` (bench_*.py only): it takes as long as it is told.
+
+The fault schedule is in bench/soak_faults.py, the platform's client and the daemon's witness
+in bench/soak_peers.py, the figures and the verdict in bench/soak_report.py.
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.soak_peers import GW, Platform, Witness, control, key_of, proc_figures, verdict
+from bench.soak_faults import FaultSchedule
+from bench.soak_peers import GW, Platform, Witness, control, key_of, proc_figures
+from bench.soak_report import command_figures, process_figures, verdict
 from firmware_stubs.broker import Broker
 from firmware_stubs.site import EmulatedSite
 from gatewayd.runtime import ACTION_TIMEOUT
@@ -44,7 +49,7 @@ NORMAL_PER_HOUR = {"heartbeat": 1.0, "card": 12.0, "session": 1.0, "command": 12
 CRITICAL_EVERY = 0.1  # of a fault cycle: a forced door or tampering, alternating doors
 
 
-class Soak:
+class Soak(FaultSchedule):
     def __init__(self, seconds: float, rate: float, seed: int, workdir: Path) -> None:
         self.seconds = seconds
         self.rate = rate
@@ -238,103 +243,6 @@ class Soak:
             self.expected[(door, "door.forced", counter)] = round(self.elapsed(), 1)
             self.house.lock_call(lock.close_door)
 
-    # -- faults on a schedule ----------------------------------------------------------------
-
-    def faults_thread(self) -> None:
-        """Every planned cycle runs whole, late or not: the run waits for them."""
-        c = self.cycle
-        for n in range(max(1, int(self.seconds // c))):
-            base = n * c
-            steps = [
-                (0.10, "broker restart", max(1.5, min(20.0, 0.05 * c)), self._broker),
-                (0.30, "receiver unplugged", max(1.5, min(30.0, 0.05 * c)), self._receiver),
-                (0.45, "pile-2 silent", max(2.5, min(45.0, 0.08 * c)), self._pile),
-                (0.60, "door-back out of range", max(2.0, min(45.0, 0.08 * c)), self._lock),
-                (0.75, "fire episode", 0.0, self._fire),
-            ]
-            for frac, name, length, fn in steps:
-                self._sleep_until(base + frac * c)
-                if self.stop.is_set():
-                    return
-                self.faults.append((round(self.elapsed(), 1), name, length))
-                try:
-                    fn(length)
-                except Exception as exc:
-                    self.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-            self._sleep_until((n + 1) * c)
-
-    def _sleep_until(self, t: float) -> None:
-        while not self.stop.is_set() and self.elapsed() < t:
-            self.stop.wait(min(0.5, t - self.elapsed()))
-
-    def _down(self, what: str, seconds: float, down: Any, up: Any, back: Any = None) -> None:
-        """Take a path down for ``seconds``; it counts as away until ``back()`` is true."""
-        with self.gate:  # never in the middle of an injection
-            self.away.add(what)
-            down()
-        self.stop.wait(seconds)
-        up()
-        if back is not None:
-            self._until(back, 30, f"{what} back")
-        self.away.discard(what)
-
-    def _broker(self, seconds: float) -> None:
-        p, t_down = self.platform, [0.0]
-
-        def down() -> None:
-            self.broker.stop()
-            t_down[0] = time.monotonic()
-
-        # Commands wait until the gateway is subscribed again (its status comes right after).
-        # The broker keeps retained messages across the restart, so the status the platform
-        # gets on resubscribing may be the old "online": only one the gateway sent counts.
-        online = lambda: p.status_live_at > t_down[0] and p.state("status").get("online")  # noqa: E731
-        self._down("broker", seconds, down, self.broker.start, online)
-
-    def _receiver(self, seconds: float) -> None:
-        h = self.house
-
-        def back() -> bool:
-            rx = self.platform.state(f"state/{GW}").get("receiver.smoke-rx", {})
-            return bool(rx.get("online"))
-
-        self._down(
-            "rx", seconds, lambda: h.call(h.rx.unplug()), lambda: h.call(h.rx.replug()), back
-        )
-
-    def _pile(self, seconds: float) -> None:
-        pile = self.house.pile("pile-2")
-
-        async def silent(on: bool) -> None:
-            pile.silent = on
-
-        h = self.house
-        back = lambda: self.platform.state("state/pile-2").get("online")  # noqa: E731
-        self._down(
-            "pile-2", seconds, lambda: h.call(silent(True)), lambda: h.call(silent(False)), back
-        )
-
-    def _lock(self, seconds: float) -> None:
-        h, lock = self.house, self.house.locks["door-back"]
-        back = lambda: self.platform.state("state/door-back").get("connected")  # noqa: E731
-        self._down("door-back", seconds, lambda: h.lock_call(lock.out_of_range),
-                   lambda: h.lock_call(lock.back_in_range), back)  # fmt: skip
-
-    def _fire(self, _seconds: float) -> None:
-        with self.busy:
-            self.fire_episodes += 1
-            self._fire_alarm()
-            det = self.house.detector(self.last_detector)
-            self.house.call(det.clear())
-            cid = self.platform.command(GW, "fire_reset")
-            res = self.platform.result(cid)
-            if res is None or res["code"] != "ok":
-                self.errors.append(f"fire_reset answered {res}")
-            self._until(lambda: not self.platform.state("status").get("fire_mode"), 15, "reset")
-            for dev, pile in self.house.piles():
-                for port in range(1, pile.ports_n + 1):
-                    self.platform.command(dev, "port_on", {"port": port})
-
     def _fire_alarm(self) -> float:
         h = self.house
         self.last_detector = self.rnd.choice(list(h.plan.detectors))
@@ -402,18 +310,11 @@ class Soak:
     def _figures(self, status: dict[str, Any], final: dict[str, Any]) -> dict[str, Any]:
         with self.platform.lock:
             events = list(self.platform.events)
-            results = {k: list(v) for k, v in self.platform.results.items()}
         got = {k for k in map(key_of, events) if k is not None}
         seen = set(self.witness.seen)
         lost = sorted([*k, at, "heard" if k in seen else "unheard"]
                       for k, at in self.expected.items() if k not in got)  # fmt: skip
         fire_events = sum(1 for e in events if e["type"] == "gateway.fire_mode")
-        codes = Counter(r[0]["code"] for r in results.values() if r)
-        unanswered = [f"{c} {what}" for c, what in self.platform.sent.items() if c not in results]
-        waits = sorted(self.platform.answer_seconds())
-        doubled = [c for c, r in results.items() if len(r) > 1]
-        warm = next((s for t, s in self.samples if t >= self.cycle), self.samples[0][1])
-        end = self.samples[-1][1]
         self.witness.close()  # an attached `events` client makes the stop log a traceback
         time.sleep(0.5)
         self.proc.send_signal(signal.SIGTERM)
@@ -431,28 +332,8 @@ class Soak:
             "critical_lost": lost,
             "fire_episodes": self.fire_episodes + 1,
             "fire_mode_events": fire_events,
-            "commands_sent": len(self.platform.sent),
-            "command_codes": dict(codes),
-            "commands_unanswered": unanswered[-10:] if unanswered else [],
-            "commands_unanswered_count": len(unanswered),
-            "commands_answered_twice": len(doubled),
-            "command_answer_seconds": {
-                "p50": round(waits[len(waits) // 2], 3) if waits else None,
-                "p99": round(waits[int(len(waits) * 0.99)], 3) if waits else None,
-                "max": round(waits[-1], 3) if waits else None,
-            },
-            "rss_kb": {
-                "warm": warm["rss_kb"],
-                "end": end["rss_kb"],
-                "first": self.samples[0][1]["rss_kb"],
-            },
-            "rss_growth_pct": round(100 * (end["rss_kb"] - warm["rss_kb"]) / warm["rss_kb"], 2),
-            "series": [  # (s, RSS kB, fds, threads), about twenty points over the run
-                (round(t), x["rss_kb"], x["fds"], x["threads"])
-                for t, x in self.samples[:: max(1, len(self.samples) // 20)]
-            ],
-            "fds": {"warm": warm["fds"], "end": end["fds"]},
-            "threads": {"warm": warm["threads"], "end": end["threads"]},
+            **command_figures(self.platform),
+            **process_figures(self.samples, self.cycle),
             "tasks": status.get("tasks"),
             "outbox_depth_end": status.get("outbox_depth"),
             "final": final,

@@ -187,29 +187,3 @@ def key_of(e: dict[str, Any]) -> tuple[str, str, int] | None:
     d = e.get("data") or {}
     k = d.get("seq") if str(e.get("type", "")).startswith("smoke.") else d.get("counter")
     return (e["device"], e["type"], k) if isinstance(k, int) else None
-
-
-def verdict(fig: dict[str, Any], rss_pct: float = 5.0) -> list[str]:
-    """What failed, in words; empty when the soak passed."""
-    bad = []
-    if fig["critical_lost"]:
-        bad.append(f"critical events lost: {fig['critical_lost']}")
-    if fig["fire_mode_events"] < fig["fire_episodes"]:
-        bad.append(f"{fig['fire_mode_events']} fire_mode events for {fig['fire_episodes']} fires")
-    if fig["rss_growth_pct"] > rss_pct:
-        bad.append(f"RSS grew {fig['rss_growth_pct']} % after warm-up")
-    if fig["fds"]["end"] > fig["fds"]["warm"] + 2:  # a link reconnecting at that instant
-        bad.append(f"file descriptors {fig['fds']['warm']} -> {fig['fds']['end']}")
-    # asyncio's default executor starts its workers on demand, up to min(32, CPUs + 4): that
-    # much growth is a pool filling up, more would be a leak.
-    pool = min(32, (os.cpu_count() or 1) + 4)
-    if fig["threads"]["end"] > fig["threads"]["warm"] + pool:
-        bad.append(f"threads {fig['threads']['warm']} -> {fig['threads']['end']}")
-    if fig["commands_unanswered_count"]:  # twice is at-least-once delivery: ids tell them apart
-        bad.append(f"commands unanswered: {fig['commands_unanswered_count']}")
-    final = fig["final"]
-    if not (final.get("overheat_cut") and final.get("fire_mode") and final.get("all_relays_open")):
-        bad.append(f"final checks: {final}")
-    if fig["tracebacks"] or fig["exit_code"] != 0:
-        bad.append(f"tracebacks {fig['tracebacks']}, exit code {fig['exit_code']}")
-    return bad
