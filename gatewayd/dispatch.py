@@ -78,7 +78,7 @@ class CommandHandler:
                 cmd.id, "device_error", f"{exc.code}: {exc.detail}" if exc.detail else exc.code
             )
         finally:
-            await synced  # done even when nothing moved: the id is spent either way
+            await asyncio.shield(synced)  # done even when nothing moved: the id is spent
         return Result(cmd.id, "ok", data=dict(data))
 
     def _gateway_action(self, cmd: Command) -> Result:

@@ -9,6 +9,7 @@ Labels stay bounded: never a user id, never free text from the wire.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Mapping
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from gatewayd.runtime import Gateway
+
+log = logging.getLogger("gatewayd.metrics")
 
 SMOKE_ALARMS = ("smoke.alarm", "smoke.heat_alarm")
 ACTIVE = ("charging", "full")  # port states with a session (and a closed relay)
@@ -206,18 +209,30 @@ def _outbox(f: Families, gw: Gateway, now: float) -> None:
     f.add("gatewayd_outbox_disk_bytes", figures["disk_bytes"])
 
 
+def _ask(driver: Any, face: str) -> Mapping[str, Any]:
+    """A driver's optional ``stats()`` or ``last_seen()``; a plugin's that fails costs its
+    own figures (logged at debug), never the whole scrape."""
+    method = getattr(driver, face, None)
+    if not callable(method):
+        return {}
+    try:
+        answer = method()
+    except Exception as exc:  # noqa: BLE001 -- third-party code, called at every scrape
+        log.debug("metrics: %s.%s() failed: %s", type(driver).__name__, face, exc)
+        return {}
+    return answer if isinstance(answer, Mapping) else {}
+
+
 def _buses(f: Families, gw: Gateway) -> None:
     for cfg in gw.config.buses:
         sup = gw.buses.get(cfg.name)
         driver = sup.driver if sup is not None else None
         f.add("gatewayd_bus_up", 0 if driver is None else 1, cfg.name, cfg.driver)
         f.add("gatewayd_driver_restarts_total", sup.restarts if sup is not None else 0, cfg.name)
-        stats = getattr(driver, "stats", None)
-        if callable(stats):
-            for key, value in stats().items():
-                name, num = f"gatewayd_bus_{key}", _num(value)
-                if name in CATALOGUE and num is not None:
-                    f.add(name, num, cfg.name)
+        for key, value in _ask(driver, "stats").items():
+            name, num = f"gatewayd_bus_{key}", _num(value)
+            if name in CATALOGUE and num is not None:
+                f.add(name, num, cfg.name)
     own = gw.world.states.get(gw.config.gateway_id, {})
     for key, rx in sorted(own.items()):
         if key.startswith("receiver.") and isinstance(rx, Mapping):
@@ -242,10 +257,9 @@ def _devices(f: Families, gw: Gateway, counters: EventCounters, now: float) -> N
     states, alarms = gw.world.states, gw.alarms.alarms
     seen = dict(counters.heard)
     for sup in list(gw.buses.values()):
-        last_seen = getattr(sup.driver, "last_seen", None)
-        if callable(last_seen):
-            for dev, ts in last_seen().items():
-                seen[dev] = max(ts, seen.get(dev, 0.0))
+        for dev, ts in _ask(sup.driver, "last_seen").items():
+            if (num := _num(ts)) is not None:
+                seen[dev] = max(num, seen.get(dev, 0.0))
     bus_up = {name: sup.driver is not None for name, sup in gw.buses.items()}
     for d in gw.config.devices:
         st: Mapping[str, Any] = states.get(d.id, {})

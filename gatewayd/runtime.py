@@ -364,10 +364,12 @@ class Gateway:
         if device is None:
             raise DeviceError(action.device, "unknown_device")
         sup = self.buses.get(device.bus)
+        if action.ready is not None and not (sup and sup.driver and sup.driver.overlaps_ready):
+            # Shielded: a command given up on must not cancel the sync the id is waiting for.
+            await asyncio.shield(action.ready)
+            sup = self.buses.get(device.bus)  # the driver may have been replaced meanwhile
         if sup is None or sup.driver is None:
             raise DeviceError(action.device, "driver_down", f"bus {device.bus} is not running")
-        if action.ready is not None and not sup.driver.overlaps_ready:
-            await action.ready
         try:
             async with asyncio.timeout(ACTION_TIMEOUT):
                 return await sup.driver.execute(action)

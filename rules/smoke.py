@@ -8,7 +8,8 @@ again. Pure like every rule: no I/O, no clock of its own (time comes from events
 A detector never says its battery is fine again: it checks at power-up and every 24 h and
 speaks only when the battery is low. So a low-battery alarm clears itself when a heartbeat
 shows a fresh battery (``battery_replaced_mv`` above the reported level), or when the detector
-has kept talking for a day and more without reporting low again (``low_battery_recheck_hours``).
+has kept talking through two daily checks without reporting low again
+(``low_battery_recheck_hours``: one lost radio frame must not make the warning flap).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class SmokeRule(Rule):
             50, 2000, 200, doc="A heartbeat this far above the low report means a new battery."
         ),
         "low_battery_recheck_hours": Float(
-            1, 24 * 30, 25, doc="Heard this long with no new low report: the battery is fine."
+            1, 24 * 30, 49, doc="Heard this long with no new low report: the battery is fine."
         ),
     }
 
@@ -131,8 +132,10 @@ class SmokeRule(Rule):
         # been heard meanwhile, so start counting again instead of flagging every detector.
         if self._last_tick is not None and now - self._last_tick > self.heartbeat:
             self.last_seen = dict.fromkeys(self.last_seen, now)
+            self.low_at = dict.fromkeys(self.low_at, now)  # nor can a day have gone by
         elif self._last_tick is not None and now < self._last_tick:
             self.last_seen = {d: min(t, now) for d, t in self.last_seen.items()}
+            self.low_at = {d: min(t, now) for d, t in self.low_at.items()}
         self._last_tick = now
         out: Outcome | None = None
         for device, config in world.devices.items():

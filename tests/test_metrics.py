@@ -210,6 +210,31 @@ def test_bus_stats_and_last_seen_from_drivers_that_offer_them(gateway: Gateway) 
     assert not any(name == "gatewayd_bus_bogus" for name, _ in s)  # unknown keys are ignored
 
 
+def test_a_plugin_whose_stats_fail_costs_its_own_figures_not_the_scrape(
+    gateway: Gateway,
+) -> None:
+    class Broken:
+        def stats(self) -> dict[str, float]:
+            raise RuntimeError("plugin bug")
+
+        def last_seen(self) -> list[int]:  # not a mapping
+            return [1, 2]
+
+    good = Supervised("smoke-rx", lambda: None, lambda *a: None)  # type: ignore[arg-type,return-value]
+    good.driver = StatsDriver({"smoke-1": time.time()})  # type: ignore[assignment]
+    bad = Supervised("rs485", lambda: None, lambda *a: None)  # type: ignore[arg-type,return-value]
+    bad.driver = Broken()  # type: ignore[assignment]
+    gateway.buses.update({"smoke-rx": good, "rs485": bad})
+    handle = metrics.serve(gateway, "")
+    try:
+        s = parse(handle.exposition().decode())
+    finally:
+        handle.close()
+    assert value(s, "gatewayd_bus_up", bus="rs485", driver="modbus") == 1
+    assert value(s, "gatewayd_bus_requests_total", bus="rs485") is None
+    assert value(s, "gatewayd_bus_requests_total", bus="smoke-rx") == 120
+
+
 def self_signed(tmp: Path) -> tuple[Path, Path]:
     cert, key = tmp / "metrics.pem", tmp / "metrics.key"
     subprocess.run(
@@ -373,7 +398,7 @@ def test_exposition_means_what_prometheus_clients_own_says(tmp_path: Path) -> No
     gw = ms.make_gateway(tmp_path, chargers=3, detectors=4, locks=2)
     try:
         ms.fill(gw)
-        odd = GaugeMetricFamily("gatewayd_odd", 'help with \\ and\nnewline', labels=["room"])
+        odd = GaugeMetricFamily("gatewayd_odd", "help with \\ and\nnewline", labels=["room"])
         odd.add_metric(['3"02\\b\nx'], 1.5)
         odd.add_metric(["大厅"], float("inf"))
         total = CounterMetricFamily("gatewayd_odd_things", "a counter", labels=["k"])

@@ -7,6 +7,8 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.harness import Broker, Daemon, Probe, install_plugin, make_site, wait_until
 
 FLAKY = '''
@@ -121,13 +123,16 @@ def test_sighup_reloads_buses_and_keeps_broker_connection(
         daemon.stop()
 
 
-def test_a_driver_that_does_not_overlap_ready_gets_the_action_only_once_ready(
-    tmp_path: Path,
+@pytest.mark.parametrize("overlaps", [False, True])
+def test_a_command_reaches_the_driver_before_its_id_is_durable_only_if_it_overlaps(
+    tmp_path: Path, overlaps: bool
 ) -> None:
-    """A remote command's id is made durable (Action.ready) before anything moves: a driver
-    that does not await ``ready`` itself is called only after it is done."""
+    """A remote command's id is made durable (Action.ready) before anything moves. A driver
+    that does not await ``ready`` itself is called only after it is done; one that does (the
+    BLE driver: it reads the lock's challenge meanwhile) is called at once."""
     import asyncio
 
+    from drivers.ble.driver import BleDriver
     from gatewayd.model import Action
     from gatewayd.supervisor import Supervised
     from tests import metrics_site as ms
@@ -135,11 +140,14 @@ def test_a_driver_that_does_not_overlap_ready_gets_the_action_only_once_ready(
     calls: list[tuple[str, bool]] = []
 
     class Piles:
-        overlaps_ready = False
+        overlaps_ready = overlaps
 
         async def execute(self, action: Action) -> dict[str, str]:
             assert action.ready is not None
-            calls.append((action.name, asyncio.ensure_future(action.ready).done()))
+            done = asyncio.ensure_future(action.ready).done()
+            calls.append((action.name, done))
+            if overlaps:
+                await action.ready
             return {"done": action.name}
 
     gw = ms.make_gateway(tmp_path, chargers=1)
@@ -150,9 +158,8 @@ def test_a_driver_that_does_not_overlap_ready_gets_the_action_only_once_ready(
 
         async def scenario() -> tuple[bool, dict[str, str]]:
             ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            task = asyncio.ensure_future(
-                gw.execute(Action("pile-1", "port_on", {"port": 1}, ready=ready))
-            )
+            action = Action("pile-1", "port_on", {"port": 1}, ready=ready)
+            task = asyncio.ensure_future(gw.execute(action))
             await asyncio.sleep(0.1)
             called_early = bool(calls)
             ready.set_result(None)
@@ -161,5 +168,6 @@ def test_a_driver_that_does_not_overlap_ready_gets_the_action_only_once_ready(
         called_early, result = asyncio.run(scenario())
     finally:
         ms.close_gateway(gw)
-    assert not called_early
-    assert calls == [("port_on", True)] and result == {"done": "port_on"}
+    assert called_early is overlaps
+    assert calls == [("port_on", not overlaps)] and result == {"done": "port_on"}
+    assert BleDriver.overlaps_ready  # the one built-in driver that reads before it acts

@@ -249,14 +249,14 @@ def test_low_battery_clears_when_a_heartbeat_shows_a_new_battery() -> None:
     assert fresh is not None and ClearAlarm("smk", "smoke.low_battery") in fresh.alarms
 
 
-def test_low_battery_clears_after_a_day_of_heartbeats_without_a_new_report() -> None:
-    """The detector re-checks every 24 h and speaks only when low: a day and an hour of
+def test_low_battery_clears_after_two_daily_checks_without_a_new_report() -> None:
+    """The detector re-checks every 24 h and speaks only when low: two days and an hour of
     heartbeats with no report means the battery is fine; a report in between restarts that."""
     rule, world = make_rule(), make_world("smk")
     rule.on_event(ev("smk", "smoke.low_battery", battery_mv=2500), world)
     _with_low_battery_alarm(world, T0)
     cleared = []
-    for h in range(1, 60):
+    for h in range(1, 100):
         if h == 24:  # the daily check: still low
             rule.on_event(ev("smk", "smoke.low_battery", T0 + h * HOUR, battery_mv=2480), world)
         out = rule.on_event(
@@ -264,7 +264,7 @@ def test_low_battery_clears_after_a_day_of_heartbeats_without_a_new_report() -> 
         )
         if out is not None and ClearAlarm("smk", "smoke.low_battery") in out.alarms:
             cleared.append(h)
-    assert cleared and cleared[0] == 24 + 25  # 25 h after the last report, not the first
+    assert cleared and cleared[0] == 24 + 49  # 49 h after the last report, not the first
 
 
 def test_low_battery_after_a_restart_waits_a_full_recheck_from_the_first_heartbeat() -> None:
@@ -272,7 +272,28 @@ def test_low_battery_after_a_restart_waits_a_full_recheck_from_the_first_heartbe
     _with_low_battery_alarm(world, T0 - 10 * 24 * HOUR)  # raised ten days ago, still active
     early = rule.on_event(ev("smk", "smoke.heartbeat", T0, battery_mv=2500, rssi_dbm=-60), world)
     late = rule.on_event(
-        ev("smk", "smoke.heartbeat", T0 + 25 * HOUR, battery_mv=2500, rssi_dbm=-60), world
+        ev("smk", "smoke.heartbeat", T0 + 49 * HOUR, battery_mv=2500, rssi_dbm=-60), world
     )
     assert early is not None and ClearAlarm("smk", "smoke.low_battery") not in early.alarms
     assert late is not None and ClearAlarm("smk", "smoke.low_battery") in late.alarms
+
+
+def test_a_clock_step_never_counts_as_days_of_quiet_for_a_low_battery() -> None:
+    """A Pi without a clock hears the low report in 1970; NTP then steps to today. The step is
+    not two days of heartbeats without a report: the count starts again at the step."""
+    boot = 100.0
+    rule, world = make_rule(), make_world("smk")
+    tick(rule, world, boot)
+    rule.on_event(ev("smk", "smoke.low_battery", boot, battery_mv=2500), world)
+    _with_low_battery_alarm(world, boot)
+    tick(rule, world, T0)  # NTP
+    right_after = rule.on_event(
+        ev("smk", "smoke.heartbeat", T0 + 60, battery_mv=2500, rssi_dbm=-60), world
+    )
+    later = rule.on_event(
+        ev("smk", "smoke.heartbeat", T0 + 49 * HOUR, battery_mv=2500, rssi_dbm=-60), world
+    )
+    assert (
+        right_after is not None and ClearAlarm("smk", "smoke.low_battery") not in right_after.alarms
+    )
+    assert later is not None and ClearAlarm("smk", "smoke.low_battery") in later.alarms

@@ -57,6 +57,10 @@ def _backend_field(kind: str, doc: str) -> Field:
 
 
 class BleDriver(Driver):
+    #: A command reads the lock's challenge while the command id is made durable, and
+    #: awaits ``Action.ready`` before it writes (drivers/ble/link.py).
+    overlaps_ready: ClassVar[bool] = True
+
     name = "ble"
     bus_schema: ClassVar[Schema] = {
         "adapter": Str(default="hci0", pattern=r"hci\d{1,2}", expected="an adapter name like hci0"),

@@ -376,8 +376,8 @@ class LockLink:
                     self._status.append(status_fut)
                 try:
                     frame = p.build_command(self.s.key, bytes(challenge), op, seq, arg)
-                    if ready is not None:
-                        await ready  # nothing moves before this
+                    if ready is not None:  # nothing moves before this (a timeout here must
+                        await asyncio.shield(ready)  # not cancel the sync it waits for)
                     self.writes += 1
                     await client.write_gatt_char(p.COMMAND_UUID, frame, response=True)
                     ack = await ack_fut
