@@ -177,6 +177,10 @@ class Config:
     def bus(self, name: str) -> BusConfig:
         return next(b for b in self.buses if b.name == name)
 
+    def devices_on(self, bus: str) -> tuple[DeviceConfig, ...]:
+        """The devices of one bus, in config order: what its driver is built from."""
+        return tuple(d for d in self.devices if d.bus == bus)
+
 
 def load(path: str) -> Config:
     """Read and validate ``path``; raise ConfigError naming what is wrong."""

@@ -3,8 +3,8 @@
 prometheus_client's ``generate_latest`` validates and escapes every label name and value of
 every sample on every scrape: about 10 µs a sample, most of a 50-device gateway's 10 ms budget.
 Here a label set's text is made once and remembered, since the same devices, ports and reasons
-come back on every scrape. The output means the same as ``generate_latest``'s (a test parses
-both and compares); the endpoint always answers in this format, which every Prometheus
+come back on every scrape. The output is ``generate_latest``'s text, byte for byte (a test
+compares them); the endpoint always answers in this format, which every Prometheus
 accepts whatever its Accept header prefers.
 """
 

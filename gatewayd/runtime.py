@@ -265,7 +265,7 @@ class Gateway:
         for bus in config.buses:
             if bus.name in skip:
                 continue
-            devices = [d for d in config.devices if d.bus == bus.name]
+            devices = list(config.devices_on(bus.name))
             sup = Supervised(bus.name, self._driver_factory(bus, devices), self._driver_failed)
             self.buses[bus.name] = sup
             self._bus_tasks[bus.name] = self._tg.create_task(sup.run(), name=f"bus:{bus.name}")
@@ -425,6 +425,4 @@ def _keep_identity(new: Config, old: Config) -> Config:
 def _bus_of(config: Config, name: str) -> tuple[Any, ...] | None:
     """A bus's settings and its devices: what its driver was built from."""
     bus = next((b for b in config.buses if b.name == name), None)
-    if bus is None:
-        return None
-    return (bus, tuple(d for d in config.devices if d.bus == name))
+    return None if bus is None else (bus, config.devices_on(name))

@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from drivers.modbus.driver import ModbusDriver
+from firmware_stubs.ebc_pile import EbcEmulator, Pile
 from gatewayd.driver import BusConfig, DeviceConfig
 from gatewayd.errors import GatewayError
 from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
@@ -99,3 +100,23 @@ async def running(
         for t in [*tasks, *list(loop._tasks)]:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+
+
+def on_emulator(
+    body: Callable[[EbcEmulator, dict[str, Any]], Awaitable[None]],
+    piles: list[Pile],
+    transport: str,
+    settings: dict[str, Any],
+) -> None:
+    """Run ``body(emulator, bus settings)`` with ``piles`` served over Modbus TCP or on an
+    RTU pty line at 9600 baud; ``settings`` join the bus's (poll periods and the like)."""
+
+    async def main() -> None:
+        async with EbcEmulator(piles) as emu:
+            if transport == "tcp":
+                bus = {"host": "127.0.0.1", "tcp_port": await emu.serve_tcp(), **settings}
+            else:
+                bus = {"port": emu.open_rtu(), "baudrate": 9600, **settings}
+            await body(emu, bus)
+
+    asyncio.run(main())

@@ -37,7 +37,7 @@ from gatewayd.schema import validate
 from rules.charger import OverheatRule
 from rules.fire import FireRule
 from tests.ble_fixtures import ADDRESS, KEY, BleWorld, ble_world, key_file, make_driver, run
-from tests.charger_harness import RulesLoop, running
+from tests.charger_harness import RulesLoop, on_emulator, running
 from tests.fakes import RecordingContext
 
 __all__ = ["ble_world"]
@@ -52,12 +52,7 @@ async def until(pred: Any, timeout: float = 5.0) -> None:
 
 
 def tcp(body: Any, piles: list[Pile]) -> None:
-    async def main() -> None:
-        async with EbcEmulator(piles) as emu:
-            bus = {"host": "127.0.0.1", "tcp_port": await emu.serve_tcp(), **FAST}
-            await body(emu, bus)
-
-    asyncio.run(main())
+    on_emulator(body, piles, "tcp", FAST)
 
 
 # -- piles that misbehave (fault injection on the emulator side, test code only) ----------------
@@ -230,15 +225,7 @@ def test_replies_from_the_wrong_unit_are_never_read_as_that_pile(transport: str)
         assert loop.of_type("charger.online")[-1].device == "pile-1"
         assert not one.port(3).relay and two.port(1).relay
 
-    async def main() -> None:
-        async with EbcEmulator([one, two]) as emu:
-            if transport == "tcp":
-                bus = {"host": "127.0.0.1", "tcp_port": await emu.serve_tcp(), **FAST}
-            else:
-                bus = {"port": emu.open_rtu(), "baudrate": 9600, **FAST}
-            await body(emu, bus)
-
-    asyncio.run(main())
+    on_emulator(body, [one, two], transport, FAST)
 
 
 # -- the smoke receiver unplugged mid-frame --------------------------------------------------------

@@ -18,7 +18,7 @@ from gatewayd.driver import BusConfig
 from gatewayd.errors import ConfigError, DeviceError
 from gatewayd.model import Action
 from rules.charger import FullRule, OverheatRule, OverpowerRule, SessionCapRule
-from tests.charger_harness import RulesLoop, running
+from tests.charger_harness import RulesLoop, on_emulator, running
 
 FAST = {"fast_seconds": 0.2, "slow_seconds": 2.0}
 
@@ -36,15 +36,7 @@ def run(
     piles: list[Pile],
     transport: str,
 ) -> None:
-    async def main() -> None:
-        async with EbcEmulator(piles) as emu:
-            if transport == "tcp":
-                bus = {"host": "127.0.0.1", "tcp_port": await emu.serve_tcp(), **FAST}
-            else:
-                bus = {"port": emu.open_rtu(), "baudrate": 9600, **FAST}
-            await body(emu, bus)
-
-    asyncio.run(main())
+    on_emulator(body, piles, transport, FAST)
 
 
 def summary_reads(emu: EbcEmulator, unit: int) -> list[float]:

@@ -25,7 +25,7 @@ def check_online(out: Checklist, cfg: Config, config_path: str) -> None:
         states = {d["id"]: d["state"] for d in status["devices"]}
         states[cfg.gateway_id] = status.get("gateway_state", {})
     for bus in cfg.buses:
-        devices = [d for d in cfg.devices if d.bus == bus.name]
+        devices = list(cfg.devices_on(bus.name))
         if bus.driver == "serial":
             _serial(out, bus, devices, states.get(cfg.gateway_id) if status else None)
         elif bus.driver == "modbus":
