@@ -6,17 +6,16 @@ retained ``{root}/alarms`` and ``{root}/status``. Fire mode, once entered, stays
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from tinydb import TinyDB
 from tinydb.table import Document
 
 from gatewayd.model import Alarm, Severity, alarm_id
+from gatewayd.store import BackgroundWriter
 
 log = logging.getLogger("gatewayd.alarms")
 
@@ -26,9 +25,7 @@ class AlarmManager:
         # One document holds it all, so every change is one atomic write.
         self._table = db.table("alarms")
         self.on_change = on_change
-        self.write_failed = False
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alarms-io")
-        self._pending: list[Future[Any]] = []
+        self._writer = BackgroundWriter("alarm state", log)
         doc: Mapping[str, Any] = self._table.get(doc_id=1) or {}
         self.alarms: dict[str, Alarm] = {}
         for raw in doc.get("active", []):
@@ -103,24 +100,12 @@ class AlarmManager:
             "fire_mode": self.fire_mode,
             "fire_since": self.fire_since,
         }
-        # The write (and its fsyncs) happens on the writer thread, in order: a fire alarm must
-        # not wait for the SD card before the chargers are cut.
-        self._pending.append(self._io.submit(self._table.upsert, Document(doc, doc_id=1)))
-        self._pending[-1].add_done_callback(self._report_failure)
-        self._pending = [f for f in self._pending if not f.done()]
+        self._writer.submit(self._table.upsert, Document(doc, doc_id=1))
         self.on_change()
 
     def flush(self) -> None:
         """Wait until every change so far was tried (shutdown, tests). Failures were logged."""
-        concurrent.futures.wait(self._pending)
-        self._pending = []
-
-    def _report_failure(self, f: Future[Any]) -> None:
-        exc = f.exception()
-        if exc is not None and not self.write_failed:
-            log.error("cannot write the %s: %s", "alarm state", exc)
-        self.write_failed = exc is not None
+        self._writer.flush()
 
     def close(self) -> None:
-        self.flush()
-        self._io.shutdown(wait=True)
+        self._writer.close()

@@ -13,17 +13,16 @@ lock's next "unlocked, remote" event to that user.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import logging
 import os
 import time
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
 from gatewayd.model import Event
+from gatewayd.store import BackgroundWriter
 
 log = logging.getLogger("gatewayd.audit")
 
@@ -47,29 +46,18 @@ class AuditLog:
         self._size = os.fstat(self._fd).st_size
         self._expected: dict[str, tuple[str, str, float]] = {}  # device -> (user, command id, at)
         self.entries = 0
-        self.write_failed = False
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-io")
-        self._pending: list[Future[None]] = []
+        self._writer = BackgroundWriter("audit log", log)
 
     def append(self, entry: Mapping[str, Any]) -> None:
         """Queue one entry; the writer thread appends and fsyncs it, in order."""
         text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"))
         line = text.encode("utf-8", "backslashreplace") + b"\n"
         self.entries += 1
-        self._pending.append(self._io.submit(self._write, line))
-        self._pending[-1].add_done_callback(self._report_failure)
-        self._pending = [f for f in self._pending if not f.done()]
+        self._writer.submit(self._write, line)
 
     def flush(self) -> None:
         """Wait until every entry so far was tried. Failures were logged."""
-        concurrent.futures.wait(self._pending)
-        self._pending = []
-
-    def _report_failure(self, f: Future[Any]) -> None:
-        exc = f.exception()
-        if exc is not None and not self.write_failed:
-            log.error("cannot write the audit log: %s", exc)
-        self.write_failed = exc is not None
+        self._writer.flush()
 
     def _write(self, line: bytes) -> None:
         if self._size + len(line) > self.max_bytes:
@@ -145,8 +133,7 @@ class AuditLog:
             )
 
     def close(self) -> None:
-        self.flush()
-        self._io.shutdown(wait=True)
+        self._writer.close()
         os.close(self._fd)
 
 

@@ -4,12 +4,19 @@ TinyDB's stock JSONStorage rewrites its file in place; a power cut during that w
 an empty or torn file. This storage writes a temporary file, fsyncs it, renames it over the old
 one and fsyncs the directory, so the file is always either the old or the new version. It is
 meant for small documents (alarms, fire mode, device state) that change rarely.
+
+``BackgroundWriter`` is the thread that does such writes (and the audit log's) in order, off
+the event loop.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import logging
 import os
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from tinydb import TinyDB
@@ -65,3 +72,38 @@ class AtomicJSONStorage(Storage):
 def open_db(data_dir: str, name: str = "state.json") -> TinyDB:
     os.makedirs(data_dir, mode=0o750, exist_ok=True)
     return TinyDB(os.path.join(data_dir, name), storage=AtomicJSONStorage)
+
+
+class BackgroundWriter:
+    """One thread that does a component's disk writes in order, off the event loop (a fire
+    alarm must not wait for the SD card before the chargers are cut). A failed write is logged
+    once, until a write succeeds again; ``failed`` says whether the last one did."""
+
+    def __init__(self, what: str, log: logging.Logger) -> None:
+        self.what, self.log = what, log
+        self.failed = False
+        self._io = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix=f"{what.split(maxsplit=1)[0]}-io"
+        )
+        self._pending: list[Future[Any]] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._pending = [f for f in self._pending if not f.done()]
+        fut = self._io.submit(fn, *args)
+        fut.add_done_callback(self._done)
+        self._pending.append(fut)
+
+    def flush(self) -> None:
+        """Wait until every write so far was tried (shutdown, tests). Failures were logged."""
+        concurrent.futures.wait(self._pending)
+        self._pending = []
+
+    def close(self) -> None:
+        self.flush()
+        self._io.shutdown(wait=True)
+
+    def _done(self, f: Future[Any]) -> None:
+        exc = f.exception()
+        if exc is not None and not self.failed:
+            self.log.error("cannot write the %s: %s", self.what, exc)
+        self.failed = exc is not None
