@@ -25,7 +25,7 @@ import pytest
 
 from bench.soak_peers import control  # re-exported: the tests reach the daemon through it
 from firmware_stubs.broker import free_port, mosquitto_path
-from tests.harness import REPO, Daemon, Msg, Site, wait_until
+from tests.harness import REPO, Daemon, Recording, Site, wait_until
 
 # -- a process, seen from /proc -----------------------------------------------------------------
 
@@ -300,7 +300,7 @@ def _listening(port: int) -> bool:
         return False
 
 
-class TlsProbe:
+class TlsProbe(Recording):
     """A TLS MQTT client (thread of its own) that records what it receives and whether the
     broker accepted it."""
 
@@ -313,12 +313,11 @@ class TlsProbe:
         subscribe: str | None = None,
         client_id: str = "",
     ) -> None:
-        self.messages: list[Msg] = []
+        super().__init__()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.refused: list[Any] = []
         self.granted: list[int] = []
-        self._lock = threading.Lock()
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
         ctx = ssl.create_default_context(cafile=str(ca))
         if cert is not None and key is not None:
@@ -343,14 +342,6 @@ class TlsProbe:
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         self.granted = [r.value for r in reasons]
         self.subscribed.set()
-
-    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        with self._lock:
-            self.messages.append(Msg(msg.topic, msg.payload, bool(msg.retain), time.monotonic()))
-
-    def on(self, topic: str) -> list[Msg]:
-        with self._lock:
-            return [m for m in self.messages if mqtt.topic_matches_sub(topic, m.topic)]
 
     def publish(self, topic: str, payload: bytes, timeout: float = 5.0) -> None:
         info = self.client.publish(topic, payload, qos=1)

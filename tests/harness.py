@@ -59,22 +59,12 @@ class Msg:
         return json.loads(self.payload)
 
 
-class Probe:
-    """A test-side MQTT client (its own thread is fine here) that records every message."""
+class Recording:
+    """What a test-side MQTT client received (paho's thread appends), and ways to look at it."""
 
-    def __init__(self, port: int, subscribe: str = "#", client_id: str = "") -> None:
+    def __init__(self) -> None:
         self.messages: list[Msg] = []
         self._lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        # Like the gateway: no Nagle, so latencies measured through the probe are not TCP timers.
-        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.client.subscribe(subscribe, qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(5), "probe could not subscribe"
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         with self._lock:
@@ -87,6 +77,9 @@ class Probe:
     def wait(
         self, topic: str, pred: Callable[[Any], bool] = lambda _j: True, timeout: float = 5.0
     ) -> Any:
+        """The first JSON body on ``topic`` that ``pred`` accepts; fails the test after
+        ``timeout``."""
+
         def found() -> Any:
             for m in self.on(topic):
                 try:
@@ -98,6 +91,23 @@ class Probe:
             return None
 
         return wait_until(found, timeout, f"a message on {topic}")
+
+
+class Probe(Recording):
+    """A test-side MQTT client (its own thread is fine here) that records every message."""
+
+    def __init__(self, port: int, subscribe: str = "#", client_id: str = "") -> None:
+        super().__init__()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        # Like the gateway: no Nagle, so latencies measured through the probe are not TCP timers.
+        self.client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.client.subscribe(subscribe, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(5), "probe could not subscribe"
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1) -> None:
         self.client.publish(topic, payload, qos=qos).wait_for_publish(5)

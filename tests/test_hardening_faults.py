@@ -150,10 +150,9 @@ def test_bad_broker_certificate_is_refused_rules_keep_running_reconnects_when_fi
         # gateway reconnects by itself and tells the platform everything.
         broker.restart(*good)
         platform = TlsProbe(broker.port, pki.ca, subscribe=f"{site.root}/#")
-        st = _wait_json(platform, f"{site.root}/status", lambda s: s.get("online"), 15)
+        st = platform.wait(f"{site.root}/status", lambda s: s.get("online"), 15)
         assert st["fire_mode"] is True
-        alarms = _wait_json(
-            platform,
+        alarms = platform.wait(
             f"{site.root}/alarms",
             lambda a: "gateway.fire_mode" in {x["type"] for x in a["active"]},
             10,
@@ -166,17 +165,6 @@ def test_bad_broker_certificate_is_refused_rules_keep_running_reconnects_when_fi
             platform.close()
         daemon.stop()
         broker.stop()
-
-
-def _wait_json(probe: TlsProbe, topic: str, pred: Any, timeout: float) -> Any:
-    def found() -> Any:
-        for m in probe.on(topic):
-            body = m.json()
-            if pred(body):
-                return body
-        return None
-
-    return wait_until(found, timeout, f"a message on {topic}")
 
 
 # -- the disk -------------------------------------------------------------------------------------

@@ -53,17 +53,6 @@ topic readwrite pingan/#
 """
 
 
-def _json_on(probe: TlsProbe, topic: str, pred: Any, timeout: float = 10.0) -> Any:
-    def found() -> Any:
-        for m in probe.on(topic):
-            body = m.json()
-            if pred(body):
-                return body
-        return None
-
-    return wait_until(found, timeout, f"a message on {topic}")
-
-
 def test_client_certificates_and_acl_keep_each_gateway_in_its_own_topics(tmp_path: Path) -> None:
     pki = Pki(tmp_path / "pki")
     server = pki.issue("127.0.0.1", "server")
@@ -85,10 +74,10 @@ def test_client_certificates_and_acl_keep_each_gateway_in_its_own_topics(tmp_pat
         for p in probes:
             assert p.subscribed.wait(5), "a probe could not subscribe"
         # Gateway A works: its status is out, and it reads and answers its own commands.
-        assert _json_on(platform, "pingan/v1/gw-a/status", lambda s: s["online"])["online"]
+        assert platform.wait("pingan/v1/gw-a/status", lambda s: s["online"], 10)["online"]
         cmd = site.command("gw-a", "ping")
         platform.publish("pingan/v1/gw-a/cmd", json.dumps(cmd).encode())
-        result = _json_on(platform, "pingan/v1/gw-a/cmd/result", lambda r: r["id"] == cmd["id"])
+        result = platform.wait("pingan/v1/gw-a/cmd/result", lambda r: r["id"] == cmd["id"], 10)
         assert result["code"] == "ok"
         # With A's certificate, into B's topics: a fake fire, a fake status, a fake command.
         fake_fire = {"id": "x1", "ts": time.time(), "device": "smoke-1", "type": "smoke.alarm",
@@ -104,8 +93,8 @@ def test_client_certificates_and_acl_keep_each_gateway_in_its_own_topics(tmp_pat
         intruder.publish("pingan/v1/gw-a/events/probe", b'{"id": "control"}')
         platform_cmd = {"id": "legit", "device": "door-main", "action": "status"}
         platform.publish("pingan/v1/gw-b/cmd", json.dumps(platform_cmd).encode())
-        _json_on(platform, "pingan/v1/gw-a/events/probe", lambda b: b["id"] == "control")
-        _json_on(gw_b, "pingan/v1/gw-b/cmd", lambda b: b["id"] == "legit")
+        platform.wait("pingan/v1/gw-a/events/probe", lambda b: b["id"] == "control", 10)
+        gw_b.wait("pingan/v1/gw-b/cmd", lambda b: b["id"] == "legit", 10)
         time.sleep(0.3)
         assert [m.json() for m in gw_b.on("#")] == [platform_cmd]  # never the intruder's
         assert platform.on("pingan/v1/gw-b/events/#") == []
