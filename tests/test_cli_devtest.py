@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
+from tests.ble_fixtures import BleWorld, ble_world
 from tests.cli_support import DETECTOR, ControlDaemon, EmulatorThread, gatewayd, one_clear_line
 from tests.harness import Broker, make_site, smoke_config, wait_until
-from tests.test_cli_scan import HAVE_DLB2, EbcThread, piles
+from tests.test_cli_scan import EbcThread, piles
 
-__all__ = ["piles"]
+__all__ = ["ble_world", "piles"]  # fixtures, imported for pytest
 
 
 def test_pile_summary_and_verdict(tmp_path: Path, piles: EbcThread) -> None:
@@ -108,18 +109,7 @@ def test_smoke_detector_through_the_daemon(
         daemon.stop()
 
 
-@pytest.fixture
-def ble_world() -> Iterator[Any]:
-    if not HAVE_DLB2:
-        pytest.skip("the DL-B2 emulator (firmware_stubs/dl_b2.py) is not there yet")
-    from tests.ble_fixtures import world
-
-    with world() as w:
-        yield w
-
-
-def test_lock_status_direct_through_the_ble_driver(tmp_path: Path, ble_world: Any) -> None:
-    pytest.importorskip("drivers.ble.driver", reason="the BLE driver is not there yet")
+def test_lock_status_direct_through_the_ble_driver(tmp_path: Path, ble_world: BleWorld) -> None:
     from tests.ble_fixtures import ADDRESS, KEY, key_file
 
     lock = ble_world.emu.add_lock(ADDRESS, KEY)

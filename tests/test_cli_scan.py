@@ -5,7 +5,6 @@ Each scan runs as a real subprocess, as on site."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import os
 import signal
@@ -20,11 +19,11 @@ from typing import Any
 import pytest
 
 from gatewayd import config
+from tests.ble_fixtures import BleWorld, ble_world
 from tests.cli_support import EmulatorThread, gatewayd, one_clear_line
 from tests.harness import REPO, make_site
 
-HAVE_EBC = importlib.util.find_spec("firmware_stubs.ebc_pile") is not None
-HAVE_DLB2 = importlib.util.find_spec("firmware_stubs.dl_b2") is not None
+__all__ = ["ble_world"]  # the fixture, imported for pytest
 
 
 @pytest.fixture
@@ -109,8 +108,6 @@ class EbcThread:
 
 @pytest.fixture
 def piles() -> Iterator[EbcThread]:
-    if not HAVE_EBC:
-        pytest.skip("the EBC pile emulator (firmware_stubs/ebc_pile.py) is not there yet")
     emu = EbcThread([2, 5])
     yield emu
     emu.close()
@@ -174,17 +171,9 @@ def test_scan_modbus_wrong_input_is_one_line(tmp_path: Path) -> None:
     assert "no such port; is the RS-485 adapter plugged in?" in line
 
 
-@pytest.fixture
-def ble_world() -> Iterator[Any]:
-    if not HAVE_DLB2:
-        pytest.skip("the DL-B2 emulator (firmware_stubs/dl_b2.py) is not there yet")
-    from tests.ble_fixtures import world
-
-    with world() as w:
-        yield w
-
-
-def test_scan_ble_lists_locks_with_rssi_and_nothing_else(tmp_path: Path, ble_world: Any) -> None:
+def test_scan_ble_lists_locks_with_rssi_and_nothing_else(
+    tmp_path: Path, ble_world: BleWorld
+) -> None:
     from firmware_stubs.fake_bluez import Advert, Peripheral
 
     class Headphones(Peripheral):
