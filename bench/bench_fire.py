@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_smoke_e2e import ROOT, Watch
+from bench.bench_smoke_e2e import ROOT, Watch, write_timed
 from bench.common import percentile, row, start_daemon, write_site
 from drivers.modbus.profiles import EBC
 from drivers.srb433.codec import Frame, encode
@@ -143,17 +143,7 @@ class Bench:
         """One detector frame on the receiver's pty; the monotonic time its last byte went."""
         self.seq = (self.seq + 1) & 0xFF
         data = encode(Frame(type_, int(DETECTOR[1], 16), self.seq, payload))
-        rx = self.site.rx
-
-        async def write() -> float:
-            dropped = rx.dropped
-            rx.write(data)
-            at = time.monotonic()
-            if rx.dropped != dropped:
-                raise RuntimeError("the alarm frame could not be written")
-            return at
-
-        return self.site.call(write())
+        return self.site.call(write_timed(self.site.rx, data))
 
     def outcome(self, t0: float) -> dict[str, Any] | None:
         """What the emulators saw after ``t0``, or None while the linkage is incomplete."""

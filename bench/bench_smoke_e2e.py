@@ -128,17 +128,17 @@ class Receiver:
         """One frame, a new SEQ; the monotonic time its last byte was written."""
         self.seq[address] = (self.seq[address] + 1) & 0xFF
         data = encode(Frame(type_, address, self.seq[address], payload))
-        rx = self.rx
+        return self.call(write_timed(self.rx, data))
 
-        async def write() -> float:
-            dropped = rx.dropped
-            rx.write(data)
-            at = time.monotonic()
-            if rx.dropped != dropped:
-                raise RuntimeError("the frame could not be written")
-            return at
 
-        return self.call(write())
+async def write_timed(rx: ReceiverEmulator, data: bytes) -> float:
+    """Write one frame on the receiver's pty (on its loop); the monotonic time it went."""
+    dropped = rx.dropped
+    rx.write(data)
+    at = time.monotonic()
+    if rx.dropped != dropped:
+        raise RuntimeError("the frame could not be written")
+    return at
 
 
 def config_body(path: str) -> str:
