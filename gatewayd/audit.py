@@ -4,7 +4,12 @@ App unlocks with their user, card/PIN/fingerprint openings, refusals (by the gat
 lock) and forced openings are appended as JSON lines to ``<data_dir>/audit/audit.log``, one
 fsync per entry (access events are rare; losing one to a power cut is not acceptable). The log
 is bounded: it rotates at ``max_bytes`` and keeps ``keep`` old files. It is never rewritten.
-The same decisions reach the broker as door events and command results.
+The same decisions reach the broker as door events and command results. People's acks and
+resets of alarms are recorded here too.
+
+An audit log that cannot be written (read-only or full SD card) never stops the gateway: it
+says so (``healthy``), remote door commands are refused meanwhile (nothing may open a door
+unrecorded), and it tries again.
 
 Remote unlocks: the lock reports them with user 0 (it cannot know who tapped the phone), so
 this module remembers which user's command is in flight at which door and attributes the
@@ -38,15 +43,44 @@ AUDITED_EVENTS = (
 
 class AuditLog:
     def __init__(self, directory: str, max_bytes: int = 1 << 20, keep: int = 4) -> None:
-        os.makedirs(directory, mode=0o750, exist_ok=True)
+        self.directory = directory
         self.path = os.path.join(directory, "audit.log")
         self.max_bytes = max_bytes
         self.keep = keep
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = os.fstat(self._fd).st_size
+        self._fd = -1
+        self._size = 0
         self._expected: dict[str, tuple[str, str, float]] = {}  # device -> (user, command id, at)
         self.entries = 0
         self._writer = BackgroundWriter("audit log", log)
+        try:
+            self._open()
+        except OSError as exc:  # a read-only or full card: entries are tried again as they come
+            self._writer.failed, self._writer.error = True, str(exc)
+            log.error("cannot open the audit log %s: %s", self.path, exc.strerror or exc)
+
+    @property
+    def healthy(self) -> bool:
+        """Whether access decisions can be recorded now (the last write worked)."""
+        return not self._writer.failed
+
+    @property
+    def error(self) -> str | None:
+        return self._writer.error
+
+    def retry(self) -> None:
+        """Try the disk again after a failure (the runtime calls this now and then)."""
+        if self._writer.failed:
+            self._writer.submit(self._reopen)
+
+    def _open(self) -> None:
+        os.makedirs(self.directory, mode=0o750, exist_ok=True)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._fd).st_size
+
+    def _reopen(self) -> None:
+        if self._fd < 0:
+            self._open()
+        os.fsync(self._fd)
 
     def append(self, entry: Mapping[str, Any]) -> None:
         """Queue one entry; the writer thread appends and fsyncs it, in order."""
@@ -60,6 +94,8 @@ class AuditLog:
         self._writer.flush()
 
     def _write(self, line: bytes) -> None:
+        if self._fd < 0:
+            self._open()
         if self._size + len(line) > self.max_bytes:
             self._rotate()
         os.write(self._fd, line)
@@ -68,6 +104,7 @@ class AuditLog:
 
     def _rotate(self) -> None:
         os.close(self._fd)
+        self._fd = -1
         for i in range(self.keep - 1, 0, -1):
             src = f"{self.path}.{i}"
             if os.path.exists(src):
@@ -132,20 +169,45 @@ class AuditLog:
                 }
             )
 
+    def alarm(self, action: str, alarm: str, user: str, source: str, note: str | None) -> None:
+        """A person acknowledged or reset an alarm (fire mode included)."""
+        self.append(
+            {
+                "ts": time.time(),
+                "device": alarm.partition("/")[0],
+                "source": source,
+                "action": action,
+                "alarm": alarm,
+                "user": user,
+                "note": note,
+                "outcome": "done",
+            }
+        )
+
     def close(self) -> None:
         self._writer.close()
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def read(directory: str) -> list[dict[str, Any]]:
-    """Every entry still kept, oldest first (for `gatewayd` tooling and tests)."""
+    """Every entry still kept, oldest first (for `gatewayd` tooling and tests); lines that
+    are not whole JSON objects (torn by a power cut) are skipped."""
     path = os.path.join(directory, "audit.log")
     files = [f"{path}.{i}" for i in range(9, 0, -1)] + [path]
     out: list[dict[str, Any]] = []
     for f in files:
         try:
-            with open(f, encoding="utf-8") as fh:
-                out += [json.loads(line) for line in fh if line.strip()]
+            with open(f, "rb") as fh:
+                lines = fh.read().split(b"\n")
         except FileNotFoundError:
             continue
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                out.append(entry)
     return out

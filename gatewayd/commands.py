@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd import signing
-from gatewayd.errors import ConfigError
+from gatewayd.errors import ConfigError, StorageFailed
 from gatewayd.replay import ReplayCache
 from gatewayd.schema import Int, Schema, Str, validate
 
@@ -28,13 +28,14 @@ TEXT_RX = re.compile(r"[A-Za-z0-9._:@-]{1,128}")
 
 CODES = (
     "ok", "invalid", "bad_signature", "expired", "replayed", "unknown_device", "unsupported",
-    "forbidden", "rate_limited", "device_error", "timeout",
+    "forbidden", "rate_limited", "device_error", "timeout", "storage_failed",
 )  # fmt: skip
 
 # Actions on the gateway itself (``device`` = the gateway id).
 GATEWAY_ACTIONS: Mapping[str, Schema] = {
     "ping": {},
     "ack_alarm": {"alarm": Str(expected="an alarm id")},
+    "reset_alarm": {"alarm": Str(expected="an alarm id")},
     "fire_reset": {},
 }
 
@@ -140,7 +141,10 @@ class Gate:
             raise Refused("invalid", f"lifetime exp-iat over {MAX_LIFETIME:.0f} s", cid)
         if self.replay.seen(cid):
             raise Refused("replayed", "this id was accepted before", cid)
-        self.replay.add(cid, cmd.exp)
+        try:
+            self.replay.add(cid, cmd.exp)
+        except StorageFailed as exc:
+            raise Refused("storage_failed", f"cannot record the command id ({exc})", cid) from None
         if cmd.device == self.gateway_id:
             actions = GATEWAY_ACTIONS
         elif cmd.device in self.device_actions:

@@ -288,13 +288,17 @@ class ControlServer:
     def _ack(self, req: Mapping[str, Any], uid: int) -> dict[str, Any]:
         alarm = _str_arg(req, "alarm")
         user = _user(req, uid)
-        if not self.gateway.ack_alarm(alarm, user):
-            raise _BadRequest(f"no active alarm {alarm!r}")
+        self.gateway.ack_alarm(alarm, user, source="control")
         return {"alarm": alarm, "acked_by": user}
 
     def _reset(self, req: Mapping[str, Any], uid: int) -> dict[str, Any]:
+        """``{"alarm": id}`` resets that latched alarm; without it, fire mode."""
         user = _user(req, uid)
-        was = self.gateway.fire_reset(user)
+        if req.get("alarm") is not None:
+            alarm = _str_arg(req, "alarm")
+            self.gateway.reset_alarm(alarm, user, source="control")
+            return {"reset": True, "alarm": alarm, "fire_mode": self.gateway.alarms.fire_mode}
+        was = self.gateway.fire_reset(user, source="control")
         return {"reset": bool(was), "fire_mode": self.gateway.alarms.fire_mode}
 
     def _reload(self, _req: Mapping[str, Any], _uid: int) -> dict[str, Any]:

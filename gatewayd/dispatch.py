@@ -9,14 +9,16 @@ for every payload, even when something inside fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
 import time
 from typing import TYPE_CHECKING
 
+from gatewayd.alarms import Refusal
 from gatewayd.commands import Command, Refused, Result
-from gatewayd.errors import DeviceError, DeviceTimeout
+from gatewayd.errors import DeviceError, DeviceTimeout, StorageFailed
 from gatewayd.model import Action
 
 if TYPE_CHECKING:
@@ -56,13 +58,19 @@ class CommandHandler:
     async def _dispatch(self, cmd: Command) -> Result:
         gw = self.gw
         if cmd.device == gw.config.gateway_id:
-            return self._gateway_action(cmd)
+            try:
+                return self._gateway_action(cmd)
+            except Refusal as exc:
+                return Result(cmd.id, exc.code, exc.detail)
         action = Action(
             cmd.device, cmd.action, cmd.args, reason="command", origin=f"command:{cmd.user}"
         )
         reason = gw.engine.permit(action, gw.world)
         if reason:
             return Result(cmd.id, "forbidden", reason)
+        if self._audited(cmd.device) and not gw.audit.healthy:
+            # Nothing may open (or lock) a door unrecorded.
+            return Result(cmd.id, "storage_failed", f"cannot record it ({gw.audit.error})")
         # The id is on disk before anything moves: the sync runs while the driver gets ready
         # (reads a lock's challenge) and the driver waits for it before it actuates.
         synced = asyncio.ensure_future(gw.replay.sync())
@@ -71,6 +79,8 @@ class CommandHandler:
             gw.audit.expect(cmd.device, cmd.user, cmd.id)
         try:
             data = await gw.execute(action)
+        except StorageFailed as exc:  # the id could not be made durable: nothing moved
+            return Result(cmd.id, "storage_failed", f"cannot record the command id ({exc})")
         except DeviceTimeout as exc:
             return Result(cmd.id, "timeout", str(exc))
         except DeviceError as exc:
@@ -78,28 +88,36 @@ class CommandHandler:
                 cmd.id, "device_error", f"{exc.code}: {exc.detail}" if exc.detail else exc.code
             )
         finally:
-            await asyncio.shield(synced)  # done even when nothing moved: the id is spent
+            # Done even when nothing moved: the id is spent (a failed sync was answered above).
+            with contextlib.suppress(StorageFailed):
+                await asyncio.shield(synced)
         return Result(cmd.id, "ok", data=dict(data))
 
     def _gateway_action(self, cmd: Command) -> Result:
+        """ping, and what people do about alarms; ``Refusal`` says why one cannot be done."""
         user = cmd.user or "platform"
         if cmd.action == "ping":
             return Result(cmd.id, "ok", data={"pong": time.time()})
         if cmd.action == "ack_alarm":
-            aid = cmd.args["alarm"]
-            if not self.gw.ack_alarm(aid, user):
-                return Result(cmd.id, "invalid", f"no active alarm {aid!r}")
-            return Result(cmd.id, "ok")
+            alarm = self.gw.ack_alarm(cmd.args["alarm"], user)
+            return Result(cmd.id, "ok", data={"alarm": alarm.to_json()})
+        if cmd.action == "reset_alarm":
+            alarm = self.gw.reset_alarm(cmd.args["alarm"], user)
+            return Result(cmd.id, "ok", data={"alarm": alarm.id})
         if not self.gw.fire_reset(user):  # the only other gateway action
             return Result(cmd.id, "ok", "not in fire mode")
         return Result(cmd.id, "ok")
+
+    def _audited(self, device: str) -> bool:
+        cfg = self.gw.config.device(device)
+        return cfg is not None and cfg.kind == "door_lock"
 
     def _audit(self, payload: bytes, result: Result) -> None:
         """Commands meant for a door lock are access decisions, refused ones included."""
         raw = _peek(payload)
         device = raw.get("device")
         cfg = self.gw.config.device(device) if isinstance(device, str) else None
-        if cfg is None or cfg.kind != "door_lock":
+        if cfg is None or not self._audited(cfg.id):
             return
         user, action = raw.get("user"), raw.get("action")
         self.gw.audit.command(

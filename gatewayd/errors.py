@@ -57,6 +57,16 @@ class DeviceTimeout(TransientError):
     """A device did not answer in time."""
 
 
+class StorageFailed(GatewayError):
+    """Something that must be on the SD card before the gateway may act could not be written
+    there (a read-only or full card). Commands it concerns are refused: ``storage_failed``."""
+
+    def __init__(self, store: str, detail: str) -> None:
+        self.store = store
+        self.detail = detail
+        super().__init__(f"{store}: {detail}")
+
+
 class PluginError(GatewayError):
     """A driver or rule plugin could not be loaded."""
 

@@ -111,9 +111,10 @@ CATALOGUE: Mapping[str, tuple[tuple[str, ...], str]] = {
     "gatewayd_outbox_disk_bytes": ((), "Bytes the outbox holds on the SD card while the broker is away."),
     "gatewayd_command_results_total": (("code",), "Platform commands answered, by result code."),
     "gatewayd_rule_actions_total": (("rule",), "Actions (cuts, releases) started by a local rule."),
-    "gatewayd_alarm_active": (("device", "type", "severity"), "1 per alarm now active on this gateway."),
-    "gatewayd_alarm_acknowledged": (("device", "type", "severity"), "1 once someone acknowledged the active alarm."),
-    "gatewayd_alarms_active": (("type", "severity"), "Active alarms, counted by type and severity."),
+    "gatewayd_alarm_active": (("device", "type", "severity"), "Per alarm on the gateway's list: 1 while its condition is present, 0 once it is over (a latched alarm then awaits a person's reset)."),
+    "gatewayd_alarm_awaiting_reset": (("device", "type", "severity"), "1 while a latched alarm (a safety trip) is over and waits for a person's reset; the port or device stays blocked until then."),
+    "gatewayd_alarm_acknowledged": (("device", "type", "severity"), "1 once someone acknowledged the alarm; back to 0 when a new occurrence re-raises it."),
+    "gatewayd_alarms_active": (("type", "severity"), "Alarms on the gateway's list, counted by type and severity."),
     # buses and receivers
     "gatewayd_bus_up": (("bus", "driver"), "1 while the bus's driver is running."),
     "gatewayd_driver_restarts_total": (("bus",), "Times the bus's driver failed and was restarted."),
@@ -246,8 +247,10 @@ def _buses(f: Families, gw: Gateway) -> None:
 def _alarms(f: Families, gw: Gateway) -> None:
     by_type: dict[tuple[str, str], int] = {}
     for a in list(gw.alarms.alarms.values()):
-        f.add("gatewayd_alarm_active", 1, a.device, a.type, a.severity)
-        f.add("gatewayd_alarm_acknowledged", 1 if a.acked_by else 0, a.device, a.type, a.severity)
+        labels = (a.device, a.type, a.severity)
+        f.add("gatewayd_alarm_active", 1 if a.active else 0, *labels)
+        f.add("gatewayd_alarm_awaiting_reset", 1 if a.latched and not a.active else 0, *labels)
+        f.add("gatewayd_alarm_acknowledged", 1 if a.acked_by else 0, *labels)
         by_type[a.type, a.severity] = by_type.get((a.type, a.severity), 0) + 1
     for (type_, severity), n in sorted(by_type.items()):
         f.add("gatewayd_alarms_active", n, type_, severity)

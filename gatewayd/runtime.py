@@ -2,7 +2,9 @@
 
 Event path: driver → ``handle_event`` → rules (synchronous) → actions started at once →
 alarms → publisher. Safety never waits for the network: rules run and actuate whether or not
-the broker is there; the outbox catches up later.
+the broker is there; the outbox catches up later. Nor does it wait for the SD card: nothing
+under the data directory can keep the daemon from starting, and a card that stops taking
+writes leaves the rules running from memory (``gateway.storage_failed``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any
 
 from gatewayd import config as config_mod
 from gatewayd import control, plugins, sdnotify
-from gatewayd.alarms import AlarmManager
+from gatewayd.alarms import FIRE_MODE, STATE_LOST
+from gatewayd.alarms.keeper import AlarmKeeper
 from gatewayd.audit import AuditLog
 from gatewayd.commands import Gate
 from gatewayd.config import Config
@@ -27,11 +30,10 @@ from gatewayd.dispatch import CommandHandler
 from gatewayd.driver import BusConfig, Driver
 from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
 from gatewayd.linkage import Actuator
-from gatewayd.model import TICK, Action, Event, is_internal
+from gatewayd.model import TICK, Action, Alarm, Event, is_internal
 from gatewayd.outbox import Outbox
 from gatewayd.publisher import Publisher, Topics
 from gatewayd.replay import ReplayCache
-from gatewayd.store import open_db
 from gatewayd.supervisor import Supervised
 from gatewayd.uplink import MqttLink
 from rules.engine import ClearAlarm, Engine, Outcome, World
@@ -62,7 +64,10 @@ class DriverPort:
 
 class Gateway:
     def __init__(self, config: Config, tick_seconds: float = 1.0) -> None:
-        os.makedirs(config.data_dir, mode=0o750, exist_ok=True)  # before anything inside it
+        try:  # before anything inside it; a card that refuses is each part's to report
+            os.makedirs(config.data_dir, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            log.error("cannot create the data directory %s: %s", config.data_dir, exc.strerror)
         self.config = config
         self.tick_seconds = tick_seconds
         self.started = time.time()
@@ -76,12 +81,14 @@ class Gateway:
             on_full=self._outbox_full,
         )
         self.publisher = Publisher(self.topics, self.outbox, self.started, config.site)
-        self.db = open_db(config.data_dir)
+        self.engine = Engine.from_config(config.rules)
         self._alarms_flush_pending = False
-        self.alarms = AlarmManager(self.db, on_change=self._alarms_changed)
+        self.keeper = AlarmKeeper(
+            config.data_dir, config.gateway_id, self.engine.catalogue(), self._alarms_changed
+        )
+        self.alarms = self.keeper.book  # the one owner of alarms and fire mode
         self.replay = ReplayCache(os.path.join(config.data_dir, "replay.log"))
         self.audit = AuditLog(os.path.join(config.data_dir, "audit"))
-        self.engine = Engine.from_config(config.rules)
         self.world = World(
             config.gateway_id,
             {d.id: d for d in config.devices},
@@ -136,6 +143,7 @@ class Gateway:
                 services = [tg.create_task(self._ticks(), name="ticks")]
                 outbox_task = tg.create_task(self.outbox.run(), name="outbox")
                 self._start_buses(self.config)
+                self._state_lost()
                 interval = sdnotify.watchdog_interval()
                 if interval:
                     services.append(
@@ -179,7 +187,7 @@ class Gateway:
                 metrics_handle.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            for part in (self.replay, self.audit, self.outbox, self.alarms, self.db):
+            for part in (self.replay, self.audit, self.outbox, self.keeper):
                 try:  # each on its own: a full disk must not keep the rest open
                     part.close()
                 except OSError as exc:
@@ -248,10 +256,11 @@ class Gateway:
         self.gate.device_actions = self._device_actions(new)
         self.gate.limiter.capacity = float(new.commands_per_minute)
         same = {b.name for b in new.buses if _bus_of(new, b.name) == _bus_of(old, b.name)}
-        for name in [n for n in self._bus_tasks if n not in same]:
-            self._bus_tasks.pop(name).cancel()
-            self.buses.pop(name, None)
-        self._start_buses(new, skip=same)
+        stale = [self._bus_tasks.pop(n) for n in [n for n in self._bus_tasks if n not in same]]
+        for task in stale:
+            task.cancel()
+            self.buses.pop(task.get_name().removeprefix("bus:"), None)
+        self._spawn(self._restart_buses(stale, new, same), "reload")
         log.info(
             "reloaded %s: %d buses (%d restarted), %d devices",
             new.path,
@@ -260,6 +269,15 @@ class Gateway:
             len(new.devices),
         )
         return None
+
+    async def _restart_buses(
+        self, stale: list[asyncio.Task[None]], config: Config, skip: Collection[str]
+    ) -> None:
+        """Start the changed buses once their old drivers have let go of the ports: a new
+        driver opening a port the old one still holds would fail and cry "offline"."""
+        await asyncio.gather(*stale, return_exceptions=True)
+        if self.config is config:  # not overtaken by a newer reload
+            self._start_buses(config, skip=skip)
 
     def _start_buses(self, config: Config, skip: Collection[str] = ()) -> None:
         for bus in config.buses:
@@ -287,7 +305,28 @@ class Gateway:
     async def _ticks(self) -> None:
         while True:
             await asyncio.sleep(self.tick_seconds)
+            self._check_storage()
             self.handle_event(Event(self.config.gateway_id, TICK))
+
+    def _check_storage(self) -> None:
+        """Every store the gateway must write, as one alarm with a part per failing store."""
+        self.keeper.check_storage(
+            {
+                "replay": self.replay.error,
+                "audit": self.audit.error if not self.audit.healthy else None,
+                "outbox": self.outbox.disk_error,
+            },
+            retry=(self.replay.retry, self.audit.retry),
+        )
+
+    def _state_lost(self) -> None:
+        """At start: if the SD card lost the state, say so everywhere; the rules cut every
+        charger (a port cut for heat must not come back on because its alarm was lost)."""
+        alarm = self.keeper.start()
+        if alarm is not None:
+            self.handle_event(
+                Event(self.config.gateway_id, STATE_LOST, "critical", dict(alarm.data))
+            )
 
     # -- events, state, alarms --------------------------------------------------------------
 
@@ -297,13 +336,16 @@ class Gateway:
             event = self.audit.attribute(event)
             self.audit.event(event)
         self.world.now = event.ts if event.type != TICK else time.time()
-        self.world.fire_mode = self.alarms.fire_mode
+        fire_mode = self.world.fire_mode = self.alarms.fire_mode
         outcome = self.engine.handle(event, self.world)
         if outcome.actions:  # actuation first: nothing below may delay a cut
             self.actuator.run(outcome.actions)
         if not is_internal(event.type):
             self.publisher.event(event)  # the news before the bookkeeping
         self._apply(outcome)
+        if self.alarms.fire_mode != fire_mode:
+            self.world.fire_mode = self.alarms.fire_mode
+            self.publisher.status_changed()
         if event.type != TICK:
             self._tell(event)  # samples too: metrics count energy from them
         for derived in outcome.events:
@@ -318,21 +360,17 @@ class Gateway:
                 log.exception("event listener failed")
 
     def _apply(self, outcome: Outcome) -> None:
-        if outcome.fire_mode and self.alarms.enter_fire_mode():
-            self.world.fire_mode = True
-            self.alarms.raise_(self.config.gateway_id, "gateway.fire_mode", "critical")
-            self.publisher.status_changed()
         for change in outcome.alarms:
             if isinstance(change, ClearAlarm):
-                self.alarms.clear(change.device, change.type)
+                self.alarms.clear(change.device, change.type, change.part)
             else:
-                self.alarms.raise_(change.device, change.type, change.severity, dict(change.data))
+                self.alarms.raise_(change.device, change.type, change.data, change.part)
 
     def _outbox_full(self, full: bool) -> None:
         gid = self.config.gateway_id
         if full:
             detail = self.outbox.disk_error or f"over its {self.config.outbox.budget_mb} MB budget"
-            self.alarms.raise_(gid, "gateway.outbox_full", "warning", {"detail": detail})
+            self.alarms.raise_(gid, "gateway.outbox_full", {"detail": detail})
         else:
             self.alarms.clear(gid, "gateway.outbox_full")
 
@@ -382,19 +420,43 @@ class Gateway:
 
     # -- what people may do from the platform or the local control socket ------------------
 
-    def ack_alarm(self, alarm_id: str, user: str) -> bool:
-        return self.alarms.ack(alarm_id, user)
+    def ack_alarm(
+        self, alarm_id: str, user: str, note: str | None = None, source: str = "platform"
+    ) -> Alarm:
+        """Acknowledge an alarm; raises ``Refusal`` (code ``invalid``) for an unknown id."""
+        alarm = self.keeper.ack(alarm_id, user)
+        self._person("gateway.alarm_acked", "info", alarm, user, note, source)
+        return alarm
 
-    def fire_reset(self, user: str) -> bool:
-        """End fire mode (a person has seen to the alarm). False when not in fire mode."""
-        if not self.alarms.reset_fire_mode(user):
+    def reset_alarm(
+        self, alarm_id: str, user: str, note: str | None = None, source: str = "platform"
+    ) -> Alarm:
+        """Reset a latched alarm whose condition is over; raises ``Refusal`` saying why not
+        (still active, not latched, unknown). Resetting fire mode relocks the escape doors."""
+        alarm = self.keeper.reset(alarm_id, user, lambda a: self.engine.permit_reset(a, self.world))
+        self._person("gateway.alarm_reset", "warning", alarm, user, note, source)
+        if alarm.type == FIRE_MODE:
+            self.world.fire_mode = self.alarms.fire_mode
+            self.publisher.status_changed()
+            data = {"user": user, "note": note, "source": source}
+            self.handle_event(Event(self.config.gateway_id, "gateway.fire_reset", "warning", data))
+        return alarm
+
+    def fire_reset(self, user: str, note: str | None = None, source: str = "platform") -> bool:
+        """End fire mode (a person has seen to the fire). False when not in fire mode;
+        raises ``Refusal`` while a detector or pile still reports smoke or heat."""
+        if not self.alarms.fire_mode:
             return False
-        self.world.fire_mode = False
-        self.publisher.status_changed()
-        self.handle_event(
-            Event(self.config.gateway_id, "gateway.fire_reset", "warning", {"user": user})
-        )
+        self.reset_alarm(self.alarms.fire_id, user, note, source)
         return True
+
+    def _person(
+        self, type_: str, severity: Any, alarm: Alarm, user: str, note: str | None, source: str
+    ) -> None:
+        action = type_.rsplit("_", 1)[-1]  # acked, reset
+        self.audit.alarm(action, alarm.id, user, source, note)
+        data = {"alarm": alarm.id, "type": alarm.type, "user": user, "note": note, "source": source}
+        self.handle_event(Event(self.config.gateway_id, type_, severity, data))
 
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)

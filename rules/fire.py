@@ -1,13 +1,17 @@
 """Fire mode: one alarm, every charger cut, escape doors released, everyone told.
 
 Entered on a smoke or heat alarm from any configured detector, or on a charging pile's external
-smoke input. It persists across restarts and across the detector clearing, until a person resets
-it (the ``fire_reset`` command or ``gatewayd alarm reset``). While it is on, ``port_on`` and
-``lock`` are refused. Installers may narrow which detectors cut the chargers or release the
-doors (a bedroom vs. the charging area); the default, ``["*"]``, is that any alarm does both.
+smoke input. Fire mode is the ``gateway.fire_mode`` alarm (``gatewayd.alarms``): latched, its
+parts the detectors and piles that reported the fire. It persists across restarts until a
+person resets it, and the reset is refused while any detector or pile still reports smoke or
+heat. While it is on, ``port_on`` and ``lock`` are refused. After the reset the escape doors
+are locked again, retried until each lock confirms; chargers stay off.
+
+Installers may narrow which detectors cut the chargers or release the doors (a bedroom vs. the
+charging area); the default, ``["*"]``, is that any alarm does both.
 
 Pure like every rule: it decides actions; the runtime carries them out, all at once where the
-hardware allows, and keeps retrying a door it could not release.
+hardware allows, and keeps retrying what the actions' ``persist`` asks for.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from gatewayd.model import TICK, Action, Event
+from gatewayd.alarms.catalogue import FIRE_MODE, AlarmSpec
+from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
 from gatewayd.schema import Schema, StrList
-from rules.engine import Outcome, Rule, World
+from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
+from rules.smoke import ALARMS as SMOKE_ALARMS
 
-SMOKE_ALARMS = ("smoke.alarm", "smoke.heat_alarm")
 REFUSED_IN_FIRE = {"port_on": "chargers stay off", "lock": "escape doors stay open"}
+FIRE_RESET = "gateway.fire_reset"
+SMOKE_INPUT = "smoke_input"
+RELEASE_FAILED, RELOCK_FAILED = "door.release_failed", "door.relock_failed"
 
 
 class FireRule(Rule):
@@ -34,6 +42,25 @@ class FireRule(Rule):
             doc='detector (or pile) ids whose alarm releases the escape doors; "*" = any',
         ),
     }
+    alarm_types: ClassVar[tuple[AlarmSpec, ...]] = (
+        AlarmSpec(
+            RELEASE_FAILED,
+            "critical",
+            latched=False,
+            clears="by itself, once the lock reports itself held open (tried every few seconds "
+            "while fire mode lasts), or when fire mode ends",
+            action="An escape door did not release in a fire: send someone to open it by hand "
+            "and check the lock's power and radio.",
+        ),
+        AlarmSpec(
+            RELOCK_FAILED,
+            "warning",
+            latched=False,
+            clears="by itself, once the lock confirms it is locked (tried until it does)",
+            action="After a fire reset the entrance did not lock again: the building is open. "
+            "Check the lock.",
+        ),
+    )
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
@@ -44,16 +71,22 @@ class FireRule(Rule):
         self.asserted = False  # after a restart in fire mode, issue the linkage again
 
     def on_event(self, event: Event, world: World) -> Outcome | None:
-        if event.type == "gateway.fire_reset":
+        if event.type == FIRE_RESET:
             return self._reset(world)
+        if event.type == TICK:
+            if world.fire_mode and not self.asserted:
+                return self._linkage(world, event, None, cut=True, release=True)
+            return self._reconcile(world)
+        ended = self._ended(event, world)
+        if ended is not None:
+            return Outcome(alarms=[ClearAlarm(world.gateway_id, FIRE_MODE, ended)])
         trigger = self._trigger(event, world)
         if trigger is None:
-            if event.type == TICK and world.fire_mode and not self.asserted:
-                return self._linkage(world, event, cut=True, release=True, restart=True)
             return None
         return self._linkage(
             world,
             event,
+            trigger,
             cut=_matches(self.cut_on, trigger),
             release=_matches(self.release_on, trigger),
         )
@@ -63,36 +96,73 @@ class FireRule(Rule):
             return f"fire mode: {REFUSED_IN_FIRE[action.name]} until the fire is reset"
         return None
 
+    def permit_reset(self, alarm: Alarm, world: World) -> str | None:
+        if alarm.type != FIRE_MODE:
+            return None
+        still = [d for d in sorted(world.devices) if self._reports_fire(d, world)]
+        if still:
+            return f"fire still reported by {', '.join(still)}: reset once every one is clear"
+        return None
+
+    # -- what starts and ends a fire -------------------------------------------------------
+
     def _trigger(self, event: Event, world: World) -> str | None:
         device = world.devices.get(event.device)
         if device is None:
             return None
         if event.type in SMOKE_ALARMS and device.kind == "smoke":
             return device.id
-        if event.type == "charger.status" and "smoke_input" in event.data.get("set", ()):
+        if event.type == "charger.status" and SMOKE_INPUT in event.data.get("set", ()):
             return device.id
         return None
 
+    def _ended(self, event: Event, world: World) -> str | None:
+        """The device whose report of the fire this event ends, if it was one of its parts."""
+        fire = world.alarms.get(alarm_id(world.gateway_id, FIRE_MODE))
+        if fire is None or not fire.parts.get(event.device):
+            return None
+        if event.type == "smoke.cleared":
+            return event.device
+        if event.type == "charger.status" and SMOKE_INPUT in event.data.get("cleared", ()):
+            return event.device
+        return None
+
+    def _reports_fire(self, device: str, world: World) -> bool:
+        config = world.devices.get(device)
+        if config is None:
+            return False
+        if config.kind == "smoke":
+            return any(
+                (a := world.alarms.get(alarm_id(device, t))) is not None and a.active
+                for t in SMOKE_ALARMS
+            )
+        return SMOKE_INPUT in world.state(device).get("status", ())
+
+    def _reconcile(self, world: World) -> Outcome | None:
+        """A part whose detector no longer reports (its alarm ended while we were down, or
+        timed out) is over: a reset need not wait for a frame that will never come."""
+        fire = world.alarms.get(alarm_id(world.gateway_id, FIRE_MODE))
+        if fire is None or not fire.active:
+            return None
+        over = [p for p in fire.active_parts if not self._reports_fire(p, world)]
+        if not over:
+            return None
+        return Outcome(alarms=[ClearAlarm(world.gateway_id, FIRE_MODE, p) for p in over])
+
+    # -- what a fire does ------------------------------------------------------------------
+
     def _linkage(
-        self, world: World, event: Event, *, cut: bool, release: bool, restart: bool = False
+        self, world: World, event: Event, trigger: str | None, *, cut: bool, release: bool
     ) -> Outcome:
-        out = Outcome(fire_mode=True)
+        out = Outcome()
         self.asserted = True
-        if not world.fire_mode:
-            room = (
-                world.devices[event.device].settings.get("room", "")
-                if event.device in world.devices
-                else ""
-            )
-            out.events.append(
-                Event(
-                    world.gateway_id,
-                    "gateway.fire_mode",
-                    "critical",
-                    {"trigger": event.device, "type": event.type, "room": room},
-                    ts=event.ts,
-                )
-            )
+        restart = trigger is None
+        if trigger is not None:
+            room = world.devices[trigger].settings.get("room", "")
+            data = {"trigger": trigger, "type": event.type, "room": room}
+            out.alarms.append(RaiseAlarm(world.gateway_id, FIRE_MODE, data, part=trigger))
+            if not world.fire_mode:
+                out.events.append(Event(world.gateway_id, FIRE_MODE, "critical", data, ts=event.ts))
         reason = "fire (after restart)" if restart else f"fire: {event.type} at {event.device}"
         if cut and (restart or not self.cut):
             self.cut = True
@@ -104,23 +174,48 @@ class FireRule(Rule):
         if release and (restart or not self.released):
             self.released = True
             out.actions += [
-                Action(d.id, "hold_open", reason=reason, origin=self.name)
-                for d in world.devices.values()
-                if d.kind == "door_lock" and d.settings.get("escape_route")
+                Action(
+                    d.id,
+                    "hold_open",
+                    reason=reason,
+                    origin=self.name,
+                    persist="while_fire",
+                    alarm=RELEASE_FAILED,
+                    expect={"lock": "held_open"},
+                    done_event=("door.released", "warning"),
+                )
+                for d in _escape_doors(world)
             ]
         return out
 
     def _reset(self, world: World) -> Outcome:
-        """Doors back to normal, locked; chargers stay off until a person turns ports on."""
+        """Doors back to normal, locked (until each lock confirms); chargers stay off until a
+        person turns ports on."""
         self.cut = self.released = False
         self.asserted = True
         return Outcome(
             actions=[
-                Action(d.id, "lock", reason="fire_reset", origin=self.name)
-                for d in world.devices.values()
-                if d.kind == "door_lock" and d.settings.get("escape_route")
+                Action(
+                    d.id,
+                    "lock",
+                    reason="fire reset",
+                    origin=self.name,
+                    persist="until_done",
+                    alarm=RELOCK_FAILED,
+                    expect={"lock": "locked"},
+                    done_event=("door.restored", "info"),
+                )
+                for d in _escape_doors(world)
             ]
         )
+
+
+def _escape_doors(world: World) -> list[Any]:
+    return [
+        d
+        for d in world.devices.values()
+        if d.kind == "door_lock" and d.settings.get("escape_route")
+    ]
 
 
 def _matches(ids: set[str], trigger: str) -> bool:

@@ -105,8 +105,19 @@ def test_alarm_list_ack_and_reset(daemon: ControlDaemon, receiver: EmulatorThrea
     unknown = gatewayd("alarm", "ack", "pile-9/charger.fire", "-c", cfg)
     assert unknown.returncode == 3
     assert one_clear_line(unknown) == "✗ no active alarm 'pile-9/charger.fire'"
-    # Any smoke alarm puts the house in fire mode (rules.fire); only a person leaves it.
+    # Any smoke alarm puts the house in fire mode (rules.fire); only a person leaves it, and
+    # not while a detector still reports smoke.
     assert body["fire_mode"] is True and "FIRE MODE" in text
+    early = gatewayd("alarm", "reset", "--user", "installer-li", "-c", cfg)
+    assert early.returncode == 1
+    assert "smoke-301" in one_clear_line(early) and "still" in one_clear_line(early)
+    receiver.call(receiver.rx.detector(DETECTOR).clear())
+    wait_until(
+        lambda: "smoke-301/smoke.alarm"
+        not in [a["id"] for a in json.loads(gatewayd("alarm", "list", "-c", cfg, "--json").stdout)["alarms"]],
+        10,
+        "the detector's clear",
+    )
     reset = gatewayd("alarm", "reset", "--user", "installer-li", "-c", cfg)
     assert reset.returncode == 0 and "✓ fire mode reset" in reset.stdout
     after = json.loads(gatewayd("alarm", "list", "-c", cfg, "--json").stdout)

@@ -117,7 +117,7 @@ def test_status_alarms_ack_and_fire_reset(tmp_path: Path) -> None:
             st = await c.ask(cmd="status")
             assert st["devices"][0]["state"]["battery_mv"] == 2900
 
-            gw.alarms.raise_("smoke-301", "smoke.alarm", "critical", {"density": 90})
+            gw.alarms.raise_("smoke-301", "smoke.alarm", {"density": 90})
             listed = await c.ask(cmd="alarms")
             # (the receiver's port may not answer in this test: its own alarm may be listed too)
             assert "smoke-301/smoke.alarm" in [a["id"] for a in listed["alarms"]]
@@ -131,7 +131,12 @@ def test_status_alarms_ack_and_fire_reset(tmp_path: Path) -> None:
             missing = await c.ask(cmd="ack", alarm="nope/none", user="x")
             assert missing == {"ok": False, "error": "no active alarm 'nope/none'"}
 
-            gw.alarms.enter_fire_mode()
+            gw.alarms.raise_("gw-test", "gateway.fire_mode", {}, part="smoke-301")
+            early = await c.ask(cmd="reset", user="installer-li")  # the detector still in alarm
+            assert early["ok"] is False and "smoke-301" in early["error"]
+            assert gw.alarms.fire_mode is True
+            gw.alarms.clear("smoke-301", "smoke.alarm")
+            gw.alarms.clear("gw-test", "gateway.fire_mode", "smoke-301")
             reset = await c.ask(cmd="reset", user="installer-li")
             assert reset["ok"] and reset["reset"] is True and reset["fire_mode"] is False
             assert gw.alarms.fire_mode is False

@@ -266,7 +266,7 @@ def test_receiver_unplugged_mid_frame_resumes_without_a_ghost_event(
                 await rx.unplug()
                 await ctx.wait_for("gateway.receiver_offline")
                 await rx.replug()
-                await ctx.wait_for("gateway.receiver_online")
+                await ctx.wait_for("gateway.receiver_online", count=2)  # at start, after replug
                 rx.write(torn[at:])  # whatever the new device's buffer still held
                 await det.alarm(130)
                 await ctx.wait_for("smoke.alarm")

@@ -34,6 +34,9 @@ STATUS, PAIRED = 0x70, 0x71
 PING, PAIR, HUSH_ALL, REMOVE = 0x80, 0x81, 0x82, 0x83
 PORT_CHECK_SECONDS = 1.0
 RECONNECT_FIRST_SECONDS = 0.5
+#: A receiver not reached in this long after the driver started counts as offline; earlier
+#: failures are the start itself (a port another process is still letting go of).
+STARTUP_GRACE_SECONDS = 3.0
 
 ADDRESS = Str(
     pattern=r"[0-9A-Fa-f]{8}",
@@ -104,6 +107,7 @@ class SerialDriver(Driver):
         self._ping_misses = 0
         self._seq = 0
         self._online: bool | None = None  # None until we first know
+        self._started = time.monotonic()
         self._connected = False
         self._answered = False  # the receiver answered during this connection
         self._lost: asyncio.Future[None] | None = None
@@ -320,13 +324,18 @@ class SerialDriver(Driver):
     # -- receiver health ---------------------------------------------------------------------
 
     def _set_online(self, online: bool, reason: str) -> None:
-        previous, self._online = self._online, online
+        previous = self._online
         if previous == online:
             return
+        starting = time.monotonic() - self._started < STARTUP_GRACE_SECONDS
+        if previous is None and not online and starting:
+            self.ctx.log.debug("bus %s: not reached yet (%s)", self.bus.name, reason)
+            return
+        self._online = online
         if online:
             self.ctx.log.info("bus %s: receiver on %s answers", self.bus.name, self.port)
-            if previous is False:
-                self._emit("gateway.receiver_online", "info", {}, time.time())
+            # Also at first contact: it ends a receiver_offline alarm from before a restart.
+            self._emit("gateway.receiver_online", "info", {}, time.time())
         else:
             self.ctx.log.warning("bus %s: receiver offline: %s", self.bus.name, reason)
             self._emit("gateway.receiver_offline", "warning", {"reason": reason}, time.time())

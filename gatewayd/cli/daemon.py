@@ -163,8 +163,12 @@ def alarm_list(config_path: str, as_json: bool) -> None:
         click.echo("no active alarms")
     for a in answer["alarms"]:
         acked = f", acknowledged by {a['acked_by']}" if a.get("acked_by") else ""
+        waiting = ", over: awaiting reset" if a.get("state") == "cleared" else ""
+        parts = [p for p, st in (a.get("parts") or {}).items() if st == "active"]
+        where = f" ({', '.join(parts)})" if parts else ""
         click.echo(
-            f"{a['severity']:<8} {a['id']}  since {_ago(time.time() - a['since'])} ago{acked}"
+            f"{a['severity']:<8} {a['id']}{where}  since {_ago(time.time() - a['since'])} ago"
+            f"{acked}{waiting}"
         )
 
 
@@ -186,13 +190,26 @@ def alarm_ack(alarm_id: str, user: str | None, config_path: str) -> None:
 
 
 @alarm.command("reset")
+@click.argument("alarm_id", required=False)
 @click.option("--user", default=None, help="Who resets (default: your login name).")
 @config_option
-def alarm_reset(user: str | None, config_path: str) -> None:
-    """Leave fire mode (doors return to normal locking). Only once the building is safe."""
+def alarm_reset(alarm_id: str | None, user: str | None, config_path: str) -> None:
+    """Reset ALARM_ID, a latched alarm (an overheat, a welded relay, fire mode) whose cause
+    is over; without ALARM_ID, leave fire mode (doors return to normal locking). Refused
+    while the cause is still there: a port still hot, a detector still reporting smoke."""
+    request: dict[str, Any] = {"cmd": "reset", "user": user}
+    if alarm_id:
+        request["alarm"] = alarm_id
     with client.connect(config_path) as c:
-        answer = c.request({"cmd": "reset", "user": user})
-    if answer["reset"]:
+        try:
+            answer = c.request(request)
+        except Fail as exc:
+            if exc.message.startswith("no active alarm"):
+                raise Fail(exc.message, NOT_FOUND) from None
+            raise
+    if alarm_id:
+        click.echo(f"✓ {alarm_id} reset")
+    elif answer["reset"]:
         click.echo("✓ fire mode reset")
     else:
         click.echo("✓ not in fire mode; nothing to reset")
