@@ -382,13 +382,22 @@ class Gateway:
 
     # -- what people may do from the platform or the local control socket ------------------
 
-    def ack_alarm(self, alarm_id: str, user: str) -> bool:
-        return self.alarms.ack(alarm_id, user)
+    def ack_alarm(self, alarm_id: str, user: str, note: str | None = None) -> bool:
+        """``note``: what the person said beside who they are (the control socket's cleaned
+        free text), logged with the user; ``user`` alone is recorded."""
+        if not self.alarms.ack(alarm_id, user):
+            return False
+        if note:
+            log.info("alarm %s: note by %s: %r", alarm_id, user, note)
+        return True
 
-    def fire_reset(self, user: str) -> bool:
-        """End fire mode (a person has seen to the alarm). False when not in fire mode."""
+    def fire_reset(self, user: str, note: str | None = None) -> bool:
+        """End fire mode (a person has seen to the alarm). False when not in fire mode.
+        ``note`` as for ``ack_alarm``."""
         if not self.alarms.reset_fire_mode(user):
             return False
+        if note:
+            log.info("fire mode reset: note by %s: %r", user, note)
         self.world.fire_mode = False
         self.publisher.status_changed()
         self.handle_event(

@@ -1,7 +1,8 @@
 """The CLI's end of the control socket (gatewayd.control): blocking, line-delimited JSON.
 
 Every failure to reach the daemon becomes a ``Fail`` with exit code 4 and one line saying
-what to do; an answer of ``{"ok": false}`` becomes a ``Fail`` with exit code 1.
+what to do; an answer of ``{"ok": false}`` becomes a ``Fail`` with the exit code its ``code``
+maps to (``EXIT_BY_CODE``; 1 for the rest).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gatewayd.cli.common import FAILED, NO_DAEMON, Fail, data_dir_of, fail
+from gatewayd.cli.common import FAILED, NO_DAEMON, NOT_FOUND, Fail, data_dir_of, fail
 from gatewayd.cli.i18n import t
 
 TIMEOUT = 20.0
+#: A refusal's code (gatewayd.control_wire) -> the exit code scripts see: no such alarm or
+#: device is "nothing found"; too many clients is "not reachable" (try again).
+EXIT_BY_CODE = {"not_found": NOT_FOUND, "busy": NO_DAEMON}
 
 
 class NotRunning(Fail):
@@ -117,7 +121,7 @@ class Client:
             error = str(answer.get("error", "refused"))
             if error == "permission denied":
                 fail(t("socket_denied", path=self.path, group=_group_of(self.path)), NO_DAEMON)
-            fail(error, FAILED)
+            fail(error, EXIT_BY_CODE.get(str(answer.get("code")), FAILED))
         return answer
 
     def stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
