@@ -140,14 +140,14 @@ class ControlServer:
         return self
 
     async def close(self) -> None:
-        if self.server is not None:
-            self.server.close()
+        if self.server is None:
+            return  # never bound: the path, if any, is someone else's
+        self.server.close()
         await self.sessions.close()
-        if self.server is not None:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(2):
-                    await self.server.wait_closed()
-            self.server = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self.server.wait_closed()
+        self.server = None
         with contextlib.suppress(OSError):
             os.unlink(self.path)
 
