@@ -222,7 +222,11 @@ def test_every_malformed_line_gets_a_coded_answer_and_no_traceback(
     daemon = ControlDaemon(make_site(tmp_path, broker.url), env={"GATEWAYD_CONTROL_SOCKET": sock})
     daemon.start()
     try:
-        not_a_request = {"ok": False, "code": "invalid", "error": 'expected {"cmd": ...} on one line'}
+        not_a_request = {
+            "ok": False,
+            "code": "invalid",
+            "error": 'expected {"cmd": ...} on one line',
+        }
         too_deep = {"ok": False, "code": "invalid", "error": "request nested deeper than 16 levels"}
         c = Raw(sock)
         for line, answer in [
@@ -342,7 +346,9 @@ def test_ack_and_reset_are_recorded_as_the_os_account_the_given_name_only_as_a_c
         acked = cli("alarm", "ack", "smoke-301/smoke.alarm", "--note", FORGED)
         assert acked.returncode == 0, acked.stderr
         assert acked.stdout == f"✓ smoke-301/smoke.alarm acknowledged by {who} (note: {CLEANED})\n"
-        [alarm] = [a for a in control(sock, {"cmd": "alarms"})["alarms"] if a["type"] == "smoke.alarm"]
+        [alarm] = [
+            a for a in control(sock, {"cmd": "alarms"})["alarms"] if a["type"] == "smoke.alarm"
+        ]
         assert alarm["acked_by"] == who
         probe.wait(
             f"{site.root}/alarms",
@@ -351,11 +357,16 @@ def test_ack_and_reset_are_recorded_as_the_os_account_the_given_name_only_as_a_c
         # The log: one line that says who acknowledged, one with the cleaned note, none forged.
         wait_until(lambda: "note by" in daemon.output()[mark:], 5, "the note in the log")
         log = daemon.output()[mark:]
-        acks = re.findall(r"(?m)^[\d-]+ [\d:,]+ INFO gatewayd\.alarms: alarm smoke-301/smoke\.alarm acknowledged by (.*)$", log)
+        acks = re.findall(
+            r"(?m)^[\d-]+ [\d:,]+ INFO gatewayd\.alarms: alarm smoke-301/smoke\.alarm acknowledged by (.*)$",
+            log,
+        )
         assert acks == [who]
         notes = [ln for ln in log.splitlines() if "landlord" in ln]
         assert len(notes) == 1, notes
-        assert notes[0].endswith(f" INFO gatewayd: alarm smoke-301/smoke.alarm: note by {who}: '{CLEANED}'")
+        assert notes[0].endswith(
+            f" INFO gatewayd: alarm smoke-301/smoke.alarm: note by {who}: '{CLEANED}'"
+        )
         assert FIRE_RESETS.findall(log) == []  # (a grep for it would be fooled; the records not)
         assert "\x1b" not in daemon.output() and "\u2028" not in daemon.output()
         no_traceback(daemon.output())

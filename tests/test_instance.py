@@ -45,7 +45,8 @@ def test_a_second_holder_is_refused_naming_the_first_and_a_killed_one_frees_it(
     data = tmp_path / "data"
     first = holding(data, config)
     try:
-        assert data.is_dir() and (data.stat().st_mode & 0o777) == 0o750  # created as the daemon would
+        # Created as the daemon would have created it.
+        assert data.is_dir() and (data.stat().st_mode & 0o777) == 0o750
         with pytest.raises(instance.AlreadyRunning) as refused:
             instance.acquire(str(data), str(config))
         assert (refused.value.pid, refused.value.path) == (first.pid, str(data))
