@@ -123,16 +123,9 @@ def connect_soon(path: str, timeout: float = 3.0) -> socket.socket | None:
 
 @pytest.fixture
 def house(tmp_path: Path) -> Iterator[EmulatedSite]:
-    site = EmulatedSite(tmp_path, SitePlan(locks={})).start()
-
-    async def plug() -> None:
-        for _dev, pile in site.piles():
-            pile.plug(1)
-            pile.plug(2)
-
-    site.call(plug())
-    yield site
-    site.stop()
+    """Detectors and piles (every relay closed, as the emulator starts), no locks."""
+    with EmulatedSite(tmp_path, SitePlan(locks={})) as site:
+        yield site
 
 
 def relays_closed(house: EmulatedSite) -> dict[str, list[int]]:

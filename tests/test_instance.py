@@ -5,10 +5,11 @@ second time is in tests/test_control_daemon.py."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,15 +27,21 @@ time.sleep(60)
 """
 
 
-def holding(data_dir: Path, config: Path) -> subprocess.Popen[str]:
-    """Another process that takes the lock and keeps it; returns once it holds it."""
+@contextlib.contextmanager
+def holding(data_dir: Path, config: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process that has taken the lock and keeps it, until SIGKILLed on leaving."""
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(data_dir), str(config)],
         stdout=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
     assert proc.stdout is not None
-    proc.stdout.readline()
-    return proc
+    try:
+        proc.stdout.readline()
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
 
 
 def test_a_second_holder_is_refused_naming_the_first_and_a_killed_one_frees_it(
@@ -43,8 +50,7 @@ def test_a_second_holder_is_refused_naming_the_first_and_a_killed_one_frees_it(
     config = tmp_path / "gateway.toml"
     config.write_text("")
     data = tmp_path / "data"
-    first = holding(data, config)
-    try:
+    with holding(data, config) as first:
         # Created as the daemon would have created it.
         assert data.is_dir() and (data.stat().st_mode & 0o777) == 0o750
         with pytest.raises(instance.AlreadyRunning) as refused:
@@ -55,10 +61,6 @@ def test_a_second_holder_is_refused_naming_the_first_and_a_killed_one_frees_it(
             "stop it first (systemctl stop gatewayd), or give this one its own gateway.data_dir"
         )
         assert os.listdir(data) == []  # nothing written: no pid file, no lock file
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-        first.stdout.close()
     # No stale lock after a SIGKILL: the kernel dropped it with the process.
     with instance.acquire(str(data), str(config)) as lock:
         assert lock.path == str(data)
@@ -74,27 +76,17 @@ def test_a_read_only_data_dir_is_locked_and_a_missing_one_under_it_falls_back_to
     config.write_text("")
     with tmpfs(tmp_path / "ro") as ro:
         remount_ro(ro)
-        first = holding(ro, config)
-        try:
+        with holding(ro, config) as first:
             with pytest.raises(instance.AlreadyRunning) as refused:
                 instance.acquire(str(ro), str(config))
             assert (refused.value.pid, refused.value.path) == (first.pid, str(ro))
-        finally:
-            first.kill()
-            first.wait(10)
-            first.stdout.close()
         # A data directory that cannot be created: the config is what is locked.
         missing = ro / "data"
-        first = holding(missing, config)
-        try:
+        with holding(missing, config) as first:
             assert not missing.exists()
             with pytest.raises(instance.AlreadyRunning) as refused:
                 instance.acquire(str(missing), str(config))
             assert (refused.value.pid, refused.value.path) == (first.pid, str(config))
-        finally:
-            first.kill()
-            first.wait(10)
-            first.stdout.close()
         wait_until(lambda: instance.holder(*_dev_ino(config)) is None, 5, "the lock dropped")
 
 
