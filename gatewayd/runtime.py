@@ -424,7 +424,7 @@ class Gateway:
         self, alarm_id: str, user: str, note: str | None = None, source: str = "platform"
     ) -> Alarm:
         """Acknowledge an alarm; raises ``Refusal`` (code ``invalid``) for an unknown id."""
-        alarm = self.keeper.ack(alarm_id, user)
+        alarm = self.keeper.ack(alarm_id, user, note)
         self._person("gateway.alarm_acked", "info", alarm, user, note, source)
         return alarm
 
@@ -433,7 +433,9 @@ class Gateway:
     ) -> Alarm:
         """Reset a latched alarm whose condition is over; raises ``Refusal`` saying why not
         (still active, not latched, unknown). Resetting fire mode relocks the escape doors."""
-        alarm = self.keeper.reset(alarm_id, user, lambda a: self.engine.permit_reset(a, self.world))
+        alarm = self.keeper.reset(
+            alarm_id, user, lambda a: self.engine.permit_reset(a, self.world), note
+        )
         self._person("gateway.alarm_reset", "warning", alarm, user, note, source)
         if alarm.type == FIRE_MODE:
             self.world.fire_mode = self.alarms.fire_mode

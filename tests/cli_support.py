@@ -47,3 +47,10 @@ class ControlDaemon(Daemon):
         super().start(wait_ready)
         if wait_ready:
             wait_until(lambda: "control socket on" in self.output(), 15.0, "the control socket")
+
+
+def unit_limit_nofile() -> int:
+    """The descriptor limit the systemd unit gives the daemon (``LimitNOFILE=``)."""
+    unit = (REPO / "systemd" / "gatewayd.service").read_text()
+    [value] = [ln.split("=", 1)[1] for ln in unit.splitlines() if ln.startswith("LimitNOFILE=")]
+    return int(value)

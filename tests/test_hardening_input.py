@@ -9,10 +9,14 @@
   and the lock's advertisement data.
 - The smoke receiver's frames to events (``drivers.srb433.profile``) for any TYPE and payload
   (the codec itself is fuzzed in tests/test_srb433_codec.py).
+- A line on the control socket (``gatewayd.control_wire``): a request or an ``invalid``
+  refusal, never another exception; nesting counted before ``json.loads`` can recurse; a
+  client's note (``gatewayd.control_peer``) one short printable line.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,7 @@ from drivers.modbus import readings as rd
 from drivers.modbus.profiles import EBC, bits_named
 from drivers.srb433 import profile as smoke_profile
 from drivers.srb433.codec import MAX_PAYLOAD, Frame
-from gatewayd import config
+from gatewayd import config, control_peer, control_wire
 from gatewayd.alarms import FIRE_MODE
 from gatewayd.errors import ConfigError, DeviceError
 from gatewayd.model import Event
@@ -370,3 +374,94 @@ def _smoke_device() -> Any:
     from gatewayd.driver import DeviceConfig
 
     return DeviceConfig("smoke-1", "smoke", "rx", {"address": "1A2B3C4D", "room": "301"})
+
+
+# -- the control socket's requests (gatewayd.control_wire, gatewayd.control_peer) ---------------
+
+# JSON whose strings are full of what confuses a bracket counter: brackets, quotes, backslashes.
+tricky_text = st.text(st.sampled_from('[]{}"\\/:,a 火\n\x1b'), max_size=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+def _wrapped(value: Any, levels: int, key: str) -> Any:
+    for i in range(levels):
+        value = [value] if i % 2 else {key: value}
+    return value
+
+
+# Also values around the depth bound (the recursive strategy alone rarely nests that deep).
+deep_values = json_values | st.builds(_wrapped, json_values, st.integers(10, 24), tricky_text)
+# Lines a local user might send, mostly not JSON: bracket soup, torn strings, any bytes.
+request_lines = st.one_of(
+    st.text(st.sampled_from('[]{}"\\:,1a cmd'), max_size=80).map(str.encode),
+    st.binary(max_size=80),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    deep_values.map(lambda v: json.dumps({"cmd": "status", "x": v}).encode()),
+)
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    return 0
+
+
+@FUZZ
+@given(deep_values)
+def test_the_bracket_count_is_the_nesting_of_any_json(value: Any) -> None:
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, indent=1)):
+        line = text.replace("\n", " ").encode()
+        # Never less than what json.loads would recurse to; and a valid request is refused for
+        # its depth exactly when it is too deep.
+        assert control_wire.nesting(line) >= depth(value)
+        too_deep = control_wire.nesting(line) > control_wire.MAX_DEPTH
+        assert too_deep == (depth(value) > control_wire.MAX_DEPTH)
+
+
+@FUZZ
+@given(request_lines)
+@example(b"[" * 60_000)  # a RecursionError in json.loads, were it asked
+@example(b'{"cmd": "status", "x": "' + b"[" * 60_000 + b'"}')  # brackets in a string are text
+@example(b'{"cmd": "s\\"' + b"[" * 40 + b'"}')  # an escaped quote does not end the string
+@example(b"\xff\xfe{\x00}\x00")  # not UTF-8
+def test_any_request_line_is_a_request_or_an_invalid_refusal(line: bytes) -> None:
+    try:
+        request = control_wire.parse(line)
+    except control_wire.Refusal as exc:
+        answer = exc.answer()
+    else:
+        assert isinstance(request, dict) and isinstance(request["cmd"], str)
+        assert depth(request) <= control_wire.MAX_DEPTH
+        return
+    assert answer["code"] == "invalid" and answer["ok"] is False
+    assert answer["error"] in ('expected {"cmd": ...} on one line', "request nested deeper than 16 levels")
+
+
+def test_a_deep_request_is_refused_before_the_parser_and_a_deep_string_is_not() -> None:
+    deep = b'{"cmd": "status", "x": ' + b"[" * 16 + b"]" * 16 + b"}"
+    with pytest.raises(control_wire.Refusal, match="nested deeper than 16 levels"):
+        control_wire.parse(deep)
+    ok = b'{"cmd": "status", "x": ' + b"[" * 15 + b"]" * 15 + b"}"
+    assert control_wire.parse(ok)["cmd"] == "status"
+    text = b'{"cmd": "status", "note": "' + b"[{" * 20_000 + b'"}'
+    assert control_wire.parse(text)["note"].startswith("[{[{")
+
+
+@FUZZ
+@given(st.text(max_size=300))
+@example("Li\nINFO gatewayd.alarms: alarm x acknowledged by landlord")
+@example("\x1b[2K\x1b[1A\rroot\u2028\u202edrol")
+def test_any_note_is_one_short_printable_line_or_none(text: str) -> None:
+    note = control_peer.clean_note(text)
+    if note is None:
+        return
+    assert 0 < len(note) <= control_peer.NOTE_MAX and note == note.strip()
+    assert note.isprintable() and "  " not in note
+    if text.isprintable() and len(" ".join(text.split())) <= control_peer.NOTE_MAX:
+        assert note == " ".join(text.split())  # what was fine is kept as written

@@ -120,3 +120,11 @@ def test_the_wheel_carries_the_unit_where_install_service_looks(tmp_path: Path) 
         assert z.read(inside) == (repo / "systemd" / UNIT_NAME).read_bytes()
     # pip installs a wheel's data/ under sys.prefix: that is where install-service looks.
     assert Path(sys.prefix) / "share" / "gatewayd" / UNIT_NAME in unit_candidates()
+
+
+def test_the_unit_caps_descriptors_well_above_what_the_control_socket_may_take() -> None:
+    from gatewayd.control import MAX_CLIENTS
+    from tests.cli_support import unit_limit_nofile
+
+    # Soft and hard limit alike (one value), with room for everything else the daemon holds.
+    assert unit_limit_nofile() >= 8 * MAX_CLIENTS + 512

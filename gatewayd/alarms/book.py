@@ -106,7 +106,10 @@ class AlarmBook:
                 {part: True} if part is not None else {}, now,
             )  # fmt: skip
             self._put(alarm)
-            log.warning("alarm raised: %s%s (%s)", aid, _at(part), spec.severity)
+            if type_ == FIRE_MODE:
+                log.critical("FIRE MODE entered%s", _at(part))
+            else:
+                log.warning("alarm raised: %s%s (%s)", aid, _at(part), spec.severity)
             return alarm
         parts = dict(old.parts)
         news = not old.active or (part is not None and not parts.get(part, False))

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gatewayd.alarms.book import AlarmBook, Refusal
-from gatewayd.alarms.catalogue import STATE_LOST, STORAGE_FAILED, Catalogue
+from gatewayd.alarms.catalogue import FIRE_MODE, STATE_LOST, STORAGE_FAILED, Catalogue
 from gatewayd.model import Alarm, alarm_id
 from gatewayd.store import BackgroundWriter, open_db
 
@@ -105,12 +105,14 @@ class AlarmKeeper:
 
     # -- people ------------------------------------------------------------------------------
 
-    def ack(self, aid: str, user: str) -> Alarm:
+    def ack(self, aid: str, user: str, note: str | None = None) -> Alarm:
         alarm = self.book.ack(aid, user)
-        log.info("alarm %s acknowledged by %s", aid, user)
+        log.info("alarm %s acknowledged by %s%s", aid, user, _noted(note))
         return alarm
 
-    def reset(self, aid: str, user: str, permit: Callable[[Alarm], str | None]) -> Alarm:
+    def reset(
+        self, aid: str, user: str, permit: Callable[[Alarm], str | None], note: str | None = None
+    ) -> Alarm:
         """Take a latched alarm off the list, if its condition is over (the book's own record)
         and ``permit`` (the rules, which know the world) agrees. Raises ``Refusal``."""
         alarm = self.book.check_reset(aid)
@@ -118,7 +120,8 @@ class AlarmKeeper:
         if refused:
             raise Refusal("forbidden", refused)
         self.book.reset(aid)
-        log.warning("alarm %s reset by %s", aid, user)
+        what = "fire mode" if alarm.type == FIRE_MODE else f"alarm {aid}"
+        log.warning("%s reset by %s%s", what, user, _noted(note))
         return alarm
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -130,6 +133,11 @@ class AlarmKeeper:
     def close(self) -> None:
         self._writer.close()
         self.db.close()
+
+
+def _noted(note: str | None) -> str:
+    """A person's note for a log line: ``repr`` keeps anything it holds on this one line."""
+    return f" (note: {note!r})" if note else ""
 
 
 def _document(doc: dict[str, Any]) -> Any:

@@ -1,7 +1,8 @@
 """The CLI's end of the control socket (gatewayd.control): blocking, line-delimited JSON.
 
 Every failure to reach the daemon becomes a ``Fail`` with exit code 4 and one line saying
-what to do; an answer of ``{"ok": false}`` becomes a ``Fail`` with exit code 1.
+what to do; an answer of ``{"ok": false}`` becomes a ``Fail`` with the exit code its ``code``
+maps to (``EXIT_BY_CODE``; 1 for the rest).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gatewayd.cli.common import FAILED, NO_DAEMON, Fail, data_dir_of, fail
+from gatewayd.cli.common import FAILED, NO_DAEMON, NOT_FOUND, Fail, data_dir_of, fail
 from gatewayd.cli.i18n import t
 
 TIMEOUT = 20.0
+#: A refusal's code (gatewayd.control_wire) -> the exit code scripts see: no such alarm or
+#: device is "nothing found"; too many clients is "not reachable" (try again).
+EXIT_BY_CODE = {"not_found": NOT_FOUND, "busy": NO_DAEMON}
 
 
 class NotRunning(Fail):
@@ -44,13 +48,16 @@ class Client:
         self.timeout = timeout
         self.sock.settimeout(timeout)
         try:
-            self.sock.connect(path)
+            accepted = _connect(self.sock, path, timeout)
         except PermissionError:
             self.sock.close()
             fail(t("socket_denied", path=path, group=_group_of(path)), NO_DAEMON)
         except OSError:
             self.sock.close()
             raise NotRunning(t("no_daemon", where=path), NO_DAEMON) from None
+        if not accepted:
+            self.sock.close()
+            fail(f"{path}: the daemon accepts no connection (busy); try again", NO_DAEMON)
         self._buf = b""
 
     def close(self) -> None:
@@ -66,6 +73,11 @@ class Client:
         try:
             self.sock.sendall(json.dumps(request).encode() + b"\n")
         except OSError as exc:
+            # Refused before it read anything (busy): its one line is waiting to be read.
+            line = self._line(1.0)
+            if line:
+                with contextlib.suppress(ValueError):
+                    self._refused(json.loads(line))
             fail(f"{self.path}: the daemon hung up ({exc.strerror or exc})", NO_DAEMON)
 
     def _line(self, timeout: float | None) -> bytes | None:
@@ -114,11 +126,17 @@ class Client:
         if answer is None:
             fail(f"{self.path}: the daemon closed the connection", NO_DAEMON)
         if not answer.get("ok"):
-            error = str(answer.get("error", "refused"))
-            if error == "permission denied":
-                fail(t("socket_denied", path=self.path, group=_group_of(self.path)), NO_DAEMON)
-            fail(error, FAILED)
+            self._refused(answer)
         return answer
+
+    def _refused(self, answer: Any) -> None:
+        """Fail with a refusal's one line and the exit code of its code; nothing otherwise."""
+        if not isinstance(answer, dict) or answer.get("ok") is not False:
+            return
+        error = str(answer.get("error", "refused"))
+        if error == "permission denied":
+            fail(t("socket_denied", path=self.path, group=_group_of(self.path)), NO_DAEMON)
+        fail(error, EXIT_BY_CODE.get(str(answer.get("code")), FAILED))
 
     def stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Send a streaming request; yield each line after the first answer. The socket
@@ -126,6 +144,21 @@ class Client:
         self.request(request)
         while (obj := self.receive(None)) is not None:
             yield obj
+
+
+def _connect(sock: socket.socket, path: str, timeout: float) -> bool:
+    """Connect, waiting while the daemon's accept queue is full: a Unix socket then answers
+    EAGAIN at once (it does not wait like TCP), which means "busy", not "not running". False
+    when it stayed full for ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
 
 
 def connect(config_path: str, timeout: float = TIMEOUT) -> Client:

@@ -5,9 +5,9 @@ Exit codes scripts can rely on (docs/troubleshooting.md lists them too):
 
     0  done; every check passed; something was found
     1  a check or device test failed, or the daemon refused the request
-    2  bad usage or an invalid configuration
+    2  bad usage or an invalid configuration; `run` while a daemon runs on that data already
     3  nothing found (a scan), or no such device or alarm
-    4  the daemon is not reachable (not running, or this user may not use its socket)
+    4  the daemon is not reachable (not running, this user may not use its socket, or busy)
     130  interrupted (Ctrl-C)
 """
 

@@ -9,14 +9,7 @@ from typing import Any
 import click
 
 from gatewayd.cli import client
-from gatewayd.cli.common import (
-    NOT_FOUND,
-    Fail,
-    config_option,
-    fail,
-    json_option,
-    print_json,
-)
+from gatewayd.cli.common import config_option, fail, json_option, print_json
 from gatewayd.cli.i18n import t
 
 
@@ -142,8 +135,8 @@ def alarm() -> None:
     \b
     Examples:
       gatewayd alarm list
-      gatewayd alarm ack smoke-301/smoke.alarm --user installer-li
-      gatewayd alarm reset --user installer-li       # leave fire mode once it is safe
+      gatewayd alarm ack smoke-301/smoke.alarm --note "Li, on site"
+      gatewayd alarm reset --note "Li: checked room 301"   # leave fire mode once it is safe
     """
 
 
@@ -172,44 +165,56 @@ def alarm_list(config_path: str, as_json: bool) -> None:
         )
 
 
+def _note_option(f: Any) -> Any:
+    """``--note``: free text kept beside the OS account the daemon records (``--user``, the
+    old name, is still taken and sent as the note)."""
+    f = click.option("--user", "old_user", default=None, hidden=True)(f)
+    return click.option(
+        "--note", default=None, help="A note kept with who you are, e.g. your name or a ticket."
+    )(f)
+
+
 @alarm.command("ack")
 @click.argument("alarm_id")
-@click.option("--user", default=None, help="Who acknowledges (default: your login name).")
+@_note_option
 @config_option
-def alarm_ack(alarm_id: str, user: str | None, config_path: str) -> None:
+def alarm_ack(alarm_id: str, note: str | None, old_user: str | None, config_path: str) -> None:
     """Acknowledge ALARM_ID (as `gatewayd alarm list` shows it). The alarm stays active until
-    its cause is gone; the platform sees who acknowledged it."""
+    its cause is gone; the platform sees who acknowledged it: the account you run this as."""
     with client.connect(config_path) as c:
-        try:
-            answer = c.request({"cmd": "ack", "alarm": alarm_id, "user": user})
-        except Fail as exc:
-            if exc.message.startswith("no active alarm"):
-                raise Fail(exc.message, NOT_FOUND) from None
-            raise
-    click.echo(f"✓ {answer['alarm']} acknowledged by {answer['acked_by']}")
+        answer = c.request(_with_note({"cmd": "ack", "alarm": alarm_id}, note or old_user))
+    click.echo(f"✓ {answer['alarm']} acknowledged by {_who(answer, 'acked_by')}")
 
 
 @alarm.command("reset")
 @click.argument("alarm_id", required=False)
-@click.option("--user", default=None, help="Who resets (default: your login name).")
+@_note_option
 @config_option
-def alarm_reset(alarm_id: str | None, user: str | None, config_path: str) -> None:
+def alarm_reset(
+    alarm_id: str | None, note: str | None, old_user: str | None, config_path: str
+) -> None:
     """Reset ALARM_ID, a latched alarm (an overheat, a welded relay, fire mode) whose cause
     is over; without ALARM_ID, leave fire mode (doors return to normal locking). Refused
-    while the cause is still there: a port still hot, a detector still reporting smoke."""
-    request: dict[str, Any] = {"cmd": "reset", "user": user}
+    while the cause is still there: a port still hot, a detector still reporting smoke. The
+    reset is recorded as done by the account you run this as."""
+    request: dict[str, Any] = _with_note({"cmd": "reset"}, note or old_user)
     if alarm_id:
         request["alarm"] = alarm_id
     with client.connect(config_path) as c:
-        try:
-            answer = c.request(request)
-        except Fail as exc:
-            if exc.message.startswith("no active alarm"):
-                raise Fail(exc.message, NOT_FOUND) from None
-            raise
+        answer = c.request(request)
     if alarm_id:
-        click.echo(f"✓ {alarm_id} reset")
+        click.echo(f"✓ {alarm_id} reset by {_who(answer, 'by')}")
     elif answer["reset"]:
-        click.echo("✓ fire mode reset")
+        click.echo(f"✓ fire mode reset by {_who(answer, 'by')}")
     else:
         click.echo("✓ not in fire mode; nothing to reset")
+
+
+def _with_note(request: dict[str, Any], note: str | None) -> dict[str, Any]:
+    return {**request, "note": note} if note else request
+
+
+def _who(answer: dict[str, Any], key: str) -> str:
+    """The account the daemon recorded (from the kernel, not from us), and the note kept."""
+    note = answer.get("note")
+    return f"{answer.get(key)}" + (f" (note: {note})" if note else "")

@@ -1,6 +1,7 @@
 """`gatewayd`: the entry point. Messages are for a person on a ladder: one clear line, no
 traceback unless --debug. Exit codes (gatewayd.cli.common): 0 fine, 1 a check, test or the
-daemon failed, 2 bad usage or bad config, 3 nothing found, 4 daemon not reachable, 130 Ctrl-C.
+daemon failed, 2 bad usage or bad config (or a daemon runs on that data already), 3 nothing
+found, 4 daemon not reachable, 130 Ctrl-C.
 
 Every command group lives in its own module and is imported only when it runs (or when
 ``--help`` lists it), so ``gatewayd --help`` stays fast and never imports a driver.
@@ -125,19 +126,26 @@ def setup_logging(debug: bool) -> None:
 @click.option("--tick", default=1.0, show_default=True, help="Seconds between rule timer ticks.")
 @click.pass_context
 def run(ctx: click.Context, config_path: str, tick: float) -> None:
-    """Run the gateway daemon (what systemd starts)."""
+    """Run the gateway daemon (what systemd starts). One per data directory: a second one
+    on the same data exits with status 2 and names the running one's pid."""
     import asyncio
 
+    from gatewayd import instance
     from gatewayd.cli.common import load_config
     from gatewayd.runtime import Gateway
 
     setup_logging(ctx.obj["debug"])
     cfg = load_config(config_path)
+    try:  # before anything is built or written
+        lock = instance.acquire(cfg.data_dir, cfg.path)
+    except instance.AlreadyRunning as exc:
+        fail(str(exc), USAGE)
 
     async def main() -> None:
         await Gateway(cfg, tick_seconds=tick).run()
 
-    asyncio.run(main())
+    with lock:
+        asyncio.run(main())
 
 
 @cli.command()
