@@ -545,3 +545,31 @@ def test_lock_is_done_only_when_the_lock_says_locked(ble_world: BleWorld, tmp_pa
     locks = [c for c in ble_world.emu.call(lock.accepted) if c.op == 2]
     assert [c.seq for c in locks][-1] == done["seq"] and len(locks) == 2
     assert ble_world.emu.call(lambda: lock.lock_state) == 0
+
+
+def test_held_links_are_looked_up_only_for_bluez_client_backends(ble_world: BleWorld) -> None:
+    """BlueZ's device object is handed only to BlueZ's client backend (the platform's own or
+    a subclass); another backend (a Bluetooth proxy) keeps to adverts. Only locks on the
+    bus's own adapter count."""
+    from bleak.backends.bluezdbus.client import BleakClientBlueZDBus
+    from bleak.backends.client import BaseBleakClient
+
+    from drivers.ble.held import HeldLinks
+
+    class Tuned(BleakClientBlueZDBus):
+        pass
+
+    class Proxy(BaseBleakClient):  # never instantiated: only its type is looked at
+        pass
+
+    ble_world.emu.add_lock(ADDRESS, KEY)
+    kill_while_connected(ADDRESS)
+
+    async def scenario() -> list[str | None]:
+        found = []
+        for adapter, backend in (("hci0", None), ("hci0", Tuned), ("hci0", Proxy), ("hci1", None)):
+            device = await HeldLinks(adapter, backend).find(ADDRESS.lower())
+            found.append(device.address if device is not None else None)
+        return found
+
+    assert run(scenario()) == [ADDRESS, ADDRESS, None, None]
