@@ -154,6 +154,7 @@ def test_after_kill_9_a_lock_bluez_still_holds_is_unlocked_in_time(
     assert took < 4.0
     unlocks = [c for c in ble_world.emu.call(lock.accepted) if c.op == 1]
     assert [(c.seq, c.arg) for c in unlocks] == [(result["data"]["seq"], 1)]
+    assert "held connected by BlueZ; using that link" in door_daemon.output()  # for the operator
 
 
 def test_remote_unlock_while_held_open_leaves_the_retained_state_held_open(

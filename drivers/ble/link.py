@@ -154,6 +154,12 @@ class LockLink:
                     absent_logged = True
                 continue
             absent_logged = False
+            if device is not self.device:
+                self.ctx.log.info(
+                    "%s: lock %s not advertising but held connected by BlueZ; using that link",
+                    self.s.device,
+                    self.s.address,
+                )
             self._wake.clear()
             try:
                 async with self.slots:
