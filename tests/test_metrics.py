@@ -421,3 +421,31 @@ def test_exposition_means_what_prometheus_clients_own_says(tmp_path: Path) -> No
     assert second == first  # the remembered label texts say the same
     assert len(parse(first)) > 50
     assert value(parse(first), "gatewayd_odd", room='3"02\\b\nx') == 1.5
+
+
+def test_fire_mode_cuts_are_counted_as_fire_not_unknown() -> None:
+    """Defect 5: the fire linkage's batched cut (one broadcast e-stop, then each pile's) was
+    counted with reason="unknown": its events did not say which rule asked."""
+    from firmware_stubs.ebc_pile import EbcEmulator, Pile
+    from gatewayd.metrics_families import EventCounters
+    from gatewayd.model import Action
+    from tests.charger_harness import RulesLoop, on_emulator, running
+
+    piles = [Pile(unit=u, ports_n=4) for u in (1, 2)]
+    for p in piles:
+        p.plug(1)
+    counters = EventCounters()
+
+    async def body(emu: EbcEmulator, bus: dict) -> None:
+        loop = RulesLoop()
+        async with running(loop, bus, {"pile-1": 1, "pile-2": 2}) as driver:
+            await loop.wait_for("charger.port_started", count=2)
+            batch = [Action(d, "all_off", reason="fire: smoke-301", origin="fire") for d in
+                     ("pile-1", "pile-2")]  # fmt: skip
+            await driver.execute_batch(batch)
+        for event in loop.of_type("charger.port_cut"):
+            counters(event)
+
+    on_emulator(body, piles, "rtu", {"fast_seconds": 0.2})
+    assert counters.cuts == {"pile-1": {"fire": 1}, "pile-2": {"fire": 1}}
+    assert not any(port.relay for p in piles for port in p.ports)

@@ -181,11 +181,14 @@ class ModbusDriver(Driver):
         emergency stop on an RTU line, then each pile's own stop with read-back."""
         whole_bus = {a.device for a in actions} == set(self.piles)
         if actions and whole_bus and all(a.name == "all_off" for a in actions):
-            by_pile = await self.emergency_stop_all(actions[0].reason or "emergency stop")
+            first = actions[0]
+            by_pile = await self.emergency_stop_all(first.reason or "emergency stop", first.origin)
             return [by_pile[a.device] for a in actions]
         return await super().execute_batch(actions)
 
-    async def emergency_stop_all(self, reason: str = "emergency stop") -> dict[str, Any]:
+    async def emergency_stop_all(
+        self, reason: str = "emergency stop", origin: str = ""
+    ) -> dict[str, Any]:
         """Open every relay on the bus: one broadcast (RTU), then each pile's own e-stop with
         read-back. For the fire linkage; returns what each pile reported."""
         # Everything is queued at once, broadcast first: were the per-pile stops queued only
@@ -225,9 +228,8 @@ class ModbusDriver(Driver):
                 "critical" if result["relays_closed"] or result["done"] != "written" else "warning"
             )
             ports = list(range(1, pile.ports_n + 1))
-            pile.emit(
-                "charger.port_cut", severity, {**result, "ports": ports, "how": "emergency_stop"}
-            )
+            data = {**result, "ports": ports, "origin": origin, "how": "emergency_stop"}
+            pile.emit("charger.port_cut", severity, data)
             out[pile.device] = result
         return out
 
