@@ -212,3 +212,59 @@ def test_receiver_unplugged_and_replugged_resumes_without_restart(
     assert smoke_daemon.alive
     assert smoke_daemon.proc is not None and smoke_daemon.proc.pid == pid
     wait_until(lambda: "Traceback" not in smoke_daemon.output(), 1, "a clean log")
+
+
+def test_receiver_offline_from_before_a_restart_ends_when_it_answers_at_start(
+    tmp_path: Path, broker: Broker, receiver: EmulatorThread, probe: Probe
+) -> None:
+    """Defect 4: a persisted receiver_offline never cleared when the receiver answered at
+    start-up (the driver only said "online" after having said "offline" itself)."""
+    site = smoke_site(tmp_path, broker, receiver)
+    root = site.root
+    receiver.call(receiver.rx.unplug())
+    d = Daemon(site)
+    d.start()
+    try:
+        probe.wait(
+            f"{root}/alarms",
+            lambda b: any(a["type"] == "gateway.receiver_offline" for a in b["active"]),
+            timeout=15,
+        )
+        d.stop()
+        receiver.call(receiver.rx.replug())
+        d.start()
+        wait_until(
+            lambda: probe.on(f"{root}/alarms")[-1].json()["active"] == [], 10, "no alarms"
+        )
+    finally:
+        d.stop()
+
+
+def test_a_reload_that_restarts_the_smoke_bus_raises_no_false_receiver_alarm(
+    smoke_daemon: Daemon, receiver: EmulatorThread, probe: Probe
+) -> None:
+    """Defect 4: a SIGHUP restarting the smoke bus raised a false critical receiver_offline:
+    the new driver opened the port while the old one still held it."""
+    site, root = smoke_daemon.site, smoke_daemon.site.root
+    events = f"{root}/events/{site.gateway_id}"
+    wait_until(
+        lambda: any(m.json()["type"] == "gateway.receiver_online" for m in probe.on(events)),
+        10,
+        "the receiver at start",
+    )
+    for n in range(3):
+        config = site.config.read_text()
+        site.config.write_text(config.replace('room = "301"', f'room = "30{n}b"', 1) if n == 0
+                               else config.replace(f'room = "30{n - 1}b"', f'room = "30{n}b"'))  # fmt: skip
+        assert smoke_daemon.proc is not None
+        smoke_daemon.proc.send_signal(__import__("signal").SIGHUP)
+        wait_until(lambda n=n: smoke_daemon.output().count("reloaded") >= n + 1, 10, "reload")
+        time.sleep(2.0)
+    assert "bus smoke-rx: opened" in smoke_daemon.output()
+    assert smoke_daemon.output().count("bus smoke-rx: opened") >= 4  # restarted each time
+    offline = [m for m in probe.on(events) if m.json()["type"] == "gateway.receiver_offline"]
+    assert offline == []
+    assert all(
+        a["type"] != "gateway.receiver_offline" for m in probe.on(f"{root}/alarms")
+        for a in m.json()["active"]
+    )  # fmt: skip
