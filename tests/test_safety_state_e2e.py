@@ -213,3 +213,47 @@ async def _run(fn: Any) -> None:
 
 async def _heat(house: EmulatedSite, port: int, celsius: float) -> None:
     house.pile("pile-1").heat_port(port, celsius)
+
+
+@pytest.mark.parametrize("how", ["nul_filled", "truncated", "empty"])
+def test_a_lost_state_is_said_everywhere_and_every_charger_stays_off(
+    pile_site: Site, house: EmulatedSite, probe: Probe, how: str
+) -> None:
+    """Defect 6: an empty, truncated or NUL-filled state.json (what a power cut does to an SD
+    card) made the gateway start with fire_mode false, silently."""
+    daemon = Daemon(pile_site)
+    daemon.start()
+    data = pile_site.dir / "data"
+    try:
+        probe.wait(f"{pile_site.root}/state/pile-1", lambda s: s.get("online") is True, 15)
+        house.call(_heat(house, 2, 66.0))  # an overheat alarm worth remembering
+        alarm(probe, pile_site, lambda a: a["parts"] == {"2": "active"})
+    finally:
+        daemon.stop()
+    for name in ("state.json", "state.json.bak"):
+        raw = (data / name).read_bytes()
+        damaged = {"nul_filled": b"\0" * len(raw), "truncated": raw[: len(raw) // 2], "empty": b""}
+        (data / name).write_bytes(damaged[how])
+    cool(house, 2)
+    house.call(_run(lambda: house.pile("pile-1").port(2).__setattr__("relay", True)))
+    assert closed(house) == [1, 2, 3, 4]  # someone switched every port on meanwhile
+    daemon.start()
+    try:
+        lost = probe.wait(
+            f"{pile_site.root}/events/{pile_site.gateway_id}",
+            lambda e: e["type"] == "gateway.state_lost",
+        )
+        assert lost["severity"] == "critical"
+        wait_until(lambda: closed(house) == [], 10, "every port switched off")
+        listed = probe.wait(
+            f"{pile_site.root}/alarms",
+            lambda b: any(a["type"] == "gateway.state_lost" for a in b["active"]),
+        )
+        [state_lost] = [a for a in listed["active"] if a["type"] == "gateway.state_lost"]
+        assert (state_lost["latched"], state_lost["state"]) == (True, "cleared")  # reset it
+        assert "CRITICAL" in daemon.output() and "state" in daemon.output()
+        # A person turns a port back on: allowed (nothing covers it any more).
+        assert send(probe, pile_site, "pile-1", "port_on", {"port": 1})["code"] == "ok"
+        wait_until(lambda: closed(house) == [1], 5, "port 1 on, by a person")
+    finally:
+        daemon.stop()
