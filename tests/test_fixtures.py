@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
 
 import pytest
 
 from tests.fixtures import HERE, Fixture, files, load, parametrize_by_fixture, unhex
+from tests.fixtures.cases import srb433_frames
 from tests.fixtures.record import FAMILIES, path_of, record, text_of
 
 DATASHEET_EXAMPLE = "AA 55 07 01 1A 2B 3C 4D 07 5A 29 5D"  # smoke-rf-bridge.md, "Example"
@@ -56,18 +56,9 @@ def test_every_fixture_file_has_a_recorder_and_the_common_header() -> None:
 # -- SRB-433 ------------------------------------------------------------------------------------
 
 
-def srb433_frames(fx: Fixture) -> list[dict[str, Any]]:
-    if fx["kind"] == "detector":
-        return list(fx["frames"])
-    out = list(fx["power_up"])
-    for ex in fx["exchanges"]:
-        out += [ex["host"], *ex["receiver"]]
-    return out
-
-
 @parametrize_by_fixture("srb433")
 def test_srb433_frames_follow_the_frame_table(fixture: Fixture) -> None:
-    for rec in srb433_frames(fixture):
+    for _, rec in srb433_frames(fixture):
         wire, payload = unhex(rec["hex"]), unhex(rec["payload"])
         assert wire[:2] == b"\xaa\x55"
         assert wire[2] == 6 + len(payload) == len(wire) - 5
