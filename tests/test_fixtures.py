@@ -17,17 +17,9 @@ import pytest
 from tests.fixtures import HERE, Fixture, files, load, parametrize_by_fixture, unhex
 from tests.fixtures.cases import srb433_frames
 from tests.fixtures.record import FAMILIES, path_of, record, text_of
+from tests.reference import reference_crc
 
 DATASHEET_EXAMPLE = "AA 55 07 01 1A 2B 3C 4D 07 5A 29 5D"  # smoke-rf-bridge.md, "Example"
-
-
-def reference_crc(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 RECORDINGS = [(family, name) for family, (recorders, _) in FAMILIES.items() for name in recorders]

@@ -17,17 +17,9 @@ from hypothesis import strategies as st
 from drivers.srb433.codec import MAX_FRAME, Decoder, Deduplicator, Frame, crc16, encode
 from tests.fixtures import files, load, parametrize_cases, unhex
 from tests.fixtures.cases import fields, srb433_frames
+from tests.reference import reference_crc
 
 DATASHEET_EXAMPLE = bytes.fromhex("AA 55 07 01 1A 2B 3C 4D 07 5A 29 5D")
-
-
-def reference_crc(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 def crc_ok(wire: bytes) -> bool:

@@ -25,19 +25,11 @@ from gatewayd.schema import validate
 from tests.fakes import RecordingContext
 from tests.fixtures import Fixture, parametrize_by_fixture, unhex
 from tests.fixtures.cases import TS
+from tests.reference import reference_crc
 
 BUS = "house"
 DETECTORS = {"smoke-101": "1A2B3C4D", "smoke-102": "cafebabe"}
 DATASHEET_EXAMPLE = bytes.fromhex("AA 55 07 01 1A 2B 3C 4D 07 5A 29 5D")
-
-
-def reference_crc(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 def host_frame(type_: int, device: int, seq: int, payload: bytes = b"") -> bytes:
