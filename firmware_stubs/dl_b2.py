@@ -77,6 +77,7 @@ class DLB2(Peripheral):
         challenge_ttl: float = 30.0,
         held_open_after: float = 60.0,
         rssi: int = -62,
+        challenge_source: Callable[[], bytes] | None = None,
     ) -> None:
         if len(key) != 16:
             raise ValueError("the DL-B2 device key is 16 bytes")
@@ -98,6 +99,9 @@ class DLB2(Peripheral):
         self.challenge_ttl = challenge_ttl
         self.held_open_after = held_open_after
         self.rssi = rssi
+        # Fresh random bytes, as the datasheet says; a recorder passes its own to get the
+        # same transcript every time.
+        self.challenge_source = challenge_source or (lambda: os.urandom(16))
         self.lock_state = S_LOCKED
         self.door = 0
         self.mains = True
@@ -161,7 +165,7 @@ class DLB2(Peripheral):
         self._touch()
         if uuid != CHALLENGE:
             raise GattError("Read not permitted", "org.bluez.Error.NotPermitted")
-        self._challenge = os.urandom(16)
+        self._challenge = self.challenge_source()
         self._challenge_at = time.monotonic()
         self.challenges += 1
         return self._challenge

@@ -28,6 +28,7 @@ from tests.ble_fixtures import (
     run,
 )
 from tests.fakes import RecordingContext
+from tests.fixtures import Fixture, parametrize_by_fixture, unhex
 
 __all__ = ["ble_world"]  # the fixture, imported for pytest
 
@@ -314,6 +315,40 @@ def test_keepalive_holds_the_link_past_the_idle_timeout(
     assert ble_world.emu.call(lambda: lock.connections) == 1
     statuses = [c for c in ble_world.emu.call(lock.accepted) if c.op == 4]
     assert len(statuses) >= 3
+
+
+@parametrize_by_fixture("dl_b2")
+def test_a_recorded_transcript_reaches_the_gateway_as_its_events(
+    ble_world: BleWorld, tmp_path: Path, fixture: Fixture
+) -> None:
+    """Every event notification of the recorded transcript (tests/fixtures/dl_b2), notified
+    again by a lock over the fake BlueZ: the gateway publishes each as its recorded event."""
+    notes = [
+        n for step in fixture["transcript"] for n in step["notifications"] if "event" in n
+    ]
+    key = bytes.fromhex(fixture["key"])
+    lock = ble_world.emu.add_lock(fixture["address"], key)
+
+    async def scenario() -> RecordingContext:
+        device = {"address": fixture["address"]}
+        async with running(tmp_path, key, device) as (_drv, ctx):
+            await until(lambda: connected(ctx))
+            for note in notes:
+                ble_world.emu.call(lock.send_raw, unhex(note["hex"]))
+            await until(lambda: len(door_events(ctx)) >= len(notes))
+            await asyncio.sleep(0.2)  # one event each: a second would show by now
+            return ctx
+
+    ctx = run(scenario())
+    got = [
+        {"type": e.type, "severity": e.severity, "data": dict(e.data)} for e in door_events(ctx)
+    ]
+    assert got == [n["event"] for n in notes]
+    assert {e.device for e in door_events(ctx)} == {DEV}
+
+
+def door_events(ctx: RecordingContext) -> list[Any]:
+    return [e for e in ctx.events if e.type.startswith("door.")]
 
 
 def test_malformed_notifications_are_skipped(
