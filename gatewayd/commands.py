@@ -172,12 +172,44 @@ def _parse(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD:
         raise Refused("invalid", f"payload over {MAX_PAYLOAD} bytes")
     try:
-        raw = json.loads(payload)
+        raw = json.loads(
+            payload,
+            parse_constant=_no_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_names,
+        )
+    except _NoCanonicalForm as exc:
+        raise Refused("invalid", str(exc)) from None
     except (ValueError, RecursionError):
         raise Refused("invalid", "not JSON") from None
     if not isinstance(raw, dict):
         raise Refused("invalid", "not a JSON object")
     return raw
+
+
+class _NoCanonicalForm(ValueError):
+    """Parses in Python but has no canonical form (docs/contract/signing.md): another
+    language's signer could not have signed it, and readers disagree on what it means."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NoCanonicalForm(f"not JSON: {name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NoCanonicalForm(f"number beyond binary64: {text[:20]}")
+    return value
+
+
+def _unique_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        names = [k for k, _ in pairs]
+        dup = next(k for k in names if names.count(k) > 1)
+        raise _NoCanonicalForm(f"name {dup[:40]!r} appears twice in one object")
+    return obj
 
 
 def _shape(raw: Mapping[str, Any], cid: str) -> Command:

@@ -1,4 +1,5 @@
-"""Signed commands: the canonical form and HMAC-SHA256, exactly as the MQTT contract says.
+"""Signed commands: the canonical form and HMAC-SHA256, exactly as the MQTT contract says
+(docs/contract/signing.md, with its test vectors in docs/contract/signing-vectors.json).
 
 Used by the command gate to verify, and by the CLI, demo and tests to sign as the platform
 would. Never log a key or a full signature.
@@ -14,8 +15,13 @@ from typing import Any
 
 
 def canonical(cmd: Mapping[str, Any]) -> bytes:
+    """The bytes that are signed, as docs/contract/signing.md specifies them. Raises
+    ValueError for what has no canonical form there (NaN, infinities, a lone surrogate)."""
     body = {k: v for k, v in cmd.items() if k != "sig"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(
+        body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode()
 
 
 def signature(key: bytes, cmd: Mapping[str, Any]) -> str:
@@ -31,7 +37,7 @@ def sign(key: bytes, cmd: Mapping[str, Any]) -> dict[str, Any]:
 
 def verify(key: bytes, cmd: Mapping[str, Any]) -> bool:
     """True only for a command signed with ``key``. Anything that cannot even be put in
-    canonical form (a lone surrogate, nesting too deep) is simply not verified."""
+    canonical form (a lone surrogate, NaN, nesting too deep) is simply not verified."""
     sig = cmd.get("sig")
     if not isinstance(sig, str) or len(sig) != 64 or not sig.isascii():
         return False
