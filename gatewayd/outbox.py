@@ -207,10 +207,10 @@ class Outbox:
         self.unwritten = []
         self._committing = batch
         marks = self._marks()
-        # While writes fail, the watermarks are written every window too: that is the probe
-        # that tells when the disk is back, even with nothing new to store.
-        save_marks = self.disk_error is not None or (
-            marks != self._marks_saved and (final or time.monotonic() - self._marks_at > 2.0)
+        # While writes fail, the watermarks are written (every 2 s, like any change) even when
+        # unchanged: that is the probe that tells when the disk is back.
+        save_marks = (final or time.monotonic() - self._marks_at > 2.0) and (
+            marks != self._marks_saved or self.disk_error is not None
         )
         doomed = self._doomed()
         if not batch and not save_marks and not doomed:
@@ -228,8 +228,10 @@ class Outbox:
         for m in batch:
             m.written = m.lane in done.lanes
         self.unwritten = kept + self.unwritten  # kept in memory; tried again next window
+        if save_marks:
+            self._marks_at = time.monotonic()
         if done.marks:
-            self._marks_saved, self._marks_at = marks, time.monotonic()
+            self._marks_saved = marks
         for n, (path, last, nbytes) in done.lanes.items():
             q = self.lanes[n]
             if q.segments and q.segments[-1].path == path:
@@ -241,7 +243,7 @@ class Outbox:
         if done.error is not None:
             self._cannot_write(str(done.error))
         elif self.disk_error is not None:
-            log.warning("outbox: writing to %s again", self.directory)
+            log.info("outbox: writing to %s again", self.directory)
             self.disk_error = None
         self._enforce_budget(len(self.unwritten) if done.error else 0)
 
@@ -331,7 +333,7 @@ class Outbox:
             # Every spilled seq on disk has been read and some did not come back: damaged
             # since they were written (or unreadable). Counted, so the depth stays true.
             lost = q.spilled - len(mem) - len(got)
-            self._damaged(lost, q.segments[-1].path if q.segments else self.directory)
+            self._damaged(lost, self.directory)
             q.spilled -= lost
         got += mem[: max(0, want - len(got))]
         q.queue.extend(got)

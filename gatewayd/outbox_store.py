@@ -155,6 +155,7 @@ class Store:
     ) -> Written:
         out = Written()
         try:
+            os.makedirs(self.directory, mode=0o750, exist_ok=True)  # it may have been missing
             # Deletions first: a wholly acknowledged segment a writer still holds is closed and
             # removed, and this batch starts a fresh one (doomed was decided before the batch).
             for path in doomed:

@@ -29,7 +29,8 @@ MAGIC = b"\xffOB2"  # 0xFF never occurs in UTF-8, so never in a JSON payload
 # topic length. Format 1 had the same fields, its crc covering them and the body together.
 FIELDS = struct.Struct("<IIQdBBH")
 HEAD = struct.Struct("<4sI")  # marker, crc32 of the FIELDS bytes
-HEADER_BYTES = HEAD.size + FIELDS.size  # 36
+HEADER = struct.Struct("<4sIIIQdBBH")  # HEAD then FIELDS
+HEADER_BYTES = HEADER.size  # 36
 SEGMENT_BYTES = 1 << 20  # rotate at 1 MiB: small enough to free space soon after a drain
 READ_LIMIT = 256 << 20  # a segment is SEGMENT_BYTES and one batch: a bigger file is not ours
 # Format 1 has no marker: a resync tries offsets whose lane and qos bytes (at +24, +25) could
@@ -67,41 +68,30 @@ def encode(r: Record) -> bytes:
     return b"".join((HEAD.pack(MAGIC, zlib.crc32(fields)), fields, body))
 
 
-def _at(data: bytes, pos: int) -> tuple[int, Record | None]:
-    """A format-2 record at ``pos``: (its end, the record) if it verifies; (its end, None) if
-    its header verifies and its body does not (a damaged record whose extent is known); (-1,
-    None) if no intact record starts here (or its body runs past the end: a torn tail)."""
-    if data[pos : pos + 4] != MAGIC or pos + HEADER_BYTES > len(data):
-        return -1, None
-    fields = data[pos + HEAD.size : pos + HEADER_BYTES]
-    if zlib.crc32(fields) != HEAD.unpack_from(data, pos)[1]:
-        return -1, None
-    length, bcrc, seq, created, lane, qos, tlen = FIELDS.unpack(fields)
-    start = pos + HEADER_BYTES
-    end = start + length
-    if end > len(data) or tlen > length:
-        return -1, None
-    body = data[start:end]
-    if zlib.crc32(body) != bcrc:
-        return end, None
-    topic = body[:tlen].decode(errors="replace")
-    return end, Record(seq, created, lane, qos, topic, body[tlen:])
-
-
 def _scan_v2(data: bytes) -> SegmentScan:
     out = SegmentScan()
+    records, size, view, crc = out.records, len(data), memoryview(data), zlib.crc32
     pos, in_run = 0, False
-    while 0 <= pos < len(data):
-        end, rec = _at(data, pos)
-        if rec is not None:
-            out.records.append((rec, end))
-            pos, out.valid_end, in_run = end, end, False
-        elif end > 0:  # a damaged record of known length: skip exactly it
-            out.damaged += 1
-            pos, in_run = end, False
-        else:  # not a record start: one damaged run, up to the next marker
-            out.damaged += 0 if in_run else 1
-            pos, in_run = data.find(MAGIC, pos + 1), True
+    while 0 <= pos < size:  # one pass per record: this loop is most of a start-up's time
+        if pos + HEADER_BYTES <= size:
+            magic, hcrc, length, bcrc, seq, created, lane, qos, tlen = HEADER.unpack_from(data, pos)
+            start = pos + HEADER_BYTES
+            end = start + length
+            if magic == MAGIC and crc(view[pos + HEAD.size : start]) == hcrc and end <= size:
+                if tlen <= length and crc(view[start:end]) == bcrc:
+                    topic = str(data[start : start + tlen], "utf-8", "replace")
+                    rec = Record(seq, created, lane, qos, topic, data[start + tlen : end])
+                    records.append((rec, end))
+                    pos = out.valid_end = end
+                else:  # the header verifies, so its length can be trusted: skip exactly it
+                    out.damaged += 1
+                    pos = end
+                in_run = False
+                continue
+        # No intact record starts here (or its body runs past the end: a torn tail): one
+        # damaged run, up to the next marker.
+        out.damaged += 0 if in_run else 1
+        pos, in_run = data.find(MAGIC, pos + 1), True
     return out
 
 
@@ -260,7 +250,6 @@ class SegmentWriter:
     def _rotate(self, first: int) -> None:
         self.close()
         self.path = ""
-        os.makedirs(self.directory, mode=0o750, exist_ok=True)  # it may have been missing
         path = os.path.join(self.directory, segment_name(self.lane, first))
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self.path = path
