@@ -65,6 +65,15 @@ class Lane:
         self.spill_from = 0  # first seq of the spilled run
         self.dropped = 0
 
+    def admit(self, seq: int) -> bool:
+        """Whether message ``seq`` joins the queue; if not, it is counted as spilled: kept on
+        disk only, read back in order when the queue drains."""
+        if self.spilled or len(self.queue) >= MEMORY_MESSAGES:
+            self.spill_from = self.spill_from or seq
+            self.spilled += 1
+            return False
+        return True
+
 
 class Outbox:
     def __init__(
@@ -108,11 +117,7 @@ class Outbox:
         self.seq += 1
         msg = Message(topic, payload, qos, lane, self.seq)
         q = self.lanes[lane]
-        if q.spilled or len(q.queue) >= MEMORY_MESSAGES:
-            if not q.spilled:
-                q.spill_from = msg.seq
-            q.spilled += 1  # kept on disk only; read back when the queue drains
-        else:
+        if q.admit(msg.seq):
             q.queue.append(msg)
         self.unwritten.append(msg)
 
@@ -355,8 +360,9 @@ class Outbox:
             os.makedirs(self.directory, mode=0o750, exist_ok=True)
         except OSError as exc:
             self._cannot_write(str(exc))
-        if not os.access(self.directory, os.W_OK):  # a card gone read-only: known at once
-            self._cannot_write(f"{self.directory}: not writable")
+        else:
+            if not os.access(self.directory, os.W_OK):  # a card gone read-only: known at once
+                self._cannot_write(f"{self.directory}: not writable")
         saved = load_marks(self._store.marks_path, len(LANES))
         marks, self.seq = saved or ([0] * len(LANES), 0)
         recovered = 0
@@ -379,11 +385,8 @@ class Outbox:
                         if rec.seq <= q.watermark:
                             continue
                         recovered += 1
-                        if len(q.queue) < MEMORY_MESSAGES and not q.spilled:
+                        if q.admit(rec.seq):
                             q.queue.append(_message(rec))
-                        else:
-                            q.spill_from = q.spill_from or rec.seq
-                            q.spilled += 1
                     q.segments.append(Segment(seg.path, seg.records[-1].seq, seg.size))
                     adopt = seg.adopt_at
             except OSError as exc:  # the directory cannot be listed
