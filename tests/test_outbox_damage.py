@@ -77,6 +77,19 @@ def drain(box: Outbox, ack: bool = True) -> list[int]:
     return out
 
 
+def acknowledge(box: Outbox, count: int) -> list[int]:
+    """The broker takes the next ``count`` messages and acknowledges each; the link then drops."""
+    out = []
+    for mid in range(1, count + 1):
+        msg = box.next()
+        assert msg is not None
+        box.sent(msg, mid)
+        box.acked(mid)
+        out.append(number(msg.payload))
+    box.requeue()
+    return out
+
+
 async def fill(box: Outbox, built: Built, rng: random.Random, count: int) -> None:
     first = len(built.lane_of)
     for n in range(first, first + count):
@@ -94,14 +107,7 @@ def build(directory: Path, rng: random.Random) -> Built:
     async def go() -> None:
         box = Outbox(str(directory))
         await fill(box, built, rng, rng.randint(120, 260))
-        # The broker acknowledges the first few before the link drops.
-        for mid in range(1, rng.randint(0, 50) + 1):
-            msg = box.next()
-            assert msg is not None
-            box.sent(msg, mid)
-            box.acked(mid)
-            built.acked.add(number(msg.payload))
-        box.requeue()
+        built.acked.update(acknowledge(box, rng.randint(0, 50)))
         await box.commit(final=True)
         box.close()
 
@@ -330,11 +336,7 @@ def test_seq_damage_does_not_confuse_the_watermark(tmp_path: Path) -> None:
         for n in range(10):
             box.put("ev/x", json.dumps({"n": n}).encode(), lane=INFO)
         await box.commit()
-        for mid in range(1, 4):
-            msg = box.next()
-            assert msg is not None
-            box.sent(msg, mid)
-            box.acked(mid)
+        assert acknowledge(box, 3) == [0, 1, 2]
         await box.commit(final=True)
         box.close()
 
@@ -367,6 +369,11 @@ def test_a_segment_whose_first_marker_is_gone_is_still_read_as_format_2(tmp_path
     [seg] = segment_files(tmp_path)
     seg.write_bytes(b"\x00\x00\x00\x00" + seg.read_bytes()[4:])
     reports: list[tuple[int, str]] = []
-    assert drain(Outbox(str(tmp_path), on_damaged=lambda n, p: reports.append((n, p)))) == [1, 2, 3, 4]
+    assert drain(Outbox(str(tmp_path), on_damaged=lambda n, p: reports.append((n, p)))) == [
+        1,
+        2,
+        3,
+        4,
+    ]
     assert reports == [(1, str(seg))]
     assert os.path.getsize(seg) > 0
