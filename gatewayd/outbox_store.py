@@ -8,7 +8,6 @@ in memory and tries again at its next commit.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -154,18 +153,24 @@ class Store:
         marks: tuple[list[int], int] | None,
     ) -> Written:
         out = Written()
+        # Deletions first: a wholly acknowledged segment a writer still holds is closed and
+        # removed, and this batch starts a fresh one (doomed was decided before the batch). A
+        # file that will not go is tried again next time; it does not hold up the batch.
+        for path in doomed:
+            for w in self.writers.values():
+                if w.path == path:
+                    w.close()
+                    w.path = ""
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                out.error = out.error or exc
+                continue
+            out.deleted.append(path)
         try:
             os.makedirs(self.directory, mode=0o750, exist_ok=True)  # it may have been missing
-            # Deletions first: a wholly acknowledged segment a writer still holds is closed and
-            # removed, and this batch starts a fresh one (doomed was decided before the batch).
-            for path in doomed:
-                for w in self.writers.values():
-                    if w.path == path:
-                        w.close()
-                        w.path = ""
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                out.deleted.append(path)
             for n, records in batches.items():
                 w = self.writers[n]
                 before = w.path, w.size

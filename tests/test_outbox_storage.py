@@ -327,3 +327,32 @@ def test_a_disk_that_fills_mid_write_leaves_no_torn_record_and_no_duplicate(tmp_
         again = Outbox(directory, on_damaged=lambda n, p: reports.append((n, p)))
         assert drain(again) == [0, 2, 1, *range(3, 303)]  # each once, in order
         assert reports == []
+
+
+def test_a_segment_that_will_not_go_does_not_hold_up_new_writes(tmp_path: Path) -> None:
+    async def run() -> None:
+        box = Outbox(str(tmp_path))
+        put(box, range(3))
+        await box.commit()
+        assert drain(box) == [0, 2, 1]  # all acknowledged: the segments are due to go
+        [stuck] = tmp_path.glob("lane1-*.seg")
+        stuck.unlink()
+        (stuck / "x").mkdir(parents=True)  # in its place, something unlink refuses
+        put(box, range(3, 6))
+        await box.commit()
+        assert box.disk_error is not None and str(stuck) in box.disk_error
+        written = {
+            json.loads(r.payload)["n"]
+            for p in tmp_path.glob("lane*.seg")
+            if p != stuck
+            for r, _ in read_segment(str(p)).records
+        }
+        assert written == {3, 4, 5}
+        (stuck / "x").rmdir()
+        stuck.rmdir()
+        await box.commit()
+        assert box.disk_error is None
+        box.close()
+
+    asyncio.run(run())
+    assert drain(Outbox(str(tmp_path))) == [4, 3, 5]
