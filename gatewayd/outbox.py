@@ -305,7 +305,7 @@ class Outbox:
             q.queue.popleft()
             dropped += 1
         if q.spilled and q.spill_from <= seg.last_seq:
-            on_disk = sum(1 for r in read_records(seg.path) if r.seq >= q.spill_from)
+            on_disk = len(read_records(seg.path, after=q.spill_from - 1))
             q.spilled -= on_disk
             dropped += on_disk
             q.spill_from = seg.last_seq + 1 if q.spilled else 0
@@ -330,8 +330,8 @@ class Outbox:
         for seg in q.segments:
             if seg.last_seq < start or len(got) >= want:
                 continue
-            for rec in read_records(seg.path):
-                if start <= rec.seq < below and len(got) < want:
+            for rec in read_records(seg.path, after=start - 1):
+                if rec.seq < below and len(got) < want:
                     got.append(_message(rec))
                     start = rec.seq + 1  # never the same seq twice
         if len(got) < want and len(got) < q.spilled - len(mem):

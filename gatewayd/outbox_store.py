@@ -99,7 +99,7 @@ def read_lane(directory: str, lane: int, damaged: Callable[[int, str], None]) ->
     last = 0  # seqs only rise within a lane; a lower one is a retried batch's second copy
     for path in list_segments(directory, lane):
         try:
-            seg = read_segment(path)
+            seg = read_segment(path, after=last)
         except OSError as exc:
             log.warning("outbox: cannot read %s: %s", path, exc)
             damaged(1, path)
@@ -107,24 +107,19 @@ def read_lane(directory: str, lane: int, damaged: Callable[[int, str], None]) ->
             continue
         if seg.damaged:
             damaged(seg.damaged, path)
-        mine = [r for r, _ in seg.records if r.seq > last]
+        mine = [r for r, _ in seg.records]
         last = mine[-1].seq if mine else last
         yield OnDisk(path, mine, seg.size, None if seg.legacy else seg.valid_end)
 
 
-def read_records(path: str) -> list[Record]:
-    """A segment's verified records with seqs rising (a repeat is a retried batch); [] if the
-    file cannot be read."""
+def read_records(path: str, after: int = 0) -> list[Record]:
+    """A segment's verified records above seq ``after``, seqs rising; [] if the file cannot
+    be read."""
     try:
-        records = read_segment(path).records
+        return [rec for rec, _end in read_segment(path, after).records]
     except OSError as exc:
         log.warning("outbox: cannot read %s: %s", path, exc)
         return []
-    out: list[Record] = []
-    for rec, _end in records:
-        if not out or rec.seq > out[-1].seq:
-            out.append(rec)
-    return out
 
 
 @dataclass(slots=True)

@@ -50,9 +50,11 @@ class Record:
 
 @dataclass(slots=True)
 class SegmentScan:
-    """What one segment file holds: its verified records with the offset just past each, how
-    many damaged records or runs of unverifiable bytes were skipped, and where the last verified
-    record ends (the writer may append only there)."""
+    """What one segment file holds: its verified records with the offset just past each (only
+    those whose seq rises above every one before it and above the ``after`` it was read with:
+    a lower one is a retried batch's second copy, or not wanted), how many damaged records or
+    runs of unverifiable bytes were skipped, and where the last verified record ends (the
+    writer may append only there)."""
 
     records: list[tuple[Record, int]] = field(default_factory=list)
     damaged: int = 0
@@ -68,7 +70,7 @@ def encode(r: Record) -> bytes:
     return b"".join((HEAD.pack(MAGIC, zlib.crc32(fields)), fields, body))
 
 
-def _scan_v2(data: bytes) -> SegmentScan:
+def _scan_v2(data: bytes, last: int) -> SegmentScan:
     out = SegmentScan()
     records, size, view, crc = out.records, len(data), memoryview(data), zlib.crc32
     pos, in_run = 0, False
@@ -79,9 +81,11 @@ def _scan_v2(data: bytes) -> SegmentScan:
             end = start + length
             if magic == MAGIC and crc(view[pos + HEAD.size : start]) == hcrc and end <= size:
                 if tlen <= length and crc(view[start:end]) == bcrc:
-                    topic = str(data[start : start + tlen], "utf-8", "replace")
-                    rec = Record(seq, created, lane, qos, topic, data[start + tlen : end])
-                    records.append((rec, end))
+                    if seq > last:
+                        topic = str(data[start : start + tlen], "utf-8", "replace")
+                        rec = Record(seq, created, lane, qos, topic, data[start + tlen : end])
+                        records.append((rec, end))
+                        last = seq
                     pos = out.valid_end = end
                 else:  # the header verifies, so its length can be trusted: skip exactly it
                     out.damaged += 1
@@ -115,13 +119,15 @@ def _next_v1(data: bytes, pos: int) -> int:
     return -1
 
 
-def _scan_v1(data: bytes) -> SegmentScan:
+def _scan_v1(data: bytes, last: int) -> SegmentScan:
     out = SegmentScan(legacy=True)
     pos, in_run = 0, False
     while 0 <= pos < len(data):
         end, rec = _at_v1(data, pos)
         if rec is not None:
-            out.records.append((rec, end))
+            if rec.seq > last:
+                out.records.append((rec, end))
+                last = rec.seq
             pos, out.valid_end, in_run = end, end, False
         else:
             out.damaged += 0 if in_run else 1
@@ -129,18 +135,18 @@ def _scan_v1(data: bytes) -> SegmentScan:
     return out
 
 
-def parse(data: bytes) -> SegmentScan:
+def parse(data: bytes, after: int = 0) -> SegmentScan:
     """Read one segment's bytes, telling the format from the content (a damaged first record
     must not make a format-2 file look like format 1, or the reverse)."""
     if not data:
         # The writer never leaves an empty segment (a failed first write removes the file), so
         # one here lost what it held: to the card, or to a crash between create and write.
         return SegmentScan(damaged=1)
-    v2 = _scan_v2(data)
-    if v2.records or data.startswith(MAGIC):
+    v2 = _scan_v2(data, after)
+    if v2.valid_end or data.startswith(MAGIC):
         return v2
-    v1 = _scan_v1(data)
-    return v1 if v1.records else v2
+    v1 = _scan_v1(data, after)
+    return v1 if v1.valid_end else v2
 
 
 def read_regular(path: str, limit: int) -> bytes:
@@ -155,10 +161,10 @@ def read_regular(path: str, limit: int) -> bytes:
         return f.read(limit)
 
 
-def read_segment(path: str) -> SegmentScan:
+def read_segment(path: str, after: int = 0) -> SegmentScan:
     """Raises OSError if the file cannot be read at all."""
     data = read_regular(path, READ_LIMIT)
-    out = parse(data)
+    out = parse(data, after)
     out.size = len(data)
     return out
 
