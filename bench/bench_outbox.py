@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 import sqlite3
@@ -218,6 +219,7 @@ def startup_seconds(directory: str) -> tuple[float, int]:
 
 def startup_rows(tmp: Path, msgs: list[tuple[str, bytes, int]], quick: bool) -> list[dict[str, Any]]:
     size = (16 if quick else 64) << 20
+    logging.getLogger("gatewayd.outbox").setLevel(logging.ERROR)  # the damage, once per start
     good, bad = tmp / "good", tmp / "bad"
     n = build_backlog(str(good), msgs, size)
     shutil.copytree(good, bad)

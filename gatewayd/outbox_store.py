@@ -1,9 +1,9 @@
 """The outbox's disk side: the watermarks file, the group-commit write, reading records back.
 
 Everything here blocks: the outbox runs it on its one I/O thread (recovery runs in its
-constructor, before anything waits on it). Nothing here raises for what is or is not on disk:
-a write reports what it managed and the error that stopped it, and the outbox keeps the rest
-in memory and tries again at its next commit.
+constructor, before anything waits on it). Nothing here raises for what a file holds, or
+for a file that cannot be read; a write reports what it managed and the error that stopped
+it, and the outbox keeps the rest in memory and tries again at its next commit.
 """
 
 from __future__ import annotations
