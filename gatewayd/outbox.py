@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -26,7 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gatewayd.segments import Record, SegmentWriter, list_segments, scan
+from gatewayd.outbox_store import Store, load_marks, read_lane, read_records
+from gatewayd.segments import Record, first_seq
 
 log = logging.getLogger("gatewayd.outbox")
 
@@ -65,6 +65,15 @@ class Lane:
         self.spill_from = 0  # first seq of the spilled run
         self.dropped = 0
 
+    def admit(self, seq: int) -> bool:
+        """Whether message ``seq`` joins the queue; if not, it is counted as spilled: kept on
+        disk only, read back in order when the queue drains."""
+        if self.spilled or len(self.queue) >= MEMORY_MESSAGES:
+            self.spill_from = self.spill_from or seq
+            self.spilled += 1
+            return False
+        return True
+
 
 class Outbox:
     def __init__(
@@ -75,15 +84,19 @@ class Outbox:
         telemetry_max: int = 2000,
         telemetry_ttl: float = 600.0,
         on_full: Callable[[bool], None] = lambda _full: None,
+        on_damaged: Callable[[int, str], None] = lambda _n, _path: None,
     ) -> None:
-        os.makedirs(directory, mode=0o750, exist_ok=True)
+        """Never raises for what is, or is not, on disk: an outbox that cannot write runs from
+        memory with ``disk_error`` set and tries again every ``window``."""
         self.directory = directory
         self.budget = budget_bytes
         self.window = window
         self.telemetry_ttl = telemetry_ttl
         self.on_full = on_full
+        self.on_damaged = on_damaged
         self.full = False
-        self.disk_error: str | None = None
+        self.disk_error: str | None = None  # why the last write failed; None while writes work
+        self.damaged_records = 0  # records (or runs of bytes) on disk that did not verify
         self.lanes = {n: Lane(n) for n in LANES}
         self.inflight: OrderedDict[int, Message] = OrderedDict()
         self.telemetry: deque[Message] = deque(maxlen=telemetry_max)
@@ -93,8 +106,7 @@ class Outbox:
         self.seq = 0
         self.bytes_written = 0
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox-io")
-        self._writers = {n: SegmentWriter(directory, n) for n in LANES}
-        self._marks_path = os.path.join(directory, "acked.json")
+        self._store = Store(directory, LANES)
         self._marks_saved: tuple[int, ...] = ()
         self._marks_at = 0.0
         self._recover()
@@ -105,11 +117,7 @@ class Outbox:
         self.seq += 1
         msg = Message(topic, payload, qos, lane, self.seq)
         q = self.lanes[lane]
-        if q.spilled or len(q.queue) >= MEMORY_MESSAGES:
-            if not q.spilled:
-                q.spill_from = msg.seq
-            q.spilled += 1  # kept on disk only; read back when the queue drains
-        else:
+        if q.admit(msg.seq):
             q.queue.append(msg)
         self.unwritten.append(msg)
 
@@ -180,6 +188,7 @@ class Outbox:
             "disk_bytes": self.disk_bytes,
             "telemetry_buffered": len(self.telemetry),
             "dropped_telemetry": self.telemetry_dropped,
+            "damaged_records": self.damaged_records,
         }
         for n, q in self.lanes.items():
             out[f"depth_{LANE_NAMES[n]}"] = len(q.queue) + q.spilled
@@ -203,77 +212,45 @@ class Outbox:
         self.unwritten = []
         self._committing = batch
         marks = self._marks()
-        save_marks = marks != self._marks_saved and (
-            final or time.monotonic() - self._marks_at > 2.0
+        # While writes fail, the watermarks are written (every 2 s, like any change) even when
+        # unchanged: that is the probe that tells when the disk is back.
+        save_marks = (final or time.monotonic() - self._marks_at > 2.0) and (
+            marks != self._marks_saved or self.disk_error is not None
         )
         doomed = self._doomed()
         if not batch and not save_marks and not doomed:
             return
-        loop = asyncio.get_running_loop()
-        try:
-            written = await loop.run_in_executor(
-                self._io, self._write, batch, doomed, marks if save_marks else None
-            )
-        except OSError as exc:
-            self._committing = []
-            self.unwritten = batch + self.unwritten  # kept in memory; tried again next window
-            if self.disk_error is None:
-                log.error("outbox cannot write to %s: %s", self.directory, exc)
-            self.disk_error = str(exc)
-            self._enforce_budget(len(self.unwritten))
-            return
-        self._committing = []
-        self.disk_error = None
-        if save_marks:
-            self._marks_saved, self._marks_at = marks, time.monotonic()
+        batches: dict[int, list[Record]] = {}
         for m in batch:
-            m.written = True
-        for n, segs in written.items():
+            rec = Record(m.seq, m.created, m.lane, m.qos, m.topic, m.payload)
+            batches.setdefault(m.lane, []).append(rec)
+        saved = (list(marks[:-1]), marks[-1]) if save_marks else None
+        loop = asyncio.get_running_loop()
+        done = await loop.run_in_executor(self._io, self._store.write, batches, doomed, saved)
+        self._committing = []
+        self.bytes_written += done.nbytes
+        kept = [m for m in batch if m.lane not in done.lanes]
+        for m in batch:
+            m.written = m.lane in done.lanes
+        self.unwritten = kept + self.unwritten  # kept in memory; tried again next window
+        if save_marks:
+            self._marks_at = time.monotonic()
+        if done.marks:
+            self._marks_saved = marks
+        for n, (path, last, nbytes) in done.lanes.items():
             q = self.lanes[n]
-            for path, last, nbytes in segs:
-                if q.segments and q.segments[-1].path == path:
-                    q.segments[-1].last_seq, q.segments[-1].nbytes = last, nbytes
-                else:
-                    q.segments.append(Segment(path, last, nbytes))
+            if q.segments and q.segments[-1].path == path:
+                q.segments[-1].last_seq, q.segments[-1].nbytes = last, nbytes
+            else:
+                q.segments.append(Segment(path, last, nbytes))
         for q in self.lanes.values():
-            q.segments = [s for s in q.segments if s.path not in doomed]
-        self._enforce_budget(0)
-
-    def _write(
-        self, batch: list[Message], doomed: list[str], marks: tuple[int, ...] | None
-    ) -> dict[int, list[tuple[str, int, int]]]:
-        out: dict[int, list[tuple[str, int, int]]] = {}
-        # Deletions first: a wholly acknowledged segment the writer still holds is closed and
-        # removed, and this batch starts a fresh one (doomed was decided before this batch).
-        for path in doomed:
-            for w in self._writers.values():
-                if w.path == path:
-                    w.close()
-                    w.path = ""
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        for n in LANES:
-            records = [
-                Record(m.seq, m.created, m.lane, m.qos, m.topic, m.payload)
-                for m in batch
-                if m.lane == n
-            ]
-            if not records:
-                continue
-            w = self._writers[n]
-            before = w.path, w.size
-            w.append(records)
-            w.sync()
-            self.bytes_written += w.size - (before[1] if before[0] == w.path else 0)
-            out.setdefault(n, []).append((w.path, records[-1].seq, w.size))
-        if marks is not None:
-            tmp = self._marks_path + ".tmp"
-            with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-                json.dump({"watermarks": marks[:-1], "seq": marks[-1]}, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._marks_path)
-        return out
+            q.segments = [s for s in q.segments if s.path not in done.deleted]
+        if done.error is not None:
+            self._cannot_write(str(done.error))
+        elif self.disk_error is not None:
+            log.info("outbox: writing to %s again", self.directory)
+            self.disk_error = None
+        self._enforce_budget(len(self.unwritten) if done.error else 0)
 
     def _marks(self) -> tuple[int, ...]:
         marks = []
@@ -328,13 +305,13 @@ class Outbox:
             q.queue.popleft()
             dropped += 1
         if q.spilled and q.spill_from <= seg.last_seq:
-            on_disk = sum(1 for r, _ in scan(seg.path) if r.seq >= q.spill_from)
+            on_disk = len(read_records(seg.path, after=q.spill_from - 1))
             q.spilled -= on_disk
             dropped += on_disk
             q.spill_from = seg.last_seq + 1 if q.spilled else 0
         q.watermark = max(q.watermark, seg.last_seq)
         q.segments.remove(seg)
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # if it stays, it is not ours to count any more
             os.unlink(seg.path)
         q.dropped += dropped
         return dropped
@@ -353,70 +330,87 @@ class Outbox:
         for seg in q.segments:
             if seg.last_seq < start or len(got) >= want:
                 continue
-            for rec, _end in scan(seg.path):
-                if start <= rec.seq < below and len(got) < want:
-                    got.append(
-                        Message(
-                            rec.topic,
-                            rec.payload,
-                            rec.qos,
-                            rec.lane,
-                            rec.seq,
-                            rec.created,
-                            written=True,
-                        )
-                    )
+            for rec in read_records(seg.path, after=start - 1):
+                if rec.seq < below and len(got) < want:
+                    got.append(_message(rec))
+                    start = rec.seq + 1  # never the same seq twice
+        if len(got) < want and len(got) < q.spilled - len(mem):
+            # Every spilled seq on disk has been read and some did not come back: damaged
+            # since they were written (or unreadable). Counted, so the depth stays true.
+            lost = q.spilled - len(mem) - len(got)
+            self._damaged(lost, self.directory)
+            q.spilled -= lost
         got += mem[: max(0, want - len(got))]
         q.queue.extend(got)
         q.spilled = max(0, q.spilled - len(got))
         q.spill_from = got[-1].seq + 1 if q.spilled and got else (start if q.spilled else 0)
 
-    def _recover(self) -> None:
-        marks: list[int] = [0, 0]
+    def _damaged(self, n: int, path: str) -> None:
+        self.damaged_records += n
+        log.warning("outbox: %d damaged records or runs skipped in %s", n, path)
         try:
-            with open(self._marks_path) as f:
-                saved = json.load(f)
-            marks = [int(x) for x in saved["watermarks"]]
-            self.seq = int(saved["seq"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
+            self.on_damaged(n, path)
+        except Exception:
+            log.exception("outbox: the damage report failed")
+
+    def _recover(self) -> None:
+        """Read back what an earlier run left. Damaged records are skipped and counted; a
+        segment is cut (a torn tail) only after its last record that verifies."""
+        try:
+            os.makedirs(self.directory, mode=0o750, exist_ok=True)
+        except OSError as exc:
+            self._cannot_write(str(exc))
+        else:
+            if not os.access(self.directory, os.W_OK):  # a card gone read-only: known at once
+                self._cannot_write(f"{self.directory}: not writable")
+        saved = load_marks(self._store.marks_path, len(LANES))
+        marks, self.seq = saved or ([0] * len(LANES), 0)
         recovered = 0
         for n in LANES:
             q = self.lanes[n]
-            q.watermark = marks[n] if n < len(marks) else 0
-            for path in list_segments(self.directory, n):
-                last, end = 0, 0
-                for rec, end in scan(path):  # noqa: B007 - the last offset is the valid end
-                    last = rec.seq
-                    self.seq = max(self.seq, rec.seq)
-                    if rec.seq > q.watermark:
+            q.watermark = marks[n]
+            adopt: int | None = None
+            try:
+                for seg in read_lane(self.directory, n, self._damaged):
+                    adopt = None  # only the newest segment may be continued
+                    top = seg.records[-1].seq if seg.records else 0
+                    self.seq = max(self.seq, top, first_seq(seg.path) or 0)  # never reused
+                    if not seg.readable:
+                        continue  # left alone: it is not ours to delete what we cannot read
+                    if not seg.records or seg.records[-1].seq <= q.watermark:
+                        with contextlib.suppress(OSError):  # nothing in it left to send
+                            os.unlink(seg.path)
+                        continue
+                    for rec in seg.records:
+                        if rec.seq <= q.watermark:
+                            continue
                         recovered += 1
-                        if len(q.queue) < MEMORY_MESSAGES and not q.spilled:
-                            q.queue.append(
-                                Message(
-                                    rec.topic,
-                                    rec.payload,
-                                    rec.qos,
-                                    n,
-                                    rec.seq,
-                                    rec.created,
-                                    written=True,
-                                )
-                            )
-                        else:
-                            q.spill_from = q.spill_from or rec.seq
-                            q.spilled += 1
-                if last == 0 or last <= q.watermark:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
-                    continue
-                q.segments.append(Segment(path, last, end))
-                self._writers[n].adopt(path, end)  # the newest ends up adopted
-        self._marks_saved = self._marks()
+                        if q.admit(rec.seq):
+                            q.queue.append(_message(rec))
+                    q.segments.append(Segment(seg.path, seg.records[-1].seq, seg.size))
+                    adopt = seg.adopt_at
+            except OSError as exc:  # the directory cannot be listed
+                self._cannot_write(str(exc))
+            if adopt is not None:
+                try:
+                    self._store.writers[n].adopt(q.segments[-1].path, adopt)
+                    q.segments[-1].nbytes = adopt
+                except OSError as exc:
+                    self._cannot_write(str(exc))
+        damaged_marks = saved is None and os.path.lexists(self._store.marks_path)
+        self._marks_saved = () if damaged_marks else self._marks()  # () rewrites it at once
         if recovered:
             log.info("outbox: %d messages waiting from before the restart", recovered)
 
+    def _cannot_write(self, why: str) -> None:
+        if self.disk_error is None:
+            log.error("outbox cannot write: %s; holding messages in memory", why)
+        self.disk_error = why
+
     def close(self) -> None:
-        for w in self._writers.values():
-            w.close()
+        self._store.close()
         self._io.shutdown(wait=True)
+
+
+def _message(rec: Record) -> Message:
+    return Message(rec.topic, rec.payload, rec.qos, rec.lane, rec.seq, rec.created, written=True)
