@@ -109,6 +109,7 @@ CATALOGUE: Mapping[str, tuple[tuple[str, ...], str]] = {
     "gatewayd_outbox_oldest_age_seconds": ((), "Age of the oldest message not yet acknowledged by the broker."),
     "gatewayd_outbox_dropped_total": (("lane",), "Messages given up for lack of room (lane urgent, info or telemetry); urgent drops are lost safety events."),
     "gatewayd_outbox_disk_bytes": ((), "Bytes the outbox holds on the SD card while the broker is away."),
+    "gatewayd_outbox_damaged_records_total": ((), "Damaged outbox records (or runs of bytes) skipped since start: the SD card garbled what was stored; the rest was kept."),
     "gatewayd_command_results_total": (("code",), "Platform commands answered, by result code."),
     "gatewayd_rule_actions_total": (("rule",), "Actions (cuts, releases) started by a local rule."),
     "gatewayd_alarm_active": (("device", "type", "severity"), "Per alarm on the gateway's list: 1 while its condition is present, 0 once it is over (a latched alarm then awaits a person's reset)."),
@@ -208,6 +209,7 @@ def _outbox(f: Families, gw: Gateway, now: float) -> None:
     for lane, n in sorted(dropped.items()):
         f.add("gatewayd_outbox_dropped_total", _num(n) or 0.0, lane)
     f.add("gatewayd_outbox_disk_bytes", figures["disk_bytes"])
+    f.add("gatewayd_outbox_damaged_records_total", figures.get("damaged_records", 0))
 
 
 def _ask(driver: Any, face: str) -> Mapping[str, Any]:

@@ -71,6 +71,8 @@ class Gateway:
         self.config = config
         self.tick_seconds = tick_seconds
         self.started = time.time()
+        self._running = False
+        self._damaged: list[tuple[int, str]] = []
         self.topics = Topics(config.topic_root)
         self.outbox = Outbox(
             os.path.join(config.data_dir, "outbox"),
@@ -79,6 +81,7 @@ class Gateway:
             telemetry_max=config.outbox.telemetry_buffer,
             telemetry_ttl=config.outbox.telemetry_ttl_seconds,
             on_full=self._outbox_full,
+            on_damaged=self._outbox_damaged,
         )
         self.publisher = Publisher(self.topics, self.outbox, self.started, config.site)
         self.engine = Engine.from_config(config.rules)
@@ -144,6 +147,9 @@ class Gateway:
                 outbox_task = tg.create_task(self.outbox.run(), name="outbox")
                 self._start_buses(self.config)
                 self._state_lost()
+                self._running = True
+                for damaged, path in self._damaged:  # found while starting
+                    self._outbox_damaged(damaged, path)
                 interval = sdnotify.watchdog_interval()
                 if interval:
                     services.append(
@@ -365,6 +371,15 @@ class Gateway:
                 self.alarms.clear(change.device, change.type, change.part)
             else:
                 self.alarms.raise_(change.device, change.type, change.data, change.part)
+
+    def _outbox_damaged(self, records: int, path: str) -> None:
+        """Damaged outbox records were skipped (a bad SD card): counted, said, never fatal.
+        Found while starting (before the rules run), they are said once the daemon runs."""
+        if not self._running:
+            self._damaged.append((records, path))
+            return
+        data = {"records": records, "file": os.path.basename(path)}
+        self.handle_event(Event(self.config.gateway_id, "gateway.outbox_damaged", "warning", data))
 
     def _outbox_full(self, full: bool) -> None:
         gid = self.config.gateway_id

@@ -271,17 +271,7 @@ def run_gatewayd(site: Site, timeout: float = 20.0) -> subprocess.CompletedProce
     )
 
 
-@pytest.mark.parametrize(
-    "populated",
-    [
-        pytest.param(
-            False,
-            marks=pytest.mark.skip(reason="the outbox cannot start without its directory yet"),
-        ),
-        True,
-    ],
-    ids=["empty", "after-a-run"],
-)
+@pytest.mark.parametrize("populated", [False, True], ids=["empty", "after-a-run"])
 def test_read_only_data_dir_rules_run_from_memory_and_say_so(
     tmp_path: Path, broker: Broker, populated: bool
 ) -> None:

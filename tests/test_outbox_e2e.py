@@ -142,12 +142,19 @@ def test_a_flipped_bit_in_a_segment_costs_that_event_only(tmp_path: Path, broker
         data[(victim + 36 + tlen + end) // 2] ^= 0x10
         seg.write_bytes(data)
         daemon.start(wait_ready=False)
-        wait_until(lambda: stored(tmp_path) == 599, 15, "phase 2 on disk")
+        wait_until(lambda: stored(tmp_path) >= 599, 15, "phase 2 on disk")  # + the damage event
         broker.start()
         probe = Probe(broker.port)
         try:
             wait_until(lambda: len(probe.on(f"{site.root}/events/+")) >= 599, 30, "the backlog")
             got = {m.json()["id"] for m in probe.on(f"{site.root}/events/+")}
+            said = probe.wait(
+                f"{site.root}/events/{site.gateway_id}",
+                lambda e: e["type"] == "gateway.outbox_damaged",
+            )
+            assert (said["severity"], said["data"]) == (
+                "warning", {"records": 1, "file": seg.name},
+            )  # fmt: skip
         finally:
             probe.close()
     emitted = {row[0] for line in log.read_text().splitlines() for row in json.loads(line)}
