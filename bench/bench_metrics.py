@@ -49,7 +49,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from gatewayd import metrics
-    from gatewayd.metrics_families import build
+    from gatewayd.metrics.families import build
     from tests.metrics_site import close_gateway, fill, make_gateway
 
     n = 50 if quick else 500

@@ -32,9 +32,9 @@ from bench.common import percentile, row
 from firmware_stubs.broker import Broker
 from gatewayd import config as config_mod
 from gatewayd.model import Event
-from gatewayd.outbox import Outbox
-from gatewayd.publisher import Publisher, Topics, dumps, lane_of
-from gatewayd.uplink import MqttLink
+from gatewayd.uplink.link import MqttLink
+from gatewayd.uplink.outbox import Outbox
+from gatewayd.uplink.publisher import Publisher, Topics, dumps, lane_of
 
 ROOT = "pingan/v1/gw-bench"
 
@@ -219,7 +219,7 @@ def startup_seconds(directory: str) -> tuple[float, int]:
 
 def startup_rows(tmp: Path, msgs: list[tuple[str, bytes, int]], quick: bool) -> list[dict[str, Any]]:
     size = (16 if quick else 64) << 20
-    logging.getLogger("gatewayd.outbox").setLevel(logging.ERROR)  # the damage, once per start
+    logging.getLogger("gatewayd.uplink.outbox").setLevel(logging.ERROR)  # the damage, once per start
     good, bad = tmp / "good", tmp / "bad"
     n = build_backlog(str(good), msgs, size)
     shutil.copytree(good, bad)

@@ -22,8 +22,8 @@ from typing import Any
 from demo.view import LiveView
 from firmware_stubs.broker import Broker
 from firmware_stubs.site import EmulatedSite
+from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
-from gatewayd.signing import sign
 
 GATEWAY_ID = "xz-liushu-017"
 ROOT = f"pingan/v1/{GATEWAY_ID}"

@@ -25,17 +25,17 @@ from gatewayd.alarms import FIRE_MODE, STATE_LOST
 from gatewayd.alarms.keeper import AlarmKeeper
 from gatewayd.audit import AuditLog
 from gatewayd.commands import Gate
+from gatewayd.commands.dispatch import CommandHandler
+from gatewayd.commands.replay import ReplayCache
 from gatewayd.config import Config
-from gatewayd.dispatch import CommandHandler
 from gatewayd.driver import BusConfig, Driver
 from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
 from gatewayd.linkage import Actuator
 from gatewayd.model import TICK, Action, Alarm, Event, is_internal
-from gatewayd.outbox import Outbox
-from gatewayd.publisher import Publisher, Topics
-from gatewayd.replay import ReplayCache
 from gatewayd.supervisor import Supervised
-from gatewayd.uplink import MqttLink
+from gatewayd.uplink.link import MqttLink
+from gatewayd.uplink.outbox import Outbox
+from gatewayd.uplink.publisher import Publisher, Topics
 from rules.engine import ClearAlarm, Engine, Outcome, World
 
 log = logging.getLogger("gatewayd")

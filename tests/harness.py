@@ -21,8 +21,8 @@ import paho.mqtt.client as mqtt
 
 from firmware_stubs.broker import Broker, free_port
 from firmware_stubs.srb433 import ReceiverEmulator
+from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
-from gatewayd.signing import sign
 
 __all__ = [
     "Broker",

@@ -376,6 +376,6 @@ def test_a_lock_that_refuses_connections_is_never_reported_ok(
 
     errors = run(scenario())
     # The daemon's command path turns DeviceTimeout into "timeout" and DeviceError into
-    # "device_error" (gatewayd/dispatch.py); "ok" needs the lock's own ACK.
+    # "device_error" (gatewayd/commands/dispatch.py); "ok" needs the lock's own ACK.
     assert len(errors) == 2
     assert ble_world.emu.call(lambda: (lock.lock_state, lock.commands)) == (0, [])

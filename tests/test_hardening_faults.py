@@ -26,7 +26,7 @@ import pytest
 
 from gatewayd.driver import DeviceConfig
 from gatewayd.model import TICK, Event
-from gatewayd.segments import list_segments, scan
+from gatewayd.uplink.segments import list_segments, scan
 from rules.charger import FullRule, SessionCapRule
 from rules.engine import World
 from rules.smoke import SmokeRule
@@ -138,7 +138,7 @@ def test_bad_broker_certificate_is_refused_rules_keep_running_reconnects_when_fi
     try:
         wait_until(lambda: why in daemon.output(), 10, f"a log line saying {why!r}")
         line = next(x for x in daemon.output().splitlines() if why in x)
-        assert "WARNING gatewayd.uplink: broker 127.0.0.1:" in line
+        assert "WARNING gatewayd.uplink.link: broker 127.0.0.1:" in line
         assert "certificate verify failed" in line and "retrying in" in line
         # Safety without the platform: the smoke alarm still puts the house in fire mode.
         wait_until(lambda: control(sock, {"cmd": "status"})["fire_mode"], 10, "fire mode")

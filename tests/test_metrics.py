@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from drivers.ble import protocol as lock_proto
 from gatewayd import metrics
-from gatewayd.metrics_families import CATALOGUE, EventCounters
+from gatewayd.metrics.families import CATALOGUE, EventCounters
 from gatewayd.model import Event
 from gatewayd.runtime import Gateway
 from gatewayd.supervisor import Supervised
@@ -392,8 +392,8 @@ def test_exposition_means_what_prometheus_clients_own_says(tmp_path: Path) -> No
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    from gatewayd.metrics_families import build
-    from gatewayd.metrics_text import TextFormat
+    from gatewayd.metrics.families import build
+    from gatewayd.metrics.text import TextFormat
 
     gw = ms.make_gateway(tmp_path, chargers=3, detectors=4, locks=2)
     try:
@@ -427,7 +427,7 @@ def test_fire_mode_cuts_are_counted_as_fire_not_unknown() -> None:
     """Defect 5: the fire linkage's batched cut (one broadcast e-stop, then each pile's) was
     counted with reason="unknown": its events did not say which rule asked."""
     from firmware_stubs.ebc_pile import EbcEmulator, Pile
-    from gatewayd.metrics_families import EventCounters
+    from gatewayd.metrics.families import EventCounters
     from gatewayd.model import Action
     from tests.charger_harness import RulesLoop, on_emulator, running
 

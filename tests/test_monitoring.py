@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from firmware_stubs.ebc_pile import EbcEmulator, Pile
-from gatewayd.metrics_families import CATALOGUE
+from gatewayd.metrics.families import CATALOGUE
 from tests.harness import REPO, Broker, Daemon, free_port, make_site, wait_until
 from tests.harness import ReceiverThread as EmulatorThread
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd import outbox as outbox_mod
-from gatewayd.outbox import INFO, URGENT, Outbox
-from gatewayd.segments import list_segments, scan
+from gatewayd.uplink import outbox as outbox_mod
+from gatewayd.uplink.outbox import INFO, URGENT, Outbox
+from gatewayd.uplink.segments import list_segments, scan
 
 
 def records(directory: Path, lane: int) -> list[int]:
@@ -148,7 +148,7 @@ def test_long_backlog_spills_to_disk_and_comes_back_in_order(
 def test_budget_drops_oldest_info_keeps_urgent_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gatewayd.segments.SEGMENT_BYTES", 20_000)
+    monkeypatch.setattr("gatewayd.uplink.segments.SEGMENT_BYTES", 20_000)
     fullness: list[bool] = []
 
     async def go() -> Outbox:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd import outbox as outbox_mod
-from gatewayd import segments
-from gatewayd.outbox import INFO, URGENT, Outbox
+from gatewayd.uplink import outbox as outbox_mod
+from gatewayd.uplink import segments
+from gatewayd.uplink.outbox import INFO, URGENT, Outbox
 
 MAGIC = b"\xffOB2"
 HEADER = 36  # magic 4, header crc 4, body length 4, body crc 4, seq 8, created 8, lane, qos, topic length 2

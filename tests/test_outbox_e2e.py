@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from gatewayd.segments import list_segments, scan
+from gatewayd.uplink.segments import list_segments, scan
 from tests.harness import Broker, Daemon, Probe, Site, install_plugin, make_site, wait_until
 
 LOADGEN = '''

@@ -24,10 +24,10 @@ from pathlib import Path
 import pytest
 
 from gatewayd import config as config_mod
-from gatewayd.outbox import INFO, URGENT, Outbox
-from gatewayd.publisher import Publisher, Topics
-from gatewayd.segments import read_segment
-from gatewayd.uplink import MqttLink
+from gatewayd.uplink.link import MqttLink
+from gatewayd.uplink.outbox import INFO, URGENT, Outbox
+from gatewayd.uplink.publisher import Publisher, Topics
+from gatewayd.uplink.segments import read_segment
 from tests.harness import Broker, Probe
 from tests.test_outbox_damage import acknowledge
 

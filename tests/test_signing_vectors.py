@@ -16,9 +16,8 @@ import pytest
 
 from drivers.ble.driver import BleDriver
 from drivers.modbus.driver import ModbusDriver
-from gatewayd import signing
-from gatewayd.commands import Gate, Refused
-from gatewayd.replay import ReplayCache
+from gatewayd.commands import Gate, Refused, signing
+from gatewayd.commands.replay import ReplayCache
 from gatewayd.schema import Field
 from tests.signers import make_vectors
 

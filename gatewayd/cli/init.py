@@ -134,8 +134,8 @@ def init(
           --site "柳墅村 17号" --broker mqtts://broker.example.cn:8883 \\
           --username xz-liushu-017 --password-file /etc/gatewayd/mqtt.password
     """
+    from gatewayd.commands.signing import fingerprint
     from gatewayd.secrets import read_hex_key, write_secret
-    from gatewayd.signing import fingerprint
 
     if os.path.exists(config_path) and not force:
         fail(f"{config_path} exists already; use --force to replace it", USAGE)

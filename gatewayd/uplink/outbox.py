@@ -25,10 +25,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from gatewayd.outbox_store import Store, load_marks, read_lane, read_records
-from gatewayd.segments import Record, first_seq
+from gatewayd.uplink.outbox_store import Store, load_marks, read_lane, read_records
+from gatewayd.uplink.segments import Record, first_seq
 
-log = logging.getLogger("gatewayd.outbox")
+log = logging.getLogger("gatewayd.uplink.outbox")
 
 URGENT, INFO = 0, 1
 LANES = (URGENT, INFO)

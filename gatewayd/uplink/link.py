@@ -19,7 +19,7 @@ from typing import Any
 from gatewayd.backoff import Backoff
 from gatewayd.config import Config
 
-log = logging.getLogger("gatewayd.uplink")
+log = logging.getLogger("gatewayd.uplink.link")
 
 MessageHandler = Callable[[str, bytes], None]
 

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from gatewayd.alarms import Refusal
-from gatewayd.commands import Command, Refused, Result
+from gatewayd.commands.gate import Command, Refused, Result
 from gatewayd.errors import DeviceError, DeviceTimeout, StorageFailed
 from gatewayd.model import Action
 

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatewayd import signing
+from gatewayd.commands import signing
+from gatewayd.commands.replay import ReplayCache
 from gatewayd.errors import ConfigError, StorageFailed
-from gatewayd.replay import ReplayCache
 from gatewayd.schema import Int, Schema, Str, validate
 
 MAX_PAYLOAD = 8192  # bytes; a command is a few hundred

@@ -1,4 +1,4 @@
-"""The metrics endpoint: the text exposition (gatewayd.metrics_text) on its own small threaded
+"""The metrics endpoint: the text exposition (gatewayd.metrics.text) on its own small threaded
 HTTP server.
 
 prometheus_client's ``start_http_server`` offers TLS but not basic auth, and its TLS
@@ -126,7 +126,7 @@ class MetricsServer:
         certfile: str | None = None,
         keyfile: str | None = None,
     ) -> None:
-        from gatewayd.metrics_text import TextFormat
+        from gatewayd.metrics.text import TextFormat
 
         if (username is None) != (password is None):
             raise ValueError("basic auth needs both a username and a password")

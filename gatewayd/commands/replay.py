@@ -26,7 +26,7 @@ import time
 
 from gatewayd.errors import StorageFailed
 
-log = logging.getLogger("gatewayd.replay")
+log = logging.getLogger("gatewayd.commands.replay")
 
 HORIZON = 330.0  # s of real time an accepted id can stay valid (lifetime 300 + skew 30)
 PRUNE_ABOVE = 1024

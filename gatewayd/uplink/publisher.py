@@ -15,10 +15,10 @@ from typing import Any
 
 from gatewayd import __version__
 from gatewayd.model import Alarm, Event
-from gatewayd.outbox import INFO, URGENT, Outbox
-from gatewayd.uplink import MqttLink
+from gatewayd.uplink.link import MqttLink
+from gatewayd.uplink.outbox import INFO, URGENT, Outbox
 
-log = logging.getLogger("gatewayd.publisher")
+log = logging.getLogger("gatewayd.uplink.publisher")
 
 INFLIGHT_WINDOW = 100
 

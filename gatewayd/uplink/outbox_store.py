@@ -16,9 +16,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gatewayd.segments import Record, SegmentWriter, list_segments, read_regular, read_segment
+from gatewayd.uplink.segments import (
+    Record,
+    SegmentWriter,
+    list_segments,
+    read_regular,
+    read_segment,
+)
 
-log = logging.getLogger("gatewayd.outbox")
+log = logging.getLogger("gatewayd.uplink.outbox")
 
 MARKS_FILE = "acked.json"
 MAX_SEQ = (1 << 63) - 1

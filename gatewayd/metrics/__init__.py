@@ -23,13 +23,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from gatewayd.errors import GatewayError
-from gatewayd.metrics_families import EventCounters, build
+from gatewayd.metrics.families import EventCounters, build
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
-    from gatewayd.metrics_http import MetricsServer
+    from gatewayd.metrics.http import MetricsServer
     from gatewayd.runtime import Gateway
 
 log = logging.getLogger("gatewayd.metrics")
@@ -89,7 +89,7 @@ class MetricsHandle:
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
 
-        from gatewayd.metrics_text import TextFormat
+        from gatewayd.metrics.text import TextFormat
 
         self.gw = gw
         self.counters = EventCounters()
@@ -128,7 +128,7 @@ def serve(
     """Count ``gateway``'s events and serve its metrics on ``listen`` ("host:port"; an empty
     string serves nothing). Call it on the daemon's event loop. Raises OSError if the port
     cannot be bound."""
-    from gatewayd.metrics_http import MetricsServer
+    from gatewayd.metrics.http import MetricsServer
 
     handle = MetricsHandle(gateway)
     if listen:
