@@ -18,7 +18,7 @@ from gatewayd.cli.common import FAILED, NO_DAEMON, NOT_FOUND, Fail, data_dir_of,
 from gatewayd.cli.i18n import t
 
 TIMEOUT = 20.0
-#: A refusal's code (gatewayd.control_wire) -> the exit code scripts see: no such alarm or
+#: A refusal's code (gatewayd.control.wire) -> the exit code scripts see: no such alarm or
 #: device is "nothing found"; too many clients is "not reachable" (try again).
 EXIT_BY_CODE = {"not_found": NOT_FOUND, "busy": NO_DAEMON}
 

@@ -1,15 +1,15 @@
 """The local control socket: how `gatewayd status`, `events`, `alarm` and `pair` reach the
 running daemon without a broker.
 
-A Unix stream socket, mode 0660, speaking line-delimited JSON (gatewayd.control_wire): one
+A Unix stream socket, mode 0660, speaking line-delimited JSON (gatewayd.control.wire): one
 request object per line, one answer object per line (``{"ok": true, ...}``, or a refusal
 ``{"ok": false, "code": ..., "error": "..."}``); ``events`` answers once and then streams one
 event object per line until the client leaves. Peers are checked with SO_PEERCRED
-(gatewayd.control_peer): root, the daemon's own user and members of the socket's group get in;
+(gatewayd.control.peer): root, the daemon's own user and members of the socket's group get in;
 anyone else is refused and logged once. Whoever acknowledges an alarm or resets fire mode is
 recorded as the peer's OS account; a name the client gives is only a cleaned note.
 
-What a client can cost the daemon is bounded (gatewayd.control_session): connections at once,
+What a client can cost the daemon is bounded (gatewayd.control.session): connections at once,
 request size and depth, time to send a request and to take an answer; every request, however
 malformed, gets a coded answer and none leaves a traceback in the log. Nothing here ever sends
 a secret: the answers carry ids, kinds, buses and observed state, never device settings or keys.
@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from gatewayd import __version__
 from gatewayd.alarms import Refusal as AlarmRefusal
-from gatewayd.control_peer import Peer
-from gatewayd.control_session import IDLE_TIMEOUT, MAX_CLIENTS, Sessions
-from gatewayd.control_wire import (
+from gatewayd.control.peer import Peer
+from gatewayd.control.session import IDLE_TIMEOUT, MAX_CLIENTS, Sessions
+from gatewayd.control.wire import (
     DEVICE_ERROR,
     FORBIDDEN,
     INTERNAL,
@@ -107,7 +107,7 @@ def find_socket(data_dir: str) -> str | None:
 
 class ControlServer:
     """Serves one gateway. ``close`` stops listening, ends every client and unlinks the path.
-    The connections are ``sessions`` (gatewayd.control_session); the commands are here."""
+    The connections are ``sessions`` (gatewayd.control.session); the commands are here."""
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gatewayd.control_wire import INVALID, Refusal
+from gatewayd.control.wire import INVALID, Refusal
 
 NOTE_MAX = 64  # characters of a client's note that are kept
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from gatewayd.control_peer import Peer, account, allowed, note_of, peer_credentials
-from gatewayd.control_wire import (
+from gatewayd.control.peer import Peer, account, allowed, note_of, peer_credentials
+from gatewayd.control.wire import (
     BUSY,
     FORBIDDEN,
     INVALID,
@@ -31,7 +31,7 @@ from gatewayd.control_wire import (
     encode,
     refusal,
 )
-from gatewayd.control_wire import parse as parse_request
+from gatewayd.control.wire import parse as parse_request
 from gatewayd.model import Event, is_internal
 
 log = logging.getLogger("gatewayd.control")
