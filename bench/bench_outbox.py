@@ -33,8 +33,9 @@ from firmware_stubs.broker import Broker
 from gatewayd import config as config_mod
 from gatewayd.model import Event
 from gatewayd.uplink.link import MqttLink
-from gatewayd.uplink.outbox import Outbox
-from gatewayd.uplink.publisher import Publisher, Topics, dumps, lane_of
+from gatewayd.uplink.outbox import INFO, URGENT, Outbox
+from gatewayd.uplink.publisher import BareHouse, Publisher
+from gatewayd.uplink.topics import Topics, dumps
 
 ROOT = "pingan/v1/gw-bench"
 
@@ -48,7 +49,7 @@ def payloads(n: int) -> list[tuple[str, bytes, int]]:
     for i in range(n):
         dev, typ, sev, data = kinds[i % len(kinds)]
         ev = Event(dev, typ, sev, {**data, "n": i})  # type: ignore[arg-type]
-        out.append((f"{ROOT}/events/{dev}", dumps(ev.to_json()), lane_of(ev)))
+        out.append((f"{ROOT}/events/{dev}", dumps(ev.to_json()), INFO if ev.severity == "info" else URGENT))
     return out
 
 
@@ -108,7 +109,7 @@ def drain_outbox(directory: str, port: int, n: int) -> float:
     async def go() -> float:
         box = Outbox(directory, window=0.05)  # the backlog written by the intake run
         assert box.depth == n, (box.depth, n)
-        pub = Publisher(Topics(ROOT), box, time.time(), "")
+        pub = Publisher(Topics(ROOT), box, time.time(), "", BareHouse())
         done = asyncio.Event()
         started = 0.0
 

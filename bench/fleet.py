@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt
 from drivers.srb433 import profile as smoke_profile
 from gatewayd import __version__
 from gatewayd.model import Event
-from gatewayd.uplink.publisher import Topics, dumps
+from gatewayd.uplink.topics import Topics, dumps
 
 PORTS, CHARGING, DETECTORS = 12, (2, 5, 9), 6
 POLL_SECONDS = 10.0  # the modbus driver's slow poll

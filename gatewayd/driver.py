@@ -2,7 +2,8 @@
 
 A driver owns one bus (an RS-485 line, a serial receiver, a Bluetooth adapter) and the devices
 on it. It turns wire bytes into Events through ``DriverContext`` and carries out Actions. It
-knows nothing of MQTT or rules. Drivers are plugins: see ``gatewayd.plugins``.
+knows nothing of MQTT or rules. What its devices *are* (their settings, actions and events) is
+their family's (``gatewayd.family``); drivers and families are plugins: see ``gatewayd.plugins``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class DeviceConfig:
     id: str
     kind: str
     bus: str
-    settings: Mapping[str, Any]  # validated against the driver's device_schemas[kind]
+    settings: Mapping[str, Any]  # the family's typed Settings (a mapping of the same)
 
 
 class DriverContext(Protocol):
@@ -55,10 +56,13 @@ class Driver(ABC):
     name: ClassVar[str]
     #: Keys of a ``[[buses]]`` table besides ``name`` and ``driver``.
     bus_schema: ClassVar[Schema] = {}
-    #: Per device kind this driver serves: keys of ``[[devices]]`` besides id, kind and bus.
+    #: Families this driver carries that are not its own (a Zigbee bridge's smoke detectors),
+    #: with the keys their devices need on this bus. A family's own drivers (``Family.buses``)
+    #: use the family's ``Settings`` and declare nothing here.
     device_schemas: ClassVar[Mapping[str, Schema]] = {}
-    #: Per device kind: the remote actions supported and the schema of their ``args``.
-    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {}
+    #: Methods of the bus itself offered on the local control socket (a receiver's pair
+    #: mode), with the schema of their arguments; each is an async method of the driver.
+    bus_methods: ClassVar[Mapping[str, Schema]] = {}
     #: True when ``execute`` awaits ``Action.ready`` itself before it actuates (and may talk
     #: to the device before); otherwise the runtime waits for it before calling ``execute``.
     overlaps_ready: ClassVar[bool] = False

@@ -1,4 +1,4 @@
-"""Loading drivers and rules through entry points.
+"""Loading device families, drivers and rules through entry points.
 
 Built-ins are registered in pyproject.toml exactly as a third party's package would register
 its own, so there is one loading path. Modules are imported only when a config names them.
@@ -20,10 +20,13 @@ from gatewayd.errors import PluginError
 
 if TYPE_CHECKING:
     from gatewayd.driver import Driver
+    from gatewayd.family import Family
     from rules.engine import Rule
 
 DRIVER_GROUP = "gatewayd.drivers"
 RULE_GROUP = "gatewayd.rules"
+FAMILY_GROUP = "gatewayd.families"
+KINDS = {DRIVER_GROUP: "driver", RULE_GROUP: "rule", FAMILY_GROUP: "device family"}
 
 
 @cache
@@ -68,7 +71,7 @@ def _parse(text: str, groups: dict[str, dict[str, str]]) -> None:
 
 def _load(group: str, name: str, value: str, base: type) -> Any:
     """Import the class an entry point names and check it is a ``base``."""
-    kind = "driver" if group == DRIVER_GROUP else "rule"
+    kind = KINDS.get(group, group)
     module, _, attr = value.partition(":")
     try:
         obj: Any = importlib.import_module(module.strip())
@@ -104,3 +107,25 @@ def rule_classes() -> tuple[type[Rule], ...]:
     for name, value in sorted(_entry_points().get(RULE_GROUP, {}).items()):
         found.append(_load(RULE_GROUP, name, value, Rule))
     return tuple(found)
+
+
+@cache
+def families() -> dict[str, Family]:
+    """Every installed device family, by kind (one instance each: families hold no state)."""
+    from gatewayd.family import Family
+
+    out: dict[str, Family] = {}
+    for name, value in sorted(_entry_points().get(FAMILY_GROUP, {}).items()):
+        cls: type[Family] = _load(FAMILY_GROUP, name, value, Family)
+        if cls.kind != name:
+            raise PluginError(f"device family {name!r} ({value}) declares kind {cls.kind!r}")
+        out[name] = cls()
+    return out
+
+
+def family(kind: str) -> Family:
+    found = families().get(kind)
+    if found is None:
+        known = ", ".join(sorted(families())) or "none"
+        raise PluginError(f"no device family {kind!r} (installed: {known})")
+    return found

@@ -19,23 +19,28 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
+from gatewayd import __version__, control, events, plugins, sdnotify
 from gatewayd import config as config_mod
-from gatewayd import control, plugins, sdnotify
-from gatewayd.alarms import FIRE_MODE, STATE_LOST
+from gatewayd.alarms import FIRE_MODE, OUTBOX_FULL, STATE_LOST
 from gatewayd.alarms.keeper import AlarmKeeper
 from gatewayd.audit import AuditLog
 from gatewayd.commands import Gate
 from gatewayd.commands.dispatch import CommandHandler
 from gatewayd.commands.replay import ReplayCache
+from gatewayd.commands.service import CommandService
 from gatewayd.config import Config
 from gatewayd.driver import BusConfig, Driver
-from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
+from gatewayd.errors import GatewayError
+from gatewayd.family import Family
+from gatewayd.house import Household
 from gatewayd.linkage import Actuator
-from gatewayd.model import TICK, Action, Alarm, Event, is_internal
+from gatewayd.metrics.snapshot import BusFigures, Snapshot
+from gatewayd.model import TICK, Alarm, Event, is_internal
 from gatewayd.supervisor import Supervised
 from gatewayd.uplink.link import MqttLink
 from gatewayd.uplink.outbox import Outbox
-from gatewayd.uplink.publisher import Publisher, Topics
+from gatewayd.uplink.publisher import Publisher
+from gatewayd.uplink.topics import Topics
 from rules.engine import ClearAlarm, Engine, Outcome, World
 
 log = logging.getLogger("gatewayd")
@@ -83,7 +88,9 @@ class Gateway:
             on_full=self._outbox_full,
             on_damaged=self._outbox_damaged,
         )
-        self.publisher = Publisher(self.topics, self.outbox, self.started, config.site)
+        self.families: Mapping[str, Family] = plugins.families()
+        self.house = Household(lambda: self.config, self.families)
+        self.publisher = Publisher(self.topics, self.outbox, self.started, config.site, self.house)
         self.engine = Engine.from_config(config.rules)
         self._alarms_flush_pending = False
         self.keeper = AlarmKeeper(
@@ -98,6 +105,7 @@ class Gateway:
             {},
             self.alarms.alarms,
             self.alarms.fire_mode,
+            families=self.families,
         )
         self.gate = Gate(
             config.command_key.value if config.command_key else None,
@@ -115,6 +123,9 @@ class Gateway:
         #: Called with every event after the rules (the control socket's `events --follow`,
         #: metrics). Listeners must be quick and must not raise.
         self.listeners: list[Callable[[Event], None]] = []
+        self.service = CommandService(
+            self._driver_of, lambda a: self.engine.permit(a, self.world), self._unrecorded
+        )
         self.actuator = Actuator(self, self._spawn)
         self.control: control.ControlServer | None = None
         self.commands = CommandHandler(self)
@@ -147,6 +158,7 @@ class Gateway:
                 outbox_task = tg.create_task(self.outbox.run(), name="outbox")
                 self._start_buses(self.config)
                 self._state_lost()
+                self._devices_changed(set(self.keeper.recall("devices") or ()))
                 self._running = True
                 for damaged, path in self._damaged:  # found while starting
                     self._outbox_damaged(damaged, path)
@@ -256,6 +268,7 @@ class Gateway:
             )
             new = _keep_identity(new, old)
         self.config = new
+        self._devices_changed({d.id for d in old.devices})
         if new.rules != old.rules:  # unchanged rules keep what they know (timers, sightings)
             self.engine = Engine.from_config(new.rules)
         self.world.devices = {d.id: d for d in new.devices}
@@ -302,7 +315,7 @@ class Gateway:
         self.handle_event(
             Event(
                 self.config.gateway_id,
-                "gateway.driver_failed",
+                events.DRIVER_FAILED,
                 "warning",
                 {"bus": bus, "reason": reason, "restarts": restarts},
             )
@@ -325,6 +338,16 @@ class Gateway:
             retry=(self.replay.retry, self.audit.retry),
         )
 
+    def _devices_changed(self, before: set[str]) -> None:
+        """The platform learns the house: the devices list, and a removed device's retained
+        state cleared (remembered across restarts: a device removed while the daemon was
+        stopped is cleared too)."""
+        now = [d.id for d in self.config.devices]
+        for gone in sorted(before - set(now)):
+            self.publisher.forget(gone)
+        self.publisher.devices_changed()
+        self.keeper.remember("devices", now)
+
     def _state_lost(self) -> None:
         """At start: if the SD card lost the state, say so everywhere; the rules cut every
         charger (a port cut for heat must not come back on because its alarm was lost)."""
@@ -338,9 +361,11 @@ class Gateway:
 
     def handle_event(self, event: Event) -> None:
         """One event through the rules, then out. Never raises: a bad event is logged."""
-        if event.kind == "door":
-            event = self.audit.attribute(event)
-            self.audit.event(event)
+        device = self.world.devices.get(event.device)
+        family = self.families.get(device.kind) if device is not None else None
+        if family is not None and family.audited:
+            event = self.audit.attribute(event, family)
+            self.audit.event(event, family)
         self.world.now = event.ts if event.type != TICK else time.time()
         fire_mode = self.world.fire_mode = self.alarms.fire_mode
         outcome = self.engine.handle(event, self.world)
@@ -379,15 +404,15 @@ class Gateway:
             self._damaged.append((records, path))
             return
         data = {"records": records, "file": os.path.basename(path)}
-        self.handle_event(Event(self.config.gateway_id, "gateway.outbox_damaged", "warning", data))
+        self.handle_event(Event(self.config.gateway_id, events.OUTBOX_DAMAGED, "warning", data))
 
     def _outbox_full(self, full: bool) -> None:
         gid = self.config.gateway_id
         if full:
             detail = self.outbox.disk_error or f"over its {self.config.outbox.budget_mb} MB budget"
-            self.alarms.raise_(gid, "gateway.outbox_full", {"detail": detail})
+            self.alarms.raise_(gid, OUTBOX_FULL, {"detail": detail})
         else:
-            self.alarms.clear(gid, "gateway.outbox_full")
+            self.alarms.clear(gid, OUTBOX_FULL)
 
     def set_state(self, device: str, state: Mapping[str, Any]) -> None:
         self.world.states.setdefault(device, {}).update(state)
@@ -412,22 +437,59 @@ class Gateway:
 
     # -- actions and commands ------------------------------------------------------------
 
-    async def execute(self, action: Action) -> Mapping[str, Any]:
-        device = self.config.device(action.device)
+    def family_of(self, device: str) -> Family | None:
+        return self.house.family_of(device)
+
+    def snapshot(self) -> Snapshot:
+        """A read-only picture for one metrics scrape (taken on the event loop)."""
+        buses = []
+        for cfg in self.config.buses:
+            sup = self.buses.get(cfg.name)
+            driver = sup.driver if sup is not None else None
+            buses.append(
+                BusFigures(
+                    cfg.name,
+                    cfg.driver,
+                    driver is not None,
+                    sup.restarts if sup else 0,
+                    _ask(driver, "stats"),
+                    _ask(driver, "last_seen"),
+                )
+            )
+        actions = self.engine.actions_by_rule
+        return Snapshot(
+            gateway_id=self.config.gateway_id,
+            version=__version__,
+            started=self.started,
+            broker_connected=bool(self.link is not None and self.link.connected),
+            broker_connects=self.link.connects if self.link is not None else 0,
+            fire_mode=self.alarms.fire_mode,
+            outbox=self.outbox.stats(),
+            outbox_oldest_age=self.outbox.oldest_age(),
+            command_results=dict(self.results),
+            rule_actions={
+                r: actions.get(r, 0) for r in {*(x.name for x in self.engine.rules), *actions}
+            },
+            buses=tuple(buses),
+            devices=self.config.devices,
+            states={d: dict(s) for d, s in self.world.states.items()},
+            alarms=dict(self.alarms.alarms),
+            gateway_state=dict(self.world.states.get(self.config.gateway_id, {})),
+        )
+
+    def _driver_of(self, device_id: str) -> tuple[str, Driver | None] | None:
+        device = self.config.device(device_id)
         if device is None:
-            raise DeviceError(action.device, "unknown_device")
+            return None
         sup = self.buses.get(device.bus)
-        if action.ready is not None and not (sup and sup.driver and sup.driver.overlaps_ready):
-            # Shielded: a command given up on must not cancel the sync the id is waiting for.
-            await asyncio.shield(action.ready)
-            sup = self.buses.get(device.bus)  # the driver may have been replaced meanwhile
-        if sup is None or sup.driver is None:
-            raise DeviceError(action.device, "driver_down", f"bus {device.bus} is not running")
-        try:
-            async with asyncio.timeout(ACTION_TIMEOUT):
-                return await sup.driver.execute(action)
-        except TimeoutError:
-            raise DeviceTimeout(action.device, f"no answer within {ACTION_TIMEOUT:.0f} s") from None
+        return device.bus, sup.driver if sup is not None else None
+
+    def _unrecorded(self, device_id: str) -> str | None:
+        """Why an access decision at ``device_id`` cannot be recorded now (None: it can)."""
+        device = self.config.device(device_id)
+        if device is None or not plugins.family(device.kind).audited or self.audit.healthy:
+            return None
+        return f"the audit log cannot be written ({self.audit.error})"
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == self.topics.cmd:
@@ -440,7 +502,7 @@ class Gateway:
     ) -> Alarm:
         """Acknowledge an alarm; raises ``Refusal`` (code ``invalid``) for an unknown id."""
         alarm = self.keeper.ack(alarm_id, user, note)
-        self._person("gateway.alarm_acked", "info", alarm, user, note, source)
+        self._person(events.ALARM_ACKED, "info", alarm, user, note, source)
         return alarm
 
     def reset_alarm(
@@ -451,12 +513,12 @@ class Gateway:
         alarm = self.keeper.reset(
             alarm_id, user, lambda a: self.engine.permit_reset(a, self.world), note
         )
-        self._person("gateway.alarm_reset", "warning", alarm, user, note, source)
+        self._person(events.ALARM_RESET, "warning", alarm, user, note, source)
         if alarm.type == FIRE_MODE:
             self.world.fire_mode = self.alarms.fire_mode
             self.publisher.status_changed()
             data = {"user": user, "note": note, "source": source}
-            self.handle_event(Event(self.config.gateway_id, "gateway.fire_reset", "warning", data))
+            self.handle_event(Event(self.config.gateway_id, events.FIRE_RESET, "warning", data))
         return alarm
 
     def fire_reset(self, user: str, note: str | None = None, source: str = "platform") -> bool:
@@ -482,11 +544,23 @@ class Gateway:
 
     @staticmethod
     def _device_actions(config: Config) -> dict[str, Mapping[str, Any]]:
-        out: dict[str, Mapping[str, Any]] = {}
-        for device in config.devices:
-            driver = plugins.load_driver(config.bus(device.bus).driver)
-            out[device.id] = driver.actions.get(device.kind, {})
-        return out
+        """Device id -> action -> the schema of its args: what the platform may ask of it."""
+        families = plugins.families()
+        return {d.id: families[d.kind].action_schemas() for d in config.devices}
+
+
+def _ask(driver: Any, face: str) -> Mapping[str, Any]:
+    """A driver's optional ``stats()`` or ``last_seen()``; a plugin's that fails costs its
+    own figures (logged at debug), never the whole scrape."""
+    method = getattr(driver, face, None)
+    if not callable(method):
+        return {}
+    try:
+        answer = method()
+    except Exception as exc:  # noqa: BLE001 -- third-party code, called at every scrape
+        log.debug("metrics: %s.%s() failed: %s", type(driver).__name__, face, exc)
+        return {}
+    return dict(answer) if isinstance(answer, Mapping) else {}
 
 
 def _keep_identity(new: Config, old: Config) -> Config:

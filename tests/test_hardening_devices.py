@@ -27,6 +27,7 @@ import pytest
 from drivers.ble import protocol as lp
 from drivers.srb433.codec import Frame, encode
 from drivers.srb433.driver import SerialDriver
+from drivers.srb433.family import SmokeFamily
 from firmware_stubs.ebc_model import Pile, Port
 from firmware_stubs.ebc_pile import EbcEmulator
 from firmware_stubs.srb433 import ReceiverEmulator
@@ -234,7 +235,7 @@ def test_replies_from_the_wrong_unit_are_never_read_as_that_pile(transport: str)
 def make_serial_driver(port: str, ctx: RecordingContext) -> SerialDriver:
     fast = {"port": port, "ping_seconds": 0.2, "ping_timeout": 0.3, "reconnect_max_seconds": 0.4}
     bus = validate(fast, SerialDriver.bus_schema, "gw.toml", "buses")
-    schema = SerialDriver.device_schemas["smoke"]
+    schema = SmokeFamily.schema()
     device = validate({"address": "1A2B3C4D"}, schema, "gw.toml", "smoke-101")
     return SerialDriver(
         BusConfig("house", "serial", bus),

@@ -25,8 +25,8 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from drivers.ble.driver import BleDriver
-from drivers.modbus.driver import ModbusDriver
+from drivers.ble.family import DoorFamily
+from drivers.modbus.family import ChargerFamily
 from gatewayd.commands.gate import CODES, ID_RX, MAX_FUTURE_SKEW, MAX_LIFETIME, Gate, Refused
 from gatewayd.commands.replay import ReplayCache
 from gatewayd.commands.signing import sign
@@ -34,8 +34,8 @@ from gatewayd.commands.signing import sign
 KEY = bytes(range(32))
 GW = "gw-test"
 DEVICES = {
-    "door-main": BleDriver.actions["door_lock"],
-    "pile-1": ModbusDriver.actions["charger"],
+    "door-main": DoorFamily.action_schemas(),
+    "pile-1": ChargerFamily.action_schemas(),
 }
 T0 = 1_763_798_400.0
 SETTINGS = settings(

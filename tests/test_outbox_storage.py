@@ -26,8 +26,9 @@ import pytest
 from gatewayd import config as config_mod
 from gatewayd.uplink.link import MqttLink
 from gatewayd.uplink.outbox import INFO, URGENT, Outbox
-from gatewayd.uplink.publisher import Publisher, Topics
+from gatewayd.uplink.publisher import BareHouse, Publisher
 from gatewayd.uplink.segments import read_segment
+from gatewayd.uplink.topics import Topics
 from tests.harness import Broker, Probe
 from tests.test_outbox_damage import acknowledge
 
@@ -56,7 +57,7 @@ def drain(box: Outbox) -> list[int]:
 async def deliver(box: Outbox, broker: Broker, until: Callable[[], bool]) -> None:
     """Connect the real uplink to the broker and publish from ``box`` until ``until()``."""
     cfg = config_mod.parse({"gateway": {"id": "gw-test"}, "mqtt": {"url": broker.url}})
-    pub = Publisher(Topics("t/gw-test"), box, time.time(), "")
+    pub = Publisher(Topics("t/gw-test"), box, time.time(), "", BareHouse())
     link = MqttLink(
         cfg,
         will=("t/gw-test/status", b"{}"),

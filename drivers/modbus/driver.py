@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from drivers.modbus import actions
+from drivers.modbus import events as ev
 from drivers.modbus.line import Line, Priority
 from drivers.modbus.pile import PileConfig, PileSession, Timing
 from drivers.modbus.profiles import PROFILES
@@ -25,8 +26,6 @@ from gatewayd.model import Action, Severity
 from gatewayd.schema import Float, Int, OneOf, Schema, Str
 
 log = logging.getLogger("gatewayd.drivers.modbus")
-
-_PORT = Int(1, 16, doc="port number on the pile, 1..N")
 
 
 class ModbusDriver(Driver):
@@ -70,25 +69,6 @@ class ModbusDriver(Driver):
             1, 10, default=3, doc="relay write + read-back attempts before escalating"
         ),
     }
-    device_schemas: ClassVar[Mapping[str, Schema]] = {
-        "charger": {
-            "unit": Int(1, 247, doc="Modbus slave address"),
-            "profile": OneOf(*PROFILES, default="ebc", doc="pile model"),
-            "failsafe_seconds": Int(
-                0,
-                65535,
-                default=300,
-                doc="pile opens every relay after this long without the gateway; 0 disables",
-            ),
-            "power_limit_watts": Int(
-                50, 65535, default=None, doc="per-port hardware trip; the pile's own when absent"
-            ),
-        }
-    }
-    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {
-        "charger": {"port_on": {"port": _PORT}, "port_off": {"port": _PORT}, "all_off": {}}
-    }
-
     def __init__(
         self,
         bus: BusConfig,
@@ -229,7 +209,7 @@ class ModbusDriver(Driver):
             )
             ports = list(range(1, pile.ports_n + 1))
             data = {**result, "ports": ports, "origin": origin, "how": "emergency_stop"}
-            pile.emit("charger.port_cut", severity, data)
+            pile.emit(ev.PORT_CUT, severity, data)
             out[pile.device] = result
         return out
 

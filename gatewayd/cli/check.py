@@ -95,7 +95,7 @@ def _service_user(name: str) -> pwd.struct_passwd | None:
 
 
 def secrets_of(cfg: Config) -> list[str]:
-    from gatewayd.config import Secret
+    from gatewayd.secrets import Secret
 
     found = [cfg.mqtt.password, cfg.command_key]
     for table in [b.settings for b in cfg.buses] + [d.settings for d in cfg.devices]:

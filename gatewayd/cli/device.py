@@ -248,6 +248,6 @@ def device_show(dev_id: str, config_path: str, as_json: bool) -> None:
 
 def _public(table: dict[str, Any]) -> dict[str, Any]:
     """Secrets show as their file path, never their content."""
-    from gatewayd.config import Secret
+    from gatewayd.secrets import Secret
 
     return {k: (v.path if isinstance(v, Secret) else v) for k, v in table.items()}

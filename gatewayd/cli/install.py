@@ -51,9 +51,9 @@ def render_unit(text: str, gatewayd_bin: str, config_path: str, data_dir: str, u
     return re.sub(r"^Group=.*$", f"Group={user}", text, flags=re.M)
 
 
-def _exists(kind: str, name: str) -> bool:
+def _exists(what: str, name: str) -> bool:
     try:
-        (pwd.getpwnam if kind == "user" else grp.getgrnam)(name)
+        (pwd.getpwnam if what == "user" else grp.getgrnam)(name)
     except KeyError:
         return False
     return True

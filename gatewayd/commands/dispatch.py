@@ -16,9 +16,12 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from gatewayd import plugins
 from gatewayd.alarms import Refusal
 from gatewayd.commands.gate import Command, Refused, Result
+from gatewayd.commands.service import Forbidden
 from gatewayd.errors import DeviceError, DeviceTimeout, StorageFailed
+from gatewayd.family import ActionSpec
 from gatewayd.model import Action
 
 if TYPE_CHECKING:
@@ -65,20 +68,22 @@ class CommandHandler:
         action = Action(
             cmd.device, cmd.action, cmd.args, reason="command", origin=f"command:{cmd.user}"
         )
-        reason = gw.engine.permit(action, gw.world)
-        if reason:
-            return Result(cmd.id, "forbidden", reason)
-        if self._audited(cmd.device) and not gw.audit.healthy:
-            # Nothing may open (or lock) a door unrecorded.
-            return Result(cmd.id, "storage_failed", f"cannot record it ({gw.audit.error})")
+        try:
+            gw.service.check(action)  # refused before its id need be made durable
+        except Forbidden as exc:
+            return Result(cmd.id, "forbidden", exc.reason)
+        except StorageFailed as exc:  # nothing may open (or lock) a door unrecorded
+            return Result(cmd.id, "storage_failed", f"cannot record it ({exc.detail})")
         # The id is on disk before anything moves: the sync runs while the driver gets ready
         # (reads a lock's challenge) and the driver waits for it before it actuates.
         synced = asyncio.ensure_future(gw.replay.sync())
         action = dataclasses.replace(action, ready=synced)
-        if cmd.action == "unlock":
+        if self._spec(cmd).attributed:
             gw.audit.expect(cmd.device, cmd.user, cmd.id)
         try:
-            data = await gw.execute(action)
+            data = await gw.service.execute(action)
+        except Forbidden as exc:  # the world changed while the id was being synced
+            return Result(cmd.id, "forbidden", exc.reason)
         except StorageFailed as exc:  # the id could not be made durable: nothing moved
             return Result(cmd.id, "storage_failed", f"cannot record the command id ({exc})")
         except DeviceTimeout as exc:
@@ -108,9 +113,14 @@ class CommandHandler:
             return Result(cmd.id, "ok", "not in fire mode")
         return Result(cmd.id, "ok")
 
+    def _spec(self, cmd: Command) -> ActionSpec:
+        device = self.gw.config.device(cmd.device)
+        assert device is not None  # the gate let it through
+        return plugins.family(device.kind).actions.get(cmd.action, ActionSpec())
+
     def _audited(self, device: str) -> bool:
         cfg = self.gw.config.device(device)
-        return cfg is not None and cfg.kind == "door_lock"
+        return cfg is not None and plugins.family(cfg.kind).audited
 
     def _audit(self, payload: bytes, result: Result) -> None:
         """Commands meant for a door lock are access decisions, refused ones included."""

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import inspect
 import logging
 import os
 import socket
@@ -34,8 +33,9 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from gatewayd import __version__
+from gatewayd import __version__, plugins
 from gatewayd.alarms import Refusal as AlarmRefusal
+from gatewayd.commands.service import Forbidden
 from gatewayd.control.peer import Peer
 from gatewayd.control.session import IDLE_TIMEOUT, MAX_CLIENTS, Sessions
 from gatewayd.control.wire import (
@@ -49,8 +49,9 @@ from gatewayd.control.wire import (
     Refusal,
     refusal,
 )
-from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
+from gatewayd.errors import ConfigError, DeviceError, DeviceTimeout, GatewayError
 from gatewayd.model import Action
+from gatewayd.schema import Schema, validate
 
 if TYPE_CHECKING:
     from gatewayd.runtime import Gateway
@@ -61,12 +62,10 @@ RUN_DIR = "/run/gatewayd"
 SOCKET_NAME = "control.sock"
 ENV_VAR = "GATEWAYD_CONTROL_SOCKET"
 CALL_TIMEOUT = 15.0
-#: Methods of a running driver that `call {bus, method}` may reach: receiver commands only.
-BUS_METHODS = frozenset({"pair", "hush_all", "remove"})
-#: Device actions `call {device, method}` may run: ones that can only make a house safer or
-#: tell something. Opening a door is for the signed, audited command path, not for whoever is
-#: in the gatewayd group.
-DEVICE_METHODS = frozenset({"status", "port_off", "all_off"})
+# What `call` may reach: the methods a bus's driver offers (``Driver.bus_methods``: a
+# receiver's pair mode), and the actions a family offers locally (``ActionSpec.local``: ones
+# that can only make a house safer or tell something; opening a door is for the signed,
+# audited command path, not for whoever is in the gatewayd group).
 
 __all__ = ["MAX_CLIENTS", "MAX_LINE", "ControlServer", "Peer", "find_socket", "serve"]
 
@@ -265,8 +264,9 @@ class ControlServer:
         return {**out, "devices": len(self.gateway.config.devices)}
 
     async def _call(self, req: Mapping[str, Any], peer: Peer) -> dict[str, Any]:
-        """``{bus, method, args}``: a receiver command on a running driver (pair, hush_all,
-        remove); ``{device, method, args}``: a device action, through the rules' permit."""
+        """``{bus, method, args}``: a method the bus's driver offers (a receiver's pair mode);
+        ``{device, method, args}``: an action its family offers locally, through the command
+        service (the rules' permit first)."""
         method = _str_arg(req, "method")
         args = req.get("args") or {}
         if not isinstance(args, dict):
@@ -277,33 +277,36 @@ class ControlServer:
             sup = gw.buses.get(bus)
             if sup is None:
                 raise Refusal(NOT_FOUND, f"no bus {bus!r}")
-            fn = getattr(sup.driver, method, None) if method in BUS_METHODS else None
             if sup.driver is None:
                 raise Refusal(DEVICE_ERROR, f"bus {bus} is not running (restarts: {sup.restarts})")
-            if fn is None:
-                raise Refusal(
-                    INVALID if method in BUS_METHODS else FORBIDDEN,
-                    f"bus {bus} ({type(sup.driver).__name__}) has no {method!r}",
-                )
-            _check_args(method, fn, args)
+            offered = type(sup.driver).bus_methods
+            if method not in offered:
+                known = ", ".join(sorted(offered)) or "none"
+                raise Refusal(INVALID, f"bus {bus} has no {method!r} (it offers: {known})")
+            valid = _valid(args, offered[method], method)
             log.info("control: %s on bus %s by uid %d", method, bus, uid)
             async with asyncio.timeout(CALL_TIMEOUT):
-                result = await fn(**args)
+                result = await getattr(sup.driver, method)(**valid)
             return {"result": result}
         device = _str_arg(req, "device")
-        if gw.config.device(device) is None:
+        cfg = gw.config.device(device)
+        if cfg is None:
             raise Refusal(NOT_FOUND, f"no device {device!r}")
-        if method not in DEVICE_METHODS:
+        actions = plugins.family(cfg.kind).actions
+        local = sorted(name for name, spec in actions.items() if spec.local)
+        if method not in local:
             raise Refusal(
-                FORBIDDEN,
-                f"{method!r} is not offered locally (only {', '.join(sorted(DEVICE_METHODS))})",
+                FORBIDDEN, f"{method!r} is not offered locally (only {', '.join(local) or 'none'})"
             )
-        action = Action(device, method, args, reason="control", origin=f"control:uid{uid}")
-        refused = gw.engine.permit(action, gw.world)
-        if refused:
-            raise Refusal(FORBIDDEN, f"forbidden: {refused}")
+        action = Action(
+            device, method, _valid(args, actions[method].args, method),
+            reason="control", origin=f"control:uid{uid}",
+        )  # fmt: skip
         log.info("control: %s on %s by uid %d", method, device, uid)
-        return {"result": dict(await gw.execute(action))}
+        try:
+            return {"result": dict(await gw.service.execute(action))}
+        except Forbidden as exc:
+            raise Refusal(FORBIDDEN, f"forbidden: {exc.reason}") from None
 
 
 def _str_arg(req: Mapping[str, Any], key: str) -> str:
@@ -313,12 +316,12 @@ def _str_arg(req: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _check_args(method: str, fn: Callable[..., Any], args: Mapping[str, Any]) -> None:
-    """Arguments that do not fit the method are the client's mistake, said before the call."""
+def _valid(args: Mapping[str, Any], schema: Schema, method: str) -> dict[str, Any]:
+    """Arguments that do not fit are the client's mistake, said before anything is called."""
     try:
-        inspect.signature(fn).bind(**args)
-    except TypeError as exc:
-        raise Refusal(INVALID, f"{method}: {exc}") from None
+        return validate(dict(args), schema, "request", f"{method}.args")
+    except ConfigError as exc:
+        raise Refusal(INVALID, str(exc)) from None
 
 
 def _claim(path: str) -> None:

@@ -19,18 +19,21 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gatewayd.errors import GatewayError
+from gatewayd.family import Family
 from gatewayd.metrics.families import EventCounters, build
+from gatewayd.metrics.snapshot import Snapshot
+from gatewayd.model import Event
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
+    from gatewayd.config import Config
     from gatewayd.metrics.http import MetricsServer
-    from gatewayd.runtime import Gateway
 
 log = logging.getLogger("gatewayd.metrics")
 
@@ -43,13 +46,25 @@ class ScrapeError(GatewayError):
     """The scrape cannot be answered; the endpoint replies 500 and logs this one line."""
 
 
-class GatewayCollector:
-    """prometheus_client custom collector over a running Gateway."""
+class Observed(Protocol):
+    """What metrics may see of the daemon: a snapshot on demand, and its event stream."""
 
-    def __init__(self, gw: Gateway, counters: EventCounters) -> None:
+    config: Config
+    families: Mapping[str, Family]
+    listeners: list[Callable[[Event], None]]
+
+    def snapshot(self) -> Snapshot: ...
+
+    def family_of(self, device: str) -> Family | None: ...
+
+
+class GatewayCollector:
+    """prometheus_client custom collector over a running gateway's snapshots."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], counters: EventCounters) -> None:
         import asyncio
 
-        self.gw, self.counters = gw, counters
+        self.snapshot, self.counters = snapshot, counters
         try:
             self.loop: Any = asyncio.get_running_loop()
         except RuntimeError:
@@ -62,7 +77,7 @@ class GatewayCollector:
     def collect(self) -> Iterator[Metric]:
         loop = self.loop
         if loop is None or threading.get_ident() == self.loop_thread or loop.is_closed():
-            yield from build(self.gw, self.counters)
+            yield from build(self.snapshot(), self.counters)
             return
         done: concurrent.futures.Future[list[Metric]] = concurrent.futures.Future()
         asked = time.perf_counter()
@@ -70,7 +85,7 @@ class GatewayCollector:
         def on_loop() -> None:
             lag = time.perf_counter() - asked
             try:
-                done.set_result(build(self.gw, self.counters, loop_lag=lag))
+                done.set_result(build(self.snapshot(), self.counters, loop_lag=lag))
             except Exception as exc:  # noqa: BLE001 -- the scrape re-raises it (HTTP 500)
                 done.set_exception(exc)
 
@@ -85,15 +100,15 @@ class GatewayCollector:
 class MetricsHandle:
     """What ``attach`` returns: the registry, the HTTP server if any; ``close()`` undoes it."""
 
-    def __init__(self, gw: Gateway, server: MetricsServer | None = None) -> None:
+    def __init__(self, gw: Observed, server: MetricsServer | None = None) -> None:
         from prometheus_client import CollectorRegistry
         from prometheus_client.process_collector import ProcessCollector
 
         from gatewayd.metrics.text import TextFormat
 
         self.gw = gw
-        self.counters = EventCounters()
-        self.collector = GatewayCollector(gw, self.counters)
+        self.counters = EventCounters(gw.families, gw.family_of)
+        self.collector = GatewayCollector(gw.snapshot, self.counters)
         self.registry: CollectorRegistry = CollectorRegistry()
         self.registry.register(self.collector)
         ProcessCollector(registry=self.registry)  # RSS, CPU, open files of the daemon
@@ -117,7 +132,7 @@ _attached: weakref.WeakKeyDictionary[Any, MetricsHandle] = weakref.WeakKeyDictio
 
 
 def serve(
-    gateway: Gateway,
+    gateway: Observed,
     listen: str,
     *,
     username: str | None = None,
@@ -143,7 +158,7 @@ def serve(
     return handle
 
 
-def attach(gateway: Gateway) -> MetricsHandle:
+def attach(gateway: Observed) -> MetricsHandle:
     """Metrics for the running daemon, as its config's ``[metrics]`` says; one per gateway
     (a second call returns the first handle). A port that cannot be bound is logged and
     the daemon runs on without metrics: monitoring must never stop safety."""
