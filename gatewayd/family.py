@@ -225,6 +225,9 @@ class Family:
         """A safe, read-only check of the device, reached directly (no daemon running)."""
         return False, {"problem": f"no direct test for {self.title}s; start the daemon"}
 
-    def verdict(self, state: Mapping[str, Any]) -> tuple[bool, list[str]]:
-        """From the state the daemon holds: healthy or not, and why not."""
+    def verdict(
+        self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
+    ) -> tuple[bool, list[str]]:
+        """From the state the daemon holds (the device's, and what its driver keeps about the
+        gateway): healthy or not, and why not."""
         return bool(state.get("online", True)), []

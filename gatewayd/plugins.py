@@ -21,6 +21,7 @@ from gatewayd.errors import PluginError
 if TYPE_CHECKING:
     from gatewayd.driver import Driver
     from gatewayd.family import Family
+    from gatewayd.schema import Schema
     from rules.engine import Rule
 
 DRIVER_GROUP = "gatewayd.drivers"
@@ -121,6 +122,14 @@ def families() -> dict[str, Family]:
             raise PluginError(f"device family {name!r} ({value}) declares kind {cls.kind!r}")
         out[name] = cls()
     return out
+
+
+def kinds_on(driver: str) -> dict[str, Schema]:
+    """The device kinds a bus with ``driver`` carries, with the keys of their devices there:
+    each family's own (``Family.buses``), and those the driver declares for others."""
+    cls = load_driver(driver)
+    own = {k: f.schema() for k, f in families().items() if driver in f.buses}
+    return {**own, **cls.device_schemas}
 
 
 def family(kind: str) -> Family:

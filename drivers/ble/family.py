@@ -193,7 +193,14 @@ class DoorFamily(Family):
         add("gatewayd_door_forced_total", sum(tally.of(FORCED, dev).values()), dev)
         return bool(state.get("connected"))
 
-    def verdict(self, state: Mapping[str, Any]) -> tuple[bool, list[str]]:
+    def self_test(self, device: Any, bus: Any, gateway_id: str) -> tuple[bool, dict[str, Any]]:
+        from drivers.ble.probe import lock_status
+
+        return True, {"source": "direct", **lock_status(device, bus, gateway_id)}
+
+    def verdict(
+        self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
+    ) -> tuple[bool, list[str]]:
         problems = [] if state.get("connected") else ["not connected"]
         if state.get("mains") is False:
             problems.append("on battery")

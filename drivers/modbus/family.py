@@ -217,7 +217,14 @@ class ChargerFamily(Family):
             add("gatewayd_charger_cuts_total", n, dev, reason)
         return bool(state.get("online"))
 
-    def verdict(self, state: Mapping[str, Any]) -> tuple[bool, list[str]]:
+    def self_test(self, device: Any, bus: Any, gateway_id: str) -> tuple[bool, dict[str, Any]]:
+        from drivers.modbus.probe import self_test
+
+        return self_test(device, bus)
+
+    def verdict(
+        self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
+    ) -> tuple[bool, list[str]]:
         problems = [] if state.get("online") else ["not answering"]
         faulted = [p["port"] for p in state.get("ports") or () if p.get("fault") not in
                    (None, "none")]  # fmt: skip

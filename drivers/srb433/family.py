@@ -144,8 +144,18 @@ class SmokeFamily(Family):
                     bad = rx.get(f"bad_{what}")
                     add("gatewayd_receiver_bad_frames_total", float(bad or 0), bus, what)
 
-    def verdict(self, state: Mapping[str, Any]) -> tuple[bool, list[str]]:
+    def self_test(self, device: Any, bus: Any, gateway_id: str) -> tuple[bool, dict[str, Any]]:
+        from drivers.srb433.probe import self_test
+
+        return self_test(device, bus)
+
+    def verdict(
+        self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
+    ) -> tuple[bool, list[str]]:
         problems = []
+        receiver = gateway_state.get(f"receiver.{bus}") or {}
+        if not receiver.get("online"):
+            problems.append("its receiver does not answer")
         if state.get("alarm") in ("smoke", "heat"):
             problems.append(f"reports {state['alarm']}")
         if state.get("tamper"):

@@ -85,7 +85,7 @@ def _serial(
             )
         return
     try:
-        rx_found = probes.find_receiver(port, bus.settings.get("baudrate", 9600))
+        rx_found = probes.receiver_probe().find_receiver(port, bus.settings.get("baudrate", 9600))
     except probes.ProbeError as exc:
         out.add(f"bus:{bus.name}", False, f"{bus.name}: {exc}")
         return
@@ -146,7 +146,7 @@ def _modbus(
             )
         return
     try:
-        link = probes.modbus_link(
+        link = probes.modbus_probe().modbus_link(
             s.get("port"), s["baudrate"], s.get("parity", "N"), s.get("host"), s["tcp_port"]
         )
     except probes.DriverMissing as exc:
@@ -155,7 +155,7 @@ def _modbus(
 
     async def probe_all() -> list[dict[str, Any] | None]:
         try:
-            return [await probes.identify_pile(link, d.settings["unit"], 0.5) for d in devices]
+            return [await probes.modbus_probe().identify_pile(link, d.settings["unit"], 0.5) for d in devices]
         finally:
             link.close()
 
@@ -165,7 +165,7 @@ def _modbus(
             out.add(
                 f"device:{dev.id}",
                 True,
-                f"{dev.id} (unit {unit}): EBC pile, firmware {found['firmware']}, {found['ports']} ports",
+                f"{dev.id} (unit {unit}): {found['model']} pile, firmware {found['firmware']}, {found['ports']} ports",
             )
         else:
             out.add(

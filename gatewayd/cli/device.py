@@ -47,6 +47,12 @@ def open_doc(path: str) -> ConfigText:
         fail(str(exc), USAGE)
 
 
+def _kinds() -> list[str]:
+    from gatewayd import plugins
+
+    return list(plugins.families())
+
+
 def _driver_of(doc: ConfigText, bus: str) -> str:
     for table in doc.tables("buses"):
         if table.get("name") == bus:
@@ -64,17 +70,18 @@ def _schema_for(doc: ConfigText, bus: str, kind: str | None) -> tuple[str, dict[
         driver = plugins.load_driver(driver_name)
     except PluginError as exc:
         fail(str(exc), USAGE)
-    kinds = list(driver.device_schemas)
+    served = plugins.kinds_on(driver.name)
+    kinds = sorted(served)
     if kind is None:
         if len(kinds) != 1:
             fail(f"bus {bus} ({driver_name}) serves {', '.join(kinds)}: give --kind", USAGE)
         kind = kinds[0]
-    if kind not in driver.device_schemas:
+    if kind not in served:
         fail(
             f"bus {bus} ({driver_name}) has no {kind} devices (it serves {', '.join(kinds) or 'none'})",
             USAGE,
         )
-    return kind, dict(driver.device_schemas[kind])
+    return kind, dict(served[kind])
 
 
 def typed_value(key: str, text: str, schema: dict[str, Any]) -> Any:
@@ -126,7 +133,7 @@ def _only_bus(doc: ConfigText, kind: str | None) -> str:
         buses = [
             str(b.get("name"))
             for b in doc.tables("buses")
-            if kind in plugins.load_driver(str(b.get("driver"))).device_schemas
+            if kind in plugins.kinds_on(str(b.get("driver")))
         ]
     if len(buses) != 1:
         fail("give --bus (the [[buses]] name the device is on)", USAGE)
@@ -138,7 +145,7 @@ def _only_bus(doc: ConfigText, kind: str | None) -> str:
 @click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option(
     "--kind",
-    type=click.Choice(["charger", "smoke", "door_lock"]),
+    type=click.Choice(sorted(_kinds())),
     help="Default: what the bus serves.",
 )
 @click.option("--bus", help="The [[buses]] name (default: the only bus that fits).")

@@ -224,10 +224,11 @@ def _through_daemon(
 
 
 def _direct(port: str, baudrate: int, seconds: int, pairing: Pairing) -> None:
-    from gatewayd.cli import probes
+    from drivers.srb433.probe import ReceiverPort
+    from gatewayd.errors import ProbeError
 
     try:
-        with probes.ReceiverPort(port, baudrate) as rx:
+        with ReceiverPort(port, baudrate) as rx:
             rx.pair(seconds, pairing.join)
-    except probes.ProbeError as exc:
+    except ProbeError as exc:
         fail(str(exc))

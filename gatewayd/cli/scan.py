@@ -94,7 +94,7 @@ def scan_serial(
     for port in candidates:
         row: dict[str, Any] = {"port": port, "receiver": False}
         try:
-            rx = probes.find_receiver(port, baud, timeout)
+            rx = probes.receiver_probe().find_receiver(port, baud, timeout)
         except probes.ProbeError as exc:
             row["error"] = str(exc).removeprefix(f"{port}: ")
         else:
@@ -181,7 +181,8 @@ def scan_modbus(
     config_path: str,
     as_json: bool,
 ) -> None:
-    """Find EBC piles on an RS-485 line or Modbus TCP: reads input register 0 (0x4542)."""
+    """Find charging piles on an RS-485 line or Modbus TCP: reads each id's model register and
+    names the model by its profile."""
     if (port is None) == (host is None):
         fail("give --port (RS-485) or --host (Modbus TCP)", USAGE)
     units = parse_ids(ids)
@@ -191,7 +192,7 @@ def scan_modbus(
             USAGE,
         )
     try:
-        link = probes.modbus_link(port, baud, parity, host, tcp_port)
+        link = probes.modbus_probe().modbus_link(port, baud, parity, host, tcp_port)
     except probes.DriverMissing as exc:
         fail(f"{exc}: cannot scan for piles", FAILED)
     found: list[dict[str, Any]] = []
@@ -202,7 +203,7 @@ def scan_modbus(
                 units, label="scanning ids", file=sys.stderr, show_pos=True
             ) as bar:
                 for unit in bar:
-                    pile = await probes.identify_pile(link, unit, timeout)
+                    pile = await probes.modbus_probe().identify_pile(link, unit, timeout)
                     if pile is not None:
                         found.append(pile)
         finally:
@@ -218,7 +219,9 @@ def scan_modbus(
         print_json([{**p, "where": where} for p in found])
     else:
         for p in found:
-            click.echo(f"✓ id {p['unit']}: EBC pile, firmware {p['firmware']}, {p['ports']} ports")
+            click.echo(
+                f"✓ id {p['unit']}: {p['model']} pile, firmware {p['firmware']}, {p['ports']} ports"
+            )
         if interrupted:
             click.echo(f"✗ interrupted; {len(found)} piles found before that")
         elif not found:
@@ -355,20 +358,8 @@ async def _discover(seconds: float, adapter: str) -> list[tuple[str, str, int | 
             for dev, adv in devices.values()
         ]
     finally:
-        await _close_bleak()
+        from drivers.ble.probe import close_bleak
+
+        await close_bleak()
 
 
-async def _close_bleak() -> None:
-    """bleak keeps a BlueZ manager per event loop; close its D-Bus connection with the loop."""
-    try:
-        from bleak.backends.bluezdbus import manager
-    except ImportError:
-        return
-    instances = getattr(manager, "_global_instances", {})
-    inst = instances.pop(asyncio.get_running_loop(), None)
-    bus = getattr(inst, "_bus", None)
-    watcher = getattr(inst, "_bus_watcher_task", None)
-    if watcher is not None:
-        watcher.cancel()
-    if bus is not None:
-        bus.disconnect()
