@@ -1,0 +1,97 @@
+"""FastAPI dependencies: the relay of this process, who is asking (and whether a cookie
+request passed the CSRF checks), the reader's language."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gatewayd_relay import auth, i18n
+from gatewayd_relay.auth import AuthError, Principal
+from gatewayd_relay.core import Relay
+
+
+def get_relay(request: Request) -> Relay:
+    relay = request.app.state.relay
+    assert isinstance(relay, Relay)
+    return relay
+
+
+RelayDep = Annotated[Relay, Depends(get_relay)]
+
+
+def own_origin(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _token(request: Request, relay: Relay) -> tuple[str | None, bool]:
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip(), False
+    return request.cookies.get(auth.cookie_name(relay.settings)), True
+
+
+def optional_principal(request: Request) -> Principal | None:
+    """Runs in FastAPI's thread pool (a plain def): one small read of the sessions table."""
+    relay = get_relay(request)
+    token, via_cookie = _token(request, relay)
+    with relay.db.session() as s:
+        p = auth.principal(s, token)
+    if p is not None and via_cookie:
+        auth.check_csrf(
+            request.method,
+            request.headers.get("x-csrf-token"),
+            p,
+            request.headers.get("origin"),
+            request.headers.get("sec-fetch-site"),
+            own_origin(request),
+            relay.settings,
+        )
+    return p
+
+
+def any_principal(p: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    if p is None:
+        raise AuthError(401, "login")
+    return p
+
+
+def staff(p: Annotated[Principal, Depends(any_principal)]) -> Principal:
+    if p.account is None:
+        raise AuthError(403, "forbidden_page")
+    return p
+
+
+def phone(p: Annotated[Principal, Depends(any_principal)]) -> Principal:
+    if p.person is None:
+        raise AuthError(403, "forbidden_page")
+    return p
+
+
+def admin(p: Annotated[Principal, Depends(staff)]) -> Principal:
+    if p.account is None or p.account.role != "admin":
+        raise AuthError(403, "forbidden_page")
+    return p
+
+
+def lang(request: Request) -> str:
+    relay = get_relay(request)
+    chosen = request.query_params.get("lang") or request.cookies.get("lang")
+    if chosen:
+        return i18n.lang_of(chosen, relay.settings.default_lang)
+    # zh-CN is the default for the villages; an English browser gets English.
+    accept = request.headers.get("accept-language", "")
+    return "en" if accept.lower().startswith("en") else relay.settings.default_lang
+
+
+StaffDep = Annotated[Principal, Depends(staff)]
+PhoneDep = Annotated[Principal, Depends(phone)]
+AdminDep = Annotated[Principal, Depends(admin)]
+LangDep = Annotated[str, Depends(lang)]
+OptionalDep = Annotated[Principal | None, Depends(optional_principal)]
+
+
+def words(lang_code: str) -> Callable[[str], str]:
+    return i18n.translator(lang_code)
