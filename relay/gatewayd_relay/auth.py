@@ -141,9 +141,11 @@ def origin_of(url: str) -> str:
 
 def login(
     s: Session, username: str, password: str, client: str, settings: Settings
-) -> tuple[Account, str, str]:
-    """(account, token, csrf), or AuthError / RateLimited. Failures count per username and per
-    client address, in the database, so every process sees the same count."""
+) -> tuple[Account, str, str] | None:
+    """(account, token, csrf); None for a wrong username or password (the failure is recorded
+    in ``s``: the caller commits it, then refuses); RateLimited when either the username or the
+    client address failed too often. Failures count in the database, so every process sees
+    the same count."""
     now = time.time()
     since = now - settings.login_window
     keys = [f"user:{username.lower()[:64]}", f"addr:{client}"]
@@ -160,7 +162,7 @@ def login(
     if account is None or account.disabled or not verify_password(account.pw_hash, password):
         for key in keys:
             s.add(LoginFailure(key=key, ts=now))
-        raise AuthError(401, "login_failed")
+        return None
     s.execute(delete(LoginFailure).where(LoginFailure.key == keys[0]))
     hours = settings.staff_session_hours
     token, csrf = create_session(s, hours * 3600, account_id=account.id)

@@ -57,9 +57,10 @@ def login(body: LoginIn, request: Request, response: Response, relay: RelayDep) 
         st,
     )
     with relay.db.session() as s:
-        account, token, csrf = auth.login(
-            s, body.username, body.password, client_address(request), st
-        )
+        done = auth.login(s, body.username, body.password, client_address(request), st)
+    if done is None:  # after the failure was committed
+        raise auth.AuthError(401, "login_failed")
+    account, token, csrf = done
     if body.bearer:
         return SessionOut(
             kind="staff", name=account.name, role=account.role, csrf=csrf, token=token

@@ -221,6 +221,9 @@ async function loadHouse(id) {
     el("thead", {}, el("tr", {}, [T.when, T.doors, T.what, T.who, T.how].map((x) => el("th", {}, x)))),
     el("tbody", {}, (log.ok ? log.data : []).map(accessRow))));
   const old = document.getElementById(`house-${house.id}`);
+  // A fresh invite link stays on screen across the re-render that shows the new person.
+  const shown = old?.querySelector(".invite-out");
+  if (shown) sec.querySelector(".invite-out")?.replaceWith(shown);
   if (old) old.replaceWith(sec); else document.getElementById("houses").append(sec);
 }
 
