@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from gatewayd_relay.db import Database
 from gatewayd_relay.keystore import KeyStore, create_master, load_master
 from gatewayd_relay.provisioning import create_account, create_house
+
 from tests.harness import REPO, free_port, wait_until
 
 PASSWORD = "correct-horse-9"
@@ -70,8 +70,7 @@ class RelayProcess:
             )
         wait_until(
             lambda: (
-                "connected to the broker" in self.output()
-                and "startup complete" in self.output()
+                ("connected to the broker" in self.output() and "startup complete" in self.output())
                 or self.proc is None
                 or self.proc.poll() is not None
             ),

@@ -16,6 +16,7 @@ from tests.relay.world import (
     World,
     attacker_site,
     bind_phone,
+    click,
     open_staff_page,
     tap,
     until,
@@ -71,7 +72,7 @@ def test_revoked_tenant_is_refused_and_nothing_reaches_the_lock(
     unlocks = len(house.unlocks())
     sent = len(house.commands_from("zhao.min"))
 
-    wait_for(landlord, f"#person-{person} button.revoke").click()
+    click(landlord, f"#person-{person} button.revoke")
     wait_for(landlord, f"#person-{person}.revoked")
     code, words = tap(phone, house.door_id)
     assert (code, words) == ("revoked", "您的开门权限已被收回")
@@ -128,7 +129,7 @@ def test_fire_alarm_reaches_landlord_and_grid_worker_ack_recorded_unacked_escala
     )
     assert first
     # The landlord says "I'm on it" for the smoke alarm; the grid worker's page shows it.
-    wait_for(landlord, f"{smoke} button.ack").click()
+    click(landlord, f"{smoke} button.ack")
     wait_for(grid, f"{smoke}[data-acked-by='wang']")
     acked = house.probe.wait(
         f"{house.site.root}/alarms",
@@ -154,7 +155,7 @@ def test_fire_alarm_reaches_landlord_and_grid_worker_ack_recorded_unacked_escala
     # Closing it records who, when and a note.
     note = wait_for(landlord, f"{smoke} input.note")
     note.send_keys("误报：厨房油烟，已通风")
-    wait_for(landlord, f"{smoke} button.close").click()
+    click(landlord, f"{smoke} button.close")
     closed = wait_for(grid, f"{smoke}.closed")
     assert "误报" in closed.text
     house.receiver.call(det.clear())

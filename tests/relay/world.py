@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -165,7 +167,9 @@ def chromium(profile: Path) -> WebDriver:
         opts.add_argument(arg)
     opts.add_argument("--lang=zh-CN")
     opts.add_experimental_option("prefs", {"intl.accept_languages": "zh-CN,zh"})
-    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER))
+    # Not on the fake BlueZ's private bus: it goes away with its house, the browser must not.
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SYSTEM_BUS_ADDRESS"}
+    driver = webdriver.Chrome(options=opts, service=Service(CHROMEDRIVER, env=env))
     driver.set_page_load_timeout(20)
     return driver
 
@@ -204,6 +208,18 @@ def wait_for(
 
     result: WebElement = WebDriverWait(driver, timeout, poll_frequency=0.05).until(find)
     return result
+
+
+def click(driver: WebDriver, css: str, timeout: float = 10.0) -> None:
+    """Click the element matching ``css``, again if a live update replaced it meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            wait_for(driver, css, max(0.1, deadline - time.monotonic())).click()
+            return
+        except StaleElementReferenceException:
+            if time.monotonic() > deadline:
+                raise
 
 
 def login(driver: WebDriver, base: str, username: str, password: str = PASSWORD) -> None:

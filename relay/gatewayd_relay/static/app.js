@@ -100,7 +100,9 @@ function incidentRow(i) {
     if (!i.acked_at) acts.append(el("button", { class: "ack primary", onclick: () => act(i, "ack") }, T.ack));
     if (FIRE.has(i.type)) acts.append(el("button", { class: "fire", onclick: () => act(i, "fire_confirm") }, T.fire_confirm));
     const note = el("input", { class: "note", placeholder: T.close_note, "aria-label": T.close_note });
-    acts.append(note, el("button", { class: "close", onclick: () => act(i, "close", { note: note.value }) }, T.close));
+    // Read the note at click time: a live update may have moved the typed-in field here.
+    const closeIt = (ev) => act(i, "close", { note: ev.target.closest("article").querySelector("input.note").value });
+    acts.append(note, el("button", { class: "close", onclick: closeIt }, T.close));
   }
   const facts = [`${i.house_name}`, i.device, when(i.since), state];
   if (i.acked_at) facts.push(`${T.acked}: ${i.acked_by} ${when(i.acked_at)}`);
@@ -123,7 +125,12 @@ function upsertIncident(i) {
   box.querySelector(".empty")?.remove();
   const row = incidentRow(i);
   const old = document.getElementById(`incident-${i.id}`);
-  if (old) old.replaceWith(row); else box.prepend(row);
+  if (!old) { box.prepend(row); return; }
+  // A live update must not eat the note someone is typing.
+  const typing = old.querySelector("input.note");
+  const fresh = row.querySelector("input.note");
+  if (typing && fresh) fresh.replaceWith(typing);
+  old.replaceWith(row);
 }
 
 function doorRow(d) {
