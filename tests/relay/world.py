@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import ssl
 import shutil
 import tempfile
 import time
@@ -52,12 +53,15 @@ class World:
     relays: list[RelayProcess]
     house_id: int
     door_id: int
+    code: str = ""
     apis: dict[str, Api] = field(default_factory=dict)
+    verify: ssl.SSLContext | bool = True
+    ca: str = ""
 
     def api(self, username: str, relay: int = 0) -> Api:
         key = f"{username}@{relay}"
         if key not in self.apis:
-            self.apis[key] = Api(self.relays[relay].url, username)
+            self.apis[key] = Api(self.relays[relay].url, username, verify=self.verify)
         return self.apis[key]
 
     def unlocks(self) -> list[Any]:
@@ -100,7 +104,16 @@ def gateway_body(tmp: Path, receiver: ReceiverThread) -> str:
 
 
 @contextlib.contextmanager
-def house_world(database: str, processes: int = 1, escalate_after: float = 3.0) -> Iterator[World]:
+def house_world(
+    database: str,
+    processes: int = 1,
+    escalate_after: float = 3.0,
+    *,
+    tls: tuple[Path, Path, Path] | None = None,
+    enroll: bool = True,
+) -> Iterator[World]:
+    """``tls``: (CA, certificate, key) to serve HTTPS; ``enroll``: hand the relay the
+    gateway's key through its API (else the test runs `gatewayd register` itself)."""
     tmp = Path(tempfile.mkdtemp(prefix="relay-world-"))
     stack = contextlib.ExitStack()
     try:
@@ -120,17 +133,32 @@ def house_world(database: str, processes: int = 1, escalate_after: float = 3.0) 
         house_id, code = data.house(GATEWAY)
         relays = []
         for i in range(processes):
+            extra = ("--tls-cert", str(tls[1]), "--tls-key", str(tls[2])) if tls else ()
             r = RelayProcess(
-                tmp, database, broker.port, name=f"relay{i}", escalate_after=escalate_after
+                tmp,
+                database,
+                broker.port,
+                name=f"relay{i}",
+                escalate_after=escalate_after,
+                extra=extra,
             )
             stack.callback(r.stop)
             relays.append(r.start())
-        enrolled = httpx.post(
-            f"{relays[0].url}/api/enroll",
-            json={"code": code, "gateway_id": GATEWAY, "key": site.key.hex()},
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(tls[0])) if tls else True
         )
-        assert enrolled.status_code == 200, enrolled.text
-        w = World(tmp, broker, probe, ble, lock, receiver, site, None, data, relays, house_id, 0)  # type: ignore[arg-type]
+        if enroll:
+            enrolled = httpx.post(
+                f"{relays[0].url}/api/enroll",
+                json={"code": code, "gateway_id": GATEWAY, "key": site.key.hex()},
+                verify=verify,
+            )
+            assert enrolled.status_code == 200, enrolled.text
+        w = World(
+            tmp, broker, probe, ble, lock, receiver, site, None, data, relays, house_id, 0, code
+        )  # type: ignore[arg-type]
+        w.verify = verify
+        w.ca = str(tls[0]) if tls else ""
         stack.callback(lambda: [a.close() for a in w.apis.values()])
         w.door_id = w.api("wang").post(
             f"/api/houses/{house_id}/doors", {"device": DOOR, "name": "正门"}
