@@ -8,14 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import ssl
 import shutil
+import ssl
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from selenium import webdriver
@@ -63,6 +63,10 @@ class World:
         if key not in self.apis:
             self.apis[key] = Api(self.relays[relay].url, username, verify=self.verify)
         return self.apis[key]
+
+    def close_apis(self) -> None:
+        for a in self.apis.values():
+            a.close()
 
     def unlocks(self) -> list[Any]:
         """Unlock commands the lock accepted (it checked the MAC itself)."""
@@ -154,19 +158,18 @@ def house_world(
                 verify=verify,
             )
             assert enrolled.status_code == 200, enrolled.text
+        daemon = Daemon(site)
         w = World(
-            tmp, broker, probe, ble, lock, receiver, site, None, data, relays, house_id, 0, code
-        )  # type: ignore[arg-type]
+            tmp, broker, probe, ble, lock, receiver, site, daemon, data, relays, house_id, 0, code
+        )
         w.verify = verify
         w.ca = str(tls[0]) if tls else ""
-        stack.callback(lambda: [a.close() for a in w.apis.values()])
+        stack.callback(w.close_apis)
         w.door_id = w.api("wang").post(
             f"/api/houses/{house_id}/doors", {"device": DOOR, "name": "正门"}
         )["id"]
-        daemon = Daemon(site)
         daemon.start()
         stack.callback(lambda: daemon.stop() if daemon.alive else None)
-        w.daemon = daemon
         probe.wait(f"{site.root}/state/{DOOR}", lambda s: s.get("connected") is True, timeout=20)
         yield w
     finally:
@@ -234,8 +237,7 @@ def wait_for(
                 continue
         return False
 
-    result: WebElement = WebDriverWait(driver, timeout, poll_frequency=0.05).until(find)
-    return result
+    return cast(WebElement, WebDriverWait(driver, timeout, poll_frequency=0.05).until(find))
 
 
 def click(driver: WebDriver, css: str, timeout: float = 10.0) -> None:
