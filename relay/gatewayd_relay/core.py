@@ -210,9 +210,10 @@ class Relay:
     # -- commands to a gateway ---------------------------------------------------------
 
     def sign_for(
-        self, s: Any, house: House, cmd: GatewayCommand, user: str
+        self, s: Any, house: House, cmd: GatewayCommand, user: str, record: bool = True
     ) -> dict[str, Any] | None:
-        """The signed command, recorded in ``commands``; None when the house has no key."""
+        """The signed command (recorded in ``commands`` unless the caller records it with
+        its answer); None when the house has no key."""
         if house.key_sealed is None:
             return None
         key = self.keys.open(house.gateway_id, house.key_sealed)
@@ -224,6 +225,8 @@ class Relay:
             user,
             self.settings.command_lifetime,
         )
+        if not record:
+            return signed
         s.add(
             Command(
                 id=signed["id"],

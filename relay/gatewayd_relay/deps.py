@@ -7,16 +7,23 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.orm import Session
 
 from gatewayd_relay import auth, i18n
 from gatewayd_relay.auth import AuthError, Principal
 from gatewayd_relay.core import Relay
 
 
-def get_relay(request: Request) -> Relay:
+def relay_of(request: Request) -> Relay:
     relay = request.app.state.relay
     assert isinstance(relay, Relay)
     return relay
+
+
+# Dependencies that do no I/O are `async def`: FastAPI would run a plain `def` on its thread
+# pool, a hop per request for nothing.
+async def get_relay(request: Request) -> Relay:
+    return relay_of(request)
 
 
 RelayDep = Annotated[Relay, Depends(get_relay)]
@@ -33,12 +40,11 @@ def _token(request: Request, relay: Relay) -> tuple[str | None, bool]:
     return request.cookies.get(auth.cookie_name(relay.settings)), True
 
 
-def optional_principal(request: Request) -> Principal | None:
-    """Runs in FastAPI's thread pool (a plain def): one small read of the sessions table."""
-    relay = get_relay(request)
+def resolve(request: Request, relay: Relay, s: Session) -> Principal | None:
+    """Who is asking, in the caller's transaction; AuthError when a cookie request fails the
+    CSRF checks."""
     token, via_cookie = _token(request, relay)
-    with relay.db.session() as s:
-        p = auth.principal(s, token)
+    p = auth.principal(s, token)
     if p is not None and via_cookie:
         auth.check_csrf(
             request.method,
@@ -52,32 +58,47 @@ def optional_principal(request: Request) -> Principal | None:
     return p
 
 
-def any_principal(p: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+def optional_principal(request: Request) -> Principal | None:
+    """Runs in FastAPI's thread pool (a plain def): one small read of the sessions table."""
+    relay = relay_of(request)
+    with relay.db.session() as s:
+        return resolve(request, relay, s)
+
+
+def required(p: Principal | None) -> Principal:
     if p is None:
         raise AuthError(401, "login")
     return p
 
 
-def staff(p: Annotated[Principal, Depends(any_principal)]) -> Principal:
+async def any_principal(p: Annotated[Principal | None, Depends(optional_principal)]) -> Principal:
+    return required(p)
+
+
+async def staff(p: Annotated[Principal, Depends(any_principal)]) -> Principal:
     if p.account is None:
         raise AuthError(403, "forbidden_page")
     return p
 
 
-def phone(p: Annotated[Principal, Depends(any_principal)]) -> Principal:
+async def phone(p: Annotated[Principal, Depends(any_principal)]) -> Principal:
     if p.person is None:
         raise AuthError(403, "forbidden_page")
     return p
 
 
-def admin(p: Annotated[Principal, Depends(staff)]) -> Principal:
+async def admin(p: Annotated[Principal, Depends(staff)]) -> Principal:
     if p.account is None or p.account.role != "admin":
         raise AuthError(403, "forbidden_page")
     return p
 
 
-def lang(request: Request) -> str:
-    relay = get_relay(request)
+async def lang(request: Request) -> str:
+    return lang_of_request(request)
+
+
+def lang_of_request(request: Request) -> str:
+    relay = relay_of(request)
     chosen = request.query_params.get("lang") or request.cookies.get("lang")
     if chosen:
         return i18n.lang_of(chosen, relay.settings.default_lang)

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from fastapi import Request
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gatewayd_relay import gateway_cmds, i18n
-from gatewayd_relay.auth import Principal
+from gatewayd_relay.auth import AuthError
 from gatewayd_relay.core import Relay
 from gatewayd_relay.db import rows_changed
+from gatewayd_relay.deps import resolve
 from gatewayd_relay.grants import decide
 from gatewayd_relay.ingest import log_access
-from gatewayd_relay.models import AccessEvent, Door, Grant, House
+from gatewayd_relay.models import AccessEvent, Command, Door, Grant, House
 
 UNLOCK_SECONDS = 5
 
@@ -44,21 +46,31 @@ class _Prepared:
     grant_id: int | None = None
     counted: bool = False
     logged: tuple[int, int] | None = None  # (house id, access row id) of a refusal
-    offline: bool = False
+    house_id: int = 0
 
 
-def _prepare(s: Session, relay: Relay, who: Principal, door_id: int, tz: ZoneInfo) -> _Prepared:
-    door = s.get(Door, door_id)
+def _prepare(s: Session, relay: Relay, request: Request, door_id: int, tz: ZoneInfo) -> _Prepared:
+    # Who, which door, which grant, the key: one read-only transaction on one worker thread
+    # (a refused tap and a counted visitor open are the only writes), since a person is
+    # waiting at the door.
+    who = resolve(request, relay, s)
+    if who is None:
+        raise AuthError(401, "login")
+    if who.person is None:
+        raise AuthError(403, "forbidden_page")
     person = who.person
-    if door is None or person is None or door.house_id != person.house_id:
-        return _Prepared("no_grant")
-    house = s.get(House, door.house_id)
-    assert house is not None
-    grant = s.scalar(
-        select(Grant)
-        .where(Grant.person_id == person.id, Grant.door_id == door.id)
+    # The door, its house and this person's newest live grant for it, in one query.
+    found = s.execute(
+        select(Door, House, Grant)
+        .join(House, House.id == Door.house_id)
+        .outerjoin(Grant, (Grant.door_id == Door.id) & (Grant.person_id == person.id))
+        .where(Door.id == door_id, Door.house_id == person.house_id)
         .order_by(Grant.revoked_at.is_not(None), Grant.id.desc())
-    )
+        .limit(1)
+    ).first()
+    if found is None:
+        return _Prepared("no_grant")
+    door, house, grant = found
     now = time.time()
     decision = decide(None if who.revoked else person, grant, now, tz)
     if not decision.allowed:
@@ -96,11 +108,13 @@ def _prepare(s: Session, relay: Relay, who: Principal, door_id: int, tz: ZoneInf
         if not counted:
             return _Prepared("used_up")
     signed = relay.sign_for(
-        s, house, gateway_cmds.unlock(door.device, UNLOCK_SECONDS), person.handle
+        s, house, gateway_cmds.unlock(door.device, UNLOCK_SECONDS), person.handle, record=False
     )
     if signed is None:
         return _Prepared("setup")
-    return _Prepared(None, house.gateway_id, signed, grant.id if grant else None, counted)
+    return _Prepared(
+        None, house.gateway_id, signed, grant.id if grant else None, counted, house_id=house.id
+    )
 
 
 def _give_back(s: Session, grant_id: int) -> None:
@@ -109,9 +123,27 @@ def _give_back(s: Session, grant_id: int) -> None:
     )
 
 
-async def open_door(relay: Relay, who: Principal, door_id: int) -> TapResult:
+def _record(
+    s: Session, house_id: int, signed: dict[str, Any], result: dict[str, Any] | None
+) -> None:
+    s.add(
+        Command(
+            id=signed["id"],
+            house_id=house_id,
+            device=signed["device"],
+            action=signed["action"],
+            user=signed["user"],
+            created=signed["iat"],
+            code="no_answer" if result is None else str(result.get("code")),
+            detail="" if result is None else str(result.get("detail", ""))[:500],
+            answered_at=None if result is None else time.time(),
+        )
+    )
+
+
+async def open_door(relay: Relay, request: Request, door_id: int) -> TapResult:
     tz = ZoneInfo(relay.settings.timezone)
-    prep = await relay.db_call(_prepare, relay, who, door_id, tz)
+    prep = await relay.db_call(_prepare, relay, request, door_id, tz)
     if prep.logged is not None:
         relay.changed(prep.logged[0], "access", prep.logged[1])
     if prep.refused is not None:
@@ -119,6 +151,8 @@ async def open_door(relay: Relay, who: Principal, door_id: int) -> TapResult:
     assert prep.signed is not None
     result = await relay.publish_and_wait(prep.gateway_id, prep.signed)
     code = "offline" if result is None else str(result.get("code"))
+    # Written after the answer, off the tenant's wait.
+    relay.background(relay.db_call(_record, prep.house_id, prep.signed, result))
     if code != "ok" and prep.counted and prep.grant_id is not None:
         await relay.db_call(_give_back, prep.grant_id)
     key = "offline" if result is None else i18n.outcome_key(code)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from gatewayd_relay import access, auth
-from gatewayd_relay.deps import LangDep, OptionalDep, RelayDep, any_principal, own_origin, words
+from gatewayd_relay.deps import LangDep, OptionalDep, RelayDep, own_origin, required, words
 from gatewayd_relay.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["session"])
@@ -79,7 +79,7 @@ def logout(p: OptionalDep, response: Response, relay: RelayDep) -> None:
 
 @router.get("/me", response_model=SessionOut)
 def me(p: OptionalDep) -> SessionOut:
-    who = any_principal(p)
+    who = required(p)
     if who.account is not None:
         return SessionOut(kind="staff", name=who.account.name, role=who.account.role, csrf=who.csrf)
     assert who.person is not None
