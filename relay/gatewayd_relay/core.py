@@ -210,7 +210,13 @@ class Relay:
     # -- commands to a gateway ---------------------------------------------------------
 
     def sign_for(
-        self, s: Any, house: House, cmd: GatewayCommand, user: str, record: bool = True
+        self,
+        s: Any,
+        house: House,
+        cmd: GatewayCommand,
+        user: str,
+        record: bool = True,
+        cid: str | None = None,
     ) -> dict[str, Any] | None:
         """The signed command (recorded in ``commands`` unless the caller records it with
         its answer); None when the house has no key."""
@@ -224,6 +230,7 @@ class Relay:
             cmd.args,
             user,
             self.settings.command_lifetime,
+            cid=cid,
         )
         if not record:
             return signed
@@ -239,20 +246,30 @@ class Relay:
         )
         return signed
 
-    async def publish_and_wait(
-        self, gateway_id: str, signed: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        """Publish a signed command and wait for its result (None after the action timeout)."""
+    def publish_command(self, gateway_id: str, signed: dict[str, Any]) -> None:
+        """Thread-safe: a worker thread that just signed may publish at once."""
         assert self.bus is not None
-        fut = self.pending.expect(signed["id"])
         topic = f"{self.settings.topic_prefix}/{gateway_id}/cmd"
         self.bus.publish(topic, json.dumps(signed, ensure_ascii=False).encode())
+
+    async def wait_result(
+        self, cid: str, fut: asyncio.Future[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """The gateway's result for ``cid`` (None after the action timeout)."""
         try:
             return await asyncio.wait_for(fut, self.settings.action_timeout)
         except TimeoutError:
             return None
         finally:
-            self.pending.forget(signed["id"])
+            self.pending.forget(cid)
+
+    async def publish_and_wait(
+        self, gateway_id: str, signed: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Publish a signed command and wait for its result (None after the action timeout)."""
+        fut = self.pending.expect(signed["id"])
+        self.publish_command(gateway_id, signed)
+        return await self.wait_result(signed["id"], fut)
 
     async def send_as(
         self, house_id: int, cmd: GatewayCommand, who: Account

@@ -40,13 +40,15 @@ def command(
     user: str,
     lifetime: float,
     now: float | None = None,
+    cid: str | None = None,
 ) -> dict[str, Any]:
-    """A fresh signed command: a random id the gateway has never seen, a short life."""
+    """A fresh signed command: a random id the gateway has never seen (``new_id``), a short
+    life."""
     iat = time.time() if now is None else now
     return sign(
         key,
         {
-            "id": "r-" + secrets.token_hex(12),
+            "id": cid or new_id(),
             "device": device,
             "action": action,
             "args": dict(args or {}),
@@ -55,6 +57,10 @@ def command(
             "exp": round(iat + lifetime, 3),
         },
     )
+
+
+def new_id() -> str:
+    return "r-" + secrets.token_hex(12)
 
 
 def fingerprint(key: bytes) -> str:

@@ -6,6 +6,7 @@ gateway and is written to the house's unlock log, where the landlord sees it.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from fastapi import Request
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gatewayd_relay import gateway_cmds, i18n
+from gatewayd_relay import gateway_cmds, i18n, signing
 from gatewayd_relay.auth import AuthError
 from gatewayd_relay.core import Relay
 from gatewayd_relay.db import rows_changed
@@ -49,7 +50,9 @@ class _Prepared:
     house_id: int = 0
 
 
-def _prepare(s: Session, relay: Relay, request: Request, door_id: int, tz: ZoneInfo) -> _Prepared:
+def _prepare(
+    s: Session, relay: Relay, request: Request, door_id: int, tz: ZoneInfo, cid: str
+) -> _Prepared:
     # Who, which door, which grant, the key: one read-only transaction on one worker thread
     # (a refused tap and a counted visitor open are the only writes), since a person is
     # waiting at the door.
@@ -108,7 +111,12 @@ def _prepare(s: Session, relay: Relay, request: Request, door_id: int, tz: ZoneI
         if not counted:
             return _Prepared("used_up")
     signed = relay.sign_for(
-        s, house, gateway_cmds.unlock(door.device, UNLOCK_SECONDS), person.handle, record=False
+        s,
+        house,
+        gateway_cmds.unlock(door.device, UNLOCK_SECONDS),
+        person.handle,
+        record=False,
+        cid=cid,
     )
     if signed is None:
         return _Prepared("setup")
@@ -143,17 +151,34 @@ def _record(
 
 async def open_door(relay: Relay, request: Request, door_id: int) -> TapResult:
     tz = ZoneInfo(relay.settings.timezone)
-    prep = await relay.db_call(_prepare, relay, request, door_id, tz)
+    # The id is chosen and awaited before the worker thread signs and publishes, so the
+    # command leaves from that thread at once, and its answer cannot come before the waiter.
+    cid = signing.new_id()
+    fut = relay.pending.expect(cid)
+
+    def work() -> _Prepared:
+        with relay.db.session() as s:
+            prep = _prepare(s, relay, request, door_id, tz, cid)
+        if prep.signed is not None:  # committed: a counted open is counted
+            relay.publish_command(prep.gateway_id, prep.signed)
+        return prep
+
+    try:
+        prep = await asyncio.to_thread(work)
+    except BaseException:
+        relay.pending.forget(cid)
+        raise
     if prep.logged is not None:
         relay.changed(prep.logged[0], "access", prep.logged[1])
     if prep.refused is not None:
+        relay.pending.forget(cid)
         return TapResult(False, prep.refused, prep.refused)
     assert prep.signed is not None
-    result = await relay.publish_and_wait(prep.gateway_id, prep.signed)
+    result = await relay.wait_result(cid, fut)
     code = "offline" if result is None else str(result.get("code"))
     # Written after the answer, off the tenant's wait.
     relay.background(relay.db_call(_record, prep.house_id, prep.signed, result))
     if code != "ok" and prep.counted and prep.grant_id is not None:
         await relay.db_call(_give_back, prep.grant_id)
     key = "offline" if result is None else i18n.outcome_key(code)
-    return TapResult(code == "ok", code, key, prep.signed["id"])
+    return TapResult(code == "ok", code, key, cid)
