@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gatewayd.signing import verify
 from tests.harness import Broker
@@ -310,3 +310,59 @@ def test_every_page_action_is_in_the_openapi_document(env: Env) -> None:
         ("/api/stream", "get"),
     ]:
         assert method in paths.get(path, {}), path
+
+
+def test_fire_confirm_and_ack_reach_the_gateway_signed_as_the_person(env: Env) -> None:
+    from tests.harness import Probe
+
+    probe = Probe(_broker_port(env))
+    try:
+        alarm = {
+            "id": "smoke-301/smoke.alarm",
+            "device": "smoke-301",
+            "type": "smoke.alarm",
+            "severity": "critical",
+            "since": time.time(),
+            "acked_by": None,
+        }
+        probe.publish(f"pingan/v1/{GW}/alarms", json.dumps({"ts": time.time(), "active": [alarm]}))
+        inc = None
+        deadline = time.monotonic() + 10
+        while inc is None and time.monotonic() < deadline:
+            inc = next(
+                (
+                    i
+                    for i in env.wang.get("/api/alarms")
+                    if i["alarm_id"] == alarm["id"] and not i["closed_at"]
+                ),
+                None,
+            )
+            time.sleep(0.05)
+        assert inc is not None
+        out = env.wang.post(f"/api/alarms/{inc['id']}/fire_confirm")
+        assert out["gateway_code"] == "ok"
+        [cmd] = [c for c in env.gateway.seen if c["action"] == "fire_confirm"]
+        assert (cmd["device"], cmd["args"], cmd["user"]) == (GW, {"alarm": alarm["id"]}, "wang")
+        acked = env.wang.post(f"/api/alarms/{inc['id']}/ack", {"note": "在路上"})
+        assert acked["incident"]["acked_by"] == "wang"
+        deadline = time.monotonic() + 10
+        while (
+            not [c for c in env.gateway.seen if c["action"] == "ack_alarm"]
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        [ack] = [c for c in env.gateway.seen if c["action"] == "ack_alarm"]
+        assert (ack["args"], ack["user"]) == ({"alarm": alarm["id"]}, "wang")
+        log = env.wang.get(f"/api/alarms/{inc['id']}")["log"]
+        assert [(e["kind"], e["who"]) for e in log if e["kind"] in ("fire_confirm", "gateway.fire_confirm", "ack")] == [
+            ("fire_confirm", "wang"), ("gateway.fire_confirm", "wang"), ("ack", "wang"),
+        ]  # fmt: skip
+        closed = env.wang.post(f"/api/alarms/{inc['id']}/close", {"note": "厨房油烟"})["incident"]
+        assert (closed["closed_by"], closed["close_note"]) == ("wang", "厨房油烟")
+    finally:
+        probe.publish(f"pingan/v1/{GW}/alarms", json.dumps({"ts": time.time(), "active": []}))
+        probe.close()
+
+
+def _broker_port(env: Env) -> int:
+    return int(env.relay.args[env.relay.args.index("--broker") + 1].rsplit(":", 1)[1])

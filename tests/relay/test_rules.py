@@ -143,3 +143,63 @@ def test_an_incident_is_pushed_once_escalated_once_and_stopped_by_an_ack(db: Dat
         assert (inc.acked_by, inc.level) == ("zhang", 1)
         kinds = [e.kind for e in incidents.entries(s, inc.id)]
         assert kinds == ["escalated", "ack", "ack"]
+
+
+def test_file_and_webhook_notifiers_deliver_and_a_failure_does_not_stop_the_others(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import http.server
+    import json
+    import threading
+
+    from gatewayd_relay.notify import Fanout, FileNotifier, Notification, WebhookNotifier
+
+    from tests.harness import free_port
+
+    got: list[dict[str, object]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    note = Notification(
+        1,
+        "17号",
+        "gw-1",
+        "smoke-301/smoke.alarm",
+        "smoke.alarm",
+        "critical",
+        "smoke-301",
+        NOW,
+        0,
+        "wang",
+        "王房东",
+        "13800000001",
+        "/alarms/1",
+    )
+    dead = WebhookNotifier(f"http://127.0.0.1:{free_port()}/nobody", timeout=1)
+    fanout = Fanout(
+        [
+            dead,
+            WebhookNotifier(f"http://127.0.0.1:{port}/push"),
+            FileNotifier(str(tmp_path / "n.jsonl")),
+        ]
+    )
+    try:
+        errors = asyncio.run(fanout.send(note))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(errors) == 1 and errors[0].startswith("WebhookNotifier")
+    assert got[0]["phone"] == "13800000001" and got[0]["alarm_id"] == "smoke-301/smoke.alarm"
+    [line] = (tmp_path / "n.jsonl").read_text().splitlines()
+    assert json.loads(line)["username"] == "wang"

@@ -34,6 +34,7 @@ async function api(method, path, body) {
   return { status: r.status, ok: r.ok, data };
 }
 
+const typeName = (type) => T[`type_${type}`] || type;
 const when = (ts) => (ts ? new Date(ts * 1000).toLocaleString(LOCALE, { hour12: false }) : "");
 
 // ---- login, invite -------------------------------------------------------------------
@@ -112,7 +113,7 @@ function incidentRow(i) {
     class: `incident sev-${i.severity} ${i.closed_at ? "closed" : ""} ${i.acked_at ? "acked" : ""}`,
     id: `incident-${i.id}`, "data-incident": i.id, "data-type": i.type, "data-level": i.level,
     "data-acked-by": i.acked_by || "",
-  }, el("h3", {}, i.type), el("p", { class: "facts" }, facts.join(" · ")), acts);
+  }, el("h3", {}, typeName(i.type)), el("p", { class: "facts" }, facts.join(" · ")), acts);
 }
 
 async function act(i, what, body) {
@@ -142,7 +143,7 @@ function accessRow(a) {
   const how = a.type === "relay.refused" ? `${T.refused} (${T[a.detail.reason] || a.detail.reason})` : (T[`method_${a.method}`] || a.method);
   const who = a.name ? `${a.name} (${a.user})` : a.user;
   return el("tr", { "data-access": a.id, "data-type": a.type, "data-user": a.user },
-    el("td", {}, when(a.ts)), el("td", {}, a.device), el("td", {}, a.type), el("td", {}, who), el("td", {}, how));
+    el("td", {}, when(a.ts)), el("td", {}, a.device), el("td", {}, typeName(a.type)), el("td", {}, who), el("td", {}, how));
 }
 
 function personRow(p, manage, doors) {
