@@ -37,6 +37,8 @@ class TapResult:
     #: The i18n key of the words the tenant reads.
     message: str
     command: str | None = None
+    #: Milliseconds from the request to the command's publication (the relay's own share).
+    relay_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -161,8 +163,11 @@ async def open_door(relay: Relay, request: Request, door_id: int) -> TapResult:
             prep = _prepare(s, relay, request, door_id, tz, cid)
         if prep.signed is not None:  # committed: a counted open is counted
             relay.publish_command(prep.gateway_id, prep.signed)
+            published[0] = time.perf_counter()
         return prep
 
+    started = time.perf_counter()
+    published = [started]
     try:
         prep = await asyncio.to_thread(work)
     except BaseException:
@@ -181,4 +186,4 @@ async def open_door(relay: Relay, request: Request, door_id: int) -> TapResult:
     if code != "ok" and prep.counted and prep.grant_id is not None:
         await relay.db_call(_give_back, prep.grant_id)
     key = "offline" if result is None else i18n.outcome_key(code)
-    return TapResult(code == "ok", code, key, cid)
+    return TapResult(code == "ok", code, key, cid, round((published[0] - started) * 1000, 2))

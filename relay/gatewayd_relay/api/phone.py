@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import select
 
@@ -65,8 +65,13 @@ router.get("/doors", response_model=list[DoorOut])(my_doors)
 
 
 @router.post("/doors/{door_id}/open", response_model=OpenOut)
-async def open_door(door_id: int, request: Request, relay: RelayDep, lang: LangDep) -> OpenOut:
+async def open_door(
+    door_id: int, request: Request, response: Response, relay: RelayDep, lang: LangDep
+) -> OpenOut:
     """Check the grant, sign an `unlock` as this person, wait for the gateway (at most the
-    action timeout) and say what happened. Needs a bound phone's session."""
+    action timeout) and say what happened. Needs a bound phone's session. The
+    `Server-Timing` header says how long the relay took to publish the command."""
     r = await tap.open_door(relay, request, door_id)
+    if r.relay_ms is not None:
+        response.headers["Server-Timing"] = f"publish;dur={r.relay_ms}"
     return OpenOut(ok=r.ok, code=r.code, message=words(lang)(r.message), command=r.command)

@@ -76,10 +76,11 @@ async function phonePage() {
     if (d.opens_left !== null) sub.push(`${T.opens_left} ${d.opens_left}`);
     const btn = el("button", { class: "open big", "data-door": d.id }, el("span", {}, T.open), el("small", {}, d.name));
     btn.addEventListener("click", async () => {
+      const pending = api("POST", `/api/phone/doors/${d.id}/open`);  // first: someone is at the door
       btn.disabled = true;
       result.className = "result";
       result.textContent = T.opening;
-      const o = await api("POST", `/api/phone/doors/${d.id}/open`);
+      const o = await pending;
       const data = o.data || {};
       result.textContent = data.message || String(o.status);
       result.className = "result " + (data.ok ? "ok" : "err");
