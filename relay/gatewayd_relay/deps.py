@@ -58,6 +58,17 @@ def resolve(request: Request, relay: Relay, s: Session) -> Principal | None:
     return p
 
 
+def same_origin(request: Request) -> None:
+    """For requests made before there is a session (login, binding a phone): refuse what
+    the browser says came from another origin."""
+    auth.check_origin(
+        request.headers.get("origin"),
+        request.headers.get("sec-fetch-site"),
+        own_origin(request),
+        relay_of(request).settings,
+    )
+
+
 def optional_principal(request: Request) -> Principal | None:
     """Runs in FastAPI's thread pool (a plain def): one small read of the sessions table."""
     relay = relay_of(request)

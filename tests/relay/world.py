@@ -28,7 +28,16 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from firmware_stubs.harness import BleWorld, world
 from tests.ble_fixtures import ADDRESS, KEY, key_file
-from tests.harness import Broker, Daemon, Probe, ReceiverThread, Site, make_site, smoke_config
+from tests.harness import (
+    Broker,
+    Daemon,
+    Probe,
+    ReceiverThread,
+    Site,
+    make_site,
+    smoke_config,
+    wait_until,
+)
 from tests.relay.relay_proc import PASSWORD, Api, RelayData, RelayProcess
 
 DOOR = "door-main"
@@ -287,14 +296,7 @@ def tap(driver: WebDriver, door_id: int, timeout: float = 15.0) -> tuple[str, st
     return str(result.get_attribute("data-code")), result.text
 
 
-def until(pred: Any, timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+until = wait_until
 
 
 @contextlib.contextmanager

@@ -32,6 +32,10 @@ def house_for(s: Session, who: Principal, house_id: int, manage: bool = False) -
     return house
 
 
+def person_view(s: Session, person: Person) -> dict[str, Any]:
+    return views.person(person, list(s.scalars(select(Grant).where(Grant.person_id == person.id))))
+
+
 def invite_url(request: Request, base: str, token: str) -> str:
     return f"{(base or own_origin(request)).rstrip('/')}/i/{token}"
 
@@ -121,9 +125,7 @@ def add_tenant(
         person, token = access.add_person(
             s, who.label, house, body.name, body.handle, "tenant", [_spec(g) for g in body.grants]
         )
-        view = views.person(
-            person, list(s.scalars(select(Grant).where(Grant.person_id == person.id)))
-        )
+        view = person_view(s, person)
     return PersonOut(person=view, invite_url=invite_url(request, relay.settings.public_url, token))
 
 
@@ -137,9 +139,7 @@ def add_pass(
     with relay.db.session() as s:
         house = house_for(s, who, house_id, manage=True)
         person, token = access.add_person(s, who.label, house, body.name, "", "visitor", [spec])
-        view = views.person(
-            person, list(s.scalars(select(Grant).where(Grant.person_id == person.id)))
-        )
+        view = person_view(s, person)
     return PersonOut(person=view, invite_url=invite_url(request, relay.settings.public_url, token))
 
 
@@ -163,9 +163,7 @@ def revoke_person(person_id: int, who: StaffDep, relay: RelayDep) -> dict[str, A
     with relay.db.session() as s:
         house, person = _person(s, who, person_id)
         access.revoke_person(s, who.label, house, person)
-        out = views.person(
-            person, list(s.scalars(select(Grant).where(Grant.person_id == person.id)))
-        )
+        out = person_view(s, person)
     relay.changed(house.id, "person", person_id)
     return out
 
@@ -176,9 +174,7 @@ def reinvite(person_id: int, who: StaffDep, relay: RelayDep, request: Request) -
     with relay.db.session() as s:
         house, person = _person(s, who, person_id)
         token = access.new_invite(s, who.label, house, person)
-        view = views.person(
-            person, list(s.scalars(select(Grant).where(Grant.person_id == person.id)))
-        )
+        view = person_view(s, person)
     return PersonOut(person=view, invite_url=invite_url(request, relay.settings.public_url, token))
 
 

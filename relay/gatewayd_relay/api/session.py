@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from gatewayd_relay import access, auth
-from gatewayd_relay.deps import LangDep, OptionalDep, RelayDep, own_origin, required, words
+from gatewayd_relay.deps import OptionalDep, RelayDep, required, same_origin
 from gatewayd_relay.settings import Settings
 
 router = APIRouter(prefix="/api", tags=["session"])
@@ -50,12 +50,7 @@ def login(body: LoginIn, request: Request, response: Response, relay: RelayDep) 
     """Staff login. Five failures within 15 minutes, per username and per address, lock
     that username or address out for the rest of the window (429, Retry-After)."""
     st = relay.settings
-    auth.check_origin(
-        request.headers.get("origin"),
-        request.headers.get("sec-fetch-site"),
-        own_origin(request),
-        st,
-    )
+    same_origin(request)
     with relay.db.session() as s:
         done = auth.login(s, body.username, body.password, client_address(request), st)
     if done is None:  # after the failure was committed
@@ -87,23 +82,15 @@ def me(p: OptionalDep) -> SessionOut:
 
 
 @router.post("/invites/{token}/accept", response_model=SessionOut)
-def accept_invite(
-    token: str, request: Request, response: Response, relay: RelayDep, lang: LangDep
-) -> Any:
+def accept_invite(token: str, request: Request, response: Response, relay: RelayDep) -> Any:
     """Bind this phone to the person the invite is for (once). The phone then holds an
     HttpOnly session cookie; the landlord can revoke it."""
     st = relay.settings
-    auth.check_origin(
-        request.headers.get("origin"),
-        request.headers.get("sec-fetch-site"),
-        own_origin(request),
-        st,
-    )
+    same_origin(request)
     with relay.db.session() as s:
         bound = access.accept_invite(s, token, st.session_days)
     if bound is None:
         raise auth.AuthError(404, "invite_invalid")
     person, session_token, csrf = bound
     set_cookie(response, st, session_token, st.session_days * 86400)
-    _ = words(lang)
     return SessionOut(kind=person.kind, name=person.name, csrf=csrf)
