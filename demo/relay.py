@@ -31,6 +31,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
 def _post(
     url: str, body: Any = None, headers: dict[str, str] | None = None
 ) -> tuple[int, Any, Any]:
@@ -105,7 +113,7 @@ def start_relay(work: Path, broker_port: int, gateway_id: str, key: bytes) -> Re
         stdout=log, stderr=log, env=dict(os.environ),
     )  # fmt: skip
     deadline = time.monotonic() + 20
-    while b"startup complete" not in (work / "relay.log").read_bytes():
+    while not _listening(port):
         if time.monotonic() > deadline or proc.poll() is not None:
             print("the relay did not start; see", work / "relay.log")
             proc.kill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -69,16 +70,22 @@ class RelayProcess:
                 self.args, stdout=log, stderr=log, cwd=REPO, env=dict(os.environ)
             )
         wait_until(
-            lambda: (
-                ("connected to the broker" in self.output() and "startup complete" in self.output())
-                or self.proc is None
-                or self.proc.poll() is not None
-            ),
+            lambda: self.proc is None or self.proc.poll() is not None or self.ready(),
             20,
             "the relay to start",
         )
         assert self.proc.poll() is None, self.output()[-3000:]
         return self
+
+    def ready(self) -> bool:
+        """Serving (the port accepts connections) and following the broker."""
+        if "connected to the broker" not in self.output():
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -69,7 +69,11 @@ def logout(p: OptionalDep, response: Response, relay: RelayDep) -> None:
     if p is not None:
         with relay.db.session() as s:
             auth.revoke_session(s, p.session_id)
-    response.delete_cookie(auth.cookie_name(relay.settings), path="/")
+    # With the same attributes as when set: a browser ignores a __Host- cookie without Secure.
+    st = relay.settings
+    response.delete_cookie(
+        auth.cookie_name(st), path="/", secure=st.cookie_secure, httponly=True, samesite="strict"
+    )
 
 
 @router.get("/me", response_model=SessionOut)
