@@ -28,6 +28,7 @@ from gatewayd_relay.settings import Settings
 log = logging.getLogger("gatewayd_relay")
 T = TypeVar("T")
 INGEST_QUEUE = 10_000
+INGEST_BATCH = 200
 
 
 class Relay:
@@ -97,30 +98,39 @@ class Relay:
             log.warning("ingest queue full; dropped a message on %s", msg.topic)
 
     async def _ingest_loop(self) -> None:
+        """Whatever has queued up is ingested in one transaction on one worker thread: a
+        burst (a gateway back from an outage, a busy door) costs one hop and one commit,
+        not one per message, and leaves the thread pool to the taps."""
         prefix = self.settings.topic_prefix + "/"
         internal = self.settings.relay_topic + "/"
         while True:
-            msg = await self._inbox.get()
-            try:
-                body = json.loads(msg.payload)
-            except ValueError:
-                continue
-            if not isinstance(body, dict):
-                continue
-            try:
+            batch = [await self._inbox.get()]
+            while len(batch) < INGEST_BATCH and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            items: list[tuple[str, str, dict[str, Any]]] = []
+            for msg in batch:
+                try:
+                    body = json.loads(msg.payload)
+                except ValueError:
+                    continue
+                if not isinstance(body, dict):
+                    continue
                 if msg.topic.startswith(internal):
                     await self._changed_elsewhere(body)
                 elif msg.topic.startswith(prefix):
                     gateway_id, _, rest = msg.topic[len(prefix) :].partition("/")
-                    out = await self.db_call(
-                        ingest.handle, gateway_id, rest, body, self.settings.escalate_after
-                    )
-                    for house_id, kind, view in out.updates:
-                        self.live.send(house_id, kind, view)
-                    for push in out.pushes:
-                        await self._push(push)
-            except Exception:  # one bad message must not stop the relay following alarms
-                log.exception("could not handle a message on %s", msg.topic)
+                    items.append((gateway_id, rest, body))
+            if not items:
+                continue
+            try:
+                out = await self.db_call(ingest.handle_batch, items, self.settings.escalate_after)
+            except Exception:  # the database is away: the next messages try again
+                log.exception("could not ingest %d messages", len(items))
+                continue
+            for house_id, kind, view in out.updates:
+                self.live.send(house_id, kind, view)
+            for push in out.pushes:
+                await self._push(push)
 
     # -- changes the gateways cannot show, told to every process ----------------------
 

@@ -9,6 +9,7 @@ the write or another did.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ from sqlalchemy.orm import Session
 from gatewayd_relay import incidents, views
 from gatewayd_relay.models import AccessEvent, Command, Door, House, Person
 
+log = logging.getLogger("gatewayd_relay.ingest")
+
 
 @dataclass
 class Outcome:
@@ -28,13 +31,30 @@ class Outcome:
     pushes: list[incidents.Push] = field(default_factory=list)
 
 
-def handle(
-    s: Session, gateway_id: str, rest: str, body: dict[str, Any], escalate_after: float
+def handle_batch(
+    s: Session, items: list[tuple[str, str, dict[str, Any]]], escalate_after: float
 ) -> Outcome:
+    """Every (gateway id, topic rest, body) in order, each in its own savepoint: one message
+    that cannot be ingested is logged and skipped, never the batch."""
     out = Outcome()
-    house = s.scalar(select(House).where(House.gateway_id == gateway_id))
-    if house is None:
-        return out
+    houses: dict[str, House | None] = {}
+    for gateway_id, rest, body in items:
+        if gateway_id not in houses:
+            houses[gateway_id] = s.scalar(select(House).where(House.gateway_id == gateway_id))
+        house = houses[gateway_id]
+        if house is None:
+            continue
+        try:
+            with s.begin_nested():
+                handle(s, house, rest, body, escalate_after, out)
+        except Exception:
+            log.exception("could not ingest a message on %s/%s", gateway_id, rest)
+    return out
+
+
+def handle(
+    s: Session, house: House, rest: str, body: dict[str, Any], escalate_after: float, out: Outcome
+) -> None:
     now = time.time()
     if rest == "cmd/result":
         _result(s, body, now)
@@ -56,7 +76,6 @@ def handle(
             out.updates.append((house.id, "door", views.door(door)))
     elif rest.startswith("events/"):
         _event(s, house, body, now, escalate_after, out)
-    return out
 
 
 def _result(s: Session, body: dict[str, Any], now: float) -> None:
@@ -89,7 +108,10 @@ def _door_state(
         except IntegrityError:
             door = s.scalar(select(Door).where(Door.house_id == house.id, Door.device == device))
             assert door is not None
-    door.state = {k: body.get(k) for k in ("lock", "door", "connected", "battery_pct", "mains")}
+    state = {k: body.get(k) for k in ("lock", "door", "connected", "battery_pct", "mains")}
+    if state == door.state:
+        return None  # e.g. only the signal strength moved: nothing a person sees
+    door.state = state
     door.updated = now
     return door
 
