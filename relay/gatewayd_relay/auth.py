@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.orm import Session
 
 from gatewayd_relay.models import Account, House, LoginFailure, Person, WebSession
@@ -81,16 +81,19 @@ def create_session(
     return token, csrf
 
 
+#: The session and whoever it belongs to, in one query built once: it runs on every request.
+_PRINCIPAL = (
+    select(WebSession, Account, Person)
+    .outerjoin(Account, Account.id == WebSession.account_id)
+    .outerjoin(Person, Person.id == WebSession.person_id)
+    .where(WebSession.token_hash == bindparam("token"))
+)
+
+
 def principal(s: Session, token: str | None) -> Principal | None:
     if not token:
         return None
-    # The session and whoever it belongs to, in one query: this runs on every request.
-    found = s.execute(
-        select(WebSession, Account, Person)
-        .outerjoin(Account, Account.id == WebSession.account_id)
-        .outerjoin(Person, Person.id == WebSession.person_id)
-        .where(WebSession.token_hash == token_hash(token))
-    ).first()
+    found = s.execute(_PRINCIPAL, {"token": token_hash(token)}).first()
     if found is None:
         return None
     ws, account, person = found

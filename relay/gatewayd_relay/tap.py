@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fastapi import Request
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from gatewayd_relay import gateway_cmds, i18n, signing
@@ -52,6 +52,17 @@ class _Prepared:
     house_id: int = 0
 
 
+#: The door, its house and the person's newest live grant for it: one query, built once.
+_DOOR_GRANT = (
+    select(Door, House, Grant)
+    .join(House, House.id == Door.house_id)
+    .outerjoin(Grant, (Grant.door_id == Door.id) & (Grant.person_id == bindparam("person")))
+    .where(Door.id == bindparam("door"), Door.house_id == bindparam("house"))
+    .order_by(Grant.revoked_at.is_not(None), Grant.id.desc())
+    .limit(1)
+)
+
+
 def _prepare(
     s: Session, relay: Relay, request: Request, door_id: int, tz: ZoneInfo, cid: str
 ) -> _Prepared:
@@ -64,14 +75,8 @@ def _prepare(
     if who.person is None:
         raise AuthError(403, "forbidden_page")
     person = who.person
-    # The door, its house and this person's newest live grant for it, in one query.
     found = s.execute(
-        select(Door, House, Grant)
-        .join(House, House.id == Door.house_id)
-        .outerjoin(Grant, (Grant.door_id == Door.id) & (Grant.person_id == person.id))
-        .where(Door.id == door_id, Door.house_id == person.house_id)
-        .order_by(Grant.revoked_at.is_not(None), Grant.id.desc())
-        .limit(1)
+        _DOOR_GRANT, {"door": door_id, "person": person.id, "house": person.house_id}
     ).first()
     if found is None:
         return _Prepared("no_grant")
