@@ -106,6 +106,7 @@ def start_relay(work: Path, broker_port: int, gateway_id: str, key: bytes) -> Re
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = open(work / "relay.log", "wb")  # noqa: SIM115 - the process keeps it
+    print(f"relay log: {work / 'relay.log'}")
     proc = subprocess.Popen(
         [sys.executable, "-m", "gatewayd_relay", "serve", "--database", database, "--master-key", str(master),
          "--port", str(port), "--broker", f"mqtt://127.0.0.1:{broker_port}", "--public-url", url,
@@ -119,6 +120,16 @@ def start_relay(work: Path, broker_port: int, gateway_id: str, key: bytes) -> Re
             proc.kill()
             return None
         time.sleep(0.05)
+    try:
+        return _populate(proc, url, code, gateway_id, key)
+    except BaseException:
+        proc.kill()  # never leave it behind the demo
+        raise
+
+
+def _populate(
+    proc: subprocess.Popen[bytes], url: str, code: str, gateway_id: str, key: bytes
+) -> RelayDemo:
     # The installer's step (`gatewayd register` does this over HTTPS on a real site).
     status, body, _h = _post(
         f"{url}/api/enroll", {"code": code, "gateway_id": gateway_id, "key": key.hex()}
@@ -144,7 +155,7 @@ def start_relay(work: Path, broker_port: int, gateway_id: str, key: bytes) -> Re
     )
     demo = RelayDemo(proc, url, tenant["invite_url"], visitor["invite_url"], door["id"])
     print(
-        f"relay (phone page, landlord's page) on {url}; log: {work / 'relay.log'}\n"
+        f"relay (phone page, landlord's page) on {url}\n"
         f"  landlord:  {url}/login  (wang / {PASSWORD}); grid worker: li / {PASSWORD}\n"
         f"  tenant's phone page (open on a phone or a browser): {demo.tenant_invite}\n"
         f"  visitor pass (4 h, 3 opens): {demo.visitor_invite}"
