@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest bench deps venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml relay/pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The relay (its own package, never on the Pi) and its test tools, in the same venv.
+	$(BIN)/pip install --quiet -e './relay[test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,10 +27,11 @@ test: deps venv lint typecheck pytest
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check gatewayd drivers rules
+	$(BIN)/ruff format --check gatewayd drivers rules relay tests/relay
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/mypy --config-file relay/pyproject.toml
 
 pytest: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from demo.relay import RelayDemo, relay_step, start_relay
 from demo.view import LiveView
 from firmware_stubs.broker import Broker
 from firmware_stubs.site import EmulatedSite
@@ -150,6 +151,7 @@ async def main(args: argparse.Namespace) -> int:
     broker.start()
     gateway: subprocess.Popen[bytes] | None = None
     view: LiveView | None = None
+    relay: RelayDemo | None = None
     house = EmulatedSite(work).start()  # exports the fake BlueZ's bus for the gateway
     try:
         cfg, key = write_config(work, broker, house)
@@ -166,12 +168,16 @@ async def main(args: argparse.Namespace) -> int:
         if view.wait_for("status", lambda b: b.get("online")) is None:
             print("the gateway did not come online; see", work / "gatewayd.log")
             return 1
+        relay = start_relay(work, broker.port, GATEWAY_ID, key)
         await scenario(view, Platform(view, key), house, args.pace)
+        await relay_step(view, relay, args.pace)
         if args.once:
             return 0
         view.say("Demo scenario done; the house keeps running. Ctrl-C to stop everything.")
         await asyncio.Event().wait()
     finally:
+        if relay is not None:
+            relay.stop()
         if gateway is not None and gateway.poll() is None:
             gateway.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):

@@ -16,7 +16,8 @@ STORY = [
     ("FIRE MODE", ["gateway.fire_mode", "door.released", "FIRE MODE"]),
     ("both refused", ["forbidden"]),
     ("resets fire mode", ["gateway.fire_reset", "door.restored"]),
-    ("forged command", ["bad_signature", "status    online=False"]),
+    ("forged command", ["bad_signature"]),
+    ("taps 'open' on the relay's phone page", ["门已打开 (ok)", "user=li.wei", "status    online=False"]),
 ]
 
 

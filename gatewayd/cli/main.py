@@ -37,6 +37,7 @@ LAZY = {
     "events": "gatewayd.cli.daemon:events",
     "alarm": "gatewayd.cli.daemon:alarm",
     "install-service": "gatewayd.cli.install:install_service",
+    "register": "gatewayd.cli.register:register",
 }
 
 
