@@ -339,6 +339,10 @@ def test_an_unexpected_error_is_one_line_unless_debug(
     runner = CliRunner()
     plain = runner.invoke(cli, ["device", "remove", "pile-1", "-c", str(cfg)])
     assert plain.exit_code == 1
-    assert plain.output == "✗ RuntimeError: disk on fire (run with --debug for details)\n"
-    debug = runner.invoke(cli, ["--debug", "device", "remove", "pile-1", "-c", str(cfg)])
+    again = f"gatewayd --debug device remove pile-1 -c {cfg}"
+    assert plain.output == f"✗ RuntimeError: disk on fire (for details run again as: {again})\n"
+    debug = runner.invoke(cli, again.split()[1:])
     assert isinstance(debug.exception, RuntimeError)  # the traceback a developer asked for
+    # --debug is the program's option, but a person types it at the end too.
+    late = runner.invoke(cli, ["device", "remove", "pile-1", "-c", str(cfg), "--debug"])
+    assert isinstance(late.exception, RuntimeError)

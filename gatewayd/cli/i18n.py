@@ -72,6 +72,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "verdict_ok": ("{device}: OK", "{device}：正常"),
     "verdict_bad": ("{device}: NOT OK", "{device}：异常"),
     "interrupted": ("interrupted", "已中断"),
+    "no_such_command": ("no such command {name!r}.", "没有命令 {name!r}。"),
+    "did_you_mean": ("Did you mean: {names}?", "您是否要输入：{names}？"),
+    "see_help": ("The commands: gatewayd --help", "命令列表：gatewayd --help"),
+    "run_debug": ("for details run again as: {command}", "查看详情请重新运行：{command}"),
 }
 
 
