@@ -22,7 +22,7 @@ class ConfigError(GatewayError):
         where = f"{file}: {path}" if path else file
         text = f"{where}: {expected}"
         if got is not None:
-            text += f", got {_show(got)}"
+            text += f", got {show_value(got)}"
         super().__init__(text)
 
 
@@ -79,7 +79,8 @@ def _shown_path(path: str) -> str:
     return path
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
+    """A config value as an error shows it: strings quoted, tables and lists named."""
     if isinstance(value, str):
         return '"' + value + '"'
     if isinstance(value, dict):

@@ -64,45 +64,48 @@ def terminal_factory() -> Iterator[list[Terminal]]:
         term.close()
 
 
+def _init_command(cfg: Path, *extra: str) -> str:
+    return " ".join(
+        [
+            f"cd {shlex.quote(str(REPO))} &&",
+            shlex.quote(sys.executable), "-m", "gatewayd", "--lang", "en", "init",
+            "-c", shlex.quote(str(cfg)), *map(shlex.quote, extra),
+        ]
+    )  # fmt: skip
+
+
 def test_interactive_init_reads_like_a_conversation(
     tmp_path: Path, terminal_factory: list[Terminal]
 ) -> None:
     cfg = tmp_path / "etc" / "gateway.toml"
-    command = " ".join(
-        [
-            f"cd {shlex.quote(str(REPO))} &&",
-            shlex.quote(sys.executable), "-m", "gatewayd", "--lang", "en", "init",
-            "-c", shlex.quote(str(cfg)), "--data-dir", shlex.quote(str(tmp_path / "data")),
-        ]
-    )  # fmt: skip
+    command = _init_command(cfg)  # no --data-dir: it is never asked for
     term = Terminal(f"gwtest{os.getpid()}", command)
     terminal_factory.append(term)
 
+    # A bad answer is said at once and the same question asked again.
     term.wait_for("Gateway id (e.g. xz-liushu-017):")
+    term.type("bad id!")
+    screen = term.wait_for("Error: 'bad id!': expected an id of letters")
+    assert screen.count("Gateway id (e.g. xz-liushu-017):") == 2
+    assert "Site name" not in screen
     term.type("xz-liushu-017")
-    term.wait_for("Site name []:")
+    term.wait_for("Site name (e.g. 柳墅村 17号):")
+    term.type("")  # the site is required: asked again
+    time.sleep(0.3)
+    assert term.screen().count("Site name (e.g. 柳墅村 17号):") == 2
     term.type("Liushu 17")
     term.wait_for("Broker URL (mqtts://host:8883):")
     term.type("http://wrong")
-    screen = term.wait_for(
-        "✗ --broker 'http://wrong': expected mqtt://host[:port] or mqtts://host[:port]"
-    )
+    screen = term.wait_for("Error: 'http://wrong': expected mqtt://host[:port] or mqtts://host[:port]")
     assert "Traceback" not in screen
     assert not cfg.exists()
-
-    term2 = Terminal(f"gwtest{os.getpid()}b", command)
-    terminal_factory.append(term2)
-    term2.wait_for("Gateway id (e.g. xz-liushu-017):")
-    term2.type("xz-liushu-017")
-    term2.wait_for("Site name []:")
-    term2.type("Liushu 17")
-    term2.wait_for("Broker URL (mqtts://host:8883):")
-    term2.type("mqtt://127.0.0.1:1883")
-    term2.wait_for("Broker username (empty for none) []:")
-    term2.type("xz-liushu-017")
-    term2.wait_for("Broker password:")
-    term2.type("hunter2-very-secret")
-    screen = term2.wait_for("key fingerprint")
+    term.type("mqtt://127.0.0.1:1883")
+    term.wait_for("Broker username (empty for none) []:")
+    term.type("xz-liushu-017")
+    term.wait_for("Broker password:")
+    term.type("hunter2-very-secret")
+    screen = term.wait_for("key fingerprint")
+    assert "Data directory" not in screen
 
     key = bytes.fromhex((tmp_path / "etc" / "command.key").read_text().strip())
     assert "gateway id       xz-liushu-017" in screen
@@ -110,9 +113,34 @@ def test_interactive_init_reads_like_a_conversation(
     assert "hunter2-very-secret" not in screen  # the password was not echoed
     assert key.hex() not in screen
     loaded = config.load(str(cfg))
-    assert (loaded.gateway_id, loaded.site, loaded.mqtt.username) == (
+    assert (loaded.gateway_id, loaded.site, loaded.mqtt.username, loaded.data_dir) == (
         "xz-liushu-017",
         "Liushu 17",
         "xz-liushu-017",
+        "/var/lib/gatewayd",
     )
     assert loaded.mqtt.password is not None and loaded.mqtt.password.value == b"hunter2-very-secret"
+
+
+def test_init_force_asks_before_dropping_buses_and_devices(
+    tmp_path: Path, terminal_factory: list[Terminal]
+) -> None:
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(
+        '[gateway]\nid = "gw1"\n\n[mqtt]\nurl = "mqtt://x"\n\n'
+        '[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "/dev/ttyUSB1"\n\n'
+        '[[devices]]\nid = "smoke-301"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "1A2B3C4D"\n'
+    )
+    before = cfg.read_text()
+    command = _init_command(
+        cfg, "--force", "--gateway-id", "gw1", "--site", "17", "--broker", "mqtt://x",
+        "--username", "",
+    )  # fmt: skip
+    term = Terminal(f"gwtest{os.getpid()}c", command)
+    terminal_factory.append(term)
+    screen = term.wait_for("Replace it? (the old file is kept as a backup) [y/N]:")
+    assert "1 bus(es): smoke-rx" in screen and "1 device(s): smoke-301" in screen
+    term.type("n")
+    term.wait_for(f"✗ {cfg} left as it was")
+    assert cfg.read_text() == before
+    assert not list(tmp_path.glob("gateway.toml.bak*"))

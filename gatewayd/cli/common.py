@@ -91,7 +91,9 @@ def load_config(path: str) -> Config:
     try:
         return config.load(path)
     except GatewayError as exc:
-        fail(str(exc), USAGE)
+        from gatewayd.cli.i18n import say
+
+        fail(say(exc), USAGE)
 
 
 def raw_config(path: str) -> dict[str, Any]:

@@ -24,7 +24,12 @@ _MULTI = ('"""', "'''")
 
 
 class EditError(GatewayError):
-    """The edit was refused: one line saying why."""
+    """The edit was refused: one line saying why (``config_error``: the config's own error,
+    when that was the reason, for a translated line)."""
+
+    def __init__(self, message: str, config_error: GatewayError | None = None) -> None:
+        super().__init__(message)
+        self.config_error = config_error
 
 
 class ConfigText:
@@ -152,7 +157,7 @@ class ConfigText:
         try:
             return config.parse(self.data, self.path)
         except GatewayError as exc:
-            raise EditError(str(exc)) from None
+            raise EditError(str(exc), exc) from None
 
     def write(self) -> None:
         """Replace the file atomically (temp file, fsync, rename), keeping mode and owner."""

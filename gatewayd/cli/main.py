@@ -20,7 +20,9 @@ import click
 
 from gatewayd import __version__
 from gatewayd.cli.common import DEFAULT_CONFIG, FAILED, INTERRUPTED, USAGE, config_option, fail
-from gatewayd.cli.i18n import set_lang, t
+from gatewayd.cli.i18n import install_click, set_lang, t
+
+install_click()  # click's own messages in the person's language too
 
 EXIT_FAILED = FAILED
 EXIT_CONFIG = USAGE
@@ -130,7 +132,9 @@ class LazyGroup(click.Group):
             from gatewayd.errors import GatewayError
 
             if isinstance(exc, GatewayError):
-                fail(str(exc))
+                from gatewayd.cli.i18n import say
+
+                fail(say(exc))
             if isinstance(exc, OSError):
                 where = f"{exc.filename}: " if exc.filename else ""
                 fail(f"{where}{exc.strerror or exc}")

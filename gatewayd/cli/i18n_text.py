@@ -1,0 +1,133 @@
+"""The CLI's messages, each as (English, 中文). Keys are grouped by the command that says them.
+
+Placeholders carry ids, paths, key names and commands, unchanged in both languages. One line,
+one fix: say what happened and what to type next.
+"""
+
+from __future__ import annotations
+
+from gatewayd.cli.i18n_phrases import CLICK, PHRASES, PROBLEMS
+
+__all__ = ["CLICK", "MESSAGES", "PHRASES", "PROBLEMS"]
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    # -- everywhere
+    "cannot_read": ("{path}: cannot read it ({reason})", "{path}：无法读取（{reason}）"),
+    "config_ok": (
+        "config {path}: gateway {gateway}, {buses} buses, {devices} devices",
+        "配置 {path}：网关 {gateway}，{buses} 条总线，{devices} 台设备",
+    ),
+    "secrets_ok": ("secret files: {count}, each mode 0600", "密钥文件：{count} 个，均为 0600"),
+    "secret_owner": (
+        "{path}: owned by {owner}, the service user {user} cannot read it; fix: chown {user}: {path}",
+        "{path}：属主为 {owner}，服务用户 {user} 无法读取；修复：chown {user}: {path}",
+    ),
+    "data_dir_ok": ("data dir {path}: writable", "数据目录 {path}：可写"),
+    "data_dir_missing": (
+        "data dir {path}: does not exist; fix: install -d -m 0750 -o {user} {path}",
+        "数据目录 {path}：不存在；修复：install -d -m 0750 -o {user} {path}",
+    ),
+    "data_dir_ro": (
+        "data dir {path}: not writable by {user}; fix: chown -R {user}: {path}",
+        "数据目录 {path}：{user} 无写权限；修复：chown -R {user}: {path}",
+    ),
+    "broker_ok": ("broker {url}: {detail}", "服务器 {url}：{detail}"),
+    "broker_bad": ("broker {url}: {detail}", "服务器 {url}：{detail}"),
+    "daemon_running": (
+        "daemon running (pid {pid}, up {uptime}), broker {broker}",
+        "守护进程运行中（pid {pid}，已运行 {uptime}），服务器{broker}",
+    ),
+    "daemon_stopped": ("daemon not running", "守护进程未运行"),
+    "connected": ("connected", "已连接"),
+    "offline": ("offline", "离线"),
+    "no_daemon": (
+        "the daemon is not running (no control socket at {where}); start it: systemctl start gatewayd",
+        "守护进程未运行（{where} 无控制套接字）；启动：systemctl start gatewayd",
+    ),
+    "socket_denied": (
+        "{path}: permission denied; run with sudo or join the group {group}",
+        "{path}：权限不足；请用 sudo 运行或加入 {group} 组",
+    ),
+    "port_missing": (
+        "{bus}: serial port {port} does not exist; plug the adapter in, or run: gatewayd scan serial",
+        "{bus}：串口 {port} 不存在；请插好适配器，或运行：gatewayd scan serial",
+    ),
+    "port_ok": ("{bus}: serial port {port} present", "{bus}：串口 {port} 存在"),
+    "host_ok": ("{bus}: {host}:{port} reachable", "{bus}：{host}:{port} 可达"),
+    "host_bad": (
+        "{bus}: {host}:{port} unreachable ({reason}); check the cable and the pile's IP address",
+        "{bus}：{host}:{port} 不可达（{reason}）；请检查网线和充电桩 IP 地址",
+    ),
+    "adapter_ok": (
+        "{bus}: Bluetooth adapter {adapter} present",
+        "{bus}：蓝牙适配器 {adapter} 存在",
+    ),
+    "adapter_bad": (
+        "{bus}: Bluetooth adapter {adapter} not found; check: bluetoothctl list",
+        "{bus}：未找到蓝牙适配器 {adapter}；检查：bluetoothctl list",
+    ),
+    "all_ok": ("all checks passed", "全部检查通过"),
+    "some_failed": ("{count} check(s) failed", "{count} 项检查未通过"),
+    "verdict_ok": ("{device}: OK", "{device}：正常"),
+    "verdict_bad": ("{device}: NOT OK", "{device}：异常"),
+    "interrupted": ("interrupted", "已中断"),
+    "no_such_command": ("no such command {name!r}.", "没有命令 {name!r}。"),
+    "did_you_mean": ("Did you mean: {names}?", "您是否要输入：{names}？"),
+    "see_help": ("The commands: gatewayd --help", "命令列表：gatewayd --help"),
+    "run_debug": ("for details run again as: {command}", "查看详情请重新运行：{command}"),
+    "expected": ("expected {expected}", "应为{expected}"),
+    "got": (", got {value}", "，实际为 {value}"),
+    # -- init
+    "init_exists": (
+        "{path} exists already; use --force to replace it",
+        "{path} 已存在；如需替换请加 --force",
+    ),
+    "init_ask_id": ("Gateway id (e.g. xz-liushu-017)", "网关编号（例如 xz-liushu-017）"),
+    "init_ask_site": ("Site name (e.g. 柳墅村 17号)", "站点名称（例如 柳墅村 17号）"),
+    "init_ask_broker": ("Broker URL (mqtts://host:8883)", "服务器地址（mqtts://主机:8883）"),
+    "init_ask_username": ("Broker username (empty for none)", "服务器用户名（无则留空）"),
+    "init_ask_password": ("Broker password", "服务器密码"),
+    "init_empty": ("an answer is needed", "此项必填"),
+    "init_bad_value": ("{value!r}: expected {expected}", "{value!r}：应为{expected}"),
+    "init_flag_required": (
+        "{flag} is required (or run `gatewayd init` in a terminal to be asked)",
+        "缺少 {flag}（或在终端中运行 `gatewayd init` 逐项填写）",
+    ),
+    "init_password_needs_user": (
+        "--password-file needs --username",
+        "--password-file 需要同时给出 --username",
+    ),
+    "init_no_password": (
+        "{path} does not exist; write it, or pass --password-stdin",
+        "{path} 不存在；请先写好该文件，或使用 --password-stdin",
+    ),
+    "init_would_remove": (
+        "{path} is a configured gateway; the new file will not have:",
+        "{path} 是已配置的网关；新文件将不再包含：",
+    ),
+    "init_lost_buses": ("{count} bus(es): {names}", "{count} 条总线：{names}"),
+    "init_lost_devices": ("{count} device(s): {names}", "{count} 台设备：{names}"),
+    "init_lost_rules": ("rule settings: {names}", "规则设置：{names}"),
+    "init_need_yes": (
+        "{path} would lose the buses and devices above; add --yes to replace it anyway (the old file is kept as a backup)",
+        "{path} 将丢失以上总线和设备；如确需替换请加 --yes（旧文件会保留备份）",
+    ),
+    "init_confirm": (
+        "Replace it? (the old file is kept as a backup)",
+        "确定替换吗？（旧文件会保留备份）",
+    ),
+    "init_kept": ("{path} left as it was", "{path} 保持不变"),
+    "init_backup": ("kept the old config as {path}", "旧配置已备份为 {path}"),
+    "init_wrote": ("wrote {path}", "已写入 {path}"),
+    "init_key": ("command key {path} ({note})", "命令密钥 {path}（{note}）"),
+    "init_key_kept": ("kept the existing key", "沿用现有密钥"),
+    "init_key_new": ("new key, mode 0600", "新密钥，权限 0600"),
+    "init_tell": ("Tell the platform:", "请告知平台："),
+    "init_tell_id": ("gateway id", "网关编号"),
+    "init_tell_fp": ("key fingerprint", "密钥指纹"),
+    "init_tell_key": ("key", "密钥"),
+    "init_next": (
+        "Next: wire the buses and add devices (gatewayd scan --help), then: gatewayd check --all",
+        "下一步：接好总线并添加设备（gatewayd scan --help），然后运行：gatewayd check --all",
+    ),
+}
