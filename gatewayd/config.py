@@ -8,6 +8,7 @@ plugins' schemas, nowhere else.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 from gatewayd import plugins
 from gatewayd.driver import BusConfig, DeviceConfig
 from gatewayd.errors import ConfigError, PluginError
-from gatewayd.schema import Field, Float, Int, Path, Str, validate
+from gatewayd.schema import Field, Float, Int, Path, Str, resolve, validate
 from gatewayd.secrets import read_hex_key, read_secret
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -48,7 +49,18 @@ def SecretFile(nbytes: int | None = None, default: Any = None, doc: str = "") ->
         return Secret(v, data)
 
     what = f"a mode-0600 file with {2 * nbytes} hex digits" if nbytes else "a mode-0600 file"
-    return Field(what, convert, default, doc)
+    return Field(what, convert, default, doc, path=True)
+
+
+def folder_of(config_path: str) -> str:
+    """Where the relative paths of a config file start: the file's own folder."""
+    return os.path.dirname(os.path.abspath(config_path))
+
+
+def resolve_path(value: str, config_path: str) -> str:
+    """A path as written in ``config_path`` (relative to its folder), made absolute."""
+    resolved: str = resolve(value, folder_of(config_path))
+    return resolved
 
 
 GATEWAY_SCHEMA = {
@@ -241,7 +253,7 @@ def _section(
 
 
 def _validate(table: Any, schema: Mapping[str, Field], name: str, path: str) -> dict[str, Any]:
-    return validate(table, schema, name, path)
+    return validate(table, schema, name, path, base=folder_of(name))
 
 
 def _mqtt(mq: dict[str, Any], name: str) -> MqttConfig:

@@ -111,9 +111,12 @@ def raw_config(path: str) -> dict[str, Any]:
 
 
 def data_dir_of(path: str) -> str:
+    """The data directory a config names (relative to the config's folder), absolute."""
+    from gatewayd.config import resolve_path
+
     gateway = raw_config(path).get("gateway", {})
     value = gateway.get("data_dir") if isinstance(gateway, dict) else None
-    return value if isinstance(value, str) and value else DEFAULT_DATA_DIR
+    return resolve_path(value if isinstance(value, str) and value else DEFAULT_DATA_DIR, path)
 
 
 def interactive() -> bool:

@@ -8,6 +8,7 @@ used on the same bus, is refused. A running daemon picks changes up on reload.
 from __future__ import annotations
 
 import contextlib
+import os
 import tomllib
 from typing import Any
 
@@ -88,6 +89,10 @@ def typed_value(key: str, text: str, schema: dict[str, Any]) -> Any:
     if field is None:
         known = ", ".join(sorted(schema)) or "none"
         fail(f"{key}: not a key of this device (known keys: {known})", USAGE)
+    if field.path and text and not os.path.isabs(text):
+        # Typed in a shell: relative to here. Written whole, as the config's own relative
+        # paths are taken from the config's folder.
+        candidates = [os.path.abspath(text)]
     for value in candidates:
         try:
             field.convert(value)

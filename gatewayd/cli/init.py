@@ -246,8 +246,11 @@ def init(
     url = _ask(url, "--broker", t("init_ask_broker"), "url")
     _validate_early(gateway_id, url, site)
     username = _ask(username, "--username", t("init_ask_username"), default="") or None
-    data_dir = data_dir or DEFAULT_DATA_DIR
-    key_file = key_file or os.path.join(conf_dir, "command.key")
+    # Paths typed on the command line are the shell's (from here); the file holds them whole,
+    # since a relative path in it would be taken from the config's folder.
+    data_dir = os.path.abspath(data_dir) if data_dir else DEFAULT_DATA_DIR
+    key_file = os.path.abspath(key_file) if key_file else os.path.join(conf_dir, "command.key")
+    password_file = os.path.abspath(password_file) if password_file else None
     if username is None and password_file:
         fail(t("init_password_needs_user"), USAGE)
     backup = _replacing(config_path, yes) if exists else None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from gatewayd.cli.common import FAILED, USAGE, config_option, fail, raw_config
+from gatewayd.cli.common import FAILED, USAGE, config_option, data_dir_of, fail, raw_config
 
 UNIT_NAME = "gatewayd.service"
 GROUPS = ("dialout", "bluetooth")
@@ -63,18 +63,11 @@ def plan(
     config_path: str, unit_dir: str, user: str, start: bool
 ) -> tuple[list[list[str]], dict[str, str]]:
     """The commands, and the files to write (path -> content) before they run."""
-    from gatewayd.cli.common import DEFAULT_DATA_DIR
-
     config_path = os.path.abspath(config_path)
     raw = raw_config(config_path)
     if not raw:
         fail(f"{config_path}: no such file; write it first: gatewayd init -c {config_path}", USAGE)
-    gateway = raw.get("gateway", {})
-    data_dir = (
-        str(gateway.get("data_dir", DEFAULT_DATA_DIR))
-        if isinstance(gateway, dict)
-        else DEFAULT_DATA_DIR
-    )
+    data_dir = data_dir_of(config_path)
     source = find_unit()
     if source is None:
         fail(
@@ -110,7 +103,9 @@ def plan(
         ["chmod", "0750", conf_dir],
         ["chmod", "0640", config_path],
     ]
-    secrets = _secret_paths(raw)
+    from gatewayd.config import resolve_path
+
+    secrets = [resolve_path(p, config_path) for p in _secret_paths(raw)]
     if secrets:
         cmds.append(["chown", f"{user}:{user}", *secrets])
     cmds.append(["systemctl", "daemon-reload"])
