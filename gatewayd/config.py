@@ -63,6 +63,18 @@ def resolve_path(value: str, config_path: str) -> str:
     return resolved
 
 
+def _listen(value: Any) -> str:
+    """``host:port`` a socket can bind (port 1..65535), or "" for none."""
+    if not isinstance(value, str):
+        raise ValueError
+    if value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or " " in host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError
+    return value
+
+
 GATEWAY_SCHEMA = {
     "id": Str(pattern=ID_PATTERN, expected=ID_EXPECTED, doc="unique; the MQTT client id"),
     "site": Str(default="", doc="free text, shown to people"),
@@ -100,10 +112,10 @@ METRICS_SCHEMA = {
     "password_file": SecretFile(doc="basic auth password, mode 0600"),
     "cert_file": Path(default=None, doc="serve https:// with this PEM certificate; needs key_file"),
     "key_file": Path(default=None, doc="the certificate's private key, mode 0600"),
-    "listen": Str(
+    "listen": Field(
+        "host:port with a port 1..65535, or empty to disable",
+        _listen,
         default="127.0.0.1:9108",
-        pattern=r"(\S+:\d{1,5})?",
-        expected="host:port, or empty to disable",
     ),
 }
 
@@ -226,6 +238,7 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
     buses = _buses(raw.get("buses", []), name)
     devices = _devices(raw.get("devices", []), buses, gw["id"], name)
     rules = _rules(raw.get("rules", {}), name)
+    _known_devices(rules, devices, name)
     return Config(
         path=name,
         gateway_id=gw["id"],
@@ -353,6 +366,26 @@ def _devices(
             raise ConfigError(name, f"{path}.id", "this id is taken already", head["id"])
         out.append(DeviceConfig(head["id"], head["kind"], head["bus"], settings))
     return tuple(out)
+
+
+def _known_devices(
+    rules: Mapping[str, Mapping[str, Any]], devices: tuple[DeviceConfig, ...], name: str
+) -> None:
+    """Every device id a rule setting names is configured: a typo in a fire linkage list
+    would quietly leave that detector out of it."""
+    schemas = {cls.name: cls.schema for cls in plugins.rule_classes()}
+    known = [d.id for d in devices]
+    for rule, settings in rules.items():
+        for key, spec in schemas.get(rule, {}).items():
+            if not spec.device_ids:
+                continue
+            for dev in settings.get(key, ()):
+                if dev != "*" and dev not in known:
+                    raise ConfigError(
+                        name,
+                        f"rules.{rule}.{key}",
+                        f"no device {dev!r} in this config (devices: {', '.join(known) or 'none'})",
+                    )
 
 
 def _rules(value: Any, name: str) -> dict[str, dict[str, Any]]:

@@ -30,6 +30,9 @@ class Field:
     #: The value is a file or directory path: a relative one is taken from the config
     #: file's folder (``base``), never from wherever the daemon or the CLI was started.
     path: bool = False
+    #: The value is a list of device ids (or "*"): the config checks each one exists, since
+    #: a typo would silently narrow what the setting covers.
+    device_ids: bool = False
 
 
 Schema = Mapping[str, Field]
@@ -140,6 +143,13 @@ def StrList(default: Any = REQUIRED, doc: str = "") -> Field:
         return tuple(v)
 
     return Field("a list of strings", convert, default, doc)
+
+
+def DeviceIds(default: Any = REQUIRED, doc: str = "") -> Field:
+    """Ids of configured devices, or ``"*"`` for any (checked against [[devices]])."""
+    return dataclasses.replace(
+        StrList(default, doc), expected='a list of device ids (or "*" for any)', device_ids=True
+    )
 
 
 def Path(default: Any = REQUIRED, doc: str = "") -> Field:

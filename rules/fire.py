@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from gatewayd.alarms.catalogue import FIRE_MODE, AlarmSpec
 from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
-from gatewayd.schema import Schema, StrList
+from gatewayd.schema import DeviceIds, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 from rules.smoke import ALARMS as SMOKE_ALARMS
 
@@ -34,10 +34,10 @@ RELEASE_FAILED, RELOCK_FAILED = "door.release_failed", "door.relock_failed"
 class FireRule(Rule):
     name: ClassVar[str] = "fire"
     schema: ClassVar[Schema] = {
-        "cut_chargers_on": StrList(
+        "cut_chargers_on": DeviceIds(
             default=("*",), doc='detector (or pile) ids whose alarm cuts every charger; "*" = any'
         ),
-        "release_doors_on": StrList(
+        "release_doors_on": DeviceIds(
             default=("*",),
             doc='detector (or pile) ids whose alarm releases the escape doors; "*" = any',
         ),

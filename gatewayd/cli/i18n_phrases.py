@@ -33,7 +33,6 @@ PHRASES: list[tuple[str, str]] = [
     ),
     (r"mqtt://host\[:port\] or mqtts://host\[:port\]", "mqtt://主机[:端口] 或 mqtts://主机[:端口]"),
     (r"a topic prefix without wildcards", "不含通配符的主题前缀"),
-    (r"host:port, or empty to disable", "主机:端口，留空则不开启"),
     (
         r"host:port with a port 1\.\.65535, or empty to disable",
         "主机:端口（端口 1..65535），留空则不开启",
@@ -81,8 +80,8 @@ PROBLEMS: list[tuple[str, str]] = [
         "总线 {b}（{d}）不支持 {k} 设备",
     ),
     (
-        r"no device (?P<d>.+) in this config \(devices: (?P<k>.*)\); a typo here would narrow the fire linkage",
-        "配置中没有设备 {d}（现有设备：{k}）；此处的笔误会缩小火警联动范围",
+        r"no device (?P<d>.+) in this config \(devices: (?P<k>.*)\)",
+        "配置中没有设备 {d}（现有设备：{k}）",
     ),
     (r"port (?P<p>\d+) is over 65535", "端口 {p} 超过 65535"),
     (

@@ -17,19 +17,56 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "config {path}: gateway {gateway}, {buses} buses, {devices} devices",
         "配置 {path}：网关 {gateway}，{buses} 条总线，{devices} 台设备",
     ),
-    "secrets_ok": ("secret files: {count}, each mode 0600", "密钥文件：{count} 个，均为 0600"),
+    "secrets_ok": (
+        "secret files and private keys: {count}, each mode 0600",
+        "密钥文件与私钥：{count} 个，权限均为 0600",
+    ),
     "secret_owner": (
         "{path}: owned by {owner}, the service user {user} cannot read it; fix: chown {user}: {path}",
         "{path}：属主为 {owner}，服务用户 {user} 无法读取；修复：chown {user}: {path}",
     ),
     "data_dir_ok": ("data dir {path}: writable", "数据目录 {path}：可写"),
     "data_dir_missing": (
-        "data dir {path}: does not exist; fix: install -d -m 0750 -o {user} {path}",
-        "数据目录 {path}：不存在；修复：install -d -m 0750 -o {user} {path}",
+        "data dir {path}: does not exist; fix: install -d -m 0750 -o {user} -g {user} {path} (gatewayd install-service does it)",
+        "数据目录 {path}：不存在；修复：install -d -m 0750 -o {user} -g {user} {path}（gatewayd install-service 会自动完成）",
+    ),
+    "data_dir_later": (
+        "data dir {path}: created by gatewayd install-service (or at first start)",
+        "数据目录 {path}：将由 gatewayd install-service（或首次启动时）创建",
+    ),
+    "data_dir_cannot": (
+        "data dir {path}: cannot be created ({reason}); choose another data_dir in [gateway]",
+        "数据目录 {path}：无法创建（{reason}）；请在 [gateway] 中另选 data_dir",
     ),
     "data_dir_ro": (
         "data dir {path}: not writable by {user}; fix: chown -R {user}: {path}",
         "数据目录 {path}：{user} 无写权限；修复：chown -R {user}: {path}",
+    ),
+    "data_dir_foreign": (
+        "data dir {path}: {count} file(s) not owned by {user} (e.g. {example}), the service cannot write them; fix: chown -R {user}: {path}",
+        "数据目录 {path}：有 {count} 个文件的属主不是 {user}（例如 {example}），服务无法写入；修复：chown -R {user}: {path}",
+    ),
+    "not_a_directory": ("{path} is not a directory", "{path} 不是目录"),
+    "file_unreadable": ("{path}: cannot read it ({reason})", "{path}：无法读取（{reason}）"),
+    "key_loose": (
+        "{path}: a private key readable by group or others (mode {mode}); fix: chmod 600 {path}",
+        "{path}：私钥可被同组或其他用户读取（权限 {mode}）；修复：chmod 600 {path}",
+    ),
+    "cert_unreadable": (
+        "{path}: the service user {user} cannot read it; fix: chmod 644 {path}",
+        "{path}：服务用户 {user} 无法读取；修复：chmod 644 {path}",
+    ),
+    "dbus_fast_ok": (
+        "Bluetooth: dbus-fast runs compiled",
+        "蓝牙：dbus-fast 以编译模式运行",
+    ),
+    "dbus_fast_slow": (
+        "Bluetooth: dbus-fast runs without its compiled part (the slow pure-Python fallback); fix: sudo apt-get install -y build-essential python3-dev, then: pip install --force-reinstall --no-binary dbus-fast dbus-fast (docs/installer.md)",
+        "蓝牙：dbus-fast 未使用编译部分（较慢的纯 Python 模式）；修复：sudo apt-get install -y build-essential python3-dev，然后：pip install --force-reinstall --no-binary dbus-fast dbus-fast（见 docs/installer.md）",
+    ),
+    "dbus_fast_missing": (
+        "Bluetooth: dbus-fast is not installed (bleak needs it); fix: pip install dbus-fast",
+        "蓝牙：未安装 dbus-fast（bleak 需要它）；修复：pip install dbus-fast",
     ),
     "broker_ok": ("broker {url}: {detail}", "服务器 {url}：{detail}"),
     "broker_bad": ("broker {url}: {detail}", "服务器 {url}：{detail}"),

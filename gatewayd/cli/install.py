@@ -99,6 +99,9 @@ def plan(
     conf_dir = os.path.dirname(config_path)
     cmds += [
         ["install", "-d", "-m", "0750", "-o", user, "-g", user, data_dir],
+        # The whole tree: files an earlier `sudo gatewayd run` left there belong to root, and
+        # the service could not open them (the outbox: "Permission denied", restarted forever).
+        ["chown", "-R", f"{user}:{user}", data_dir],
         ["chown", f"root:{user}", conf_dir, config_path],
         ["chmod", "0750", conf_dir],
         ["chmod", "0640", config_path],
@@ -115,11 +118,18 @@ def plan(
 
 
 def _secret_paths(raw: dict[str, object]) -> list[str]:
-    """Every *_file the daemon reads as a secret (mode 0600): it must own them."""
+    """Every secret and private key the daemon reads (mode 0600): it must own them."""
     found: list[str] = []
     mqtt = raw.get("mqtt", {})
     security = raw.get("security", {})
-    for table, key in ((mqtt, "password_file"), (mqtt, "key_file"), (security, "command_key_file")):
+    metrics = raw.get("metrics", {})
+    for table, key in (
+        (mqtt, "password_file"),
+        (mqtt, "key_file"),
+        (security, "command_key_file"),
+        (metrics, "password_file"),
+        (metrics, "key_file"),
+    ):
         if isinstance(table, dict) and isinstance(table.get(key), str):
             found.append(table[key])
     devices = raw.get("devices", [])
