@@ -54,3 +54,40 @@ def unit_limit_nofile() -> int:
     unit = (REPO / "systemd" / "gatewayd.service").read_text()
     [value] = [ln.split("=", 1)[1] for ln in unit.splitlines() if ln.startswith("LimitNOFILE=")]
     return int(value)
+
+
+NOBODY_PYTHON = "/usr/bin/python3"
+
+
+def nobody_can_run() -> str | None:
+    """Why `as_nobody` cannot run here (None when it can): it needs root to drop to nobody,
+    and a system Python of this version, since this one may live under root's home."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return "needs root to run a command as nobody"
+    if shutil.which("setpriv") is None or not os.path.exists(NOBODY_PYTHON):
+        return "needs setpriv and /usr/bin/python3"
+    version = subprocess.run(
+        [NOBODY_PYTHON, "-c", "import sys; print(sys.version_info[:2])"],
+        capture_output=True, text=True, check=False,
+    ).stdout.strip()  # fmt: skip
+    if version != str(sys.version_info[:2]):
+        return f"/usr/bin/python3 is {version}, not {sys.version_info[:2]}"
+    return None
+
+
+def as_nobody(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """`gatewayd ARGS` as the unprivileged user nobody (no supplementary groups): an
+    installer's own login, or the service user, as the kernel sees them."""
+    import sysconfig
+
+    path = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]])
+    return subprocess.run(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+         NOBODY_PYTHON, "-m", "gatewayd", *args],
+        capture_output=True, text=True, timeout=timeout, cwd="/",
+        env={**os.environ, "PYTHONPATH": path, **(env or {})},
+    )  # fmt: skip

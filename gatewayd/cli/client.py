@@ -14,7 +14,17 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gatewayd.cli.common import FAILED, NO_DAEMON, NOT_FOUND, Fail, data_dir_of, fail
+from gatewayd.cli.common import (
+    DEFAULT_DATA_DIR,
+    FAILED,
+    NO_DAEMON,
+    NOT_FOUND,
+    ConfigDenied,
+    Fail,
+    data_dir_of,
+    fail,
+    group_of,
+)
 from gatewayd.cli.i18n import t
 
 TIMEOUT = 20.0
@@ -28,9 +38,19 @@ class NotRunning(Fail):
 
 
 def locate(config_path: str) -> str | None:
+    """The daemon's socket for this config. A config this user may not read (the installer's
+    login, not in the gatewayd group) still leaves the service's usual places to try: the
+    socket itself then says whether this user may talk to the daemon (exit 4 either way)."""
     from gatewayd import control
 
-    return control.find_socket(data_dir_of(config_path))
+    try:
+        data_dir = data_dir_of(config_path)
+    except ConfigDenied as exc:
+        found = control.find_socket(DEFAULT_DATA_DIR)
+        if found is None:
+            fail(exc.message, NO_DAEMON)
+        return found
+    return control.find_socket(data_dir)
 
 
 def _where(config_path: str) -> str:
@@ -51,7 +71,7 @@ class Client:
             accepted = _connect(self.sock, path, timeout)
         except PermissionError:
             self.sock.close()
-            fail(t("socket_denied", path=path, group=_group_of(path)), NO_DAEMON)
+            fail(t("socket_denied", path=path, group=group_of(path)), NO_DAEMON)
         except OSError:
             self.sock.close()
             raise NotRunning(t("no_daemon", where=path), NO_DAEMON) from None
@@ -135,7 +155,7 @@ class Client:
             return
         error = str(answer.get("error", "refused"))
         if error == "permission denied":
-            fail(t("socket_denied", path=self.path, group=_group_of(self.path)), NO_DAEMON)
+            fail(t("socket_denied", path=self.path, group=group_of(self.path)), NO_DAEMON)
         fail(error, EXIT_BY_CODE.get(str(answer.get("code")), FAILED))
 
     def stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -178,12 +198,3 @@ def try_connect(config_path: str, timeout: float = TIMEOUT) -> Client | None:
         return Client(path, timeout)
     except NotRunning:
         return None
-
-
-def _group_of(path: str) -> str:
-    import grp
-    import os
-
-    with contextlib.suppress(OSError, KeyError):
-        return grp.getgrgid(os.stat(path).st_gid).gr_name
-    return "gatewayd"

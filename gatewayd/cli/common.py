@@ -104,10 +104,31 @@ def raw_config(path: str) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         return {}
+    except PermissionError:
+        group = group_of(path)
+        raise ConfigDenied(t("config_denied", path=path, group=group), USAGE) from None
     except OSError as exc:
         fail(t("cannot_read", path=path, reason=exc.strerror or str(exc)), USAGE)
     except tomllib.TOMLDecodeError as exc:
         fail(f"{path}: not valid TOML ({exc})", USAGE)
+
+
+class ConfigDenied(Fail):
+    """The config exists but this user may not read it (not in the service's group)."""
+
+
+def group_of(path: str) -> str:
+    """The group that may read ``path`` (or its folder): whom to join; "gatewayd" if unknown."""
+    import grp
+
+    for where in (path, os.path.dirname(os.path.abspath(path))):
+        try:
+            gid = os.stat(where).st_gid
+            if gid:
+                return grp.getgrgid(gid).gr_name
+        except (OSError, KeyError):
+            continue
+    return "gatewayd"
 
 
 def data_dir_of(path: str) -> str:

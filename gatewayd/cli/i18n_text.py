@@ -81,9 +81,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "the daemon is not running (no control socket at {where}); start it: systemctl start gatewayd",
         "守护进程未运行（{where} 无控制套接字）；启动：systemctl start gatewayd",
     ),
+    "config_denied": (
+        "{path}: permission denied; run with sudo, or join the group {group}: sudo usermod -aG {group} $USER (then log in again)",
+        "{path}：权限不足；请用 sudo 运行，或加入 {group} 组：sudo usermod -aG {group} $USER（然后重新登录）",
+    ),
     "socket_denied": (
-        "{path}: permission denied; run with sudo or join the group {group}",
-        "{path}：权限不足；请用 sudo 运行或加入 {group} 组",
+        "{path}: permission denied; run with sudo, or join the group {group}: sudo usermod -aG {group} $USER (then log in again)",
+        "{path}：权限不足；请用 sudo 运行，或加入 {group} 组：sudo usermod -aG {group} $USER（然后重新登录）",
     ),
     "port_missing": (
         "{bus}: serial port {port} does not exist; plug the adapter in, or run: gatewayd scan serial",
@@ -114,6 +118,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "run_debug": ("for details run again as: {command}", "查看详情请重新运行：{command}"),
     "expected": ("expected {expected}", "应为{expected}"),
     "got": (", got {value}", "，实际为 {value}"),
+    # -- run
+    "run_data_denied": (
+        "{path}: permission denied: the data directory holds files {user} cannot write (left by `sudo gatewayd run`?); fix: sudo chown -R {user}: {data_dir}, then: sudo systemctl restart gatewayd",
+        "{path}：权限不足：数据目录中有 {user} 无法写入的文件（可能是之前 `sudo gatewayd run` 留下的）；修复：sudo chown -R {user}: {data_dir}，然后：sudo systemctl restart gatewayd",
+    ),
     # -- init
     "init_exists": (
         "{path} exists already; use --force to replace it",

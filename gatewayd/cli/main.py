@@ -211,7 +211,24 @@ def run(ctx: click.Context, config_path: str, tick: float) -> None:
         await Gateway(cfg, tick_seconds=tick).run()
 
     with lock:
-        asyncio.run(main())
+        try:
+            asyncio.run(main())
+        except PermissionError as exc:
+            _data_denied(exc, cfg.data_dir)
+            raise
+
+
+def _data_denied(exc: PermissionError, data_dir: str) -> None:
+    """A file in the data directory this user may not write: typically left there by an
+    earlier `sudo gatewayd run`. Say the one command that fixes it, and exit 2, which the
+    unit does not restart (RestartPreventExitStatus=2): a restart would meet the same file."""
+    where = os.path.abspath(str(exc.filename or ""))
+    if not where.startswith(os.path.join(os.path.abspath(data_dir), "")):
+        return
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    fail(t("run_data_denied", path=where, user=user, data_dir=data_dir), USAGE)
 
 
 @cli.command()
