@@ -42,12 +42,39 @@ def find_unit() -> Path | None:
     return next((c for c in unit_candidates() if c.is_file()), None)
 
 
-def render_unit(text: str, gatewayd_bin: str, config_path: str, data_dir: str, user: str) -> str:
-    """The shipped unit with this installation's paths and user."""
+def doc_candidates() -> list[Path]:
+    """Where the installer's guide is, in the same places as the unit."""
+    here = Path(__file__).resolve().parents[2]
+    return [
+        here / "docs" / "installer.md",
+        Path(sys.prefix) / "share" / "doc" / "gatewayd" / "installer.md",
+        Path("/usr/share/doc/gatewayd/installer.md"),
+    ]
+
+
+def find_doc() -> Path | None:
+    return next((c for c in doc_candidates() if c.is_file()), None)
+
+
+def render_unit(
+    text: str,
+    gatewayd_bin: str,
+    config_path: str,
+    data_dir: str,
+    user: str,
+    groups: list[str],
+) -> str:
+    """The shipped unit with this installation's paths, user and the supplementary groups
+    that exist here (systemd refuses to start a unit naming a group that does not)."""
     exec_start = f"ExecStart={gatewayd_bin} run -c {config_path}"
     text = re.sub(r"^ExecStart=.*$", exec_start, text, flags=re.M)
     text = re.sub(r"^ReadWritePaths=.*$", f"ReadWritePaths={data_dir}", text, flags=re.M)
     text = re.sub(r"^User=.*$", f"User={user}", text, flags=re.M)
+    doc = find_doc()
+    if doc is not None:
+        text = re.sub(r"^Documentation=.*$", f"Documentation={doc.as_uri()}", text, flags=re.M)
+    supplementary = f"SupplementaryGroups={' '.join(groups)}\n" if groups else ""
+    text = re.sub(r"^SupplementaryGroups=.*\n", supplementary, text, flags=re.M)
     return re.sub(r"^Group=.*$", f"Group={user}", text, flags=re.M)
 
 
@@ -76,8 +103,8 @@ def plan(
         )
     binary = shutil.which("gatewayd") or str(Path(sys.executable).with_name("gatewayd"))
     unit_path = os.path.join(unit_dir, UNIT_NAME)
-    unit = render_unit(source.read_text(), binary, config_path, data_dir, user)
     groups = [g for g in GROUPS if _exists("group", g)]
+    unit = render_unit(source.read_text(), binary, config_path, data_dir, user, groups)
     cmds: list[list[str]] = []
     if not _exists("user", user):
         cmds.append(
