@@ -144,11 +144,13 @@ class Gateway:
                 outbox_task = tg.create_task(self.outbox.run(), name="outbox")
                 self._start_buses(self.config)
                 self._state_lost()
-                interval = sdnotify.watchdog_interval()
-                if interval:
+                if sdnotify.enabled():  # the watchdog, and a STATUS= kept current
                     services.append(
                         tg.create_task(
-                            sdnotify.feed_watchdog(interval, self.health), name="watchdog"
+                            sdnotify.report(
+                                self.health, self.status_line, sdnotify.watchdog_interval()
+                            ),
+                            name="systemd",
                         )
                     )
                 log.info(

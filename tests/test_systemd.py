@@ -82,6 +82,80 @@ def test_ready_then_watchdog_which_stops_while_loop_blocked(tmp_path: Path, brok
         sock.close()
 
 
+def test_status_follows_the_broker_after_ready(tmp_path: Path) -> None:
+    """`systemctl status` shows the STATUS= last sent: it must not keep "broker offline" from
+    READY once the broker is there, nor "broker connected" once it is gone."""
+    from tests.harness import Broker, free_port
+
+    port = free_port()
+    site: Site = make_site(tmp_path, f"mqtt://127.0.0.1:{port}")
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    daemon = Daemon(site, env={"NOTIFY_SOCKET": str(sock_path)})  # no watchdog: status alone
+    daemon.start(wait_ready=False)
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker", port=port)
+    try:
+        ready = [m for _, m in datagrams(sock, 3.0)]
+        assert ready and ready[0].startswith("READY=1\nSTATUS=")
+        assert "broker offline" in ready[0]
+        broker.start()
+        later = [m for _, m in datagrams(sock, 8.0)]
+        assert "STATUS=0 devices, 0 alarms, broker connected" in later, later
+        assert not any(m.startswith("WATCHDOG") for m in ready + later)
+        broker.stop()
+        gone = [m for _, m in datagrams(sock, 6.0)]
+        assert "STATUS=0 devices, 0 alarms, broker offline" in gone, gone
+    finally:
+        daemon.stop()
+        broker.stop()
+        sock.close()
+
+
+def test_status_says_unhealthy_and_clears_it_on_recovery() -> None:
+    """The daemon's health can come back (the watchdog then resumes): STATUS= follows."""
+    import asyncio
+    import os
+    import tempfile
+
+    from gatewayd import sdnotify
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sick = {"now": None}
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+
+            async def scenario() -> None:
+                task = asyncio.create_task(
+                    sdnotify.report(lambda: sick["now"], lambda: "3 devices, broker connected", 0.05)
+                )
+                await asyncio.sleep(0.2)
+                sick["now"] = "supervisor of bus rs485 has ended"
+                await asyncio.sleep(0.2)
+                sick["now"] = None
+                await asyncio.sleep(0.2)
+                task.cancel()
+
+            asyncio.run(scenario())
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        sent = [m for _, m in datagrams(sock, 0.2)]
+        sock.close()
+    statuses = [m for m in sent if m.startswith("STATUS=")]
+    assert statuses == [
+        "STATUS=unhealthy: supervisor of bus rs485 has ended",
+        "STATUS=3 devices, broker connected",
+    ]
+    first_sick = sent.index(statuses[0])
+    healed = sent.index(statuses[1])
+    assert "WATCHDOG=1" not in sent[first_sick:healed]  # not fed while sick
+    assert "WATCHDOG=1" in sent[healed:]  # fed again once well
+
+
 def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
