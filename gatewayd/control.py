@@ -49,7 +49,7 @@ from gatewayd.control_wire import (
     Refusal,
     refusal,
 )
-from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
+from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError, InvalidArgument
 from gatewayd.model import Action
 
 if TYPE_CHECKING:
@@ -183,6 +183,8 @@ class ControlServer:
             return refusal(TIMEOUT, f"timeout: {exc}")
         except TimeoutError:
             return refusal(TIMEOUT, f"timeout: no answer in {CALL_TIMEOUT:g} s")
+        except InvalidArgument as exc:
+            return refusal(INVALID, f"{exc.code}: {exc.detail}")
         except DeviceError as exc:
             return refusal(DEVICE_ERROR, f"{exc.code}: {exc.detail}" if exc.detail else exc.code)
         except GatewayError as exc:

@@ -44,6 +44,11 @@ class DeviceError(GatewayError):
         super().__init__(f"{device}: {code}" + (f" ({detail})" if detail else ""))
 
 
+class InvalidArgument(DeviceError):
+    """An argument only the device can judge is out of its range (port 13 of a 12-port pile):
+    the command's fault, not the device's; a remote command gets ``invalid``."""
+
+
 class TransientError(GatewayError):
     """A failure worth retrying: a timeout, a lost link, a port that vanished."""
 
