@@ -4,7 +4,9 @@ running daemon without a broker.
 A Unix stream socket, mode 0660, speaking line-delimited JSON (gatewayd.control_wire): one
 request object per line, one answer object per line (``{"ok": true, ...}``, or a refusal
 ``{"ok": false, "code": ..., "error": "..."}``); ``events`` answers once and then streams one
-event object per line until the client leaves. Peers are checked with SO_PEERCRED
+event object per line until the client leaves (``since``: the recent ones first, from
+gatewayd.control_history; ``devices``, ``types``: only those; ``follow`` false: the recent
+ones only). Peers are checked with SO_PEERCRED
 (gatewayd.control_peer): root, the daemon's own user and members of the socket's group get in;
 anyone else is refused and logged once. Whoever acknowledges an alarm or resets fire mode is
 recorded as the peer's OS account; a name the client gives is only a cleaned note.

@@ -144,3 +144,44 @@ def test_init_force_asks_before_dropping_buses_and_devices(
     term.wait_for(f"✗ {cfg} left as it was")
     assert cfg.read_text() == before
     assert not list(tmp_path.glob("gateway.toml.bak*"))
+
+
+def test_pair_counts_down_and_asks_each_detectors_room(
+    tmp_path: Path, terminal_factory: list[Terminal]
+) -> None:
+    from tests.cli_support import EmulatorThread
+
+    receiver = EmulatorThread(tmp_path / "srb433")
+    try:
+        cfg = tmp_path / "gateway.toml"
+        cfg.write_text(
+            '[gateway]\nid = "gw1"\nsite = "17"\n\n[mqtt]\nurl = "mqtt://x"\n\n'
+            f'[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{receiver.rx.path}"\n'
+        )
+        command = " ".join(
+            [f"cd {shlex.quote(str(REPO))} &&", shlex.quote(sys.executable), "-m", "gatewayd",
+             "--lang", "en", "pair", "smoke", "--seconds", "8", "-c", shlex.quote(str(cfg))]
+        )  # fmt: skip
+        term = Terminal(f"gwtest{os.getpid()}p", command)
+        terminal_factory.append(term)
+        term.wait_for("press the pair button of each detector now")
+        counts = set()
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline and len(counts) < 3:
+            for line in term.screen().splitlines():
+                if "pair mode: " in line and " s left" in line:
+                    counts.add(int(line.split("pair mode: ")[1].split(" s left")[0]))
+            time.sleep(0.2)
+        assert len(counts) >= 3 and max(counts) <= 8, counts  # it counts down, second by second
+        receiver.do(receiver.rx.queue_join, "1A2B3C4E")
+        screen = term.wait_for("room of 1A2B3C4E (empty: do not add):")
+        asked = next(ln for ln in screen.splitlines() if "room of 1A2B3C4E" in ln)
+        assert "s left" not in asked  # the countdown made way for the question
+        term.type("302")
+        term.wait_for("added smoke-302 (room 302)")
+        screen = term.wait_for("1 detectors joined, 1 added", timeout=15)
+        done = next(ln for ln in screen.splitlines() if "1 detectors joined" in ln)
+        assert done.strip() == "1 detectors joined, 1 added"  # no countdown left on it
+    finally:
+        receiver.close()
+    assert config.load(str(cfg)).device("smoke-302") is not None

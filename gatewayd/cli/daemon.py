@@ -1,4 +1,4 @@
-"""`gatewayd status`, `gatewayd events` and `gatewayd alarm`: the running daemon, through its
+"""`gatewayd status` and `gatewayd alarm`: the running daemon, through its
 local control socket (no broker needed on site). Exit 4 when the daemon is not reachable."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from gatewayd.cli import client
-from gatewayd.cli.common import config_option, fail, json_option, print_json
+from gatewayd.cli.common import config_option, json_option, print_json
 from gatewayd.cli.i18n import t
 
 
@@ -82,50 +82,6 @@ def status(config_path: str, as_json: bool) -> None:
         click.echo(f"{mark} bus {name} ({bus['driver']}){restarts}")
     for dev in st["devices"]:
         click.echo(f"  {dev['id']:<16} {dev['kind']:<10} {_state_text(dev['state'])}")
-
-
-@click.command()
-@config_option
-@click.option(
-    "-f", "--follow", is_flag=True, help="Keep following (the default; for tail -f habits)."
-)
-@click.option("-n", "--count", type=click.IntRange(1), default=None, help="Stop after N events.")
-@click.option("--device", "devices", multiple=True, help="Only these devices (repeatable).")
-@json_option
-def events(
-    config_path: str, follow: bool, count: int | None, devices: tuple[str, ...], as_json: bool
-) -> None:
-    """Print every event as it happens, until Ctrl-C (or --count).
-
-    \b
-    Examples:
-      gatewayd events --follow
-      gatewayd events --device smoke-301 --count 1     # wait for one event of that detector
-      gatewayd events --json | jq -c 'select(.severity == "critical")'
-    """
-    import json
-
-    seen = 0
-    with client.connect(config_path) as c:
-        for ev in c.stream({"cmd": "events"}):
-            if "dropped" in ev:
-                click.echo(f"… {ev['dropped']} events dropped (this terminal was too slow)")
-                continue
-            if devices and ev.get("device") not in devices:
-                continue
-            if as_json:
-                click.echo(json.dumps(ev, ensure_ascii=False))
-            else:
-                when = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
-                data = ", ".join(f"{k}={v}" for k, v in (ev.get("data") or {}).items())
-                click.echo(
-                    f"{when} {ev.get('severity', ''):<8} {ev.get('device')}: {ev.get('type')}"
-                    + (f" ({data})" if data else "")
-                )
-            seen += 1
-            if count is not None and seen >= count:
-                return
-    fail("the daemon stopped", 4)
 
 
 @click.group()

@@ -37,7 +37,7 @@ LAZY = {
     "test": "gatewayd.cli.devtest:test",
     "check": "gatewayd.cli.check:check",
     "status": "gatewayd.cli.daemon:status",
-    "events": "gatewayd.cli.daemon:events",
+    "events": "gatewayd.cli.events:events",
     "alarm": "gatewayd.cli.daemon:alarm",
     "install-service": "gatewayd.cli.install:install_service",
 }
