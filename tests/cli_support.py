@@ -91,3 +91,36 @@ def as_nobody(
         capture_output=True, text=True, timeout=timeout, cwd="/",
         env={**os.environ, "PYTHONPATH": path, **(env or {})},
     )  # fmt: skip
+
+
+# What a Chinese screen may keep in English: the things a person types or searches for.
+_KEPT_ENGLISH = [
+    r"`[^`]*`",  # a command quoted
+    # a command to type, up to the Chinese punctuation that ends it
+    r"(?:sudo\s+)?(?:gatewayd|systemctl|journalctl|chown|chmod|install|usermod|pip|apt-get|"
+    r"mosquitto_sub|bluetoothctl)\b[^，。；：（）、\n]*",
+    r"\S*[/=@:][^\s，。；：（）]*",  # paths, key=value, URLs, host:port
+    r"\b[\w.]*\d[\w.]*\b",  # ids and values with digits
+    r"\b\w+(?:[-_.]\w+)+\b",  # key names and ids: metrics.listen, port_count, smoke-rx
+    r"--[\w-]+",  # options
+    r"\[\[?\w+\]\]?",  # [[buses]]
+]
+
+
+def english_sentences(text: str) -> list[str]:
+    """Runs of three or more English words left once the kept things are taken out: what
+    a Chinese screen must not show (key names, values, ids and commands may stay)."""
+    import re
+
+    found = []
+    for line in text.splitlines():
+        rest = line
+        for rx in _KEPT_ENGLISH:
+            rest = re.sub(rx, " ", rest)
+        # Words joined by spaces make a sentence; a list after "可用的键：" is comma-joined names.
+        for run in re.finditer(r"[A-Za-z]{2,}(?:[ ']+[A-Za-z]{2,}){2,}", rest):
+            found.append(f"{run.group(0)!r} in {line!r}")
+    return found
+
+
+ZH = {"LANG": "zh_CN.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}

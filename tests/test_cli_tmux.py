@@ -25,11 +25,14 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is no
 class Terminal:
     """A 120x40 tmux session on a private server socket (never the user's own tmux)."""
 
-    def __init__(self, name: str, command: str) -> None:
+    def __init__(self, name: str, command: str, width: int = 120) -> None:
         self.base = ["tmux", "-L", name]
         self.name = name
-        self.run("new-session", "-d", "-s", name, "-x", "120", "-y", "40", command)
-        self.run("set-option", "-t", name, "remain-on-exit", "on")
+        # The pane stays once the command ends (set before it starts: a quick one would win).
+        self.run(
+            "start-server", ";", "set-option", "-g", "remain-on-exit", "on", ";",
+            "new-session", "-d", "-s", name, "-x", str(width), "-y", "40", command,
+        )  # fmt: skip
 
     def run(self, *args: str) -> str:
         return subprocess.run(
@@ -37,7 +40,8 @@ class Terminal:
         ).stdout
 
     def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", self.name)
+        """Everything the command wrote, scrolled off or not (a detached pane may shrink)."""
+        return self.run("capture-pane", "-p", "-S", "-", "-t", self.name)
 
     def wait_for(self, text: str, timeout: float = 15) -> str:
         deadline = time.monotonic() + timeout
@@ -185,3 +189,97 @@ def test_pair_counts_down_and_asks_each_detectors_room(
     finally:
         receiver.close()
     assert config.load(str(cfg)).device("smoke-302") is not None
+
+
+def _zh(*args: str) -> str:
+    """A `gatewayd` command line as a Chinese-speaking installer's terminal runs it."""
+    return " ".join(
+        [f"cd {shlex.quote(str(REPO))} && LANG=zh_CN.UTF-8 LC_ALL= LC_MESSAGES=",
+         shlex.quote(sys.executable), "-m", "gatewayd", *map(shlex.quote, args)]
+    )  # fmt: skip
+
+
+def _finished(term: Terminal, timeout: float = 20) -> str:
+    """The screen once the command ended, without tmux's own "Pane is dead" line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if term.run("display-message", "-p", "-t", term.name, "#{pane_dead}").strip() == "1":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"still running:\n{term.screen()}")
+    return "\n".join(ln for ln in term.screen().splitlines() if not ln.startswith("Pane is dead"))
+
+
+def test_a_chinese_installers_visit_has_no_english_sentence(
+    tmp_path: Path, terminal_factory: list[Terminal]
+) -> None:
+    """LANG=zh_CN.UTF-8 through the visit: init → pair → device add → check. Every screen in
+    Chinese, keeping key names, ids, paths and commands in English.
+
+    Phase 2 (issue 19 items 3, 4, 5, 7, after the device-family descriptors land): `scan` and
+    `test` join this visit, and `scan serial --add` / `bus add` replace the bus tables written
+    by hand below."""
+    from tests.cli_support import EmulatorThread, english_sentences
+
+    cfg = tmp_path / "etc" / "gateway.toml"
+    screens: dict[str, str] = {}
+    n = iter(range(100))
+
+    def terminal(*args: str) -> Terminal:
+        term = Terminal(f"gwzh{os.getpid()}{next(n)}", _zh(*args), width=250)
+        terminal_factory.append(term)
+        return term
+
+    # init, answering in a terminal; a bad id is answered in Chinese and asked again
+    term = terminal("init", "-c", str(cfg), "--data-dir", str(tmp_path / "data"))
+    term.wait_for("网关编号（例如 xz-liushu-017）:")
+    term.type("坏 id")
+    term.wait_for("错误：'坏 id'：应为由字母、数字")
+    term.type("xz-liushu-017")
+    term.wait_for("站点名称（例如 柳墅村 17号）:")
+    term.type("柳墅村 17号")
+    term.wait_for("服务器地址（mqtts://主机:8883）:")
+    term.type("mqtt://127.0.0.1:9")
+    term.wait_for("服务器用户名（无则留空） []:")
+    term.type("")
+    screens["init"] = _finished(term)
+    assert "请告知平台：" in screens["init"] and "密钥指纹" in screens["init"]
+
+    receiver = EmulatorThread(tmp_path / "srb433")
+    try:
+        # The receiver's bus and the lock's (by hand until `scan serial --add` is phase 2's).
+        with cfg.open("a") as f:
+            f.write(
+                f'\n[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{receiver.rx.path}"\n'
+                '\n[[buses]]\nname = "ble"\ndriver = "ble"\n'
+            )
+        term = terminal("pair", "smoke", "--seconds", "6", "-c", str(cfg))
+        term.wait_for("配对模式：还剩")
+        receiver.do(receiver.rx.queue_join, "1A2B3C4E")
+        term.wait_for("1A2B3C4E 所在房间（留空则不添加）:")
+        term.type("302")
+        screens["pair"] = _finished(term)
+        assert "已添加 smoke-302（房间 302）" in screens["pair"]
+        assert "1 个探测器已配对，已添加 1 个" in screens["pair"]
+    finally:
+        receiver.close()
+
+    key = tmp_path / "etc" / "door-main.key"
+    key.write_text("00112233445566778899aabbccddeeff\n")
+    key.chmod(0o600)
+    term = terminal("device", "add", "door-main", "--bus", "ble", "--address",
+                    "C0:FF:EE:00:00:01", "--key-file", str(key), "escape_route=true", "-c", str(cfg))  # fmt: skip
+    screens["device add"] = _finished(term)
+    assert "已将 door-main（door_lock，总线 ble）添加到" in screens["device add"]
+    term = terminal("device", "add", "smoke-302", "--bus", "smoke-rx", "--address", "1A2B3C4F",
+                    "-c", str(cfg))  # fmt: skip
+    screens["device add, taken"] = _finished(term)
+    assert "✗ 设备 smoke-302 已存在（总线 smoke-rx）" in screens["device add, taken"]
+
+    term = terminal("check", "-c", str(cfg))
+    screens["check"] = _finished(term)
+    assert "✓ 配置" in screens["check"] and "全部检查通过" in screens["check"]
+
+    for step, screen in screens.items():
+        assert english_sentences(screen) == [], f"{step}:\n{screen}"

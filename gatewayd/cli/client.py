@@ -25,7 +25,7 @@ from gatewayd.cli.common import (
     fail,
     group_of,
 )
-from gatewayd.cli.i18n import t
+from gatewayd.cli.i18n import refused, t
 
 TIMEOUT = 20.0
 #: A refusal's code (gatewayd.control_wire) -> the exit code scripts see: no such alarm or
@@ -77,7 +77,7 @@ class Client:
             raise NotRunning(t("no_daemon", where=path), NO_DAEMON) from None
         if not accepted:
             self.sock.close()
-            fail(f"{path}: the daemon accepts no connection (busy); try again", NO_DAEMON)
+            fail(t("client_busy", path=path), NO_DAEMON)
         self._buf = b""
 
     def close(self) -> None:
@@ -98,7 +98,7 @@ class Client:
             if line:
                 with contextlib.suppress(ValueError):
                     self._refused(json.loads(line))
-            fail(f"{self.path}: the daemon hung up ({exc.strerror or exc})", NO_DAEMON)
+            fail(t("client_hung_up", path=self.path, reason=exc.strerror or exc), NO_DAEMON)
 
     def _line(self, timeout: float | None) -> bytes | None:
         """One line (b"" once closed); None when ``timeout`` passed first. A plain buffer,
@@ -114,7 +114,7 @@ class Client:
             except TimeoutError:
                 return None
             except OSError as exc:
-                fail(f"{self.path}: the daemon hung up ({exc.strerror or exc})", NO_DAEMON)
+                fail(t("client_hung_up", path=self.path, reason=exc.strerror or exc), NO_DAEMON)
             if not chunk:
                 return b""
             self._buf += chunk
@@ -125,7 +125,7 @@ class Client:
         """The next line as an object; None when the daemon closed the connection."""
         line = self._line(timeout)
         if line is None:
-            fail(f"{self.path}: no answer from the daemon in {timeout:.0f} s")
+            fail(t("client_no_answer", path=self.path, seconds=f"{timeout:.0f}"))
         if not line:
             return None
         obj = json.loads(line)
@@ -144,7 +144,7 @@ class Client:
         self.send(request)
         answer = self.receive(self.timeout)
         if answer is None:
-            fail(f"{self.path}: the daemon closed the connection", NO_DAEMON)
+            fail(t("client_closed", path=self.path), NO_DAEMON)
         if not answer.get("ok"):
             self._refused(answer)
         return answer
@@ -156,7 +156,7 @@ class Client:
         error = str(answer.get("error", "refused"))
         if error == "permission denied":
             fail(t("socket_denied", path=self.path, group=group_of(self.path)), NO_DAEMON)
-        fail(error, EXIT_BY_CODE.get(str(answer.get("code")), FAILED))
+        fail(refused(error), EXIT_BY_CODE.get(str(answer.get("code")), FAILED))
 
     def stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Send a streaming request; yield each line after the first answer. The socket

@@ -110,7 +110,7 @@ def raw_config(path: str) -> dict[str, Any]:
     except OSError as exc:
         fail(t("cannot_read", path=path, reason=exc.strerror or str(exc)), USAGE)
     except tomllib.TOMLDecodeError as exc:
-        fail(f"{path}: not valid TOML ({exc})", USAGE)
+        fail(t("edit_not_toml", path=path, reason=exc), USAGE)
 
 
 class ConfigDenied(Fail):
@@ -154,6 +154,6 @@ def parse_ids(text: str, lo: int = 1, hi: int = 247) -> list[int]:
         except ValueError:
             a = b = -1
         if not lo <= a <= b <= hi:
-            fail(f"--ids {text!r}: expected ids {lo}..{hi} like 1-32 or 1,3,5-8", USAGE)
+            fail(t("bad_ids", text=text, lo=lo, hi=hi), USAGE)
         out.update(range(a, b + 1))
     return sorted(out)

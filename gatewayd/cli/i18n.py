@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from gatewayd.cli.i18n_text import CLICK, MESSAGES, PHRASES, PROBLEMS
+from gatewayd.cli.i18n_text import CLICK, MESSAGES, PHRASES, PROBLEMS, REFUSALS
 
 _lang = ""
 
@@ -38,10 +38,11 @@ def lang() -> str:
     return "en"
 
 
-def t(key: str, **values: object) -> str:
-    pair = MESSAGES.get(key)
+def t(message: str, /, **values: object) -> str:
+    """The message ``message`` (a key of MESSAGES) in the current language, filled in."""
+    pair = MESSAGES.get(message)
     if pair is None:
-        return key
+        return message
     text = pair[1] if lang() == "zh" and pair[1] else pair[0]
     return text.format(**values)
 
@@ -70,11 +71,12 @@ def _translate(text: str, rows: list[tuple[str, str]]) -> str | None:
 
 
 def _inner(name: str, value: str | None) -> str:
+    """A group's text: as written, or translated itself (xe: expected, xp: problem, xr:
+    refusal)."""
     if value is None:
         return ""
-    if name.startswith("x"):  # a nested phrase
-        return expected(value) if name.startswith("xe") else problem(value)
-    return value
+    nested = {"xe": expected, "xp": problem, "xr": refused}.get(name[:2])
+    return nested(value) if nested else value
 
 
 def expected(phrase: str) -> str:
@@ -107,6 +109,13 @@ def say(exc: BaseException) -> str:
 
         text += t("got", value=show_value(exc.got))
     return text
+
+
+def refused(text: str) -> str:
+    """A refusal the daemon sent (English on the wire), in the current language."""
+    if lang() != "zh":
+        return text
+    return _translate(text, REFUSALS) or text
 
 
 # -- click's own messages -----------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Chinese for text written in English outside the CLI: what a config schema expects, what a
 config error says, and click's own messages.
 
-``PHRASES`` and ``PROBLEMS`` are (pattern, 中文) rows, tried in order, each matched against the
-whole text; a group named ``xe…`` is itself translated as an expected-phrase, ``xp…`` as a
-problem, any other group is kept as written (key names, values, paths). ``CLICK`` maps click's
+``PHRASES``, ``PROBLEMS`` and ``REFUSALS`` are (pattern, 中文) rows, tried in order, each
+matched against the whole text; a group named ``xe…`` is itself translated as an
+expected-phrase, ``xp…`` as a problem, ``xr…`` as a refusal; any other group is kept as written
+(key names, values, paths). ``CLICK`` maps click's
 message ids (the text before ``.format``) to Chinese.
 """
 
@@ -101,6 +102,50 @@ PROBLEMS: list[tuple[str, str]] = [
         "{p}：应为 {n} 位十六进制数，实际 {g} 位",
     ),
     (r"(?P<p>.+): expected (?P<n>\d+) hex digits", "{p}：应为 {n} 位十六进制数"),
+]
+
+# What the daemon answers when it refuses (gatewayd.control, gatewayd.alarms, the rules).
+REFUSALS: list[tuple[str, str]] = [
+    (r"no active alarm (?P<a>'[^']*')", "没有告警 {a}"),
+    (
+        r"(?P<a>\S+) is still active \(detector (?P<d>[^)]*)\): reset it once it is over",
+        "{a} 仍在告警（探测器 {d}）：解除后再复位",
+    ),
+    (
+        r"(?P<a>\S+) is still active \(port (?P<d>[^)]*)\): reset it once it is over",
+        "{a} 仍在告警（端口 {d}）：解除后再复位",
+    ),
+    (
+        r"(?P<a>\S+) is still active(?: \((?P<d>[^)]*)\))?: reset it once it is over",
+        "{a} 仍在告警（{d}）：解除后再复位",
+    ),
+    (
+        r"(?P<a>\S+) is not reset by hand: it clears (?P<c>.+)",
+        "{a} 不需手动复位：它会自行解除（{c}）",
+    ),
+    (
+        r"fire still reported by (?P<d>.+): reset once every one is clear",
+        "{d} 仍在报火警：全部解除后再复位",
+    ),
+    (r"forbidden: (?P<xr>.+)", "不允许：{xr}"),
+    (
+        r"fire mode: chargers stay off until the fire is reset",
+        "火警模式：火警复位前充电桩保持断电",
+    ),
+    (
+        r"fire mode: escape doors stay open until the fire is reset",
+        "火警模式：火警复位前疏散门保持打开",
+    ),
+    (
+        r"fire mode: the door is held open already and stays open until the fire is reset",
+        "火警模式：门已保持打开，火警复位前一直打开",
+    ),
+    (r"no device (?P<d>'[^']*')", "没有设备 {d}"),
+    (r"no bus (?P<b>'[^']*')", "没有总线 {b}"),
+    (r"bus (?P<b>\S+) is not running \(restarts: (?P<n>\d+)\)", "总线 {b} 未运行（已重启 {n} 次）"),
+    (r"permission denied", "权限不足"),
+    (r"busy: (?P<n>\d+) clients connected", "忙：已有 {n} 个客户端连接"),
+    (r"timeout: (?P<r>.+)", "超时：{r}"),
 ]
 
 # click's own message ids (click 8.1 .. 8.x), as its modules pass them to gettext.

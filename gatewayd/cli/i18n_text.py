@@ -6,9 +6,9 @@ one fix: say what happened and what to type next.
 
 from __future__ import annotations
 
-from gatewayd.cli.i18n_phrases import CLICK, PHRASES, PROBLEMS
+from gatewayd.cli.i18n_phrases import CLICK, PHRASES, PROBLEMS, REFUSALS
 
-__all__ = ["CLICK", "MESSAGES", "PHRASES", "PROBLEMS"]
+__all__ = ["CLICK", "MESSAGES", "PHRASES", "PROBLEMS", "REFUSALS"]
 
 MESSAGES: dict[str, tuple[str, str]] = {
     # -- everywhere
@@ -118,6 +118,76 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "run_debug": ("for details run again as: {command}", "查看详情请重新运行：{command}"),
     "expected": ("expected {expected}", "应为{expected}"),
     "got": (", got {value}", "，实际为 {value}"),
+    # -- status, alarm, the control socket
+    "status_gateway": (
+        "gateway {gateway} ({site}), gatewayd {version}, up {uptime}",
+        "网关 {gateway}（{site}），gatewayd {version}，已运行 {uptime}",
+    ),
+    "status_counts": (
+        "broker {broker}, outbox {outbox}, alarms {alarms}",
+        "服务器{broker}，待发消息 {outbox} 条，告警 {alarms} 条",
+    ),
+    "status_waiting": (
+        "waiting for the broker: oldest {oldest}, {mb} MB on disk",
+        "等待服务器：最早一条已等 {oldest}，磁盘上 {mb} MB",
+    ),
+    "status_dropped": (", dropped: {drops}", "，已丢弃：{drops}"),
+    "status_fire": (
+        "FIRE MODE: reset with `gatewayd alarm reset` once safe",
+        "火警模式：确认安全后用 `gatewayd alarm reset` 复位",
+    ),
+    "status_bus": ("bus {bus} ({driver})", "总线 {bus}（{driver}）"),
+    "status_restarts": (", {count} restarts", "，已重启 {count} 次"),
+    "status_no_news": ("no news yet", "尚无消息"),
+    "status_last_seen": (" (last seen {ago} ago)", "（{ago}前最后一次收到）"),
+    "alarm_fire": ("FIRE MODE", "火警模式"),
+    "alarm_none": ("no active alarms", "没有告警"),
+    "alarm_since": ("since {ago} ago", "已持续 {ago}"),
+    "alarm_acked_by": (", acknowledged by {user}", "，{user} 已确认"),
+    "alarm_awaiting": (", over: awaiting reset", "，已解除：等待复位"),
+    "alarm_acked": ("{alarm} acknowledged by {who}", "{alarm} 已由 {who} 确认"),
+    "alarm_reset": ("{alarm} reset by {who}", "{alarm} 已由 {who} 复位"),
+    "alarm_fire_reset": ("fire mode reset by {who}", "火警模式已由 {who} 复位"),
+    "alarm_no_fire": ("not in fire mode; nothing to reset", "不在火警模式；无需复位"),
+    "alarm_note": (" (note: {note})", "（备注：{note}）"),
+    "client_busy": (
+        "{path}: the daemon accepts no connection (busy); try again",
+        "{path}：守护进程忙，暂不接受连接；请重试",
+    ),
+    "client_hung_up": (
+        "{path}: the daemon hung up ({reason})",
+        "{path}：守护进程断开了连接（{reason}）",
+    ),
+    "client_no_answer": (
+        "{path}: no answer from the daemon in {seconds} s",
+        "{path}：守护进程 {seconds} 秒内没有应答",
+    ),
+    "client_closed": ("{path}: the daemon closed the connection", "{path}：守护进程关闭了连接"),
+    "bad_ids": (
+        "--ids {text!r}: expected ids {lo}..{hi} like 1-32 or 1,3,5-8",
+        "--ids {text!r}：应为 {lo}..{hi} 的编号，如 1-32 或 1,3,5-8",
+    ),
+    # -- install-service, keygen
+    "install_no_config": (
+        "{path}: no such file; write it first: gatewayd init -c {path}",
+        "{path}：文件不存在；请先运行：gatewayd init -c {path}",
+    ),
+    "install_no_unit": (
+        "the unit file gatewayd.service is not installed with gatewayd; copy systemd/gatewayd.service from its source",
+        "gatewayd 未附带 gatewayd.service 单元文件；请从源码复制 systemd/gatewayd.service",
+    ),
+    "install_sudo": (
+        "install-service changes system files: run it with sudo (or see --dry-run)",
+        "install-service 会修改系统文件：请用 sudo 运行（或先看 --dry-run）",
+    ),
+    "install_done": (
+        "installed; watch it: journalctl -u gatewayd -f   and: gatewayd status",
+        "安装完成；查看：journalctl -u gatewayd -f，以及：gatewayd status",
+    ),
+    "keygen_wrote": (
+        "wrote {path} (mode 0600); fingerprint {fingerprint}",
+        "已写入 {path}（权限 0600）；指纹 {fingerprint}",
+    ),
     # -- events
     "events_bad_since": (
         "--since {value!r}: expected 90s, 30m, 1h, 2d, or a time like 08:00 or 2024-05-01 08:00",
@@ -132,6 +202,65 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "… 守护进程已停止；等待其恢复（Ctrl-C 退出）",
     ),
     "events_back": ("… the daemon is back; following again", "… 守护进程已恢复；继续跟踪"),
+    # -- device, and the edits of gateway.toml
+    "dev_no_bus": (
+        "no bus {bus!r} in {path} (buses: {names})",
+        "{path} 中没有总线 {bus!r}（现有总线：{names}）",
+    ),
+    "dev_give_kind": (
+        "bus {bus} ({driver}) serves {kinds}: give --kind",
+        "总线 {bus}（{driver}）可接 {kinds}：请指定 --kind",
+    ),
+    "dev_wrong_kind": (
+        "bus {bus} ({driver}) has no {kind} devices (it serves {kinds})",
+        "总线 {bus}（{driver}）不支持 {kind} 设备（它支持：{kinds}）",
+    ),
+    "dev_unknown_key": (
+        "{key}: not a key of this device (known keys: {known})",
+        "{key}：不是此设备的键（可用的键：{known}）",
+    ),
+    "dev_not_changed": ("not changed: {reason}", "未修改：{reason}"),
+    "dev_give_bus": (
+        "give --bus (the [[buses]] name the device is on)",
+        "请指定 --bus（设备所在 [[buses]] 的 name）",
+    ),
+    "dev_key_value": ("{item!r}: expected KEY=VALUE", "{item!r}：应为 键=值"),
+    "dev_added": (
+        "added {device} ({kind} on {bus}) to {path}",
+        "已将 {device}（{kind}，总线 {bus}）添加到 {path}",
+    ),
+    "dev_reload_add": (
+        "a running daemon picks it up on: systemctl reload gatewayd",
+        "运行中的守护进程在执行 systemctl reload gatewayd 后生效",
+    ),
+    "dev_removed": ("removed {device} ({kind} on {bus})", "已删除 {device}（{kind}，总线 {bus}）"),
+    "dev_reload_remove": (
+        "a running daemon forgets it on: systemctl reload gatewayd",
+        "运行中的守护进程在执行 systemctl reload gatewayd 后不再监视它",
+    ),
+    "dev_none": (
+        "no devices in {path}; add some: gatewayd device add --help",
+        "{path} 中没有设备；添加设备：gatewayd device add --help",
+    ),
+    "dev_no_such": ("no device {device} in {path}", "{path} 中没有设备 {device}"),
+    "edit_no_file": (
+        "{path}: no such file; write one with: gatewayd init",
+        "{path}：文件不存在；请先运行：gatewayd init",
+    ),
+    "edit_not_toml": ("{path}: not valid TOML ({reason})", "{path}：不是有效的 TOML（{reason}）"),
+    "edit_gateway_id": (
+        "{device} is the gateway's own id; choose another",
+        "{device} 是网关自己的编号；请换一个",
+    ),
+    "edit_device_exists": (
+        "a device {device} exists already (bus {bus})",
+        "设备 {device} 已存在（总线 {bus}）",
+    ),
+    "edit_taken": (
+        "{key} {value} is taken on bus {bus} by {other}",
+        "{key} {value} 在总线 {bus} 上已被 {other} 占用",
+    ),
+    "edit_bus_exists": ("a bus {bus} exists already", "总线 {bus} 已存在"),
     # -- pair
     "pair_open": (
         "pair mode for {seconds} s on {bus}: press the pair button of each detector now",

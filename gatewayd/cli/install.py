@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 from gatewayd.cli.common import FAILED, USAGE, config_option, data_dir_of, fail, raw_config
+from gatewayd.cli.i18n import t
 
 UNIT_NAME = "gatewayd.service"
 GROUPS = ("dialout", "bluetooth")
@@ -93,14 +94,11 @@ def plan(
     config_path = os.path.abspath(config_path)
     raw = raw_config(config_path)
     if not raw:
-        fail(f"{config_path}: no such file; write it first: gatewayd init -c {config_path}", USAGE)
+        fail(t("install_no_config", path=config_path), USAGE)
     data_dir = data_dir_of(config_path)
     source = find_unit()
     if source is None:
-        fail(
-            "the unit file gatewayd.service is not installed with gatewayd; copy systemd/gatewayd.service from its source",
-            FAILED,
-        )
+        fail(t("install_no_unit"), FAILED)
     binary = shutil.which("gatewayd") or str(Path(sys.executable).with_name("gatewayd"))
     unit_path = os.path.join(unit_dir, UNIT_NAME)
     groups = [g for g in GROUPS if _exists("group", g)]
@@ -196,14 +194,14 @@ def install_service(
             click.echo(shlex.join(cmd))
         return
     if os.geteuid() != 0:
-        fail("install-service changes system files: run it with sudo (or see --dry-run)", USAGE)
+        fail(t("install_sudo"), USAGE)
     for path, content in files.items():
         Path(path).write_text(content)
-        click.echo(f"✓ wrote {path}")
+        click.echo(f"✓ {t('init_wrote', path=path)}")
     for cmd in cmds:
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             why = (result.stderr or result.stdout).strip().splitlines()
             fail(f"{shlex.join(cmd)}: {why[-1] if why else f'exit {result.returncode}'}")
         click.echo(f"✓ {shlex.join(cmd)}")
-    click.echo("✓ installed; watch it: journalctl -u gatewayd -f   and: gatewayd status")
+    click.echo(f"✓ {t('install_done')}")

@@ -243,10 +243,10 @@ def keygen(path: str, force: bool) -> None:
     from gatewayd.signing import fingerprint
 
     if os.path.exists(path) and not force:
-        fail(f"{path} exists already; use --force to replace it", USAGE)
+        fail(t("init_exists", path=path), USAGE)
     key = pysecrets.token_bytes(32)
     write_secret(path, key.hex())
-    click.echo(f"✓ wrote {path} (mode 0600); fingerprint {fingerprint(key)}")
+    click.echo(f"✓ {t('keygen_wrote', path=path, fingerprint=fingerprint(key))}")
 
 
 def main() -> None:
