@@ -124,3 +124,23 @@ def english_sentences(text: str) -> list[str]:
 
 
 ZH = {"LANG": "zh_CN.UTF-8", "LC_ALL": "", "LC_MESSAGES": ""}
+
+
+def press_test_until_done(
+    proc: subprocess.Popen[str], receiver: ReceiverThread, passed: bool, timeout: float = 15
+) -> tuple[str, str]:
+    """Press the detector's test button every 0.3 s until ``proc`` (an `events` waiting for
+    one, subscribing meanwhile) ends; its output. Killed if it outlives ``timeout``."""
+    import time
+
+    det = receiver.rx.detector(DETECTOR)
+    try:
+        deadline = time.monotonic() + timeout
+        while proc.poll() is None and time.monotonic() < deadline:
+            receiver.call(det.test(passed=passed))
+            time.sleep(0.3)
+        return proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

@@ -13,20 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import DETECTOR, ControlDaemon, EmulatorThread, gatewayd, one_clear_line
+from tests.cli_support import (
+    DETECTOR,
+    ControlDaemon,
+    EmulatorThread,
+    gatewayd,
+    one_clear_line,
+    press_test_until_done,
+)
 from tests.harness import REPO, Broker, make_site, smoke_config, wait_until
 
 
 @pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[EmulatorThread]:
-    emu = EmulatorThread(tmp_path / "srb433")
-    yield emu
-    emu.close()
-
-
-@pytest.fixture
-def daemon(tmp_path: Path, broker: Broker, receiver: EmulatorThread) -> Iterator[ControlDaemon]:
-    site = make_site(tmp_path, broker.url, smoke_config(receiver.rx.path, {"smoke-301": DETECTOR}))
+def daemon(tmp_path: Path, broker: Broker, smoke_receiver: EmulatorThread) -> Iterator[ControlDaemon]:
+    site = make_site(tmp_path, broker.url, smoke_config(smoke_receiver.rx.path, {"smoke-301": DETECTOR}))
     d = ControlDaemon(site)
     d.start()
     yield d
@@ -41,12 +41,12 @@ def history(cfg: str, *args: str) -> list[dict]:
 
 
 def test_since_shows_what_happened_by_device_and_type(
-    daemon: ControlDaemon, receiver: EmulatorThread
+    daemon: ControlDaemon, smoke_receiver: EmulatorThread
 ) -> None:
     cfg = str(daemon.site.config)
-    det = receiver.rx.detector(DETECTOR)
-    receiver.call(det.test(passed=True))
-    receiver.call(det.low_battery(2600))
+    det = smoke_receiver.rx.detector(DETECTOR)
+    smoke_receiver.call(det.test(passed=True))
+    smoke_receiver.call(det.low_battery(2600))
     wait_until(
         lambda: {"smoke.test", "smoke.low_battery"} <= {e["type"] for e in history(cfg, "--since", "1h")},
         10, "both events in the daemon's history",
@@ -67,31 +67,27 @@ def test_since_shows_what_happened_by_device_and_type(
 
 
 def test_follow_goes_on_across_a_daemon_restart(
-    daemon: ControlDaemon, receiver: EmulatorThread
+    daemon: ControlDaemon, smoke_receiver: EmulatorThread
 ) -> None:
     cfg = str(daemon.site.config)
-    det = receiver.rx.detector(DETECTOR)
+    det = smoke_receiver.rx.detector(DETECTOR)
     proc = subprocess.Popen(
         [sys.executable, "-m", "gatewayd", "--lang", "en", "events", "--follow", "--json",
          "--type", "smoke.test", "--count", "2", "-c", cfg],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
     try:
-        first = proc.stdout.readline() if _press_until_read(receiver, det, proc) else ""
+        first = proc.stdout.readline() if _press_until_read(smoke_receiver, det, proc) else ""
         assert json.loads(first)["type"] == "smoke.test"
         assert daemon.stop() == 0  # an upgrade, a reload gone wrong, systemd's watchdog
         time.sleep(1.0)
         assert proc.poll() is None, proc.stderr.read()  # still waiting, not exited
         daemon.start()
-        deadline = time.monotonic() + 20
-        while proc.poll() is None and time.monotonic() < deadline:
-            receiver.call(det.test(passed=False))
-            time.sleep(0.3)
-        out, err = proc.communicate(timeout=5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    except BaseException:
+        proc.kill()
+        proc.wait(5)
+        raise
+    out, err = press_test_until_done(proc, smoke_receiver, passed=False, timeout=20)
     assert proc.returncode == 0, err
     second = json.loads(out.splitlines()[0])
     assert second["type"] == "smoke.test" and second["data"]["result"] == "fail"
@@ -99,7 +95,7 @@ def test_follow_goes_on_across_a_daemon_restart(
     assert "the daemon is back; following again" in err
 
 
-def _press_until_read(receiver: EmulatorThread, det: object, proc: subprocess.Popen) -> bool:
+def _press_until_read(smoke_receiver: EmulatorThread, det: object, proc: subprocess.Popen) -> bool:
     """Press the detector's test button until `events` (subscribing meanwhile) prints."""
     import selectors
 
@@ -107,7 +103,7 @@ def _press_until_read(receiver: EmulatorThread, det: object, proc: subprocess.Po
     sel.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and proc.poll() is None:
-        receiver.call(det.test(passed=True))  # type: ignore[attr-defined]
+        smoke_receiver.call(det.test(passed=True))  # type: ignore[attr-defined]
         if sel.select(0.3):
             return True
     return False

@@ -5,7 +5,6 @@ names, ids, values and commands kept as they are for searching and typing."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -89,15 +88,8 @@ def test_clicks_own_messages_in_chinese() -> None:
     assert "Usage:" in gatewayd("staus", env={"LANG": "en_US.UTF-8"}).stderr
 
 
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[EmulatorThread]:
-    emu = EmulatorThread(tmp_path / "srb433")
-    yield emu
-    emu.close()
-
-
-def test_status_and_alarms_in_chinese(tmp_path: Path, broker: Broker, receiver: EmulatorThread) -> None:
-    site = make_site(tmp_path, broker.url, smoke_config(receiver.rx.path, {"smoke-301": DETECTOR}))
+def test_status_and_alarms_in_chinese(tmp_path: Path, broker: Broker, smoke_receiver: EmulatorThread) -> None:
+    site = make_site(tmp_path, broker.url, smoke_config(smoke_receiver.rx.path, {"smoke-301": DETECTOR}))
     daemon = ControlDaemon(site)
     daemon.start()
     try:
@@ -108,7 +100,7 @@ def test_status_and_alarms_in_chinese(tmp_path: Path, broker: Broker, receiver: 
         frame = [ln for ln in status.stdout.splitlines() if not ln.startswith("  ")]
         assert english_sentences("\n".join(frame)) == []  # device states: see item 5 (phase 2)
         assert gatewayd("alarm", "list", "-c", cfg, env=ZH).stdout.strip() == "没有告警"
-        receiver.call(receiver.rx.detector(DETECTOR).alarm(120))
+        smoke_receiver.call(smoke_receiver.rx.detector(DETECTOR).alarm(120))
         wait_until(
             lambda: "smoke-301/smoke.alarm" in gatewayd("alarm", "list", "-c", cfg).stdout, 10,
             "the smoke alarm",
