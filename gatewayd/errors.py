@@ -77,9 +77,11 @@ class PluginError(GatewayError):
 
 
 def _shown_path(path: str) -> str:
-    """A key pasted where its file's path belongs must not be echoed to a terminal or log."""
+    """A key pasted where its file's path belongs must not be echoed to a terminal or log,
+    also once it was taken as a file name in the config's folder (a relative path)."""
     text = path.strip()
-    if len(text) >= 32 and all(c in "0123456789abcdefABCDEF" for c in text):
+    name = text.rsplit("/", 1)[-1]
+    if len(name) >= 32 and all(c in "0123456789abcdefABCDEF" for c in name):
         return "(a value that looks like a key, not a file path: give the path of a 0600 file)"
     return path
 

@@ -66,6 +66,15 @@ def test_config_errors_in_chinese_keep_the_key(tmp_path: Path, case: str) -> Non
     assert english_sentences(line) == [], line
 
 
+def test_a_pasted_key_is_not_echoed_in_chinese_either(tmp_path: Path) -> None:
+    key = "ab" * 32
+    site = make_site(tmp_path, "mqtt://127.0.0.1:9")
+    site.config.write_text(site.config.read_text().replace(str(tmp_path / "command.key"), key))
+    line = one_clear_line(gatewayd("check", "-c", str(site.config), env=ZH))
+    assert key not in line and "security.command_key_file" in line and "文件不存在" in line
+    assert english_sentences(line) == [], line
+
+
 def test_a_loose_secret_is_said_in_chinese_with_its_fix(tmp_path: Path) -> None:
     site = make_site(tmp_path, "mqtt://127.0.0.1:9")
     (tmp_path / "command.key").chmod(0o644)

@@ -90,6 +90,10 @@ PROBLEMS: list[tuple[str, str]] = [
         "没有名为 {n} 的驱动（已安装：{k}）",
     ),
     # A secret file's own problem (gatewayd.secrets), its path first.
+    (
+        r"\(a value that looks like a key, not a file path: give the path of a 0600 file\): (?P<xp>.+)",
+        "（这像是密钥本身而不是文件路径：请给出权限为 0600 的密钥文件的路径）：{xp}",
+    ),
     (r"(?P<p>.+): no such file", "{p}：文件不存在"),
     (r"(?P<p>.+): not a regular file", "{p}：不是普通文件"),
     (r"(?P<p>.+): cannot read it \((?P<r>.*)\)", "{p}：无法读取（{r}）"),
