@@ -64,13 +64,13 @@ def resolve_path(value: str, config_path: str) -> str:
 
 
 def _listen(value: Any) -> str:
-    """``host:port`` a socket can bind (port 1..65535), or "" for none."""
+    """``host:port`` a socket can bind (port 0..65535; 0 takes any free one), or "" for none."""
     if not isinstance(value, str):
         raise ValueError
     if value == "":
         return value
     host, sep, port = value.rpartition(":")
-    if not sep or not host or " " in host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not sep or not host or " " in host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError
     return value
 
@@ -113,7 +113,7 @@ METRICS_SCHEMA = {
     "cert_file": Path(default=None, doc="serve https:// with this PEM certificate; needs key_file"),
     "key_file": Path(default=None, doc="the certificate's private key, mode 0600"),
     "listen": Field(
-        "host:port with a port 1..65535, or empty to disable",
+        "host:port with a port 0..65535, or empty to disable",
         _listen,
         default="127.0.0.1:9108",
     ),

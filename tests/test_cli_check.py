@@ -38,7 +38,7 @@ def site_with(tmp_path: Path, body: str) -> Path:
         ),
         (
             '[metrics]\nlisten = "127.0.0.1:70000"\n',
-            'metrics.listen: expected host:port with a port 1..65535, or empty to disable, got "127.0.0.1:70000"',
+            'metrics.listen: expected host:port with a port 0..65535, or empty to disable, got "127.0.0.1:70000"',
         ),
         (
             '[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "/dev/ttyUSB1"\n\n'

@@ -35,8 +35,8 @@ PHRASES: list[tuple[str, str]] = [
     (r"mqtt://host\[:port\] or mqtts://host\[:port\]", "mqtt://主机[:端口] 或 mqtts://主机[:端口]"),
     (r"a topic prefix without wildcards", "不含通配符的主题前缀"),
     (
-        r"host:port with a port 1\.\.65535, or empty to disable",
-        "主机:端口（端口 1..65535），留空则不开启",
+        r"host:port with a port 0\.\.65535, or empty to disable",
+        "主机:端口（端口 0..65535），留空则不开启",
     ),
     (r"a mode-0600 file with (?P<n>\d+) hex digits", "权限为 0600、内容为 {n} 位十六进制数的文件"),
     (r"a mode-0600 file", "权限为 0600 的文件"),
