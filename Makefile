@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench deps venv clean
+.PHONY: demo test lint typecheck pytest bench deps deps-demo venv clean
 
 $(STAMP): pyproject.toml relay/pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml relay/pyproject.toml
 
 venv: $(STAMP)
 
-# Debian packages the tests and the demo run against (real peers, not mocks).
+# Debian packages the tests run against (real peers, not mocks); the demo needs only two.
 deps:
-	@bash scripts/debian-deps.sh
+	@bash scripts/debian-deps.sh test
 
-demo: deps venv
+deps-demo:
+	@bash scripts/debian-deps.sh demo
+
+demo: deps-demo venv
 	$(BIN)/python -m demo
 
 test: deps venv lint typecheck pytest

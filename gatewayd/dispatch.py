@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from gatewayd.alarms import Refusal
 from gatewayd.commands import Command, Refused, Result
-from gatewayd.errors import DeviceError, DeviceTimeout, StorageFailed
+from gatewayd.errors import DeviceError, DeviceTimeout, InvalidArgument, StorageFailed
 from gatewayd.model import Action
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ class CommandHandler:
             return Result(cmd.id, "storage_failed", f"cannot record the command id ({exc})")
         except DeviceTimeout as exc:
             return Result(cmd.id, "timeout", str(exc))
+        except InvalidArgument as exc:  # out of this device's range: nothing moved
+            return Result(cmd.id, "invalid", f"{exc.code}: {exc.detail}")
         except DeviceError as exc:
             return Result(
                 cmd.id, "device_error", f"{exc.code}: {exc.detail}" if exc.detail else exc.code

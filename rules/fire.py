@@ -4,7 +4,8 @@ Entered on a smoke or heat alarm from any configured detector, or on a charging 
 smoke input. Fire mode is the ``gateway.fire_mode`` alarm (``gatewayd.alarms``): latched, its
 parts the detectors and piles that reported the fire. It persists across restarts until a
 person resets it, and the reset is refused while any detector or pile still reports smoke or
-heat. While it is on, ``port_on`` and ``lock`` are refused. After the reset the escape doors
+heat. While it is on, ``port_on`` and ``lock`` are refused, and so is ``unlock`` of a door the
+lock reports held open (it is open already). After the reset the escape doors
 are locked again, retried until each lock confirms; chargers stay off.
 
 Installers may narrow which detectors cut the chargers or release the doors (a bedroom vs. the
@@ -21,11 +22,15 @@ from typing import Any, ClassVar
 
 from gatewayd.alarms.catalogue import FIRE_MODE, AlarmSpec
 from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
-from gatewayd.schema import Schema, StrList
+from gatewayd.schema import DeviceIds, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 from rules.smoke import ALARMS as SMOKE_ALARMS
 
 REFUSED_IN_FIRE = {"port_on": "chargers stay off", "lock": "escape doors stay open"}
+#: An unlock of a door the fire holds open would be answered "ok" with nothing changed (a held
+#: open lock stays held open): say what is true instead. A door that did not release (its lock
+#: says so) may still be unlocked: that helps people out.
+HELD_OPEN_IN_FIRE = "the door is held open already and stays open until the fire is reset"
 FIRE_RESET = "gateway.fire_reset"
 SMOKE_INPUT = "smoke_input"
 RELEASE_FAILED, RELOCK_FAILED = "door.release_failed", "door.relock_failed"
@@ -34,10 +39,10 @@ RELEASE_FAILED, RELOCK_FAILED = "door.release_failed", "door.relock_failed"
 class FireRule(Rule):
     name: ClassVar[str] = "fire"
     schema: ClassVar[Schema] = {
-        "cut_chargers_on": StrList(
+        "cut_chargers_on": DeviceIds(
             default=("*",), doc='detector (or pile) ids whose alarm cuts every charger; "*" = any'
         ),
-        "release_doors_on": StrList(
+        "release_doors_on": DeviceIds(
             default=("*",),
             doc='detector (or pile) ids whose alarm releases the escape doors; "*" = any',
         ),
@@ -92,8 +97,12 @@ class FireRule(Rule):
         )
 
     def permit(self, action: Action, world: World) -> str | None:
-        if world.fire_mode and action.name in REFUSED_IN_FIRE:
+        if not world.fire_mode:
+            return None
+        if action.name in REFUSED_IN_FIRE:
             return f"fire mode: {REFUSED_IN_FIRE[action.name]} until the fire is reset"
+        if action.name == "unlock" and world.state(action.device).get("lock") == "held_open":
+            return f"fire mode: {HELD_OPEN_IN_FIRE}"
         return None
 
     def permit_reset(self, alarm: Alarm, world: World) -> str | None:
