@@ -8,6 +8,7 @@ plugins' schemas, nowhere else.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,12 +19,35 @@ from gatewayd import plugins
 from gatewayd.driver import BusConfig, DeviceConfig
 from gatewayd.errors import ConfigError, PluginError
 from gatewayd.family import Family
-from gatewayd.schema import Field, Float, Int, Path, Str, validate
+from gatewayd.schema import Field, Float, Int, Path, Str, resolve, validate
 from gatewayd.secrets import Secret, SecretFile
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 ID_EXPECTED = "an id of letters, digits, '.', '_' or '-' (at most 64)"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+def folder_of(config_path: str) -> str:
+    """Where the relative paths of a config file start: the file's own folder."""
+    return os.path.dirname(os.path.abspath(config_path))
+
+
+def resolve_path(value: str, config_path: str) -> str:
+    """A path as written in ``config_path`` (relative to its folder), made absolute."""
+    resolved: str = resolve(value, folder_of(config_path))
+    return resolved
+
+
+def _listen(value: Any) -> str:
+    """``host:port`` a socket can bind (port 0..65535; 0 takes any free one), or "" for none."""
+    if not isinstance(value, str):
+        raise ValueError
+    if value == "":
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or " " in host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError
+    return value
 
 
 GATEWAY_SCHEMA = {
@@ -63,10 +87,10 @@ METRICS_SCHEMA = {
     "password_file": SecretFile(doc="basic auth password, mode 0600"),
     "cert_file": Path(default=None, doc="serve https:// with this PEM certificate; needs key_file"),
     "key_file": Path(default=None, doc="the certificate's private key, mode 0600"),
-    "listen": Str(
+    "listen": Field(
+        "host:port with a port 0..65535, or empty to disable",
+        _listen,
         default="127.0.0.1:9108",
-        pattern=r"(\S+:\d{1,5})?",
-        expected="host:port, or empty to disable",
     ),
 }
 
@@ -189,6 +213,7 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
     buses = _buses(raw.get("buses", []), name)
     devices = _devices(raw.get("devices", []), buses, gw["id"], name)
     rules = _rules(raw.get("rules", {}), name)
+    _known_devices(rules, devices, name)
     return Config(
         path=name,
         gateway_id=gw["id"],
@@ -216,7 +241,7 @@ def _section(
 
 
 def _validate(table: Any, schema: Mapping[str, Field], name: str, path: str) -> dict[str, Any]:
-    return validate(table, schema, name, path)
+    return validate(table, schema, name, path, base=folder_of(name))
 
 
 def _mqtt(mq: dict[str, Any], name: str) -> MqttConfig:
@@ -330,6 +355,26 @@ def _settings(
             f"on a {where} bus)",
         )
     return fam.Settings.from_table(_validate(table, fam.schema(), name, path))
+
+
+def _known_devices(
+    rules: Mapping[str, Mapping[str, Any]], devices: tuple[DeviceConfig, ...], name: str
+) -> None:
+    """Every device id a rule setting names is configured: a typo in a fire linkage list
+    would quietly leave that detector out of it."""
+    schemas = {cls.name: cls.schema for cls in plugins.rule_classes()}
+    known = [d.id for d in devices]
+    for rule, settings in rules.items():
+        for key, spec in schemas.get(rule, {}).items():
+            if not spec.device_ids:
+                continue
+            for dev in settings.get(key, ()):
+                if dev != "*" and dev not in known:
+                    raise ConfigError(
+                        name,
+                        f"rules.{rule}.{key}",
+                        f"no device {dev!r} in this config (devices: {', '.join(known) or 'none'})",
+                    )
 
 
 def _rules(value: Any, name: str) -> dict[str, dict[str, Any]]:

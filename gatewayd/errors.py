@@ -22,7 +22,7 @@ class ConfigError(GatewayError):
         where = f"{file}: {path}" if path else file
         text = f"{where}: {expected}"
         if got is not None:
-            text += f", got {_show(got)}"
+            text += f", got {show_value(got)}"
         super().__init__(text)
 
 
@@ -42,6 +42,11 @@ class DeviceError(GatewayError):
         self.code = code
         self.detail = detail
         super().__init__(f"{device}: {code}" + (f" ({detail})" if detail else ""))
+
+
+class InvalidArgument(DeviceError):
+    """An argument only the device can judge is out of its range (port 13 of a 12-port pile):
+    the command's fault, not the device's; a remote command gets ``invalid``."""
 
 
 class TransientError(GatewayError):
@@ -81,14 +86,17 @@ class PluginError(GatewayError):
 
 
 def _shown_path(path: str) -> str:
-    """A key pasted where its file's path belongs must not be echoed to a terminal or log."""
+    """A key pasted where its file's path belongs must not be echoed to a terminal or log,
+    also once it was taken as a file name in the config's folder (a relative path)."""
     text = path.strip()
-    if len(text) >= 32 and all(c in "0123456789abcdefABCDEF" for c in text):
+    name = text.rsplit("/", 1)[-1]
+    if len(name) >= 32 and all(c in "0123456789abcdefABCDEF" for c in name):
         return "(a value that looks like a key, not a file path: give the path of a 0600 file)"
     return path
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
+    """A config value as an error shows it: strings quoted, tables and lists named."""
     if isinstance(value, str):
         return '"' + value + '"'
     if isinstance(value, dict):

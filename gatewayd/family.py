@@ -190,6 +190,11 @@ class Family:
         """Whether the device still reports a fire (a fire reset is refused meanwhile)."""
         return False
 
+    def refuse_in_fire(self, action: Action, state: Mapping[str, Any]) -> str | None:
+        """Why ``action`` is refused while the house is in fire mode (None: it is not)."""
+        why = self.refused_in_fire.get(action.name)
+        return f"{why} until the fire is reset" if why else None
+
     def fire_actions(self, device: DeviceConfig, stage: Stage) -> list[tuple[Role, Action]]:
         """What this device does at a stage of a fire."""
         return []

@@ -162,11 +162,13 @@ class Gateway:
                 self._running = True
                 for damaged, path in self._damaged:  # found while starting
                     self._outbox_damaged(damaged, path)
-                interval = sdnotify.watchdog_interval()
-                if interval:
+                if sdnotify.enabled():  # the watchdog, and a STATUS= kept current
                     services.append(
                         tg.create_task(
-                            sdnotify.feed_watchdog(interval, self.health), name="watchdog"
+                            sdnotify.report(
+                                self.health, self.status_line, sdnotify.watchdog_interval()
+                            ),
+                            name="systemd",
                         )
                     )
                 log.info(

@@ -6,6 +6,8 @@ once, at the edge, and every error names the file, the key path and what was exp
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,13 +27,22 @@ class Field:
     convert: Callable[[Any], Any]
     default: Any = REQUIRED
     doc: str = ""
+    #: The value is a file or directory path: a relative one is taken from the config
+    #: file's folder (``base``), never from wherever the daemon or the CLI was started.
+    path: bool = False
+    #: The value is a list of device ids (or "*"): the config checks each one exists, since
+    #: a typo would silently narrow what the setting covers.
+    device_ids: bool = False
 
 
 Schema = Mapping[str, Field]
 
 
-def validate(table: Any, schema: Schema, file: str, path: str) -> dict[str, Any]:
-    """Check ``table`` against ``schema``; return a new dict with defaults filled in."""
+def validate(
+    table: Any, schema: Schema, file: str, path: str, base: str | None = None
+) -> dict[str, Any]:
+    """Check ``table`` against ``schema``; return a new dict with defaults filled in. A
+    relative value of a path field is joined to ``base`` (the config file's folder) first."""
     if not isinstance(table, dict):
         raise ConfigError(file, path, "expected a table", table)
     for key in table:
@@ -46,13 +57,23 @@ def validate(table: Any, schema: Schema, file: str, path: str) -> dict[str, Any]
                 raise ConfigError(file, where, f"missing; expected {spec.expected}")
             out[key] = spec.default
             continue
+        value = table[key]
+        if spec.path and base is not None:
+            value = resolve(value, base)
         try:
-            out[key] = spec.convert(table[key])
+            out[key] = spec.convert(value)
         except (ValueError, TypeError):
             raise ConfigError(file, where, f"expected {spec.expected}", table[key]) from None
         except SecretFileError as exc:  # a secret file's own problem, with its fix
             raise ConfigError(file, where, str(exc)) from None
     return out
+
+
+def resolve(value: Any, base: str) -> Any:
+    """A relative path string joined to ``base``; anything else as it was."""
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        return os.path.normpath(os.path.join(base, value))
+    return value
 
 
 def _join(path: str, key: str) -> str:
@@ -124,8 +145,33 @@ def StrList(default: Any = REQUIRED, doc: str = "") -> Field:
     return Field("a list of strings", convert, default, doc)
 
 
+def DeviceIds(default: Any = REQUIRED, doc: str = "") -> Field:
+    """Ids of configured devices, or ``"*"`` for any (checked against [[devices]])."""
+    return dataclasses.replace(
+        StrList(default, doc), expected='a list of device ids (or "*" for any)', device_ids=True
+    )
+
+
 def Path(default: Any = REQUIRED, doc: str = "") -> Field:
-    return Str(default, pattern=r".+", expected="a file path", doc=doc)
+    return dataclasses.replace(
+        Str(default, pattern=r".+", expected="a file path", doc=doc), path=True
+    )
+
+
+#: The serial line speeds adapters and devices actually use.
+BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+def Baud(lo: int = 1200, hi: int = 115200, default: Any = REQUIRED, doc: str = "") -> Field:
+    """A standard baud rate between ``lo`` and ``hi``: 9601 is a typo, not a speed."""
+    rates = tuple(r for r in BAUD_RATES if lo <= r <= hi)
+
+    def convert(v: Any) -> int:
+        if isinstance(v, bool) or v not in rates:
+            raise ValueError
+        return int(v)
+
+    return Field(f"a standard baud rate: {', '.join(map(str, rates))}", convert, default, doc)
 
 
 def describe(schema: Schema) -> list[tuple[str, str, str, str]]:

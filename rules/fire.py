@@ -6,8 +6,9 @@ heat alarm, a charging pile's external smoke input: ``Family.fire_signal``). Fir
 the fire. It persists across restarts until a person resets it, and the reset is refused while
 any device still reports the fire. What each device does in a fire is its family's
 (``fire_actions``: chargers cut, escape doors released) and so is what it refuses meanwhile
-(``refused_in_fire``: ``port_on``, ``lock``); after the reset, ``after_fire`` (doors locked
-again, retried until each lock confirms). This rule names no family.
+(``refuse_in_fire``: ``port_on``, ``lock``, an ``unlock`` of a door held open already); after
+the reset, ``after_fire`` (doors locked again, retried until each lock confirms). This rule
+names no family.
 
 Installers may narrow which triggers cut (``cut``) and which release (``release``): the
 default, ``["*"]``, is that any fire does both.
@@ -26,17 +27,17 @@ from gatewayd.alarms.catalogue import FIRE_MODE
 from gatewayd.events import FIRE_RESET
 from gatewayd.family import FireSignal
 from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
-from gatewayd.schema import Schema, StrList
+from gatewayd.schema import DeviceIds, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 
 
 class FireRule(Rule):
     name: ClassVar[str] = "fire"
     schema: ClassVar[Schema] = {
-        "cut_chargers_on": StrList(
+        "cut_chargers_on": DeviceIds(
             default=("*",), doc='detector (or pile) ids whose alarm cuts every charger; "*" = any'
         ),
-        "release_doors_on": StrList(
+        "release_doors_on": DeviceIds(
             default=("*",),
             doc='detector (or pile) ids whose alarm releases the escape doors; "*" = any',
         ),
@@ -72,8 +73,8 @@ class FireRule(Rule):
         device = world.devices.get(action.device)
         if not world.fire_mode or device is None:
             return None
-        why = world.family(device).refused_in_fire.get(action.name)
-        return f"fire mode: {why} until the fire is reset" if why else None
+        why = world.family(device).refuse_in_fire(action, world.state(action.device))
+        return f"fire mode: {why}" if why else None
 
     def permit_reset(self, alarm: Alarm, world: World) -> str | None:
         if alarm.type != FIRE_MODE:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import Broker, Daemon, Probe, Site, make_site
+from tests.harness import Broker, Daemon, Probe, ReceiverThread, Site, make_site
 
 
 @pytest.fixture
@@ -35,3 +35,11 @@ def daemon(site: Site) -> Iterator[Daemon]:
     yield d
     if d.alive:
         d.stop()
+
+
+@pytest.fixture
+def smoke_receiver(tmp_path: Path) -> Iterator[ReceiverThread]:
+    """The SRB-433 receiver emulated on a pty, on its own thread."""
+    emu = ReceiverThread(tmp_path / "srb433")
+    yield emu
+    emu.close()

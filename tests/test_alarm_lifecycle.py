@@ -202,3 +202,21 @@ def test_fire_mode_is_the_fire_alarm() -> None:
     assert (fire.type, fire.latched, fire.severity) == (FIRE_MODE, True, "critical")
     assert house.permit(Action("door-main", "lock")) is not None
     assert house.permit(PORT_ON_3) is not None
+
+
+def test_in_fire_an_unlock_follows_what_the_lock_reports() -> None:
+    """A door the fire holds open: its unlock is refused as what it is (open already), not
+    answered "ok" with nothing changed. A door that failed to release may still be unlocked:
+    that lets people out. Outside fire mode an unlock is a rule's business no more."""
+    house = House()
+    unlock = Action("door-main", "unlock", {"seconds": 5})
+    house.world.states["door-main"] = {"lock": "locked"}
+    assert house.permit(unlock) is None
+    house.feed(smoke("smoke-301"))
+    assert house.world.fire_mode
+    assert house.permit(unlock) is None  # not released (yet, or it failed): opening helps
+    house.world.states["door-main"] = {"lock": "held_open"}
+    assert house.permit(unlock) == (
+        "fire mode: the door is held open already and stays open until the fire is reset"
+    )
+    assert house.permit(Action("door-main", "lock")) is not None

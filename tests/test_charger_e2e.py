@@ -70,3 +70,23 @@ def test_overheat_cuts_that_port_only_and_port_on_is_refused(
     wait_until(lambda: not pile.ports[3].relay, 5, "port 4 off by command")
     telemetry = probe.wait(f"{site.root}/telemetry/{device}", timeout=10)
     assert "ts" in telemetry and telemetry["values"]
+
+
+def test_a_port_beyond_the_piles_own_count_is_invalid(
+    pile_daemon: Daemon, piles: EmulatedSite, probe: Probe
+) -> None:
+    """docs/integrator.md: arguments out of range are `invalid` (the command's fault, nothing
+    moved), judged against the port count the pile itself reported."""
+    site = pile_daemon.site
+    state = probe.wait(f"{site.root}/state/pile-2", lambda s: s.get("port_count"), timeout=15)
+    count = state["port_count"]
+    pile = piles.pile("pile-2")
+    before = [p.relay for p in pile.ports]
+    answer = send(probe, site, "pile-2", "port_on", {"port": count + 1})
+    assert answer["code"] == "invalid"
+    assert answer["detail"] == (
+        f"bad_port: port {count + 1} is not 1..{count} (this pile has {count} ports)"
+    )
+    assert [p.relay for p in pile.ports] == before
+    assert send(probe, site, "pile-2", "port_off", {"port": count + 1})["code"] == "invalid"
+    assert send(probe, site, "pile-2", "port_off", {"port": count})["code"] == "ok"

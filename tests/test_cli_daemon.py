@@ -9,14 +9,20 @@ import os
 import pwd
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gatewayd import control
-from tests.cli_support import DETECTOR, ControlDaemon, EmulatorThread, gatewayd, one_clear_line
+from tests.cli_support import (
+    DETECTOR,
+    ControlDaemon,
+    EmulatorThread,
+    gatewayd,
+    one_clear_line,
+    press_test_until_done,
+)
 from tests.harness import REPO, Broker, Daemon, Site, make_site, smoke_config, wait_until
 
 ME = pwd.getpwuid(os.getuid()).pw_name
@@ -69,17 +75,7 @@ def test_events_follow_prints_what_happens(daemon: ControlDaemon, receiver: Emul
         [sys.executable, "-m", "gatewayd", "events", "--follow", "--device", "smoke-301", "--count", "1", "-c", str(daemon.site.config)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip
-    try:
-        det = receiver.rx.detector(DETECTOR)
-        deadline = time.monotonic() + 15
-        while proc.poll() is None and time.monotonic() < deadline:
-            receiver.call(det.test(passed=True))  # until `events` has subscribed and seen one
-            time.sleep(0.3)
-        out, err = proc.communicate(timeout=5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
+    out, err = press_test_until_done(proc, receiver, passed=True)
     assert proc.returncode == 0, err
     assert "info     smoke-301: smoke.test (" in out and "result=pass" in out
 

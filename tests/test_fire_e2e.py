@@ -102,6 +102,14 @@ def test_smoke_alarm_cuts_every_charger_releases_doors_until_reset(
         probe.wait(f"{root}/events/smoke-301", lambda e: e["type"] == "smoke.cleared")
         assert send(probe, fire_site, "pile-1", "port_on", {"port": 1})["code"] == "forbidden"
         assert send(probe, fire_site, "door-main", "lock")["code"] == "forbidden"
+        # A tenant's app asks to open the door the fire holds open: told so, not a bare "ok".
+        unlock = send(probe, fire_site, "door-main", "unlock", {"seconds": 3})
+        assert (unlock["code"], unlock["detail"]) == (
+            "forbidden",
+            "fire mode: the door is held open already and stays open until the fire is reset",
+        )
+        assert lock_states(house)["door-main"] == S_HELD_OPEN
+        assert probe.on(f"{root}/state/door-main")[-1].json()["lock"] == "held_open"
         assert relays_closed(house) == {dev: [] for dev in PILES}
         # Reset: doors locked again, with the reason; chargers stay off.
         assert send(probe, fire_site, fire_site.gateway_id, "fire_reset")["code"] == "ok"

@@ -124,18 +124,54 @@ def test_dashboard_drills_down_township_village_house() -> None:
             assert t["datasource"]["uid"] == "${datasource}"
 
 
+HOUSE = {"township": "新庄镇", "village": "柳墅村", "gateway": "xz-liushu-017"}
+
+
+def house_panels() -> dict[str, dict[str, Any]]:
+    """The panels of the house row (below "House $gateway"), by title."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    row = next(p["gridPos"]["y"] for p in panels if p["title"] == "House $gateway")
+    return {p["title"]: p for p in panels if p["gridPos"]["y"] > row}
+
+
+def queries(panel: dict[str, Any], where: dict[str, str] = HOUSE) -> dict[str, str]:
+    """A panel's PromQL by refId, with the dashboard's variables filled in."""
+    out = {}
+    for t in panel["targets"]:
+        expr = t["expr"]
+        for name, value in where.items():
+            expr = expr.replace(f"${name}", value)
+        out[t["refId"]] = expr
+    return out
+
+
+def test_the_house_shows_fire_mode_held_doors_and_what_is_up() -> None:
+    house = house_panels()
+    assert queries(house["Fire mode"])["A"] == 'gatewayd_fire_mode{gateway="xz-liushu-017"}'
+    assert "gatewayd_door_held_open" in queries(house["Doors held open"])["A"]
+    assert "gatewayd_door_held_open" in " ".join(queries(house["Doors"]).values())
+    assert "gatewayd_device_up" in " ".join(queries(house["Devices"]).values())
+    up = " ".join(queries(house["Buses and receivers"]).values())
+    assert "gatewayd_bus_up" in up and "gatewayd_receiver_up" in up
+    for title in ("Devices down", "Buses down", "Receivers down"):
+        assert title in house
+    houses = next(p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"] == "Houses")
+    columns = houses["transformations"][1]["options"]["renameByName"].values()
+    assert {"fire mode", "doors held open", "devices down", "alarms"} <= set(columns)
+    # A quiet house reads 0, never "No data": tables say so, counts fall back to 0.
+    for title in ("Active alarms",):
+        assert house[title]["fieldConfig"]["defaults"]["noValue"] == "0"
+    for title in ("Alarms", "Doors held open", "Devices down", "Buses down", "Receivers down"):
+        assert " or (0 * max(up{" in queries(house[title])["A"], title
+
+
 # -- the inventory ---------------------------------------------------------------------------
 
 
 def test_inventory_becomes_file_sd_targets(tmp_path: Path) -> None:
     out = tmp_path / "gatewayd.json"
-    done = run(
-        sys.executable,
-        str(MON / "inventory_to_sd.py"),
-        str(MON / "inventory.example.csv"),
-        "-o",
-        str(out),
-    )
+    # Run as docs/monitoring.md says: the script itself is the command (executable, shebang).
+    done = run(str(MON / "inventory_to_sd.py"), str(MON / "inventory.example.csv"), "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert "3 gateways in 2 villages" in done.stderr
     assert json.loads(out.read_text()) == [
@@ -333,6 +369,16 @@ def test_prometheus_sees_fire_and_overheat_alerts_of_a_running_gateway(
         assert prom.alert("FireAlarmActive") is None
         assert prom.alert("FireAlarmActive", "pending") is None
         assert prom.alert("ChargerOverheatCut") is None
+        # The dashboard of a quiet house: every count a 0, never "No data".
+        house = house_panels()
+        for title in ("Fire mode", "Alarms", "Doors held open", "Devices down", "Buses down",
+                      "Receivers down"):  # fmt: skip
+            wait_until(
+                lambda t=title: prom.value(queries(house[t])["A"]) == 0, 10, f"{title} reads 0"
+            )
+        houses = next(p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"] == "Houses")
+        for ref in ("B", "D", "H", "I", "J"):  # fire alarms, alarms, fire mode, held open, down
+            assert prom.value(queries(houses, HOUSE)[ref]) == 0, ref
 
         # The overheat first: a smoke alarm puts the house in fire mode, which switches the
         # piles off, and a port that is off is not cut for heat.
@@ -355,6 +401,9 @@ def test_prometheus_sees_fire_and_overheat_alerts_of_a_running_gateway(
         }  # fmt: skip
         assert here.items() <= fire["labels"].items()
         wait_until(lambda: prom.alert("FireModeActive"), 10, "FireModeActive firing")
+        assert prom.value(queries(house["Fire mode"])["A"]) == 1
+        assert prom.value(queries(houses, HOUSE)["H"]) == 1
+        assert prom.value(queries(house["Alarms"])["A"]) >= 2  # the overheat, the smoke, the fire
         roll_up = 'township:gatewayd_fire_alarms:sum{township="新庄镇"}'
         wait_until(lambda: prom.value(roll_up) == 1, 10, "the township roll-up to count the fire")
         # scrape 1 s + evaluation 1 s, with slack for two shared cores

@@ -129,6 +129,14 @@ class DoorFamily(Family):
         ),
     )  # fmt: skip
 
+    def refuse_in_fire(self, action: Action, state: Mapping[str, Any]) -> str | None:
+        # An unlock of a door the fire holds open would be answered "ok" with nothing changed
+        # (a held-open lock stays held open): say what is true instead. A door that did not
+        # release (its lock says so) may still be unlocked: that helps people out.
+        if action.name == "unlock" and state.get("lock") == "held_open":
+            return "the door is held open already and stays open until the fire is reset"
+        return super().refuse_in_fire(action, state)
+
     def fire_actions(self, device: Any, stage: Stage) -> list[tuple[Role, Action]]:
         if not device.settings["escape_route"]:
             return []

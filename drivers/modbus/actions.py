@@ -14,18 +14,18 @@ from drivers.modbus import events as ev
 from drivers.modbus.line import Priority
 from drivers.modbus.pile import PileSession
 from drivers.modbus.transport import ExceptionReply
-from gatewayd.errors import DeviceError, DeviceTimeout, TransientError
+from gatewayd.errors import DeviceError, DeviceTimeout, InvalidArgument, TransientError
 
 log = logging.getLogger("gatewayd.drivers.modbus")
 
 
 def check_port(pile: PileSession, port: Any) -> int:
-    if (
-        not isinstance(port, int)
-        or isinstance(port, bool)
-        or not 1 <= port <= (pile.ports_n or pile.profile.max_ports)
-    ):
-        raise DeviceError(pile.device, "bad_port", f"port {port!r} is not 1..{pile.ports_n}")
+    """``port`` when this pile has it (its own port count once identified)."""
+    last = pile.ports_n or pile.profile.max_ports
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= last:
+        raise InvalidArgument(
+            pile.device, "bad_port", f"port {port!r} is not 1..{last} (this pile has {last} ports)"
+        )
     return port
 
 

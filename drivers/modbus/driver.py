@@ -23,7 +23,7 @@ from drivers.modbus.transport import Link, LinkConfig, PymodbusLink, rtu_sizes
 from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
 from gatewayd.errors import ConfigError, DeviceError
 from gatewayd.model import Action, Severity
-from gatewayd.schema import Float, Int, OneOf, Schema, Str
+from gatewayd.schema import Baud, Float, Int, OneOf, Schema, Str
 
 log = logging.getLogger("gatewayd.drivers.modbus")
 
@@ -36,7 +36,7 @@ class ModbusDriver(Driver):
             expected="a serial device path",
             doc="RTU: the RS-485 adapter; or give host",
         ),
-        "baudrate": Int(1200, 921600, default=9600, doc="RTU line speed"),
+        "baudrate": Baud(1200, 921600, default=9600, doc="RTU line speed"),
         "parity": OneOf("N", "E", "O", default="N", doc="RTU parity (8 data bits, 1 stop bit)"),
         "host": Str(
             default=None,

@@ -29,7 +29,7 @@ from gatewayd.backoff import Backoff
 from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
 from gatewayd.errors import ConfigError, DeviceError, TransientError
 from gatewayd.model import Event, Severity
-from gatewayd.schema import Float, Int, Schema, Str
+from gatewayd.schema import Baud, Float, Schema, Str
 
 RECEIVER = 0  # DEVICE of frames to and from the receiver itself
 STATUS, PAIRED = 0x70, 0x71
@@ -55,7 +55,7 @@ class SerialDriver(Driver):
             expected="a serial device path",
             doc="The receiver's serial port; a /dev/serial/by-id/ path survives replugging.",
         ),
-        "baudrate": Int(1200, 115200, 9600, doc="Line speed; the SRB-433 talks 9600 8N1."),
+        "baudrate": Baud(1200, 115200, 9600, doc="Line speed; the SRB-433 talks 9600 8N1."),
         "ping_seconds": Float(0.05, 3600, 60.0, doc="How often to check the receiver answers."),
         "ping_timeout": Float(
             0.05, 30, 2.0, doc="Seconds to wait for the answer (the receiver needs 0.1 s)."

@@ -89,12 +89,21 @@ class ReceiverPort:
                 return Receiver(self.port, f"{fw >> 8}.{fw & 0xFF}", frame.payload[2])
         return None
 
-    def pair(self, seconds: int, on_join: Callable[[str, int], None]) -> None:
-        """Pair mode for ``seconds``; ``on_join(address, model)`` for each detector."""
+    def pair(
+        self,
+        seconds: int,
+        on_join: Callable[[str, int], None],
+        tick: Callable[[], None] = lambda: None,
+    ) -> None:
+        """Pair mode for ``seconds``; ``on_join(address, model)`` for each detector, and
+        ``tick()`` about once a second (a countdown)."""
         self.send(PAIR, bytes((seconds,)))
-        for frame in self.frames(seconds + 0.5):
-            if frame.type == PAIRED and len(frame.payload) >= 5:
-                on_join(f"{int.from_bytes(frame.payload[:4], 'big'):08X}", frame.payload[4])
+        deadline = time.monotonic() + seconds + 0.5
+        while (left := deadline - time.monotonic()) > 0:
+            tick()
+            for frame in self.frames(min(left, 1.0)):
+                if frame.type == PAIRED and len(frame.payload) >= 5:
+                    on_join(f"{int.from_bytes(frame.payload[:4], 'big'):08X}", frame.payload[4])
 
 
 def find_receiver(port: str, baudrate: int = 9600, timeout: float = 0.5) -> Receiver | None:

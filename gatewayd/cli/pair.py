@@ -8,7 +8,9 @@ reloads once detectors were added. Otherwise the port is opened directly.
 
 from __future__ import annotations
 
+import math
 import re
+import sys
 import time
 from typing import Any
 
@@ -23,6 +25,7 @@ from gatewayd.cli.common import (
     interactive,
     print_json,
 )
+from gatewayd.cli.i18n import say, t
 
 
 @click.group()
@@ -34,6 +37,29 @@ def pair() -> None:
       gatewayd pair smoke --seconds 60                    # asks for each detector's room
       gatewayd pair smoke --room 1A2B3C4D=301 --room 1A2B3C4E=302
     """
+
+
+class Countdown:
+    """The seconds pair mode has left, on one line redrawn in place: a person pressing
+    buttons room by room sees how long they have. A terminal only; cleared before any other
+    line is printed (and before a question)."""
+
+    def __init__(self, seconds: float, enabled: bool) -> None:
+        self.deadline = time.monotonic() + seconds
+        self.enabled = enabled
+        self.shown = False
+
+    def show(self) -> None:
+        if not self.enabled:
+            return
+        left = max(0, math.ceil(self.deadline - time.monotonic()))
+        click.echo(f"\r  {t('pair_left', seconds=left)}\033[K", nl=False)
+        self.shown = True
+
+    def clear(self) -> None:
+        if self.shown:
+            click.echo("\r\033[K", nl=False)
+            self.shown = False
 
 
 class Pairing:
@@ -56,6 +82,7 @@ class Pairing:
         self.as_json = as_json
         self.joined: list[dict[str, Any]] = []
         self.added: list[str] = []
+        self.countdown = Countdown(0, False)
 
     def join(self, address: str, model: int) -> None:
         from gatewayd.cli.device import open_doc, save
@@ -74,18 +101,16 @@ class Pairing:
         )
         if known is not None:
             row["device"] = known.get("id")
-            self._say(f"✓ detector {address} joined: configured already as {known.get('id')}")
+            self._say(f"✓ {t('pair_known', address=address, device=known.get('id'))}")
             return
-        self._say(f"✓ detector {address} joined (model {model})")
+        self._say(f"✓ {t('pair_joined', address=address, model=model)}")
         room = self.rooms.get(address)
         if room is None and self.ask:
             room = click.prompt(
-                f"  room of {address} (empty: do not add)", default="", show_default=False
+                f"  {t('pair_ask_room', address=address)}", default="", show_default=False
             ).strip()
         if not room:
-            self._say(
-                f"  not added; later: gatewayd device add smoke-ROOM --bus {self.bus} --address {address} --room ROOM"
-            )
+            self._say(f"  {t('pair_not_added', bus=self.bus, address=address)}")
             return
         slug = re.sub(r"[^A-Za-z0-9_.-]", "", room)
         base = f"{self.prefix}{slug}" if slug else f"{self.prefix}{address.lower()}"
@@ -96,15 +121,16 @@ class Pairing:
                 {"id": dev_id, "kind": "smoke", "bus": self.bus, "address": address, "room": room},
             )
         except EditError as exc:
-            self._say(f"✗ {address}: {exc}")
+            self._say(f"✗ {address}: {say(exc)}")
             return
         save(doc)
         row["device"] = dev_id
         self.added.append(dev_id)
-        self._say(f"  added {dev_id} (room {room})")
+        self._say(f"  {t('pair_added', device=dev_id, room=room)}")
 
     def _say(self, text: str) -> None:
         if not self.as_json:
+            self.countdown.clear()
             click.echo(text)
 
 
@@ -115,11 +141,8 @@ def _serial_bus(config_path: str, name: str | None) -> dict[str, Any]:
     if name is not None:
         buses = [b for b in buses if b.get("name") == name]
     if len(buses) != 1:
-        what = f"no serial bus {name!r}" if name else f"{len(buses)} serial buses"
-        fail(
-            f"{what} in {config_path}; add the receiver first: gatewayd scan serial --add (or give --bus)",
-            USAGE,
-        )
+        what = t("pair_no_bus", name=name) if name else t("pair_buses", count=len(buses))
+        fail(t("pair_bus_first", what=what, path=config_path), USAGE)
     return buses[0]
 
 
@@ -163,7 +186,7 @@ def pair_smoke(
     for item in rooms:
         address, sep, room = item.partition("=")
         if not sep or not re.fullmatch(r"[0-9A-Fa-f]{8}", address.strip()):
-            fail(f"--room {item!r}: expected ADDRESS=ROOM like 1A2B3C4D=301", USAGE)
+            fail(t("pair_bad_room", item=item), USAGE)
         room_of[address.strip().upper()] = room.strip()
     bus = _serial_bus(config_path, bus_name)
     pairing = Pairing(
@@ -175,9 +198,8 @@ def pair_smoke(
         as_json,
     )
     if not as_json:
-        click.echo(
-            f"pair mode for {seconds} s on {bus['name']}: press the pair button of each detector now"
-        )
+        click.echo(t("pair_open", seconds=seconds, bus=bus["name"]))
+    pairing.countdown = Countdown(seconds, not as_json and sys.stdout.isatty())
     daemon = client.try_connect(config_path)
     try:
         if daemon is not None:
@@ -186,12 +208,14 @@ def pair_smoke(
         else:
             _direct(str(bus["port"]), int(bus.get("baudrate", 9600)), seconds, pairing)
     except KeyboardInterrupt:
+        pairing.countdown.clear()
         if not as_json:
-            click.echo("stopped (the receiver closes pair mode by itself)")
+            click.echo(t("pair_stopped"))
+    pairing.countdown.clear()
     if as_json:
         print_json(pairing.joined)
     else:
-        click.echo(f"{len(pairing.joined)} detectors joined, {len(pairing.added)} added")
+        click.echo(t("pair_done", joined=len(pairing.joined), added=len(pairing.added)))
     if not pairing.joined:
         raise click.exceptions.Exit(NOT_FOUND)
 
@@ -204,7 +228,8 @@ def _through_daemon(
         ctl.request({"cmd": "call", "bus": bus, "method": "pair", "args": {"seconds": seconds}})
         deadline = time.monotonic() + seconds + 1
         while (left := deadline - time.monotonic()) > 0:
-            ev = events.poll(left)
+            pairing.countdown.show()
+            ev = events.poll(min(left, 1.0))
             if ev is None:
                 continue
             data = ev.get("data") or {}
@@ -212,15 +237,11 @@ def _through_daemon(
                 pairing.join(str(data["address"]).upper(), int(data.get("model", 0)))
         if pairing.added:
             answer = ctl.request({"cmd": "reload"})
+            pairing.countdown.clear()
             if not answer.get("reloaded", True):
-                raise click.ClickException(
-                    f"the daemon refused the new config and runs on with the old one: "
-                    f"{answer.get('refused')}"
-                )
+                fail(t("pair_reload_refused", reason=answer.get("refused")))
             if not pairing.as_json:
-                click.echo(
-                    f"✓ the daemon reloaded its config: it watches {', '.join(pairing.added)} now"
-                )
+                click.echo(f"✓ {t('pair_reloaded', devices=', '.join(pairing.added))}")
 
 
 def _direct(port: str, baudrate: int, seconds: int, pairing: Pairing) -> None:
@@ -229,6 +250,6 @@ def _direct(port: str, baudrate: int, seconds: int, pairing: Pairing) -> None:
 
     try:
         with ReceiverPort(port, baudrate) as rx:
-            rx.pair(seconds, pairing.join)
+            rx.pair(seconds, pairing.join, tick=pairing.countdown.show)
     except ProbeError as exc:
         fail(str(exc))

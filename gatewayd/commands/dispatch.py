@@ -20,7 +20,7 @@ from gatewayd import plugins
 from gatewayd.alarms import Refusal
 from gatewayd.commands.gate import Command, Refused, Result
 from gatewayd.commands.service import Forbidden
-from gatewayd.errors import DeviceError, DeviceTimeout, StorageFailed
+from gatewayd.errors import DeviceError, DeviceTimeout, InvalidArgument, StorageFailed
 from gatewayd.family import ActionSpec
 from gatewayd.model import Action
 
@@ -88,6 +88,8 @@ class CommandHandler:
             return Result(cmd.id, "storage_failed", f"cannot record the command id ({exc})")
         except DeviceTimeout as exc:
             return Result(cmd.id, "timeout", str(exc))
+        except InvalidArgument as exc:  # out of this device's range: nothing moved
+            return Result(cmd.id, "invalid", f"{exc.code}: {exc.detail}")
         except DeviceError as exc:
             return Result(
                 cmd.id, "device_error", f"{exc.code}: {exc.detail}" if exc.detail else exc.code

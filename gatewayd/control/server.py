@@ -4,7 +4,9 @@ running daemon without a broker.
 A Unix stream socket, mode 0660, speaking line-delimited JSON (gatewayd.control.wire): one
 request object per line, one answer object per line (``{"ok": true, ...}``, or a refusal
 ``{"ok": false, "code": ..., "error": "..."}``); ``events`` answers once and then streams one
-event object per line until the client leaves. Peers are checked with SO_PEERCRED
+event object per line until the client leaves (``since``: the recent ones first, from
+gatewayd.control.history; ``devices``, ``types``: only those; ``follow`` false: the recent
+ones only). Peers are checked with SO_PEERCRED
 (gatewayd.control.peer): root, the daemon's own user and members of the socket's group get in;
 anyone else is refused and logged once. Whoever acknowledges an alarm or resets fire mode is
 recorded as the peer's OS account; a name the client gives is only a cleaned note.
@@ -49,7 +51,7 @@ from gatewayd.control.wire import (
     Refusal,
     refusal,
 )
-from gatewayd.errors import ConfigError, DeviceError, DeviceTimeout, GatewayError
+from gatewayd.errors import ConfigError, DeviceError, DeviceTimeout, GatewayError, InvalidArgument
 from gatewayd.model import Action
 from gatewayd.schema import Schema, validate
 
@@ -182,6 +184,8 @@ class ControlServer:
             return refusal(TIMEOUT, f"timeout: {exc}")
         except TimeoutError:
             return refusal(TIMEOUT, f"timeout: no answer in {CALL_TIMEOUT:g} s")
+        except InvalidArgument as exc:
+            return refusal(INVALID, f"{exc.code}: {exc.detail}")
         except DeviceError as exc:
             return refusal(DEVICE_ERROR, f"{exc.code}: {exc.detail}" if exc.detail else exc.code)
         except GatewayError as exc:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from gatewayd.control.history import EventFilter, EventHistory
 from gatewayd.control.peer import Peer, account, allowed, note_of, peer_credentials
 from gatewayd.control.wire import (
     BUSY,
@@ -59,6 +60,8 @@ class Sessions:
     ) -> None:
         self.handle = handle
         self.listeners = listeners
+        self.history = EventHistory()
+        listeners.append(self.history)
         self.max_clients = max_clients
         self.idle_timeout = idle_timeout
         self.gid = os.getegid()
@@ -71,6 +74,8 @@ class Sessions:
         return len(self._writers)
 
     async def close(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.listeners.remove(self.history)
         # End clients by closing their connections (their reads see EOF and they return):
         # cancelling the handler tasks makes asyncio's stream protocol log a traceback.
         for writer in list(self._writers.values()):
@@ -146,29 +151,45 @@ class Sessions:
                 await _send(writer, exc.answer())
                 continue
             if request["cmd"] == "events":
-                await self._stream_events(reader, writer)
+                try:
+                    wanted = EventFilter.of(request)
+                except Refusal as exc:
+                    await _send(writer, exc.answer())
+                    continue
+                await self._stream_events(reader, writer, wanted)
                 return
             await _send(writer, await self.handle(request, peer))
 
     async def _stream_events(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, wanted: EventFilter
     ) -> None:
+        """The history asked for (``since``), then every new event until the client leaves
+        (unless ``follow`` is false); both filtered by device and type."""
         queue: asyncio.Queue[Event] = asyncio.Queue(EVENT_QUEUE)
         dropped = 0
 
         def listener(event: Event) -> None:
             nonlocal dropped
-            if is_internal(event.type):
+            if is_internal(event.type) or not wanted(event):
                 return  # readings for the rules, not happenings for a person
             try:
                 queue.put_nowait(event)
             except asyncio.QueueFull:
                 dropped += 1
 
-        self.listeners.append(listener)
+        self.listeners.append(listener)  # before the history is read: nothing falls between
+        past = self.history.since(wanted.since, wanted) if wanted.since is not None else []
+        sent = {e.id for e in past}
         gone = asyncio.ensure_future(reader.read(1))  # any byte or EOF: the client is done
         try:
-            await _send(writer, {"ok": True, "streaming": "events"})
+            answer: dict[str, Any] = {"ok": True, "streaming": "events"}
+            if wanted.since is not None:
+                answer["history"] = len(past)
+            await _send(writer, answer)
+            for event in past:
+                await _send(writer, event.to_json())
+            if not wanted.follow:
+                return
             while True:
                 get = asyncio.ensure_future(queue.get())
                 done, _ = await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -178,7 +199,9 @@ class Sessions:
                 if dropped:
                     await _send(writer, {"dropped": dropped})
                     dropped = 0
-                await _send(writer, get.result().to_json())
+                event = get.result()
+                if event.id not in sent:
+                    await _send(writer, event.to_json())
         finally:
             gone.cancel()
             with contextlib.suppress(ValueError):
