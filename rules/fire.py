@@ -95,7 +95,9 @@ class FireRule(Rule):
         if fire is None or not fire.active:
             return None
         over = [
-            p for p in fire.active_parts if p not in world.devices or not self._reports_fire(p, world)
+            p
+            for p in fire.active_parts
+            if p not in world.devices or not self._reports_fire(p, world)
         ]
         if not over:
             return None
@@ -112,9 +114,7 @@ class FireRule(Rule):
                     "what": signal.what}  # fmt: skip
             out.alarms.append(RaiseAlarm(world.gateway_id, FIRE_MODE, data, part=signal.device))
             if not world.fire_mode:
-                out.events.append(
-                    Event(world.gateway_id, FIRE_MODE, "critical", data, ts=event.ts)
-                )
+                out.events.append(Event(world.gateway_id, FIRE_MODE, "critical", data, ts=event.ts))
             reason = f"fire: {event.type} at {event.device}"
         else:
             reason = "fire (after restart)"
@@ -129,9 +129,7 @@ class FireRule(Rule):
         for device in world.devices.values():
             for role, action in world.family(device).fire_actions(device, "alarm"):
                 if role in wanted:
-                    out.actions.append(
-                        dataclasses.replace(action, reason=reason, origin=self.name)
-                    )
+                    out.actions.append(dataclasses.replace(action, reason=reason, origin=self.name))
         return out
 
     def _reset(self, world: World) -> Outcome:

@@ -79,6 +79,7 @@ class BleDriver(Driver):
         "max_connections": Int(1, 10, default=4, doc="connections the adapter holds at once"),
         "connect_timeout_seconds": Float(1, 60, default=10.0),
     }
+
     def __init__(self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
         super().__init__(bus, devices, ctx)
         from drivers.ble.held import HeldLinks

@@ -69,6 +69,7 @@ class ModbusDriver(Driver):
             1, 10, default=3, doc="relay write + read-back attempts before escalating"
         ),
     }
+
     def __init__(
         self,
         bus: BusConfig,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from drivers.modbus.family import ChargerFamily
 from drivers.modbus.profiles import PROFILES, bits_named
 from drivers.modbus.readings import decode_pile, decode_summary
 from gatewayd.errors import DriverMissing, GatewayError, ProbeError
@@ -41,6 +42,7 @@ async def identify_pile(link: Any, unit: int, timeout: float) -> dict[str, Any] 
             if pile["model"] == profile.model_id:
                 return {
                     "unit": unit,
+                    "kind": ChargerFamily.kind,
                     "model": profile.name,
                     "firmware": pile["firmware"],
                     "ports": pile["port_count"],

@@ -29,7 +29,7 @@ from gatewayd.backoff import Backoff
 from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
 from gatewayd.errors import ConfigError, DeviceError, TransientError
 from gatewayd.model import Event, Severity
-from gatewayd.schema import Baud, Float, Schema, Str
+from gatewayd.schema import Baud, Float, Int, Schema, Str
 
 RECEIVER = 0  # DEVICE of frames to and from the receiver itself
 STATUS, PAIRED = 0x70, 0x71
@@ -67,6 +67,7 @@ class SerialDriver(Driver):
             0.1, 600, 30.0, doc="Upper bound of the wait between attempts to reopen the port."
         ),
     }
+
     def __init__(
         self,
         bus: BusConfig,

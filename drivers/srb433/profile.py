@@ -60,9 +60,7 @@ KINDS: Mapping[int, Kind] = {
         (PayloadField("removed", "B", bool),),
         severity_when=(("removed", False, "info"),),
     ),
-    0x06: Kind(
-        ev.FAULT, "warning", (PayloadField("code", "B"),), label=("code", "fault", FAULTS)
-    ),
+    0x06: Kind(ev.FAULT, "warning", (PayloadField("code", "B"),), label=("code", "fault", FAULTS)),
     0x07: Kind(
         ev.HEARTBEAT, "info", (PayloadField("battery_mv", "H"), PayloadField("rssi_dbm", "b"))
     ),

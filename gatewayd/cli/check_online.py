@@ -155,7 +155,10 @@ def _modbus(
 
     async def probe_all() -> list[dict[str, Any] | None]:
         try:
-            return [await probes.modbus_probe().identify_pile(link, d.settings["unit"], 0.5) for d in devices]
+            return [
+                await probes.modbus_probe().identify_pile(link, d.settings["unit"], 0.5)
+                for d in devices
+            ]
         finally:
             link.close()
 

@@ -192,6 +192,7 @@ class ConfigText:
 
 # -- devices and buses -------------------------------------------------------------------------
 
+
 def address_key(kind: str) -> str:
     """The setting that tells two devices of ``kind`` on one bus apart (its family's)."""
     from gatewayd import plugins

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from gatewayd.config import MqttConfig
 
 
-
 # -- broker --------------------------------------------------------------------------------------
 
 CONNACK_CODES = {

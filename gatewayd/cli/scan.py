@@ -279,7 +279,7 @@ def _add_piles(
         dev_id = free_name(taken_ids, f"pile-{p['unit']}")
         taken_ids.add(dev_id)
         try:
-            add_device(doc, {"id": dev_id, "kind": "charger", "bus": bus, "unit": p["unit"]})
+            add_device(doc, {"id": dev_id, "kind": p["kind"], "bus": bus, "unit": p["unit"]})
         except EditError as exc:
             fail(str(exc), USAGE)
         added.append(dev_id)
@@ -361,5 +361,3 @@ async def _discover(seconds: float, adapter: str) -> list[tuple[str, str, int | 
         from drivers.ble.probe import close_bleak
 
         await close_bleak()
-
-
