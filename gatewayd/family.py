@@ -232,7 +232,12 @@ class Family:
 
     def verdict(
         self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
-    ) -> tuple[bool, list[str]]:
+    ) -> tuple[bool, dict[str, str]]:
         """From the state the daemon holds (the device's, and what its driver keeps about the
-        gateway): healthy or not, and why not."""
-        return bool(state.get("online", True)), []
+        gateway): healthy or not, and what to show beside it (``problems``: why not)."""
+        return bool(state.get("online", True)), {}
+
+
+def problems_shown(problems: list[str]) -> dict[str, str]:
+    """What a ``verdict`` shows of its problems: one line, or nothing when there are none."""
+    return {"problems": "; ".join(problems)} if problems else {}

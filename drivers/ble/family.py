@@ -23,6 +23,7 @@ from gatewayd.family import (
     Stage,
     Tally,
     fields,
+    problems_shown,
 )
 from gatewayd.model import Action, Alarm, Event
 from gatewayd.schema import Bool, Float, Int, Str
@@ -208,8 +209,8 @@ class DoorFamily(Family):
 
     def verdict(
         self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
-    ) -> tuple[bool, list[str]]:
+    ) -> tuple[bool, dict[str, str]]:
         problems = [] if state.get("connected") else ["not connected"]
         if state.get("mains") is False:
             problems.append("on battery")
-        return not problems, problems
+        return not problems, problems_shown(problems)

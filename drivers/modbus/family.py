@@ -25,6 +25,7 @@ from gatewayd.family import (
     Stage,
     Tally,
     fields,
+    problems_shown,
 )
 from gatewayd.model import Action, Alarm, Event
 from gatewayd.schema import Int, OneOf, Str
@@ -224,11 +225,11 @@ class ChargerFamily(Family):
 
     def verdict(
         self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
-    ) -> tuple[bool, list[str]]:
+    ) -> tuple[bool, dict[str, str]]:
         problems = [] if state.get("online") else ["not answering"]
         faulted = [p["port"] for p in state.get("ports") or () if p.get("fault") not in
                    (None, "none")]  # fmt: skip
         if faulted:
             problems.append(f"fault on port(s) {', '.join(map(str, faulted))}")
         problems += [s for s in state.get("status") or () if s != "door_open"]
-        return not problems, problems
+        return not problems, problems_shown(problems)

@@ -28,12 +28,17 @@ def modbus_link(
 async def identify_pile(link: Any, unit: int, timeout: float) -> dict[str, Any] | None:
     """Model, firmware and port count of the pile at ``unit``, by whichever profile knows its
     model register; None when nobody answers or no profile knows the answer."""
+    try:
+        return await _identify(link, unit, timeout)
+    except GatewayError:
+        return None
+
+
+async def _identify(link: Any, unit: int, timeout: float) -> dict[str, Any] | None:
+    """As ``identify_pile``, but a silent or failing unit raises its error."""
     spans = {(p.pile_base, p.pile_span()[1]) for p in PROFILES.values()}
     for base, count in sorted(spans):
-        try:
-            regs = await link.read_registers(unit, base, count, timeout)
-        except GatewayError:
-            return None
+        regs = await link.read_registers(unit, base, count, timeout)
         image = dict(enumerate(regs, base))
         for profile in PROFILES.values():
             if (profile.pile_base, profile.pile_span()[1]) != (base, count):
@@ -44,6 +49,7 @@ async def identify_pile(link: Any, unit: int, timeout: float) -> dict[str, Any] 
                     "unit": unit,
                     "kind": ChargerFamily.kind,
                     "model": profile.name,
+                    "label": profile.label,
                     "firmware": pile["firmware"],
                     "ports": pile["port_count"],
                 }
@@ -52,9 +58,12 @@ async def identify_pile(link: Any, unit: int, timeout: float) -> dict[str, Any] 
 
 async def pile_summary(link: Any, unit: int, timeout: float = 1.0) -> dict[str, Any]:
     """The pile block and the summary block, decoded: what `gatewayd test` shows."""
-    found = await identify_pile(link, unit, timeout)
+    try:
+        found = await _identify(link, unit, timeout)
+    except GatewayError as exc:
+        raise ProbeError(f"unit {unit}: {exc}") from None
     if found is None:
-        raise ProbeError(f"unit {unit}: no answer, or not a pile this gateway knows")
+        raise ProbeError(f"unit {unit}: answers, but is not a pile this gateway knows")
     profile = PROFILES[found["model"]]
     try:
         base, count = profile.pile_span()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from drivers.srb433 import events as ev
-from gatewayd.family import AddMetric, EventSpec, Family, FireSignal, Tally, fields
+from gatewayd.family import AddMetric, EventSpec, Family, FireSignal, Tally, fields, problems_shown
 from gatewayd.model import Alarm, Event, alarm_id
 from gatewayd.schema import Str
 from gatewayd.settings import Settings, setting
@@ -151,13 +151,15 @@ class SmokeFamily(Family):
 
     def verdict(
         self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
-    ) -> tuple[bool, list[str]]:
+    ) -> tuple[bool, dict[str, str]]:
         problems = []
         receiver = gateway_state.get(f"receiver.{bus}") or {}
-        if not receiver.get("online"):
+        answers = bool(receiver.get("online"))
+        if not answers:
             problems.append("its receiver does not answer")
         if state.get("alarm") in ("smoke", "heat"):
             problems.append(f"reports {state['alarm']}")
         if state.get("tamper"):
             problems.append("off its base")
-        return not problems, problems
+        shown = {"receiver": "answers" if answers else "does not answer"}
+        return not problems, {**shown, **problems_shown(problems)}

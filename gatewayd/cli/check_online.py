@@ -168,7 +168,7 @@ def _modbus(
             out.add(
                 f"device:{dev.id}",
                 True,
-                f"{dev.id} (unit {unit}): {found['model']} pile, firmware {found['firmware']}, {found['ports']} ports",
+                f"{dev.id} (unit {unit}): {found['label']} pile, firmware {found['firmware']}, {found['ports']} ports",
             )
         else:
             out.add(

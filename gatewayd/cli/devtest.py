@@ -82,12 +82,10 @@ def _via_daemon(
         return True, {"source": "daemon", **answer["result"]}
     st = c.request({"cmd": "status"})
     state: dict[str, Any] = next((d["state"] for d in st["devices"] if d["id"] == dev.id), {})
-    passed, problems = family.verdict(state, st.get("gateway_state") or {}, bus.name)
+    passed, shown = family.verdict(state, st.get("gateway_state") or {}, bus.name)
     details: dict[str, Any] = {"source": "daemon", **state}
     for key in ("last_seen", "ts"):
         if isinstance(state.get(key), int | float):
             details.pop(key)
             details["last seen"] = f"{time.time() - state[key]:.0f} s ago"
-    if problems:
-        details["problems"] = "; ".join(problems)
-    return passed, details
+    return passed, {**details, **shown}

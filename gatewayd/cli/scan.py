@@ -220,7 +220,7 @@ def scan_modbus(
     else:
         for p in found:
             click.echo(
-                f"✓ id {p['unit']}: {p['model']} pile, firmware {p['firmware']}, {p['ports']} ports"
+                f"✓ id {p['unit']}: {p['label']} pile, firmware {p['firmware']}, {p['ports']} ports"
             )
         if interrupted:
             click.echo(f"✗ interrupted; {len(found)} piles found before that")

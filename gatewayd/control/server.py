@@ -286,7 +286,7 @@ class ControlServer:
             offered = type(sup.driver).bus_methods
             if method not in offered:
                 known = ", ".join(sorted(offered)) or "none"
-                raise Refusal(INVALID, f"bus {bus} has no {method!r} (it offers: {known})")
+                raise Refusal(FORBIDDEN, f"bus {bus} has no {method!r} (it offers: {known})")
             valid = _valid(args, offered[method], method)
             log.info("control: %s on bus %s by uid %d", method, bus, uid)
             async with asyncio.timeout(CALL_TIMEOUT):
