@@ -93,6 +93,19 @@ def as_nobody(
     )  # fmt: skip
 
 
+def start_as_nobody(*args: str) -> subprocess.Popen[str]:
+    """`gatewayd ARGS` as nobody, left running (a daemon)."""
+    import sysconfig
+
+    path = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]])
+    return subprocess.Popen(
+        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+         NOBODY_PYTHON, "-m", "gatewayd", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+        env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
+
+
 # What a Chinese screen may keep in English: the things a person types or searches for.
 _KEPT_ENGLISH = [
     r"`[^`]*`",  # a command quoted

@@ -211,12 +211,35 @@ def run(ctx: click.Context, config_path: str, tick: float) -> None:
     async def main() -> None:
         await Gateway(cfg, tick_seconds=tick).run()
 
+    denied = _unwritable(cfg.data_dir)
+    if denied is not None:  # the daemon still starts: its rules run from memory (issue 13)
+        import pwd
+
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        logging.getLogger("gatewayd").error(
+            t("run_data_denied", path=denied, user=user, data_dir=cfg.data_dir)
+        )
     with lock:
         try:
             asyncio.run(main())
         except PermissionError as exc:
             _data_denied(exc, cfg.data_dir)
             raise
+
+
+def _unwritable(data_dir: str) -> str | None:
+    """The first file or folder under ``data_dir`` this process may not write (one an earlier
+    `sudo gatewayd run` left), or None."""
+    if os.geteuid() == 0 or not os.path.isdir(data_dir):
+        return None
+    for folder, dirs, files in os.walk(data_dir):
+        for name in [*dirs, *files]:
+            path = os.path.join(folder, name)
+            if not os.path.islink(path) and not os.access(path, os.W_OK):
+                return path
+        if not os.access(folder, os.W_OK):
+            return folder
+    return None
 
 
 def _data_denied(exc: PermissionError, data_dir: str) -> None:
