@@ -201,9 +201,12 @@ class Daemon:
             )
         if wait_ready:
             # Ready, and subscribed: a command published after this is not lost.
-            wait_until(
-                lambda: "listening for commands" in self.output(), 10.0, "the daemon to be ready"
-            )
+            try:
+                wait_until(
+                    lambda: "listening for commands" in self.output(), 10.0, "the daemon to be ready"
+                )
+            except AssertionError as exc:  # say what the daemon said instead
+                raise AssertionError(f"{exc}; its output:\n{self.output()[-4000:]}") from None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[self._mark :]

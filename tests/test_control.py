@@ -240,7 +240,7 @@ def test_events_stream_until_the_client_leaves_and_pair_call_reaches_the_receive
                 assert wrong == {
                     "ok": False,
                     "code": "invalid",
-                    "error": "pair: missing a required argument: 'seconds'",
+                    "error": "pair: args.s: unknown key (known keys: seconds)",
                 }
 
                 events.close()

@@ -139,7 +139,7 @@ class DoorFamily(Family):
         return super().refuse_in_fire(action, state)
 
     def fire_actions(self, device: Any, stage: Stage) -> list[tuple[Role, Action]]:
-        if not device.settings["escape_route"]:
+        if not device.settings.get("escape_route"):
             return []
         release = Action(
             device.id,
@@ -152,7 +152,7 @@ class DoorFamily(Family):
         return [("release", release)]
 
     def after_fire(self, device: Any) -> list[Action]:
-        if not device.settings["escape_route"]:
+        if not device.settings.get("escape_route"):
             return []
         relock = Action(
             device.id,

@@ -142,7 +142,8 @@ class ChargerFamily(Family):
     refused_in_fire: ClassVar[Mapping[str, str]] = {"port_on": "chargers stay off"}
 
     def model(self, device: Any) -> str | None:
-        return str(device.settings["profile"])
+        profile = device.settings.get("profile")  # a foreign driver's pile may not say
+        return str(profile) if profile else None
 
     # -- fire ---------------------------------------------------------------------------------
 

@@ -2,8 +2,9 @@
 
 A signed command from the platform, a person on the local control socket and a rule's decision
 all come here: the rules' permit first (a port under a latched alarm stays off, a door stays
-open during a fire), then, for a family whose commands are access decisions, whether they can
-be recorded; then the action waits for what must be durable before anything moves
+open during a fire), then, for a person's request to a family whose commands are access
+decisions, whether it can be recorded (a rule's action, a door released in a fire, is never
+held back by a failing audit log); then the action waits for what must be durable before anything moves
 (``Action.ready``: a remote command's id) and goes to the driver of its device's bus, within a
 deadline. Nothing else in the gateway calls a driver's ``execute``.
 """
@@ -55,7 +56,7 @@ class CommandService:
         reason = self.permit(action)
         if reason:
             raise Forbidden(action, reason)
-        why = self.unrecorded(action.device)
+        why = self.unrecorded(action.device) if action.asked_by_person else None
         if why:
             raise StorageFailed("audit log", why)
 

@@ -323,7 +323,7 @@ def _str_arg(req: Mapping[str, Any], key: str) -> str:
 def _valid(args: Mapping[str, Any], schema: Schema, method: str) -> dict[str, Any]:
     """Arguments that do not fit are the client's mistake, said before anything is called."""
     try:
-        return validate(dict(args), schema, "request", f"{method}.args")
+        return validate(dict(args), schema, method, "args")
     except ConfigError as exc:
         raise Refusal(INVALID, str(exc)) from None
 
