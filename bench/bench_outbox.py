@@ -32,8 +32,9 @@ from bench.common import percentile, row
 from firmware_stubs.broker import Broker
 from gatewayd import config as config_mod
 from gatewayd.model import Event
+from gatewayd.uplink.lanes import INFO, URGENT
 from gatewayd.uplink.link import MqttLink
-from gatewayd.uplink.outbox import INFO, URGENT, Outbox
+from gatewayd.uplink.outbox import Outbox
 from gatewayd.uplink.publisher import BareHouse, Publisher
 from gatewayd.uplink.topics import Topics, dumps
 
@@ -127,12 +128,9 @@ def drain_outbox(directory: str, port: int, n: int) -> float:
                         on_connected=connected, on_acked=acked,
                         on_disconnected=pub.on_disconnected, subscriptions=())
         pub.bind(link, list, lambda: False)
-        task = asyncio.create_task(link.run())
-        await asyncio.wait_for(done.wait(), 120)
-        elapsed = time.perf_counter() - started
-        await link.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with link:
+            await asyncio.wait_for(done.wait(), 120)
+            elapsed = time.perf_counter() - started
         await box.commit(final=True)
         box.close()
         return elapsed

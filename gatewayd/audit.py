@@ -61,6 +61,13 @@ class AuditLog:
     def error(self) -> str | None:
         return self._writer.error
 
+    def unrecorded(self, family: Family | None) -> str | None:
+        """Why an access decision at a device of ``family`` cannot be recorded now (None: it
+        can, or the family's commands are not access decisions)."""
+        if family is None or not family.audited or self.healthy:
+            return None
+        return f"the audit log cannot be written ({self.error})"
+
     def retry(self) -> None:
         """Try the disk again after a failure (the runtime calls this now and then)."""
         if self._writer.failed:

@@ -8,6 +8,7 @@ plugins' schemas, nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
@@ -19,7 +20,7 @@ from gatewayd import plugins
 from gatewayd.driver import BusConfig, DeviceConfig
 from gatewayd.errors import ConfigError, PluginError
 from gatewayd.family import Family
-from gatewayd.schema import Field, Float, Int, Path, Str, resolve, validate
+from gatewayd.schema import Field, Float, Int, Listen, Path, Str, resolve, validate
 from gatewayd.secrets import Secret, SecretFile
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -36,18 +37,6 @@ def resolve_path(value: str, config_path: str) -> str:
     """A path as written in ``config_path`` (relative to its folder), made absolute."""
     resolved: str = resolve(value, folder_of(config_path))
     return resolved
-
-
-def _listen(value: Any) -> str:
-    """``host:port`` a socket can bind (port 0..65535; 0 takes any free one), or "" for none."""
-    if not isinstance(value, str):
-        raise ValueError
-    if value == "":
-        return value
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or " " in host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError
-    return value
 
 
 GATEWAY_SCHEMA = {
@@ -87,11 +76,7 @@ METRICS_SCHEMA = {
     "password_file": SecretFile(doc="basic auth password, mode 0600"),
     "cert_file": Path(default=None, doc="serve https:// with this PEM certificate; needs key_file"),
     "key_file": Path(default=None, doc="the certificate's private key, mode 0600"),
-    "listen": Field(
-        "host:port with a port 0..65535, or empty to disable",
-        _listen,
-        default="127.0.0.1:9108",
-    ),
+    "listen": Listen(default="127.0.0.1:9108", doc="or empty to disable"),
 }
 
 OUTBOX_SCHEMA = {
@@ -179,6 +164,14 @@ class Config:
     def devices_on(self, bus: str) -> tuple[DeviceConfig, ...]:
         """The devices of one bus, in config order: what its driver is built from."""
         return tuple(d for d in self.devices if d.bus == bus)
+
+    def keeping_identity(self, running: Config) -> Config:
+        """This config with the running one's identity: who the gateway is to the broker and
+        where its state lives change only with a restart (a reload keeps them)."""
+        return dataclasses.replace(
+            self, gateway_id=running.gateway_id, mqtt=running.mqtt, data_dir=running.data_dir,
+            command_key=running.command_key,
+        )  # fmt: skip
 
 
 def load(path: str) -> Config:

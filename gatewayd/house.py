@@ -7,7 +7,7 @@ socket. It follows the config through reloads (``config`` is asked each time).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatewayd.family import Family
@@ -21,6 +21,8 @@ class Household:
     def __init__(self, config: Callable[[], Config], families: Mapping[str, Family]) -> None:
         self._config = config
         self.families = families
+        #: Device id -> action -> the schema of its args: what the platform may ask of it.
+        self.actions: Mapping[str, Mapping[str, Any]] = _Actions(self)
 
     def family_of(self, device: str) -> Family | None:
         cfg = self._config().device(device)
@@ -54,3 +56,22 @@ class Household:
             entry["actions"] = sorted(family.actions)
             out.append(entry)
         return out
+
+
+class _Actions(Mapping[str, Mapping[str, Any]]):
+    """The house's devices and their actions, as the config says now (it follows reloads)."""
+
+    def __init__(self, house: Household) -> None:
+        self._house = house
+
+    def __getitem__(self, device: str) -> Mapping[str, Any]:
+        family = self._house.family_of(device)
+        if family is None:
+            raise KeyError(device)
+        return family.action_schemas()
+
+    def __iter__(self) -> Iterator[str]:
+        return (d.id for d in self._house._config().devices)
+
+    def __len__(self) -> int:
+        return len(self._house._config().devices)

@@ -174,6 +174,20 @@ def Baud(lo: int = 1200, hi: int = 115200, default: Any = REQUIRED, doc: str = "
     return Field(f"a standard baud rate: {', '.join(map(str, rates))}", convert, default, doc)
 
 
+def Listen(default: Any = REQUIRED, doc: str = "") -> Field:
+    """``host:port`` a socket can bind (port 0..65535; 0 takes any free one), or "" for none."""
+
+    def convert(v: Any) -> str:
+        if not isinstance(v, str):
+            raise ValueError
+        host, sep, port = v.rpartition(":")
+        if v and (not sep or not host or " " in host or not port.isdigit() or int(port) > 65535):
+            raise ValueError
+        return v
+
+    return Field("host:port with a port 0..65535, or empty", convert, default, doc)
+
+
 def describe(schema: Schema) -> list[tuple[str, str, str, str]]:
     """(key, expected, default, doc) rows, for docs and `gatewayd check --explain`."""
     rows = []

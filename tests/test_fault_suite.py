@@ -29,7 +29,7 @@ from gatewayd.alarms import FIRE_MODE, STATE_LOST
 from gatewayd.audit import AuditLog
 from gatewayd.commands.replay import ReplayCache
 from gatewayd.runtime import Gateway
-from gatewayd.uplink.outbox import URGENT
+from gatewayd.uplink.lanes import URGENT
 from tests.harness import make_site
 from tests.test_outbox_damage import extents
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd.uplink import outbox as outbox_mod
-from gatewayd.uplink.outbox import INFO, URGENT, Outbox
+from gatewayd.uplink import lanes as lanes_mod
+from gatewayd.uplink.lanes import INFO, URGENT
+from gatewayd.uplink.outbox import Outbox
 from gatewayd.uplink.segments import list_segments, scan
 
 
@@ -120,7 +121,7 @@ def test_requeue_after_disconnect_keeps_order(tmp_path: Path) -> None:
 def test_long_backlog_spills_to_disk_and_comes_back_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(outbox_mod, "MEMORY_MESSAGES", 100)
+    monkeypatch.setattr(lanes_mod, "MEMORY_MESSAGES", 100)
 
     async def go() -> list[bytes]:
         box = Outbox(str(tmp_path))

@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from gatewayd import config as config_mod
+from gatewayd.uplink.lanes import INFO, URGENT
 from gatewayd.uplink.link import MqttLink
-from gatewayd.uplink.outbox import INFO, URGENT, Outbox
+from gatewayd.uplink.outbox import Outbox
 from gatewayd.uplink.publisher import BareHouse, Publisher
 from gatewayd.uplink.segments import read_segment
 from gatewayd.uplink.topics import Topics
@@ -68,17 +69,12 @@ async def deliver(box: Outbox, broker: Broker, until: Callable[[], bool]) -> Non
         subscriptions=(),
     )
     pub.bind(link, list, lambda: False)
-    task = asyncio.create_task(link.run())
-    try:
+    async with link:
         for _ in range(1000):
             if until():
                 break
             await asyncio.sleep(0.01)
         assert until(), "not delivered in time"
-    finally:
-        await link.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def received(probe: Probe) -> list[int]:

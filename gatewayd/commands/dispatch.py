@@ -106,12 +106,12 @@ class CommandHandler:
         if cmd.action == "ping":
             return Result(cmd.id, "ok", data={"pong": time.time()})
         if cmd.action == "ack_alarm":
-            alarm = self.gw.ack_alarm(cmd.args["alarm"], user)
+            alarm = self.gw.responses.ack(cmd.args["alarm"], user)
             return Result(cmd.id, "ok", data={"alarm": alarm.to_json()})
         if cmd.action == "reset_alarm":
-            alarm = self.gw.reset_alarm(cmd.args["alarm"], user)
+            alarm = self.gw.responses.reset(cmd.args["alarm"], user)
             return Result(cmd.id, "ok", data={"alarm": alarm.id})
-        if not self.gw.fire_reset(user):  # the only other gateway action
+        if not self.gw.responses.fire_reset(user):  # the only other gateway action
             return Result(cmd.id, "ok", "not in fire mode")
         return Result(cmd.id, "ok")
 

@@ -242,7 +242,7 @@ class ControlServer:
 
     def _ack(self, req: Mapping[str, Any], peer: Peer) -> dict[str, Any]:
         alarm = _str_arg(req, "alarm")
-        self.gateway.ack_alarm(alarm, peer.user, note=peer.note, source="control")
+        self.gateway.responses.ack(alarm, peer.user, note=peer.note, source="control")
         return {"alarm": alarm, "acked_by": peer.user, "note": peer.note}
 
     def _reset(self, req: Mapping[str, Any], peer: Peer) -> dict[str, Any]:
@@ -250,14 +250,14 @@ class ControlServer:
         out = {"by": peer.user}
         if req.get("alarm") is not None:
             alarm = _str_arg(req, "alarm")
-            self.gateway.reset_alarm(alarm, peer.user, note=peer.note, source="control")
+            self.gateway.responses.reset(alarm, peer.user, note=peer.note, source="control")
             return {
                 **out,
                 "reset": True,
                 "alarm": alarm,
                 "fire_mode": self.gateway.alarms.fire_mode,
             }
-        was = self.gateway.fire_reset(peer.user, note=peer.note, source="control")
+        was = self.gateway.responses.fire_reset(peer.user, note=peer.note, source="control")
         return {**out, "reset": bool(was), "fire_mode": self.gateway.alarms.fire_mode}
 
     def _reload(self, _req: Mapping[str, Any], _peer: Peer) -> dict[str, Any]:

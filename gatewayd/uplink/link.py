@@ -4,6 +4,10 @@ paho runs without its own thread: its socket hooks register the socket with asyn
 callback runs on the loop and nothing races the daemon's state. The blocking part of connecting
 (DNS, TCP, TLS handshake) runs in the executor before the hooks are installed. The link
 reconnects forever with capped, jittered backoff. It knows topics and bytes, nothing of devices.
+
+Used as ``async with MqttLink(...) as link``: entering starts the connection loop; leaving
+publishes the farewell (the offline status), awaits its PUBACK, disconnects cleanly (so the
+broker drops the last will) and awaits the loop's end.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class MqttLink:
         on_acked: Callable[[int], None],
         on_disconnected: Callable[[], None],
         subscriptions: tuple[str, ...],
+        farewell: Callable[[], tuple[str, bytes]] | None = None,
     ) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
@@ -45,6 +50,8 @@ class MqttLink:
         self.on_acked = on_acked
         self.on_disconnected = on_disconnected
         self.subscriptions = subscriptions
+        self.farewell = farewell
+        self._runner: asyncio.Task[None] | None = None
         self.connected = False
         self.connects = 0
         self._loop = asyncio.get_running_loop()
@@ -79,6 +86,18 @@ class MqttLink:
         self.client = c
 
     # -- public face ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> MqttLink:
+        self._runner = asyncio.create_task(self.run(), name="mqtt")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.close(self.farewell() if self.farewell is not None else None)
+        finally:
+            if self._runner is not None:
+                self._runner.cancel()
+                await asyncio.gather(self._runner, return_exceptions=True)
 
     async def run(self) -> None:
         """Connect, stay connected, reconnect: until cancelled."""

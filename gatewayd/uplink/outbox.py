@@ -23,56 +23,12 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
+from gatewayd.uplink.lanes import INFO, LANE_NAMES, LANES, Lane, Message, Segment
 from gatewayd.uplink.outbox_store import Store, load_marks, read_lane, read_records
 from gatewayd.uplink.segments import Record, first_seq
 
 log = logging.getLogger("gatewayd.uplink.outbox")
-
-URGENT, INFO = 0, 1
-LANES = (URGENT, INFO)
-LANE_NAMES = {URGENT: "urgent", INFO: "info"}
-MEMORY_MESSAGES = 20_000  # per lane; a longer backlog waits on disk and is read back in order
-
-
-@dataclass(slots=True, eq=False)
-class Message:
-    topic: str
-    payload: bytes
-    qos: int = 1
-    lane: int = INFO
-    seq: int = 0
-    created: float = field(default_factory=time.time)
-    acked: bool = False
-    written: bool = False
-
-
-@dataclass(slots=True)
-class Segment:
-    path: str
-    last_seq: int
-    nbytes: int
-
-
-class Lane:
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.queue: deque[Message] = deque()  # not yet sent, in order
-        self.segments: list[Segment] = []
-        self.watermark = 0  # every seq <= this in this lane is acknowledged or dropped
-        self.spilled = 0  # messages on disk only, after the queue's tail
-        self.spill_from = 0  # first seq of the spilled run
-        self.dropped = 0
-
-    def admit(self, seq: int) -> bool:
-        """Whether message ``seq`` joins the queue; if not, it is counted as spilled: kept on
-        disk only, read back in order when the queue drains."""
-        if self.spilled or len(self.queue) >= MEMORY_MESSAGES:
-            self.spill_from = self.spill_from or seq
-            self.spilled += 1
-            return False
-        return True
 
 
 class Outbox:
@@ -281,7 +237,7 @@ class Outbox:
             log.warning(
                 "outbox over its %d-byte budget: dropped %d info messages", self.budget, dropped
             )
-        while pending > MEMORY_MESSAGES and info.queue:  # disk failing: bound the memory too
+        while pending > info.memory and info.queue:  # disk failing: bound the memory too
             info.queue.popleft()
             info.dropped += 1
             pending -= 1
@@ -321,8 +277,8 @@ class Outbox:
     def _refill(self, q: Lane) -> None:
         """Move the next part of a spilled run back into the queue. Spilled messages are one
         contiguous run of seqs: the older part on disk, the newer still in memory waiting for
-        a commit. Reading segments blocks briefly, once per MEMORY_MESSAGES/2 messages."""
-        want = MEMORY_MESSAGES // 2
+        a commit. Reading segments blocks briefly, once per half a lane's memory."""
+        want = q.memory // 2
         start = q.spill_from
         mem = [m for m in (*self._committing, *self.unwritten) if m.lane == q.n and m.seq >= start]
         below = mem[0].seq if mem else self.seq + 1  # disk holds the spilled seqs under this

@@ -17,8 +17,9 @@ from typing import Any, Protocol
 
 from gatewayd import __version__
 from gatewayd.model import Alarm, Event
+from gatewayd.uplink.lanes import INFO, URGENT
 from gatewayd.uplink.link import MqttLink
-from gatewayd.uplink.outbox import INFO, URGENT, Outbox
+from gatewayd.uplink.outbox import Outbox
 from gatewayd.uplink.topics import Topics, dumps
 
 log = logging.getLogger("gatewayd.uplink.publisher")
