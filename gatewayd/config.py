@@ -76,7 +76,7 @@ METRICS_SCHEMA = {
     "password_file": SecretFile(doc="basic auth password, mode 0600"),
     "cert_file": Path(default=None, doc="serve https:// with this PEM certificate; needs key_file"),
     "key_file": Path(default=None, doc="the certificate's private key, mode 0600"),
-    "listen": Listen(default="127.0.0.1:9108", doc="or empty to disable"),
+    "listen": Listen(default="127.0.0.1:9108", doc="where Prometheus scrapes"),
 }
 
 OUTBOX_SCHEMA = {

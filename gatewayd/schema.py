@@ -185,7 +185,7 @@ def Listen(default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return v
 
-    return Field("host:port with a port 0..65535, or empty", convert, default, doc)
+    return Field("host:port with a port 0..65535, or empty to disable", convert, default, doc)
 
 
 def describe(schema: Schema) -> list[tuple[str, str, str, str]]:
