@@ -176,3 +176,49 @@ def test_budget_drops_oldest_info_keeps_urgent_and_says_so(
     info = [t for t, _ in sent if t == "events/x"]
     assert len(info) + box.lanes[INFO].dropped == 2000
     box.close()
+
+
+def test_an_idle_outbox_sleeps_and_a_message_wakes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was 10 wake-ups a second with nothing to write (issue 17). Now: no commit while idle;
+    a message is written one window after it arrives; its acknowledgement is saved within
+    MARKS_EVERY; then the outbox sleeps again."""
+    from gatewayd.uplink import outbox as outbox_mod
+
+    monkeypatch.setattr(outbox_mod, "MARKS_EVERY", 0.3)
+
+    async def go() -> list[int]:
+        box = Outbox(str(tmp_path), window=0.05)
+        commits: list[int] = []
+        real = box.commit
+
+        async def counted(final: bool = False) -> None:
+            commits.append(box.bytes_written)
+            await real(final)
+
+        box.commit = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(box.run())
+        seen = []
+        await asyncio.sleep(0.6)
+        seen.append(len(commits))  # idle from the start
+        box.put("t", b"x" * 100, lane=URGENT)
+        await asyncio.sleep(0.15)
+        seen.append(len(commits))  # written one window later
+        written = box.bytes_written
+        drain(box)  # sent and acknowledged
+        await asyncio.sleep(0.6)
+        seen.append(len(commits))  # the watermarks saved
+        await asyncio.sleep(0.6)
+        seen.append(len(commits))  # asleep again
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        box.close()
+        assert written > 100
+        return seen
+
+    idle, after_put, after_ack, later = asyncio.run(go())
+    assert idle == 0
+    assert after_put == 1
+    assert after_ack - after_put in (1, 2)
+    assert later == after_ack

@@ -30,6 +30,8 @@ from gatewayd.uplink.segments import Record, first_seq
 
 log = logging.getLogger("gatewayd.uplink.outbox")
 
+MARKS_EVERY = 2.0  # s: acknowledged watermarks are saved at most this often
+
 
 class Outbox:
     def __init__(
@@ -65,6 +67,7 @@ class Outbox:
         self._store = Store(directory, LANES)
         self._marks_saved: tuple[int, ...] = ()
         self._marks_at = 0.0
+        self._wake = asyncio.Event()  # set when there may be something to commit
         self._recover()
 
     # -- intake --------------------------------------------------------------------------
@@ -76,6 +79,7 @@ class Outbox:
         if q.admit(msg.seq):
             q.queue.append(msg)
         self.unwritten.append(msg)
+        self._wake.set()
 
     def put_telemetry(self, topic: str, payload: bytes) -> None:
         self._expire_telemetry()
@@ -114,6 +118,7 @@ class Outbox:
         msg = self.inflight.pop(mid, None)
         if msg is not None:
             msg.acked = True
+            self._wake.set()  # the watermarks moved: saved within MARKS_EVERY
 
     def requeue(self) -> None:
         """The connection dropped: unacknowledged messages go back in front, in order."""
@@ -154,9 +159,17 @@ class Outbox:
     # -- group commit --------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Commit every ``window`` seconds until cancelled; then a last commit."""
+        """Commit ``window`` seconds after work arrives (one write for a burst), again while
+        something is left to write, and once more when cancelled. An idle outbox sleeps: no
+        wake-up while nothing is waiting."""
         try:
             while True:
+                due = self._due()
+                if due is None or due > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(due):
+                            await self._wake.wait()
+                self._wake.clear()
                 await asyncio.sleep(self.window)
                 await self.commit()
         finally:
@@ -170,7 +183,7 @@ class Outbox:
         marks = self._marks()
         # While writes fail, the watermarks are written (every 2 s, like any change) even when
         # unchanged: that is the probe that tells when the disk is back.
-        save_marks = (final or time.monotonic() - self._marks_at > 2.0) and (
+        save_marks = (final or time.monotonic() - self._marks_at >= MARKS_EVERY) and (
             marks != self._marks_saved or self.disk_error is not None
         )
         doomed = self._doomed()
@@ -219,6 +232,14 @@ class Outbox:
             q.watermark = max(q.watermark, (min(firsts) - 1) if firsts else self.seq)
             marks.append(q.watermark)
         return (*marks, self.seq)
+
+    def _due(self) -> float | None:
+        """Seconds until a commit has something to do (0: now); None while nothing waits."""
+        if self.unwritten or self.disk_error is not None or self._doomed():
+            return 0.0
+        if self._marks() != self._marks_saved:
+            return max(0.0, MARKS_EVERY - (time.monotonic() - self._marks_at))
+        return None
 
     def _doomed(self) -> list[str]:
         """Segments wholly acknowledged, the one a writer holds included (see _write)."""
