@@ -195,7 +195,7 @@ def Listen(default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return v
 
-    expected = "host:port with a port 0..65535, or empty"
+    expected = "host:port with a port 0..65535, or empty to disable"
     return Field(expected, convert, default, doc, json={"type": "string"})
 
 
