@@ -19,6 +19,7 @@ from jsonschema import Draft7Validator, Draft202012Validator
 from gatewayd.contract import SCHEMA_DIR, build, installed, render
 from gatewayd.family import ActionSpec, EventSpec, Family, fields
 from gatewayd.schema import Bool, Float, Int, OneOf, Str, StrList
+from tests.conftest import DemoRun
 from tests.contract_support import CONTRACT, load, pointer, problems, route, routes, valid
 from tests.harness import REPO
 
@@ -115,20 +116,13 @@ DEMO_ROOT = "pingan/v1/xz-liushu-017"
 
 
 @pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    """The demo played once, every message under its root recorded by a real subscriber."""
-    work = tmp_path_factory.mktemp("demo")
-    record = work / "messages.jsonl"
-    out = subprocess.run(
-        [sys.executable, "-m", "demo", "--once", "--pace", "0.1", "--dir", str(work / "demo"),
-         "--record", str(record)],
-        capture_output=True, text=True, timeout=55, cwd=REPO,
-    )  # fmt: skip
+def recording(demo_run: DemoRun) -> list[dict[str, Any]]:
+    """Every message under the demo's root, as a real subscriber received it."""
+    out = demo_run.out
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return [json.loads(line) for line in record.read_text(encoding="utf-8").splitlines()]
+    return [json.loads(ln) for ln in demo_run.record.read_text(encoding="utf-8").splitlines()]
 
 
-@pytest.mark.timeout(90)
 def test_every_message_the_demo_publishes_validates_against_the_contract(
     recording: list[dict[str, Any]],
 ) -> None:
