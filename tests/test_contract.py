@@ -231,6 +231,7 @@ NEGATIVE = [
     ("a state member the kind does not declare", "state", _with(STATE, lock="locked"), "charger",
      "/"),
     ("a command without its required arg", "cmd", _with(COMMAND, args={}), None, "/args"),
+    ("a command without the args it needs", "cmd", _with(COMMAND, args=_GONE), None, "/"),
     ("an arg out of range", "cmd", _with(COMMAND, args={"port": 0}), None, "/args/port"),
     ("an arg the action does not take", "cmd", _with(COMMAND, args={"port": 1, "force": True}),
      None, "/args"),

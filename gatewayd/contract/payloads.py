@@ -24,6 +24,7 @@ from gatewayd.contract.shapes import (
 )
 from gatewayd.contract.sources import GATEWAY, Sources
 from gatewayd.model import SEVERITIES
+from gatewayd.schema import REQUIRED
 
 ROOM = {"type": "string", "minLength": 1, "description": "where the device is, for people"}
 
@@ -187,10 +188,12 @@ def cmd(src: Sources) -> dict[str, Any]:
     }  # fmt: skip
     defs = {f"{owner}.{name}": args_schema(args)
             for name, owners in actions.items() for owner, args in owners.items()}  # fmt: skip
-    rules = [
-        const_if("action", name, {"args": one_or_any([ref(f"{o}.{name}") for o in owners])})
-        for name, owners in actions.items()
-    ]
+    rules = []
+    for name, owners in actions.items():
+        rule = const_if("action", name, {"args": one_or_any([ref(f"{o}.{name}") for o in owners])})
+        if all(any(f.default is REQUIRED for f in args.values()) for args in owners.values()):
+            rule["then"]["required"] = ["args"]  # absent args are {}: short of a required one
+        rules.append(rule)
     return top(
         "cmd",
         "A signed command (cmd). Its args are the action's (see $defs, by <kind>.<action>); "
