@@ -4,8 +4,8 @@ declarations, and checked into docs/contract/ (``make contract`` writes them; a 
 they are current and that every message the demo publishes validates).
 
 A family installed as a plugin (entry point ``gatewayd.families``) appears in the generated
-contract with nothing changed here. Nothing in this package does I/O except the write step
-of ``python -m gatewayd.contract``.
+contract with nothing changed here. Nothing in this package does I/O but its command line,
+``python -m gatewayd.contract``, which writes the files (or compares them, ``--check``).
 """
 
 from __future__ import annotations
