@@ -133,6 +133,9 @@ class Family:
     #: JSON Schema ``properties`` of the retained ``state/<device>`` and of telemetry values.
     state: ClassVar[Mapping[str, Any]] = {}
     telemetry: ClassVar[Mapping[str, Any]] = {}
+    #: JSON Schema ``patternProperties`` of what its driver keeps in the gateway's own retained
+    #: state (``state/<gateway id>``): a smoke receiver's health under ``receiver.<bus>``.
+    gateway_state: ClassVar[Mapping[str, Any]] = {}
     #: The metrics it exports: name -> (labels, HELP), as gatewayd.metrics' catalogue.
     metrics: ClassVar[Mapping[str, tuple[tuple[str, ...], str]]] = {}
     #: Its commands and its ``audit_events`` are access decisions, kept in the audit log; a

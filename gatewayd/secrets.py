@@ -84,4 +84,4 @@ def SecretFile(nbytes: int | None = None, default: Any = None, doc: str = "") ->
         return Secret(v, data)
 
     what = f"a mode-0600 file with {2 * nbytes} hex digits" if nbytes else "a mode-0600 file"
-    return Field(what, convert, default, doc, path=True)
+    return Field(what, convert, default, doc, path=True, json={"type": "string", "minLength": 1})

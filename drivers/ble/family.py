@@ -53,8 +53,16 @@ class DoorSettings(Settings):
     room: str = setting(Str(default="", doc="where the door is, for people: 大门 (main gate)"))
 
 
-_ACCESS = fields(method="string", user="string?", counter="integer")
-_DONE = fields(reason="string", rule="string", lock="string", door="string", verified="boolean")
+# ``user``: the lock's own user id (a card's, a PIN's; null when none) or, for a remote unlock,
+# the app user who asked (the audit log attributes it).
+_ACCESS = {
+    **fields(method="string", counter="integer"),
+    "user": {"type": ["integer", "string", "null"]},
+}
+# A linkage action confirmed: why, by which rule, and the lock's own answer (its ACK and the
+# STATUS that confirmed it: gatewayd.linkage puts the action's result in the event).
+_DONE = fields(reason="string", rule="string", ack="string", seq="integer", lock="string",
+               door="string", battery_mv="integer", verified="boolean")  # fmt: skip
 
 EVENTS: Mapping[str, EventSpec] = {
     ev.UNLOCKED: EventSpec("info", "Unlocked: method remote (user: the app user), card, pin, "

@@ -80,6 +80,14 @@ STATE = fields(
     last_fault_at="number", last_test="string", last_test_at="number",
 )  # fmt: skip
 
+#: What the driver keeps of each receiver in the gateway's state, under ``receiver.<bus>``.
+RECEIVER = {
+    "type": "object",
+    "properties": fields(online="boolean?", port="string", firmware="integer", paired="integer",
+                         bad_crc="integer", bad_len="integer"),
+    "additionalProperties": False,
+}  # fmt: skip
+
 METRICS: Mapping[str, tuple[tuple[str, ...], str]] = {
     "gatewayd_smoke_alarm_active": (("device", "room"), "1 while the detector reports smoke or heat."),
     "gatewayd_smoke_missing": (("device",), "1 while the detector has been silent too long (battery out, removed, out of range)."),
@@ -98,6 +106,7 @@ class SmokeFamily(Family):
     events = EVENTS
     state = STATE
     telemetry = fields(battery_mv="integer", rssi_dbm="integer")
+    gateway_state: ClassVar[Mapping[str, Any]] = {r"^receiver\.": RECEIVER}
     metrics = METRICS
 
     def fire_signal(self, event: Event, device: Any) -> FireSignal | None:
