@@ -20,6 +20,9 @@ from gatewayd.model import Event
 from gatewayd.supervisor import Supervised
 
 
+STOP_TIMEOUT = 5.0  # s the drivers get to let go of their ports on shutdown
+
+
 class Runtime(Protocol):
     """What a driver's events and state go to (the ``Gateway``)."""
 
@@ -89,9 +92,14 @@ class Buses:
         if self.runtime.config is config and self._tg is not None:  # not overtaken
             self.start(self._tg, config, skip=skip)
 
-    def stop(self) -> None:
-        for task in self._tasks.values():
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Cancel every driver and wait (at most ``timeout``) until they have let go: what
+        they say on the way out (a lock disconnected) goes before the gateway's farewell."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
 
     def health(self) -> str | None:
         """None while every bus's supervisor runs, else which has ended."""

@@ -180,7 +180,7 @@ class Gateway:
                     await ctl.close()
                     for task in services:
                         task.cancel()
-                    self.bus_runner.stop()
+                    await self.bus_runner.stop()
                     await self._flush()  # the backlog's PUBACKs, within FLUSH_TIMEOUT
                 outbox_task.cancel()  # its last commit keeps whatever the broker has not taken
                 for task in self._tasks:
