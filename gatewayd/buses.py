@@ -19,7 +19,6 @@ from gatewayd.driver import BusConfig, Driver
 from gatewayd.model import Event
 from gatewayd.supervisor import Supervised
 
-
 STOP_TIMEOUT = 5.0  # s the drivers get to let go of their ports on shutdown
 
 

@@ -16,20 +16,28 @@ from typing import Any
 from gatewayd.contract.asyncapi import document
 from gatewayd.contract.payloads import SCHEMAS
 from gatewayd.contract.sources import Sources, installed
+from gatewayd.contract.tables import events_md
 
 SCHEMA_DIR = "schemas"
 
 
-def build(src: Sources | None = None) -> dict[str, dict[str, Any]]:
-    """Every generated file, by its path under docs/contract/."""
+def build(src: Sources | None = None) -> dict[str, dict[str, Any] | str]:
+    """Every generated file, by its path under docs/contract/: JSON documents, and the
+    Markdown page for people (a string)."""
     src = installed() if src is None else src
-    files = {f"{SCHEMA_DIR}/{name}.json": make(src) for name, make in SCHEMAS.items()}
+    files: dict[str, dict[str, Any] | str] = {
+        f"{SCHEMA_DIR}/{name}.json": make(src) for name, make in SCHEMAS.items()
+    }
     files["asyncapi.json"] = document(src, SCHEMA_DIR)
+    files["events.md"] = events_md(src)
     return files
 
 
-def render(doc: dict[str, Any]) -> str:
-    """The exact text checked in: sorted keys, two-space indent, UTF-8 as is, a final newline."""
+def render(doc: dict[str, Any] | str) -> str:
+    """The exact text checked in: sorted keys, two-space indent, UTF-8 as is, a final newline
+    (a page's text as it is)."""
+    if isinstance(doc, str):
+        return doc
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
