@@ -1,6 +1,6 @@
-"""Short, safe probes the CLI uses on site that are not a device family's: does the broker take
-our login, is a host reachable, is the Bluetooth adapter there. (A family's own probes live in
-its driver package: ``drivers.srb433.probe``, ``drivers.modbus.probe``.)
+"""Short, safe probes the CLI uses on site that are not a device family's or a bus's: does the
+broker take our login, is a host reachable. (A bus's and a family's own probes live in their
+driver's package: ``Driver.check_online``, ``Family.identify``, ``Family.self_test``.)
 
 Probes only read or ask; none switches a relay or unlocks a door. Each has a short timeout and
 returns a result or raises ``ProbeError`` with one line for a person.
@@ -8,12 +8,11 @@ returns a result or raises ``ProbeError`` with one line for a person.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from gatewayd.errors import DriverMissing, ProbeError
+from gatewayd.errors import ProbeError
 
 if TYPE_CHECKING:
     from gatewayd.config import MqttConfig
@@ -109,7 +108,7 @@ def check_broker(mqtt: MqttConfig, client_id: str, timeout: float = 5.0) -> str:
     return f"login accepted{' over TLS' if mqtt.tls else ''}"
 
 
-# -- network and Bluetooth -----------------------------------------------------------------------
+# -- network ---------------------------------------------------------------------------------------
 
 
 def tcp_reachable(host: str, port: int, timeout: float = 2.0) -> None:
@@ -121,64 +120,4 @@ def tcp_reachable(host: str, port: int, timeout: float = 2.0) -> None:
         raise ProbeError(exc.strerror or str(exc)) from None
 
 
-def adapter_present(adapter: str, timeout: float = 2.0) -> bool:
-    """The kernel's view first; else ask BlueZ on the system bus (also what a fake BlueZ
-    answers in tests)."""
-    if os.path.exists(f"/sys/class/bluetooth/{adapter}"):
-        return True
-    import asyncio
-
-    async def ask() -> bool:
-        try:
-            from dbus_fast import BusType
-            from dbus_fast.aio import MessageBus
-        except ImportError:
-            return False
-        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-        try:
-            node = await bus.introspect("org.bluez", f"/org/bluez/{adapter}")
-            return any(i.name == "org.bluez.Adapter1" for i in node.interfaces)
-        finally:
-            bus.disconnect()
-
-    async def bounded() -> bool:
-        async with asyncio.timeout(timeout):
-            return await ask()
-
-    try:
-        return asyncio.run(bounded())
-    except Exception:  # noqa: BLE001 - no bus, no BlueZ, no adapter: all mean "not present"
-        return False
-
-
-# -- the buses' own probes, in their drivers' packages --------------------------------------------
-
-
-def receiver_probe() -> Any:
-    """``drivers.srb433.probe`` (PING an SRB-433 receiver, pair mode)."""
-    return _driver_module("drivers.srb433.probe", "serial")
-
-
-def modbus_probe() -> Any:
-    """``drivers.modbus.probe`` (who answers at a Modbus id; a pile's summary)."""
-    return _driver_module("drivers.modbus.probe", "Modbus")
-
-
-def _driver_module(name: str, what: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise DriverMissing(f"the {what} driver is not installed ({exc.name})") from None
-
-
-__all__ = [
-    "DriverMissing",
-    "ProbeError",
-    "adapter_present",
-    "check_broker",
-    "modbus_probe",
-    "receiver_probe",
-    "tcp_reachable",
-]
+__all__ = ["ProbeError", "check_broker", "tcp_reachable"]
