@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli_support import gatewayd
+from tests.cli_support import gatewayd, one_clear_line
 from tests.harness import install_plugin, make_site
 from tests.test_cli_scan import EbcThread
 
@@ -176,3 +176,26 @@ def test_scan_modbus_finds_a_plugins_device_beside_the_piles_and_check_asks_it(
     assert "✓ meter-7 (unit 7): ACME meter, firmware 2.0" in out
     assert "✓ radio: ACME radio on channel 3 answers" in out
     assert "· quiet: driver acme-quiet: no check known" in out
+
+
+CLASH = '''
+from gatewayd.family import Family
+
+
+class ClashFamily(Family):
+    kind = "clash"
+    title = "clashing device"
+    buses = ("serial",)
+    commands = {"pair": {"smoke": "clash_plugin:nothing"}}
+'''
+
+
+def test_two_plugins_declaring_one_command_are_named_in_one_line(tmp_path: Path) -> None:
+    env = install_plugin(tmp_path / "plugins", "clash_plugin", CLASH, {}, {"clash": "ClashFamily"})
+    line = one_clear_line(gatewayd("pair", "smoke", "--help", env=env))
+    assert line == (
+        "✗ `gatewayd pair smoke` is declared twice: by device family clash and by device "
+        "family smoke"
+    )
+    # The other groups are untouched by it.
+    assert gatewayd("scan", "--help", env=env).returncode == 0
