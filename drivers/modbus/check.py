@@ -11,7 +11,7 @@ import asyncio
 import os
 from collections.abc import Iterator, Sequence
 
-from drivers.modbus.probe import AskedOnce, modbus_link, whose
+from drivers.modbus.probe import modbus_link, whose
 from gatewayd import plugins
 from gatewayd.cli.i18n import t
 from gatewayd.cli.probes import tcp_reachable
@@ -46,10 +46,8 @@ def check_online(
             yield f"device:{dev.id}", bool(online), f"{dev.id} (unit {dev.settings['unit']}): {how}"
         return
     try:
-        link = AskedOnce(
-            modbus_link(
-                s.get("port"), s["baudrate"], s.get("parity", "N"), s.get("host"), s["tcp_port"]
-            )
+        link = modbus_link(
+            s.get("port"), s["baudrate"], s.get("parity", "N"), s.get("host"), s["tcp_port"]
         )
     except DriverMissing as exc:
         yield key, None, f"{bus.name}: {exc}"
@@ -57,13 +55,15 @@ def check_online(
     families = plugins.families()
 
     async def ask_each() -> list[Found | None]:
+        """Each device's own family, whether the unit is theirs."""
+        answers: list[Found | None] = []
         try:
-            return [
-                await whose([families[d.kind]] if d.kind in families else [], link, unit(d), 0.5)
-                for d in devices
-            ]
+            for d in devices:
+                own = [families[d.kind]] if d.kind in families else []
+                answers.append(await whose(own, link, unit(d), 0.5))
         finally:
             link.close()
+        return answers
 
     for dev, found in zip(devices, asyncio.run(ask_each()), strict=True):
         where = f"{dev.id} (unit {unit(dev)})"
