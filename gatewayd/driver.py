@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from gatewayd.model import Action, Event
 from gatewayd.schema import Schema
+
+#: The `gatewayd` subcommands a driver or a device family brings: group ("scan", "pair") ->
+#: command name -> "module:attribute" of a click command. The module is imported only when the
+#: command runs or a help lists it (``gatewayd.cli.plugged``), so ``gatewayd --help`` stays fast.
+Commands = Mapping[str, Mapping[str, str]]
+#: One line of `gatewayd check`: (what is checked, passed (None: a note), one line for a person).
+Check = tuple[str, bool | None, str]
 
 
 @dataclass(frozen=True)
@@ -31,6 +38,14 @@ class DeviceConfig:
     kind: str
     bus: str
     settings: Mapping[str, Any]  # the family's typed Settings (a mapping of the same)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the running daemon sees, for `gatewayd check --all` (it holds the ports then)."""
+
+    states: Mapping[str, Mapping[str, Any]]  # device id -> its retained state
+    gateway: Mapping[str, Any]  # the gateway's own state: what drivers keep about their buses
 
 
 class DriverContext(Protocol):
@@ -66,6 +81,9 @@ class Driver(ABC):
     #: True when ``execute`` awaits ``Action.ready`` itself before it actuates (and may talk
     #: to the device before); otherwise the runtime waits for it before calling ``execute``.
     overlaps_ready: ClassVar[bool] = False
+    #: Its `gatewayd` subcommands (``Commands``): a bus scan, ``{"scan": {"modbus":
+    #: "drivers.modbus.scan:scan_modbus"}}``.
+    commands: ClassVar[Commands] = {}
 
     def __init__(self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
         self.bus = bus
@@ -81,6 +99,23 @@ class Driver(ABC):
     def check_bus(cls, settings: Mapping[str, Any]) -> str | None:
         """Checks across keys of a ``[[buses]]`` table that the schema cannot express; return
         what is wrong (the config loader names the file and the bus), or None."""
+        return None
+
+    # -- `gatewayd check` (the CLI on site; the code lives in the driver's package) ------------
+
+    @classmethod
+    def check_host(cls) -> Iterator[Check]:
+        """What this driver needs of the host, fast and offline (a compiled library): asked
+        once by `gatewayd check` when a bus uses the driver."""
+        return iter(())
+
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check] | None:
+        """`gatewayd check --all` for one bus and its devices: from what the running daemon
+        ``seen``, or, when none runs (``None``), by short probes that only read or ask. None:
+        no check known. A ``GatewayError`` raised becomes a failed line for the bus."""
         return None
 
     async def execute_batch(

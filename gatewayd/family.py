@@ -25,7 +25,7 @@ from gatewayd.schema import Schema
 from gatewayd.settings import NoSettings, Settings
 
 if TYPE_CHECKING:
-    from gatewayd.driver import BusConfig, DeviceConfig
+    from gatewayd.driver import BusConfig, Commands, DeviceConfig
 
 #: The stages of a fire (GB 50116-2013 §4.1.6): a single alarm, then a fire confirmed by a
 #: second, independent signal.
@@ -79,6 +79,20 @@ class FireSignal:
     device: str
     stage: Stage
     what: str  # for people: "smoke", "heat", "the pile's smoke input"
+
+
+@dataclass(frozen=True)
+class Found:
+    """A device a bus scan recognised as one of its family's (``Family.identify``)."""
+
+    kind: str
+    #: For people, one line: "EBC pile, firmware 1.3, 10 ports".
+    summary: str
+    #: What `scan --json` shows of it besides its address and kind: model, firmware...
+    details: Mapping[str, Any] = field(default_factory=dict)
+    #: The ``[[devices]]`` keys `scan --add` writes besides id, kind, bus and the address
+    #: (a pile model that is not the default profile).
+    settings: Mapping[str, Any] = field(default_factory=dict)
 
 
 def fields(**types: str) -> dict[str, Any]:
@@ -146,6 +160,13 @@ class Family:
     refused_in_fire: ClassVar[Mapping[str, str]] = {}
     #: Alarm types the runtime raises for it (an action of its that keeps failing).
     alarm_types: ClassVar[tuple[AlarmSpec, ...]] = ()
+    #: Its `gatewayd` subcommands, as ``Driver.commands``: ``{"pair": {"smoke":
+    #: "drivers.srb433.pairing:pair_smoke"}}``; a bus's scan is its driver's.
+    commands: ClassVar[Commands] = {}
+    #: What a scan's short lines call several of them ("no piles answered"): ``several()``.
+    plural: ClassVar[str] = ""
+    #: A device `scan --add` adds is named this + its address: ``new_id()``.
+    id_prefix: ClassVar[str] = ""
 
     @classmethod
     def schema(cls) -> Schema:
@@ -226,6 +247,22 @@ class Family:
         """Add figures its driver keeps in the gateway's own state (a receiver's health)."""
 
     # -- the CLI --------------------------------------------------------------------------------
+
+    def several(self) -> str:
+        return self.plural or f"{self.title}s"
+
+    def new_id(self, address: object) -> str:
+        """The id `scan --add` gives a device it found: "pile-" + unit 2 is pile-2."""
+        return f"{self.id_prefix or self.kind + '-'}{address}"
+
+    async def identify(self, driver: str, link: Any, address: Any, timeout: float) -> Found | None:
+        """Whether the device at ``address`` on a bus of ``driver`` is one of this family's. A
+        bus scan asks every family whose ``buses`` include its driver, in turn, until one says
+        yes: `gatewayd scan modbus` passes its ``drivers.modbus.transport.Link`` and a unit id,
+        and `check --all` asks a configured device's own family. Only reads; None (or a
+        ``GatewayError``): not one of ours, or no answer. The code lives in the family's
+        package, imported when called."""
+        return None
 
     def self_test(
         self, device: DeviceConfig, bus: BusConfig, gateway_id: str

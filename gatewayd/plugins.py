@@ -70,14 +70,20 @@ def _parse(text: str, groups: dict[str, dict[str, str]]) -> None:
             group.setdefault(key.strip(), value.strip())
 
 
+def resolve(value: str) -> Any:
+    """The object "module:attr" names (an entry point's value, a declared hook), imported."""
+    module, _, attr = value.partition(":")
+    obj: Any = importlib.import_module(module.strip())
+    for part in attr.strip().split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
 def _load(group: str, name: str, value: str, base: type) -> Any:
     """Import the class an entry point names and check it is a ``base``."""
     kind = KINDS.get(group, group)
-    module, _, attr = value.partition(":")
     try:
-        obj: Any = importlib.import_module(module.strip())
-        for part in attr.strip().split(".") if attr else ():
-            obj = getattr(obj, part)
+        obj = resolve(value)
     except (ImportError, AttributeError) as exc:
         raise PluginError(f"{kind} {name!r} ({value}) cannot be loaded: {exc}") from exc
     if not (isinstance(obj, type) and issubclass(obj, base)):
@@ -137,4 +143,23 @@ def family(kind: str) -> Family:
     if found is None:
         known = ", ".join(sorted(families())) or "none"
         raise PluginError(f"no device family {kind!r} (installed: {known})")
+    return found
+
+
+@cache
+def commands(group: str) -> dict[str, str]:
+    """The subcommands of `gatewayd GROUP` ("scan", "pair") the installed drivers and device
+    families declare (their ``commands``): name -> "module:attr", nothing imported yet. A name
+    two of them declare is refused, naming both."""
+    declared = [(f"driver {n}", load_driver(n).commands) for n in driver_names()]
+    declared += [(f"device family {k}", f.commands) for k, f in families().items()]
+    found: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for who, groups in declared:
+        for name, value in groups.get(group, {}).items():
+            if name in owner:
+                raise PluginError(
+                    f"`gatewayd {group} {name}` is declared twice: by {owner[name]} and by {who}"
+                )
+            found[name], owner[name] = value, who
     return found

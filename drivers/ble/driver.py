@@ -13,11 +13,19 @@ import asyncio
 import contextlib
 import importlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.ble.family import DoorFamily
-from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from gatewayd.driver import (
+    BusConfig,
+    Check,
+    Commands,
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    Seen,
+)
 from gatewayd.errors import ConfigError, DeviceError, TransientError
 from gatewayd.model import Action
 from gatewayd.schema import Field, Float, Int, Schema, Str, validate
@@ -79,6 +87,21 @@ class BleDriver(Driver):
         "max_connections": Int(1, 10, default=4, doc="connections the adapter holds at once"),
         "connect_timeout_seconds": Float(1, 60, default=10.0),
     }
+    commands: ClassVar[Commands] = {"scan": {"ble": "drivers.ble.scan:scan_ble"}}
+
+    @classmethod
+    def check_host(cls) -> Iterator[Check]:
+        from drivers.ble.check import check_host
+
+        return check_host()
+
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check]:
+        from drivers.ble.check import check_online
+
+        return check_online(bus, devices, seen)
 
     def __init__(self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
         super().__init__(bus, devices, ctx)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from drivers.modbus import actions
@@ -20,7 +20,15 @@ from drivers.modbus.line import Line, Priority
 from drivers.modbus.pile import PileConfig, PileSession, Timing
 from drivers.modbus.profiles import PROFILES
 from drivers.modbus.transport import Link, LinkConfig, PymodbusLink, rtu_sizes
-from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from gatewayd.driver import (
+    BusConfig,
+    Check,
+    Commands,
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    Seen,
+)
 from gatewayd.errors import ConfigError, DeviceError
 from gatewayd.model import Action, Severity
 from gatewayd.schema import Baud, Float, Int, OneOf, Schema, Str
@@ -30,6 +38,7 @@ log = logging.getLogger("gatewayd.drivers.modbus")
 
 class ModbusDriver(Driver):
     name: ClassVar[str] = "modbus"
+    commands: ClassVar[Commands] = {"scan": {"modbus": "drivers.modbus.scan:scan_modbus"}}
     bus_schema: ClassVar[Schema] = {
         "port": Str(
             default=None,
@@ -154,6 +163,14 @@ class ModbusDriver(Driver):
         if (settings.get("port") is None) == (settings.get("host") is None):
             return "expected exactly one of port (RTU) or host (TCP)"
         return None
+
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check]:
+        from drivers.modbus.check import check_online
+
+        return check_online(bus, devices, seen)
 
     async def execute_batch(
         self, actions: Sequence[Action]

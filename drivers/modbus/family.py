@@ -21,6 +21,7 @@ from gatewayd.family import (
     EventSpec,
     Family,
     FireSignal,
+    Found,
     Role,
     Stage,
     Tally,
@@ -130,6 +131,8 @@ class ChargerFamily(Family):
     buses: ClassVar[tuple[str, ...]] = ("modbus",)
     Settings = ChargerSettings
     address: ClassVar[str | None] = "unit"
+    plural: ClassVar[str] = "piles"
+    id_prefix: ClassVar[str] = "pile-"
     actions: ClassVar[Mapping[str, ActionSpec]] = {
         "port_on": ActionSpec({"port": PORT}, "Close a port's relay (a person's decision)."),
         "port_off": ActionSpec({"port": PORT}, "Open a port's relay, verified.", local=True),
@@ -218,6 +221,13 @@ class ChargerFamily(Family):
         for reason, n in sorted(tally.of(CUTS, dev).items()):
             add("gatewayd_charger_cuts_total", n, dev, reason)
         return bool(state.get("online"))
+
+    async def identify(self, driver: str, link: Any, address: Any, timeout: float) -> Found | None:
+        if driver not in self.buses:
+            return None
+        from drivers.modbus.probe import identify
+
+        return await identify(link, address, timeout)
 
     def self_test(self, device: Any, bus: Any, gateway_id: str) -> tuple[bool, dict[str, Any]]:
         from drivers.modbus.probe import self_test

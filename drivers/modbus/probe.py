@@ -1,5 +1,6 @@
-"""Short, safe probes of Modbus devices for the CLI on site: who answers at this id, and what
-a pile's summary says. Only reads input registers; never switches a relay.
+"""Short, safe probes of Modbus devices for the CLI on site: whose device answers at this id
+(every family on Modbus is asked: ``whose``), and what a pile's summary says. Only reads;
+never switches a relay.
 
 Which model answers is told by the profiles (``drivers.modbus.profiles``): a second pile model
 is found by its profile, with no change here.
@@ -9,10 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.family import ChargerFamily
-from drivers.modbus.profiles import PROFILES, bits_named
+from drivers.modbus.profiles import PROFILES, ChargerProfile, bits_named
 from drivers.modbus.readings import decode_pile, decode_summary
-from gatewayd.errors import DriverMissing, GatewayError, ProbeError
+from gatewayd.errors import DeviceTimeout, DriverMissing, GatewayError, ProbeError
+from gatewayd.family import Family, Found
+
+BUS = ModbusDriver.name
 
 
 def modbus_link(
@@ -25,17 +30,91 @@ def modbus_link(
     return PymodbusLink(LinkConfig(port, baudrate, parity, host, tcp_port))
 
 
-async def identify_pile(link: Any, unit: int, timeout: float) -> dict[str, Any] | None:
-    """Model, firmware and port count of the pile at ``unit``, by whichever profile knows its
-    model register; None when nobody answers or no profile knows the answer."""
+class AskedOnce:
+    """A scan's link: a unit that stayed silent for one family's question is not asked again
+    by the next family's (a silent id would otherwise cost one timeout per family)."""
+
+    def __init__(self, link: Any) -> None:
+        self.link = link
+        self.silent: set[int] = set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.link, name)
+
+    async def read_registers(
+        self, unit: int, address: int, count: int, timeout: float, *, holding: bool = False
+    ) -> list[int]:
+        if unit in self.silent:
+            raise DeviceTimeout(f"unit {unit}", "no reply")
+        try:
+            regs: list[int] = await self.link.read_registers(
+                unit, address, count, timeout, holding=holding
+            )
+        except DeviceTimeout:
+            self.silent.add(unit)
+            raise
+        return regs
+
+    async def read_coils(self, unit: int, address: int, count: int, timeout: float) -> list[bool]:
+        if unit in self.silent:
+            raise DeviceTimeout(f"unit {unit}", "no reply")
+        try:
+            bits: list[bool] = await self.link.read_coils(unit, address, count, timeout)
+        except DeviceTimeout:
+            self.silent.add(unit)
+            raise
+        return bits
+
+
+def families_on_modbus() -> list[Family]:
+    """The device families a Modbus scan asks, in the order of their kinds."""
+    from gatewayd import plugins
+
+    return [f for _, f in sorted(plugins.families().items()) if BUS in f.buses]
+
+
+async def whose(families: list[Family], link: Any, unit: int, timeout: float) -> Found | None:
+    """The first of ``families`` that says the device at ``unit`` is theirs (``identify``)."""
+    for family in families:
+        try:
+            found = await family.identify(BUS, link, unit, timeout)
+        except GatewayError:
+            found = None
+        if found is not None:
+            return found
+    return None
+
+
+async def identify(link: Any, unit: int, timeout: float) -> Found | None:
+    """The charger family's answer to a bus scan (``ChargerFamily.identify``): the pile at
+    ``unit``, its model named by whichever profile knows its model register; None when nobody
+    answers or no profile knows the answer."""
     try:
-        return await _identify(link, unit, timeout)
+        found = await _identify(link, unit, timeout)
     except GatewayError:
         return None
+    if found is None:
+        return None
+    profile, pile = found
+    default = ChargerFamily.schema()["profile"].default
+    return Found(
+        kind=ChargerFamily.kind,
+        summary=f"{profile.label} pile, firmware {pile['firmware']}, {pile['port_count']} ports",
+        details={
+            "model": profile.name,
+            "label": profile.label,
+            "firmware": pile["firmware"],
+            "ports": pile["port_count"],
+        },
+        settings={} if profile.name == default else {"profile": profile.name},
+    )
 
 
-async def _identify(link: Any, unit: int, timeout: float) -> dict[str, Any] | None:
-    """As ``identify_pile``, but a silent or failing unit raises its error."""
+async def _identify(
+    link: Any, unit: int, timeout: float
+) -> tuple[ChargerProfile, dict[str, Any]] | None:
+    """The profile that knows the pile at ``unit`` and its pile block, decoded; a silent or
+    failing unit raises its error."""
     spans = {(p.pile_base, p.pile_span()[1]) for p in PROFILES.values()}
     for base, count in sorted(spans):
         regs = await link.read_registers(unit, base, count, timeout)
@@ -45,14 +124,7 @@ async def _identify(link: Any, unit: int, timeout: float) -> dict[str, Any] | No
                 continue
             pile = decode_pile(profile, image)
             if pile["model"] == profile.model_id:
-                return {
-                    "unit": unit,
-                    "kind": ChargerFamily.kind,
-                    "model": profile.name,
-                    "label": profile.label,
-                    "firmware": pile["firmware"],
-                    "ports": pile["port_count"],
-                }
+                return profile, pile
     return None
 
 
@@ -64,12 +136,8 @@ async def pile_summary(link: Any, unit: int, timeout: float = 1.0) -> dict[str, 
         raise ProbeError(f"unit {unit}: {exc}") from None
     if found is None:
         raise ProbeError(f"unit {unit}: answers, but is not a pile this gateway knows")
-    profile = PROFILES[found["model"]]
+    profile, pile = found
     try:
-        base, count = profile.pile_span()
-        pile = decode_pile(
-            profile, dict(enumerate(await link.read_registers(unit, base, count, timeout), base))
-        )
         base, count = profile.summary_span()
         summary_regs = await link.read_registers(unit, base, count, timeout)
     except GatewayError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from drivers.srb433 import events as ev
@@ -26,7 +26,15 @@ from drivers.srb433.codec import Decoder, Deduplicator, Frame, encode
 from drivers.srb433.family import ADDRESS
 from drivers.srb433.transport import SerialTransport, Transport
 from gatewayd.backoff import Backoff
-from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from gatewayd.driver import (
+    BusConfig,
+    Check,
+    Commands,
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    Seen,
+)
 from gatewayd.errors import ConfigError, DeviceError, TransientError
 from gatewayd.model import Event, Severity
 from gatewayd.schema import Baud, Float, Int, Schema, Str
@@ -45,6 +53,7 @@ class SerialDriver(Driver):
     """SRB-433 receiver on a serial port; devices of kind ``smoke`` are its detectors."""
 
     name: ClassVar[str] = "serial"
+    commands: ClassVar[Commands] = {"scan": {"serial": "drivers.srb433.scan:scan_serial"}}
     bus_methods: ClassVar[Mapping[str, Schema]] = {
         "pair": {"seconds": Int(1, 255, doc="how long the receiver accepts new detectors")},
         "hush_all": {},
@@ -198,6 +207,14 @@ class SerialDriver(Driver):
 
     def last_seen(self) -> Mapping[str, float]:
         return dict(self._heard)
+
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check]:
+        from drivers.srb433.check import check_online
+
+        return check_online(bus, devices, seen)
 
     # -- receiver commands -------------------------------------------------------------------
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.srb433 import events as ev
 from gatewayd.family import AddMetric, EventSpec, Family, FireSignal, Tally, fields, problems_shown
 from gatewayd.model import Alarm, Event, alarm_id
 from gatewayd.schema import Str
 from gatewayd.settings import Settings, setting
+
+if TYPE_CHECKING:
+    from gatewayd.driver import Commands
 
 ADDRESS = Str(
     pattern=r"[0-9A-Fa-f]{8}",
@@ -103,6 +106,8 @@ class SmokeFamily(Family):
     buses: ClassVar[tuple[str, ...]] = ("serial",)
     Settings = SmokeSettings
     address: ClassVar[str | None] = "address"
+    commands: ClassVar[Commands] = {"pair": {"smoke": "drivers.srb433.pairing:pair_smoke"}}
+    id_prefix: ClassVar[str] = "smoke-"
     events = EVENTS
     state = STATE
     telemetry = fields(battery_mv="integer", rssi_dbm="integer")

@@ -1,6 +1,6 @@
-"""Short, safe probes the CLI uses on site that are not a device family's: does the broker take
-our login, is a host reachable, is the Bluetooth adapter there. (A family's own probes live in
-its driver package: ``drivers.srb433.probe``, ``drivers.modbus.probe``.)
+"""Short, safe probes the CLI uses on site that are not a device family's or a bus's: does the
+broker take our login, is a host reachable. (A bus's and a family's own probes live in their
+driver's package: ``Driver.check_online``, ``Family.identify``, ``Family.self_test``.)
 
 Probes only read or ask; none switches a relay or unlocks a door. Each has a short timeout and
 returns a result or raises ``ProbeError`` with one line for a person.
@@ -8,12 +8,12 @@ returns a result or raises ``ProbeError`` with one line for a person.
 
 from __future__ import annotations
 
-import os
 import socket
 import ssl
+import time
 from typing import TYPE_CHECKING, Any
 
-from gatewayd.errors import DriverMissing, ProbeError
+from gatewayd.errors import ProbeError
 
 if TYPE_CHECKING:
     from gatewayd.config import MqttConfig
@@ -21,95 +21,104 @@ if TYPE_CHECKING:
 
 # -- broker --------------------------------------------------------------------------------------
 
-CONNACK_CODES = {
-    1: "the broker refused the MQTT protocol version",
-    2: "the broker refused the client id",
-    3: "the broker is unavailable",
-    4: "bad username or password",
-    5: "not authorized (check the username and the broker's ACL)",
+#: What a refused CONNECT means for a person, by paho's name for the broker's answer.
+REFUSALS = {
+    "Unsupported protocol version": "the broker refused the MQTT protocol version",
+    "Client identifier not valid": "the broker refused the client id",
+    "Server unavailable": "the broker is unavailable",
+    "Bad user name or password": "bad username or password",
+    "Not authorized": "not authorized (check the username and the broker's ACL)",
 }
 
 
-def _utf8(text: str) -> bytes:
-    data = text.encode()
-    return len(data).to_bytes(2, "big") + data
-
-
-def _connect_packet(client_id: str, username: str | None, password: bytes | None) -> bytes:
-    flags = 0x02  # clean session
-    payload = _utf8(client_id)
-    if username is not None:
-        flags |= 0x80
-        payload += _utf8(username)
-        if password is not None:
-            flags |= 0x40
-            payload += len(password).to_bytes(2, "big") + password
-    body = b"\x00\x04MQTT\x04" + bytes((flags,)) + (10).to_bytes(2, "big") + payload
-    length, n = b"", len(body)
-    while True:
-        byte, n = n % 128, n // 128
-        length += bytes((byte | (0x80 if n else 0),))
-        if not n:
-            break
-    return b"\x10" + length + body
-
-
 def check_broker(mqtt: MqttConfig, client_id: str, timeout: float = 5.0) -> str:
-    """TCP connect, TLS handshake for mqtts, MQTT CONNECT with our credentials, DISCONNECT.
-    Returns what worked; raises ProbeError with what did not and what to do."""
+    """TCP connect, TLS handshake for mqtts, MQTT CONNECT with our credentials (paho, as the
+    daemon connects), DISCONNECT. Returns what worked; raises ProbeError with what did not and
+    what to do."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
     where = f"{mqtt.host}:{mqtt.port}"
+    client = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        clean_session=True,
+        protocol=paho.MQTTv311,
+        reconnect_on_failure=False,  # no quiet retry as MQTT 3.1: say what the broker said
+    )
+    client.connect_timeout = timeout
+    if mqtt.username is not None:
+        password = mqtt.password.value.decode() if mqtt.password else None
+        client.username_pw_set(mqtt.username, password)
+    if mqtt.tls:
+        try:
+            ctx = ssl.create_default_context(cafile=mqtt.ca_file)
+            if mqtt.cert_file:
+                ctx.load_cert_chain(mqtt.cert_file, mqtt.key_file)
+        except (ssl.SSLError, OSError) as exc:
+            raise ProbeError(
+                f"TLS files: {exc}; check mqtt.ca_file, mqtt.cert_file and mqtt.key_file"
+            ) from None
+        client.tls_set_context(ctx)
+    answers: list[Any] = []
+    client.on_connect = lambda _c, _u, _flags, reason, _props: answers.append(reason)
     try:
-        raw = socket.create_connection((mqtt.host, mqtt.port), timeout=timeout)
+        _connect(client, mqtt, where, timeout)
+        deadline = time.monotonic() + timeout
+        while not answers:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ProbeError(f"{where}: no MQTT answer in {timeout:.0f} s")
+            rc = client.loop(min(left, 0.5))
+            if answers:
+                break
+            if rc == MQTTErrorCode.MQTT_ERR_CONN_LOST:
+                raise ProbeError(
+                    f"{where} closed the connection: is it an MQTT broker? (TLS port with mqtt://?)"
+                )
+            if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise ProbeError(f"{where} did not answer like an MQTT broker")
+        reason = answers[0]
+        if reason.is_failure:
+            name = reason.getName()
+            raise ProbeError(REFUSALS.get(name, f"refused: {name} (code {reason.value})"))
+        client.disconnect()
+    finally:
+        sock = client.socket()
+        if sock is not None:
+            sock.close()
+    return f"login accepted{' over TLS' if mqtt.tls else ''}"
+
+
+def _connect(client: Any, mqtt: MqttConfig, where: str, timeout: float) -> None:
+    """TCP, the TLS handshake and the CONNECT sent: each failure in a person's words."""
+    try:
+        client.connect(mqtt.host, mqtt.port, keepalive=10)
     except socket.gaierror:
         raise ProbeError(
             f"cannot resolve {mqtt.host}: check DNS and the uplink (4G/Ethernet)"
         ) from None
     except TimeoutError:
+        stage = " (connecting, or in the TLS handshake)" if mqtt.tls else ""
         raise ProbeError(
-            f"no answer from {where} in {timeout:.0f} s: check the uplink and the firewall"
+            f"no answer from {where} in {timeout:.0f} s{stage}: check the uplink and the firewall"
         ) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise ProbeError(
+            f"TLS: the broker's certificate is not trusted ({exc.verify_message}); check mqtt.ca_file"
+        ) from None
+    except ssl.SSLError as exc:
+        raise ProbeError(f"TLS handshake with {where} failed ({exc})") from None
+    except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
+        if not mqtt.tls:
+            raise ProbeError(f"cannot connect to {where} ({exc.strerror or exc})") from None
+        # Connected, then dropped in the handshake: a listener that does not speak TLS.
+        raise ProbeError(f"TLS handshake with {where} failed ({exc})") from None
     except OSError as exc:
         raise ProbeError(f"cannot connect to {where} ({exc.strerror or exc})") from None
-    sock: socket.socket = raw
-    try:
-        sock.settimeout(timeout)
-        if mqtt.tls:
-            ctx = ssl.create_default_context(cafile=mqtt.ca_file)
-            try:
-                if mqtt.cert_file:
-                    ctx.load_cert_chain(mqtt.cert_file, mqtt.key_file)
-                sock = ctx.wrap_socket(raw, server_hostname=mqtt.host)
-            except ssl.SSLCertVerificationError as exc:
-                raise ProbeError(
-                    f"TLS: the broker's certificate is not trusted ({exc.verify_message}); check mqtt.ca_file"
-                ) from None
-            except (ssl.SSLError, OSError) as exc:
-                raise ProbeError(f"TLS handshake with {where} failed ({exc})") from None
-        password = mqtt.password.value if mqtt.password else None
-        sock.sendall(_connect_packet(client_id, mqtt.username, password))
-        answer = b""
-        while len(answer) < 4:
-            chunk = sock.recv(4 - len(answer))
-            if not chunk:
-                raise ProbeError(
-                    f"{where} closed the connection: is it an MQTT broker? (TLS port with mqtt://?)"
-                )
-            answer += chunk
-        if answer[0] != 0x20:
-            raise ProbeError(f"{where} did not answer like an MQTT broker")
-        if answer[3]:
-            raise ProbeError(CONNACK_CODES.get(answer[3], f"refused with code {answer[3]}"))
-        sock.sendall(b"\xe0\x00")
-    except TimeoutError:
-        raise ProbeError(f"{where}: no MQTT answer in {timeout:.0f} s") from None
-    except OSError as exc:
-        raise ProbeError(f"{where}: {exc.strerror or exc}") from None
-    finally:
-        sock.close()
-    return f"login accepted{' over TLS' if mqtt.tls else ''}"
 
 
-# -- network and Bluetooth -----------------------------------------------------------------------
+# -- network ---------------------------------------------------------------------------------------
 
 
 def tcp_reachable(host: str, port: int, timeout: float = 2.0) -> None:
@@ -121,64 +130,4 @@ def tcp_reachable(host: str, port: int, timeout: float = 2.0) -> None:
         raise ProbeError(exc.strerror or str(exc)) from None
 
 
-def adapter_present(adapter: str, timeout: float = 2.0) -> bool:
-    """The kernel's view first; else ask BlueZ on the system bus (also what a fake BlueZ
-    answers in tests)."""
-    if os.path.exists(f"/sys/class/bluetooth/{adapter}"):
-        return True
-    import asyncio
-
-    async def ask() -> bool:
-        try:
-            from dbus_fast import BusType
-            from dbus_fast.aio import MessageBus
-        except ImportError:
-            return False
-        bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
-        try:
-            node = await bus.introspect("org.bluez", f"/org/bluez/{adapter}")
-            return any(i.name == "org.bluez.Adapter1" for i in node.interfaces)
-        finally:
-            bus.disconnect()
-
-    async def bounded() -> bool:
-        async with asyncio.timeout(timeout):
-            return await ask()
-
-    try:
-        return asyncio.run(bounded())
-    except Exception:  # noqa: BLE001 - no bus, no BlueZ, no adapter: all mean "not present"
-        return False
-
-
-# -- the buses' own probes, in their drivers' packages --------------------------------------------
-
-
-def receiver_probe() -> Any:
-    """``drivers.srb433.probe`` (PING an SRB-433 receiver, pair mode)."""
-    return _driver_module("drivers.srb433.probe", "serial")
-
-
-def modbus_probe() -> Any:
-    """``drivers.modbus.probe`` (who answers at a Modbus id; a pile's summary)."""
-    return _driver_module("drivers.modbus.probe", "Modbus")
-
-
-def _driver_module(name: str, what: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        raise DriverMissing(f"the {what} driver is not installed ({exc.name})") from None
-
-
-__all__ = [
-    "DriverMissing",
-    "ProbeError",
-    "adapter_present",
-    "check_broker",
-    "modbus_probe",
-    "receiver_probe",
-    "tcp_reachable",
-]
+__all__ = ["ProbeError", "check_broker", "tcp_reachable"]
