@@ -38,6 +38,8 @@ def check_broker(mqtt: MqttConfig, client_id: str, timeout: float = 5.0) -> str:
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+    from gatewayd.uplink.link import log_in
+
     where = f"{mqtt.host}:{mqtt.port}"
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
@@ -47,19 +49,12 @@ def check_broker(mqtt: MqttConfig, client_id: str, timeout: float = 5.0) -> str:
         reconnect_on_failure=False,  # no quiet retry as MQTT 3.1: say what the broker said
     )
     client.connect_timeout = timeout
-    if mqtt.username is not None:
-        password = mqtt.password.value.decode() if mqtt.password else None
-        client.username_pw_set(mqtt.username, password)
-    if mqtt.tls:
-        try:
-            ctx = ssl.create_default_context(cafile=mqtt.ca_file)
-            if mqtt.cert_file:
-                ctx.load_cert_chain(mqtt.cert_file, mqtt.key_file)
-        except (ssl.SSLError, OSError) as exc:
-            raise ProbeError(
-                f"TLS files: {exc}; check mqtt.ca_file, mqtt.cert_file and mqtt.key_file"
-            ) from None
-        client.tls_set_context(ctx)
+    try:
+        log_in(client, mqtt)
+    except (ssl.SSLError, OSError) as exc:
+        raise ProbeError(
+            f"TLS files: {exc}; check mqtt.ca_file, mqtt.cert_file and mqtt.key_file"
+        ) from None
     answers: list[Any] = []
     client.on_connect = lambda _c, _u, _flags, reason, _props: answers.append(reason)
     try:

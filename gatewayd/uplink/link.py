@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gatewayd.backoff import Backoff
-from gatewayd.config import Config
+from gatewayd.config import Config, MqttConfig
 
 log = logging.getLogger("gatewayd.uplink.link")
 
@@ -68,15 +68,7 @@ class MqttLink:
         c.max_inflight_messages_set(100)
         c.max_queued_messages_set(0)
         c.enable_logger(logging.getLogger("gatewayd.paho"))
-        mq = config.mqtt
-        if mq.username is not None:
-            password = mq.password.value.decode() if mq.password else None
-            c.username_pw_set(mq.username, password)
-        if mq.tls:
-            ctx = ssl.create_default_context(cafile=mq.ca_file)
-            if mq.cert_file and mq.key_file:
-                ctx.load_cert_chain(mq.cert_file, mq.key_file)
-            c.tls_set_context(ctx)
+        log_in(c, config.mqtt)
         c.will_set(will[0], will[1], qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -259,3 +251,17 @@ class MqttLink:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         self.on_acked(mid)
+
+
+def log_in(client: Any, mq: MqttConfig) -> None:
+    """Give a paho client this gateway's credentials: user and password, and TLS with the
+    configured CA (and client certificate). Raises ``OSError``/``ssl.SSLError`` for TLS
+    files that cannot be read or used."""
+    if mq.username is not None:
+        password = mq.password.value.decode() if mq.password else None
+        client.username_pw_set(mq.username, password)
+    if mq.tls:
+        ctx = ssl.create_default_context(cafile=mq.ca_file)
+        if mq.cert_file and mq.key_file:
+            ctx.load_cert_chain(mq.cert_file, mq.key_file)
+        client.tls_set_context(ctx)
