@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 #: The stages of a fire (GB 50116-2013 §4.1.6): a single alarm, then a fire confirmed by a
 #: second, independent signal.
 Stage = Literal["alarm", "confirmed"]
+STAGES: tuple[Stage, ...] = ("alarm", "confirmed")
 #: What a family's part in the fire linkage is: ``cut`` de-energises (chargers), ``release``
 #: opens an escape route (doors). Installers narrow each by the triggers that may start it.
 Role = Literal["cut", "release"]

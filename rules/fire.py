@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from gatewayd.alarms.catalogue import FIRE_MODE
 from gatewayd.events import FIRE_RESET
-from gatewayd.family import FireSignal
+from gatewayd.family import STAGES, FireSignal
 from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
 from gatewayd.schema import DeviceIds, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
@@ -127,9 +127,13 @@ class FireRule(Rule):
             wanted -= self.done  # this episode's linkage was issued already
         self.done |= wanted
         for device in world.devices.values():
-            for role, action in world.family(device).fire_actions(device, "alarm"):
-                if role in wanted:
-                    out.actions.append(dataclasses.replace(action, reason=reason, origin=self.name))
+            family = world.family(device)
+            # One alarm confirms the fire for now: every stage's actions at once.
+            for stage in STAGES:
+                for role, action in family.fire_actions(device, stage):
+                    if role in wanted:
+                        action = dataclasses.replace(action, reason=reason, origin=self.name)
+                        out.actions.append(action)
         return out
 
     def _reset(self, world: World) -> Outcome:

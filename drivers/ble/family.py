@@ -147,7 +147,7 @@ class DoorFamily(Family):
         return super().refuse_in_fire(action, state)
 
     def fire_actions(self, device: Any, stage: Stage) -> list[tuple[Role, Action]]:
-        if not device.settings.get("escape_route"):
+        if stage != "confirmed" or not device.settings.get("escape_route"):
             return []
         release = Action(
             device.id,
