@@ -96,8 +96,10 @@ class FullRule(TimerRule):
 class SessionCapRule(TimerRule):
     name: ClassVar[str] = "charger_session_cap"
     schema: ClassVar[Schema] = {
+        # 8 h: the longest single charge the e-bike charging guidance allows (定时断电); a
+        # healthy battery is full in 6 to 8 h, and an unattended overnight charge is the risk.
         "max_hours": Float(
-            0.5, 48, default=10.0, doc="longest charging session; restarts with the gateway"
+            0.5, 48, default=8.0, doc="longest charging session; restarts with the gateway"
         ),
     }
 

@@ -79,7 +79,7 @@ def test_defaults_are_what_the_installer_expects() -> None:
     }
     assert validate({}, OverpowerRule.schema, "f", "p") == {"max_watts": 800.0, "seconds": 5.0}
     assert validate({}, FullRule.schema, "f", "p") == {"full_watts": 30.0, "float_minutes": 45.0}
-    assert validate({}, SessionCapRule.schema, "f", "p") == {"max_hours": 10.0}
+    assert validate({}, SessionCapRule.schema, "f", "p") == {"max_hours": 8.0}
 
 
 def test_hot_port_is_cut_at_once_and_only_that_port() -> None:
@@ -210,11 +210,11 @@ def test_session_cap() -> None:
     rule = SessionCapRule({})
     rule.on_event(Event("pile-1", "charger.port_started", data={"port": 3}), world(0))
     rule.on_event(ports_sample([port(3, power=200)]), world(10))
-    assert tick_until(rule, 10, 10 * 3600 - 1) == []
-    out = rule.on_event(Event("gateway", TICK), world(10 * 3600))
+    assert tick_until(rule, 10, 8 * 3600 - 1) == []
+    out = rule.on_event(Event("gateway", TICK), world(8 * 3600))
     assert cuts(out) == [("pile-1", "port_off", 3)]
     assert out is not None
-    assert "10.0 h" in out.actions[0].reason
+    assert "8.0 h" in out.actions[0].reason
 
 
 def test_a_clock_step_neither_cuts_nor_spares_a_session() -> None:
@@ -223,9 +223,9 @@ def test_a_clock_step_neither_cuts_nor_spares_a_session() -> None:
     rule.on_event(ports_sample([port(3, power=200)]), world(110))
     tick_until(rule, 110, 3600)  # an hour of charging on a clock that says 1970
     assert cuts(rule.on_event(Event("gateway", TICK), world(1_763_798_400.0))) == []  # NTP
-    assert tick_until(rule, 1_763_798_400.0, 1_763_798_400.0 + 8.9 * 3600) == []
-    assert tick_until(rule, 1_763_798_400.0 + 8.9 * 3600, 1_763_798_400.0 + 9.1 * 3600) == [
-        ("pile-1", "port_off", 3)  # ten hours of charging in all, as a person would count
+    assert tick_until(rule, 1_763_798_400.0, 1_763_798_400.0 + 6.9 * 3600) == []
+    assert tick_until(rule, 1_763_798_400.0 + 6.9 * 3600, 1_763_798_400.0 + 7.1 * 3600) == [
+        ("pile-1", "port_off", 3)  # eight hours of charging in all, as a person would count
     ]
 
 
