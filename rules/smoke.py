@@ -3,7 +3,10 @@
 Smoke and heat alarms are critical; low battery, tamper, faults and failed self-tests are
 warnings; a configured detector that has sent nothing for ``missing_after_periods`` heartbeat
 periods is reported missing (battery out, destroyed, out of range) and cleared when it is heard
-again. Pure like every rule: no I/O, no clock of its own (time comes from events and ticks).
+again. The heartbeat period is the detector's model's (``SmokeFamily.heartbeat_seconds``); a
+legacy detector (SD-1L) sends none, so it is never "missing": it is a standing warning,
+``smoke.unsupervised``, for as long as it is configured. Pure like every rule: no I/O, no clock
+of its own (time comes from events and ticks).
 
 A detector never says its battery is fine again: it checks at power-up and every 24 h and
 speaks only when the battery is low. So a low-battery alarm clears itself when a heartbeat
@@ -37,14 +40,18 @@ from drivers.srb433.events import (
     TAMPER,
     TEST,
     TEST_FAILED,
+    UNSUPERVISED,
 )
 from drivers.srb433.events import FIRE as ALARMS
 from drivers.srb433.family import SmokeFamily
+from drivers.srb433.profile import DEFAULT_HEARTBEAT_SECONDS
 from gatewayd.alarms.catalogue import AlarmSpec
+from gatewayd.driver import DeviceConfig
 from gatewayd.model import TICK, Event, alarm_id
 from gatewayd.schema import Float, Int, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 
+_FAMILY = SmokeFamily()  # what a detector's model means (its heartbeat)
 #: event type -> the data key worth carrying into the alarm
 WARNINGS = {LOW_BATTERY: "battery_mv", FAULT: "fault"}
 
@@ -66,6 +73,11 @@ ALARM_TYPES = (
               "The detector was taken off its base: put it back."),
     AlarmSpec(TEST_FAILED, "warning", False, "when a later self-test passes",
               "The detector failed its own test and will not sound in a fire: replace it."),
+    AlarmSpec(UNSUPERVISED, "warning", False, "when the detector is configured as a supervised "
+              "model, or removed",
+              "A legacy detector (SD-1L) sends no heartbeat: nobody can tell a dead one from a "
+              "quiet one, and its fixed radio code can be recorded and replayed. Replace it with "
+              "a supervised model (SD-10, SHD-20)."),
     AlarmSpec(RECEIVER_OFFLINE, "critical", False, "when the receiver answers again",
               "The gateway cannot hear any detector of this house (receiver unplugged or dead). "
               "Detectors still sound locally; nobody is told remotely.", part="bus"),
@@ -76,7 +88,11 @@ class SmokeRule(Rule):
     name: ClassVar[str] = "smoke"
     schema: ClassVar[Schema] = {
         "heartbeat_seconds": Float(
-            0.1, 7 * 86400, 3600.0, doc="The detectors' heartbeat period (SRB-433: 60 minutes)."
+            0.1,
+            7 * 86400,
+            None,
+            doc="Overrides every supervised detector's heartbeat period (by default its "
+            "model's: 60 minutes for the SD-10 and SHD-20; an SD-1L has none).",
         ),
         "missing_after_periods": Int(
             1, 100, 3, doc="Heartbeat periods of silence before a detector counts as missing."
@@ -97,8 +113,10 @@ class SmokeRule(Rule):
         super().__init__(settings)
         # Unvalidated settings may lack keys; the defaults live in the schema only.
         get = {k: settings.get(k, f.default) for k, f in self.schema.items()}
-        self.heartbeat: float = get["heartbeat_seconds"]
-        self.limit: float = self.heartbeat * get["missing_after_periods"]
+        self.override: float | None = get["heartbeat_seconds"]
+        # The shortest period a tick gap is measured against (a clock step, see _tick).
+        self.heartbeat: float = self.override or DEFAULT_HEARTBEAT_SECONDS
+        self.periods: int = get["missing_after_periods"]
         self.replaced_mv: int = get["battery_replaced_mv"]
         self.recheck: float = get["low_battery_recheck_hours"] * 3600
         self.silence: float = get["alarm_silence_seconds"]
@@ -106,6 +124,7 @@ class SmokeRule(Rule):
         self.low_at: dict[str, float] = {}  # device -> when it last reported low battery
         self.last_seen: dict[str, float] = {}
         self.missing: set[str] = set()
+        self.unsupervised: set[str] = set()  # the legacy detectors this rule has raised
         self._last_tick: float | None = None
 
     def on_event(self, event: Event, world: World) -> Outcome | None:
@@ -195,13 +214,16 @@ class SmokeRule(Rule):
             self.low_at = {d: min(t, now) for d, t in self.low_at.items()}
             self.alarm_at = {k: min(t, now) for k, t in self.alarm_at.items()}
         self._last_tick = now
-        out: Outcome | None = None
+        out = self._supervision(world)
         for device, config in world.devices.items():
             if config.kind != SmokeFamily.kind:
                 continue
+            limit = self.limit(config)
+            if limit is None:
+                continue  # unsupervised: silence says nothing (see _supervision)
             # Lazily at first sight, so a restart does not instantly flag every detector.
             seen = self.last_seen.setdefault(device, now)
-            if device in self.missing or now - seen <= self.limit:
+            if device in self.missing or now - seen <= limit:
                 continue
             self.missing.add(device)
             out = out or Outcome()
@@ -209,6 +231,32 @@ class SmokeRule(Rule):
             out.events.append(Event(device, MISSING, "warning", data, ts=now))
             out.alarms.append(RaiseAlarm(device, MISSING, data))
         return self._silenced(world, out)
+
+    def limit(self, detector: DeviceConfig) -> float | None:
+        """Seconds of silence after which ``detector`` is missing; None: it is unsupervised."""
+        period = _FAMILY.heartbeat_seconds(detector)
+        return None if period is None else (self.override or period) * self.periods
+
+    def _supervision(self, world: World) -> Outcome | None:
+        """A legacy detector is a standing warning while it is configured, and never missing;
+        one configured as a supervised model again (or removed) is not."""
+        legacy = {d.id for d in world.devices_of(SmokeFamily.kind) if not _FAMILY.supervised(d)}
+        stale = [
+            a for a in world.alarms.values()
+            if (a.type == UNSUPERVISED and a.device not in legacy)
+            or (a.type == MISSING and a.device in legacy)  # flagged before it was known legacy
+        ]  # fmt: skip
+        new = legacy - self.unsupervised
+        self.unsupervised = legacy
+        self.missing -= legacy
+        if not (new or stale):
+            return None
+        out = Outcome()
+        for device in sorted(new):
+            model = _FAMILY.model(world.devices[device])
+            out.alarms.append(RaiseAlarm(device, UNSUPERVISED, {"model": model}))
+        out.alarms += [ClearAlarm(a.device, a.type) for a in stale]
+        return out
 
     def _silenced(self, world: World, out: Outcome | None) -> Outcome | None:
         """Alarms whose repeats stopped: over (see the module's docstring)."""

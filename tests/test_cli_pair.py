@@ -45,8 +45,8 @@ def pair_while_joining(
     )  # fmt: skip
     try:
         receiver.call(receiver.rx.wait_host_frame(PAIR, timeout=15))
-        for address in ("1A2B3C4E", "1A2B3C4F", DETECTOR):
-            receiver.do(receiver.rx.queue_join, address)
+        for address, model in (("1A2B3C4E", 0x11), ("1A2B3C4F", 0x01), (DETECTOR, 0x01)):
+            receiver.do(receiver.rx.queue_join, address, model)
         out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
@@ -63,15 +63,15 @@ def test_pair_direct_lists_joins_and_adds_the_ones_with_a_room(
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "pair mode for 3 s on smoke-rx" in out
-    assert "✓ detector 1A2B3C4E joined (model 1)\n  added smoke-302 (room 302)" in out
-    assert "✓ detector 1A2B3C4F joined (model 1)\n  not added; later: gatewayd device add" in out
+    assert "✓ detector 1A2B3C4E joined (model SD-1L)\n  an SD-1L sends no heartbeat" in out
+    assert "\n  added smoke-302 (room 302)" in out
+    assert "✓ detector 1A2B3C4F joined (model SD-10)\n  not added; later: gatewayd device add" in out
     assert f"✓ detector {DETECTOR} joined: configured already as smoke-301" in out
     assert "3 detectors joined, 1 added" in out
     cfg = config.load(str(site.config))
-    assert [(d.id, d.settings["address"], d.settings["room"]) for d in cfg.devices] == [
-        ("smoke-301", DETECTOR, "301"),
-        ("smoke-302", "1A2B3C4E", "302"),
-    ]
+    assert [
+        (d.id, d.settings["address"], d.settings["room"], d.settings["model"]) for d in cfg.devices
+    ] == [("smoke-301", DETECTOR, "301", None), ("smoke-302", "1A2B3C4E", "302", "SD-1L")]
     assert "# the hallway" in site.config.read_text()
 
 

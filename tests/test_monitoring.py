@@ -49,7 +49,7 @@ def test_rules_pass_promtool_check() -> None:
     out = run("promtool", "check", "rules", *map(str, RULES))
     assert out.returncode == 0, out.stdout + out.stderr
     assert "SUCCESS: 18 rules found" in out.stdout  # the alerts
-    assert "SUCCESS: 25 rules found" in out.stdout  # the roll-ups
+    assert "SUCCESS: 27 rules found" in out.stdout  # the roll-ups
 
 
 @promtool
@@ -158,6 +158,9 @@ def test_the_house_shows_fire_mode_held_doors_and_what_is_up() -> None:
     houses = next(p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"] == "Houses")
     columns = houses["transformations"][1]["options"]["renameByName"].values()
     assert {"fire mode", "doors held open", "devices down", "alarms"} <= set(columns)
+    smoke = house["Smoke detectors"]
+    assert queries(smoke)["F"] == 'gatewayd_smoke_supervised{gateway="xz-liushu-017"}'
+    assert smoke["transformations"][1]["options"]["renameByName"]["Value #F"] == "supervised"
     # A quiet house reads 0, never "No data": tables say so, counts fall back to 0.
     for title in ("Active alarms",):
         assert house[title]["fieldConfig"]["defaults"]["noValue"] == "0"

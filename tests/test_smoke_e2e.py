@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_support import gatewayd
 from tests.harness import Broker, Daemon, Probe, Site, make_site, smoke_config, wait_until
 from tests.harness import ReceiverThread as EmulatorThread
 
@@ -234,9 +235,7 @@ def test_receiver_offline_from_before_a_restart_ends_when_it_answers_at_start(
         d.stop()
         receiver.call(receiver.rx.replug())
         d.start()
-        wait_until(
-            lambda: probe.on(f"{root}/alarms")[-1].json()["active"] == [], 10, "no alarms"
-        )
+        wait_until(lambda: probe.on(f"{root}/alarms")[-1].json()["active"] == [], 10, "no alarms")
     finally:
         d.stop()
 
@@ -269,3 +268,44 @@ def test_a_reload_that_restarts_the_smoke_bus_raises_no_false_receiver_alarm(
         a["type"] != "gateway.receiver_offline" for m in probe.on(f"{root}/alarms")
         for a in m.json()["active"]
     )  # fmt: skip
+
+
+def test_a_legacy_detector_is_unsupervised_everywhere_and_never_missing(
+    tmp_path: Path, broker: Broker, receiver: EmulatorThread, probe: Probe
+) -> None:
+    """An SD-1L sends no heartbeat: a standing warning instead of a false (or a missed)
+    "missing", shown in the alarms, the devices list and `gatewayd status`."""
+    body = smoke_config(receiver.rx.path, DETECTORS).replace(
+        f'address = "{DETECTORS["smoke-302"]}"',
+        f'address = "{DETECTORS["smoke-302"]}"\nmodel = "SD-1L"',
+    )
+    rules = "[rules.smoke]\nmissing_after_periods = 2\n"
+    # heartbeat_seconds is the model's (an hour): shorten it for the supervised one only by
+    # overriding, which an SD-1L ignores (it has no period to override).
+    site = make_site(tmp_path, broker.url, body + "\n" + rules + "heartbeat_seconds = 0.3\n")
+    daemon = Daemon(site)
+    daemon.start()
+    try:
+        root = site.root
+        listed = probe.wait(f"{root}/devices", lambda b: len(b["devices"]) == 2)
+        by_id = {d["id"]: d for d in listed["devices"]}
+        assert (by_id["smoke-302"]["supervised"], by_id["smoke-302"]["model"]) == (False, "SD-1L")
+        assert by_id["smoke-301"]["supervised"] is True
+        warned = probe.wait(
+            f"{root}/alarms", lambda b: any(a["type"] == "smoke.unsupervised" for a in b["active"])
+        )
+        [alarm] = [a for a in warned["active"] if a["type"] == "smoke.unsupervised"]
+        assert (alarm["device"], alarm["severity"]) == ("smoke-302", "warning")
+        # Both are silent: the supervised one goes missing, the legacy one never does.
+        probe.wait(f"{root}/events/smoke-301", lambda e: e["type"] == "smoke.missing", timeout=10)
+        time.sleep(1.5)  # five more of the supervised one's periods
+        assert not [m for m in probe.on(f"{root}/events/smoke-302")
+                    if m.json()["type"] == "smoke.missing"]  # fmt: skip
+        active = {(a["device"], a["type"]) for a in probe.on(f"{root}/alarms")[-1].json()["active"]}
+        assert active == {("smoke-301", "smoke.missing"), ("smoke-302", "smoke.unsupervised")}
+        text = gatewayd("status", "-c", str(site.config)).stdout
+        [line] = [ln for ln in text.splitlines() if "smoke-302" in ln]
+        assert "UNSUPERVISED: SD-1L" in line
+        assert "UNSUPERVISED" not in "".join(ln for ln in text.splitlines() if "smoke-301" in ln)
+    finally:
+        daemon.stop()

@@ -53,13 +53,14 @@ def alarms(out: Outcome | None) -> list[RaiseAlarm | ClearAlarm]:
 
 def test_schema_defaults() -> None:
     rule = make_rule()
+    world = make_world("smk")
     assert rule.heartbeat == 3600
-    assert rule.limit == 3 * 3600
+    assert rule.limit(world.devices["smk"]) == 3 * 3600
     assert SmokeRule.name == "smoke"
 
 
 def test_defaults_hold_even_without_validation() -> None:
-    assert SmokeRule({}).limit == 3 * 3600
+    assert SmokeRule({}).limit(make_world("smk").devices["smk"]) == 3 * 3600
 
 
 @pytest.mark.parametrize(
@@ -302,3 +303,68 @@ def test_a_clock_step_never_counts_as_days_of_quiet_for_a_low_battery() -> None:
         right_after is not None and ClearAlarm("smk", "smoke.low_battery") not in right_after.alarms
     )
     assert later is not None and ClearAlarm("smk", "smoke.low_battery") in later.alarms
+
+
+# -- supervision by model ---------------------------------------------------------------------
+
+
+def modelled(**models: str | int | None) -> World:
+    """A world of detectors with the given ``model`` settings, validated as the config does."""
+    from drivers.srb433.family import SmokeFamily
+
+    schema = SmokeFamily.schema()
+    devices = {
+        dev: DeviceConfig(
+            dev, "smoke", "house",
+            validate({"address": f"1A2B3C{i:02X}", **({"model": m} if m is not None else {})},
+                     schema, "gateway.toml", f"devices.{dev}"),
+        )
+        for i, (dev, m) in enumerate(models.items())
+    }  # fmt: skip
+    return World(gateway_id="gw", devices=devices)
+
+
+def test_the_model_sets_the_heartbeat_and_a_legacy_detector_is_never_missing() -> None:
+    rule = make_rule()
+    world = modelled(**{"smoke-301": "SD-10", "smoke-bike": 0x02, "smoke-old": "sd-1l", "x": None})
+    assert {d: c.settings["model"] for d, c in world.devices.items()} == {
+        "smoke-301": "SD-10", "smoke-bike": "SHD-20", "smoke-old": "SD-1L", "x": None,
+    }  # fmt: skip
+    limits = {d: rule.limit(c) for d, c in world.devices.items()}
+    assert limits == {"smoke-301": 3 * HOUR, "smoke-bike": 3 * HOUR, "smoke-old": None, "x": 3 * HOUR}
+    first = tick(rule, world, T0)
+    assert first.alarms == [RaiseAlarm("smoke-old", "smoke.unsupervised", {"model": "SD-1L"})]
+    # A week of silence: every supervised detector goes missing, the legacy one never does.
+    out = run_clock(rule, world, T0 + 60, T0 + 7 * 24 * HOUR, step=600)
+    missing = sorted(e.device for e in out.events if e.type == "smoke.missing")
+    assert missing == ["smoke-301", "smoke-bike", "x"]
+    assert not [a for a in out.alarms if a.device == "smoke-old"]  # raised once, at first sight
+
+
+def test_an_unsupervised_warning_ends_when_the_detector_is_configured_supervised() -> None:
+    from gatewayd.model import Alarm
+
+    rule = make_rule()
+    world = modelled(**{"smoke-old": "SD-1L"})
+    tick(rule, world, T0)
+    # The warning is on the list (as the runtime applies it), and a stale "missing" from when
+    # the detector was taken for an SD-10.
+    world.alarms = {
+        f"smoke-old/{t}": Alarm(f"smoke-old/{t}", "smoke-old", t, "warning", T0)
+        for t in ("smoke.unsupervised", "smoke.missing")
+    }
+    out = tick(rule, world, T0 + 1)
+    assert out.alarms == [ClearAlarm("smoke-old", "smoke.missing")]
+    world.alarms = {k: v for k, v in world.alarms.items() if k.endswith("unsupervised")}
+    swapped = modelled(**{"smoke-old": "SD-10"})  # the installer replaced it, same id
+    swapped.alarms = world.alarms
+    assert tick(rule, swapped, T0 + 2).alarms == [ClearAlarm("smoke-old", "smoke.unsupervised")]
+
+
+@pytest.mark.parametrize("bad", ["SD-99", 0x03, True, 1.5])
+def test_an_unknown_model_is_a_config_error_naming_the_key(bad: object) -> None:
+    from drivers.srb433.family import SmokeFamily
+    from gatewayd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"devices\.s1\.model: expected a detector model"):
+        validate({"address": "1A2B3C4D", "model": bad}, SmokeFamily.schema(), "g.toml", "devices.s1")

@@ -398,7 +398,7 @@ def test_defaults_and_address_normalised(link: str) -> None:
     bus = validate({"port": link}, SerialDriver.bus_schema, "gw.toml", "buses")
     assert (bus["baudrate"], bus["ping_seconds"]) == (9600, 60.0)
     dev = validate({"address": "cafebabe"}, SmokeFamily.schema(), "gw.toml", "d")
-    assert dev == {"address": "CAFEBABE", "room": ""}
+    assert dev == {"address": "CAFEBABE", "room": "", "model": None}
     with pytest.raises(ConfigError, match="8 hex digits"):
         validate({"address": "1A2B3C"}, SmokeFamily.schema(), "gw.toml", "d")
 

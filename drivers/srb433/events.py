@@ -17,6 +17,7 @@ MISSING = "smoke.missing"
 RETURNED = "smoke.returned"
 ALARM_ENDED = "smoke.alarm_ended"
 TEST_FAILED = "smoke.test_failed"  # an alarm type only
+UNSUPERVISED = "smoke.unsupervised"  # an alarm type only: a detector that sends no heartbeat
 # Said by the receiver's driver about the receiver (device = the gateway):
 RECEIVER_OFFLINE = "gateway.receiver_offline"
 RECEIVER_ONLINE = "gateway.receiver_online"

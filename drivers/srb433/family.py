@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.srb433 import events as ev
+from drivers.srb433.profile import BY_NAME, DEFAULT_HEARTBEAT_SECONDS, MODELS, detector_model
 from gatewayd.family import AddMetric, EventSpec, Family, FireSignal, Tally, fields, problems_shown
 from gatewayd.model import Alarm, Event, alarm_id
-from gatewayd.schema import Str
+from gatewayd.schema import Field, Str
 from gatewayd.settings import Settings, setting
 
 if TYPE_CHECKING:
@@ -28,12 +29,21 @@ ADDRESS = Str(
     doc="Detector id printed on its label, e.g. 1A2B3C4D.",
 )
 ROOM = Str(default="", doc="Where it is, for people reading alarms: 301, 车棚 (the bike shed).")
+MODEL = Field(
+    "a detector model: " + ", ".join(f'"{m.name}" ({m.code:#04x})' for m in MODELS.values()),
+    lambda v: detector_model(v).name,
+    default=None,
+    doc="Its model (`gatewayd pair smoke` writes it): sets the heartbeat the gateway expects; "
+    "an SD-1L sends none and is unsupervised. Absent: supervised as an SD-10.",
+    json={"anyOf": [{"enum": list(BY_NAME)}, {"enum": list(MODELS)}]},
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class SmokeSettings(Settings):
     address: str = setting(ADDRESS)
     room: str = setting(ROOM)
+    model: str | None = setting(MODEL)
 
 
 _DETECTOR = fields(address="string", seq="integer")
@@ -95,6 +105,7 @@ METRICS: Mapping[str, tuple[tuple[str, ...], str]] = {
     "gatewayd_smoke_alarm_active": (("device", "room"), "1 while the detector reports smoke or heat."),
     "gatewayd_smoke_missing": (("device",), "1 while the detector has been silent too long (battery out, removed, out of range)."),
     "gatewayd_smoke_rssi_dbm": (("device",), "Radio signal of the detector's last heartbeat, dBm."),
+    "gatewayd_smoke_supervised": (("device", "model"), "1 when the gateway would notice the detector falling silent (it sends heartbeats); 0 for a legacy detector (SD-1L) that sends none."),
     "gatewayd_receiver_up": (("bus",), "1 while the smoke receiver answers the gateway."),
     "gatewayd_receiver_bad_frames_total": (("bus", "reason"), "Damaged radio frames dropped (crc, len); fast growth means a bad cable or adapter."),
 }  # fmt: skip
@@ -113,6 +124,20 @@ class SmokeFamily(Family):
     telemetry = fields(battery_mv="integer", rssi_dbm="integer")
     gateway_state: ClassVar[Mapping[str, Any]] = {r"^receiver\.": RECEIVER}
     metrics = METRICS
+
+    # -- models and supervision ---------------------------------------------------------------
+
+    def model(self, device: Any) -> str | None:
+        model = device.settings.get("model")
+        return str(model) if model else None
+
+    def heartbeat_seconds(self, device: Any) -> float | None:
+        """The period of the detector's heartbeat, from its model; None: it sends none."""
+        model = BY_NAME.get(self.model(device) or "")
+        return DEFAULT_HEARTBEAT_SECONDS if model is None else model.heartbeat_seconds
+
+    def supervised(self, device: Any) -> bool:
+        return self.heartbeat_seconds(device) is not None
 
     def fire_signal(self, event: Event, device: Any) -> FireSignal | None:
         if event.type == ev.ALARM:
@@ -143,6 +168,10 @@ class SmokeFamily(Family):
         missing = alarm_id(device.id, ev.MISSING) in alarms
         add("gatewayd_smoke_alarm_active", 1 if fire else 0, device.id, self.room(device))
         add("gatewayd_smoke_missing", 1 if missing else 0, device.id)
+        supervised = self.supervised(device)
+        add(
+            "gatewayd_smoke_supervised", 1 if supervised else 0, device.id, self.model(device) or ""
+        )
         rssi = state.get("rssi_dbm")
         if isinstance(rssi, int | float) and not isinstance(rssi, bool):
             add("gatewayd_smoke_rssi_dbm", float(rssi), device.id)

@@ -20,6 +20,7 @@ import click
 from drivers.srb433.driver import SerialDriver
 from drivers.srb433.events import DETECTOR_PAIRED
 from drivers.srb433.family import SmokeFamily
+from drivers.srb433.profile import MODELS
 from gatewayd.cli import client
 from gatewayd.cli.common import NOT_FOUND, USAGE, config_option, fail, interactive, print_json
 from gatewayd.cli.i18n import say, t
@@ -89,7 +90,11 @@ class Pairing:
             row["device"] = known.get("id")
             self._say(f"✓ {t('pair_known', address=address, device=known.get('id'))}")
             return
-        self._say(f"✓ {t('pair_joined', address=address, model=model)}")
+        known_model = MODELS.get(model)
+        name = known_model.name if known_model is not None else f"{model:#04x}"
+        self._say(f"✓ {t('pair_joined', address=address, model=name)}")
+        if known_model is not None and known_model.heartbeat_seconds is None:
+            self._say(f"  {t('pair_unsupervised', model=name)}")
         room = self.rooms.get(address)
         if room is None and self.ask:
             room = click.prompt(
@@ -108,6 +113,8 @@ class Pairing:
             "address": address,
             "room": room,
         }
+        if known_model is not None:  # its heartbeat, or that it has none (docs/smoke.md)
+            table["model"] = known_model.name
         try:
             add_device(doc, table)
         except EditError as exc:

@@ -1,7 +1,8 @@
-"""What SRB-433 detector frames mean: TYPE codes, payload layouts, severities, state.
+"""What SRB-433 detector frames mean: TYPE codes, payload layouts, severities, state; and what
+each detector model is (its heartbeat) and which receiver firmware knows SOUND ALL.
 
-Device knowledge as data: ``KINDS`` is the datasheet's detector table in one place, and the
-two functions here only interpret it. Pure: no I/O, no clock (the caller passes the time).
+Device knowledge as data: ``KINDS`` is the datasheet's detector table in one place, ``MODELS``
+its model table, and the functions here only interpret them. Pure: no I/O, no clock (the caller passes the time).
 Receiver frames (DEVICE 0) are the transport's business and are not described here.
 """
 
@@ -18,6 +19,52 @@ from gatewayd.errors import DeviceError
 from gatewayd.model import Event, Severity
 
 FAULTS: Mapping[int, str] = {1: "chamber_dirty", 2: "sensor_failure", 3: "end_of_life"}
+
+#: Receiver firmware from which it is rev B and knows SOUND ALL (0x84); below it, rev A.
+REV_B_FIRMWARE = 0x0200
+
+
+@dataclass(frozen=True)
+class DetectorModel:
+    """A row of the datasheet's model table (the code of a pairing frame, printed on the label)."""
+
+    code: int
+    name: str
+    #: Seconds between its heartbeats; None: it sends none, so the host cannot tell a dead one
+    #: from a quiet one (and its fixed radio code can be recorded and replayed).
+    heartbeat_seconds: float | None
+
+
+MODELS: Mapping[int, DetectorModel] = {
+    0x01: DetectorModel(0x01, "SD-10", 3600.0),
+    0x02: DetectorModel(0x02, "SHD-20", 3600.0),
+    0x11: DetectorModel(0x11, "SD-1L", None),
+}
+BY_NAME: Mapping[str, DetectorModel] = {m.name: m for m in MODELS.values()}
+#: A detector whose model is not configured is supervised as the keep-alive models are.
+DEFAULT_HEARTBEAT_SECONDS = 3600.0
+
+
+def detector_model(value: object) -> DetectorModel:
+    """The model a config value names: its name (any case) or its code; ValueError otherwise."""
+    found = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        found = MODELS.get(value)
+    elif isinstance(value, str):
+        found = BY_NAME.get(value.strip().upper())
+    if found is None:
+        raise ValueError(value)
+    return found
+
+
+def revision(firmware: int) -> str:
+    """The datasheet revision a receiver's firmware version speaks: "A" or "B"."""
+    return "B" if firmware >= REV_B_FIRMWARE else "A"
+
+
+def version(firmware: int) -> str:
+    """The receiver's u16 firmware as people write it: 0x0102 is "1.2"."""
+    return f"{firmware >> 8}.{firmware & 0xFF}"
 
 
 @dataclass(frozen=True)

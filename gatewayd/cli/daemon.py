@@ -88,7 +88,10 @@ def status(config_path: str, as_json: bool) -> None:
         restarts = t("status_restarts", count=bus["restarts"]) if bus["restarts"] else ""
         click.echo(f"{mark} {t('status_bus', bus=name, driver=bus['driver'])}{restarts}")
     for dev in st["devices"]:
-        click.echo(f"  {dev['id']:<16} {dev['kind']:<10} {_state_text(dev['state'])}")
+        line = f"  {dev['id']:<16} {dev['kind']:<10} {_state_text(dev['state'])}"
+        if dev.get("supervised") is False:  # it can die unnoticed: say so on every status
+            line += t("status_unsupervised", model=dev.get("model") or "?")
+        click.echo(line)
 
 
 @click.group()

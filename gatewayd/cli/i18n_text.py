@@ -138,6 +138,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "status_bus": ("bus {bus} ({driver})", "总线 {bus}（{driver}）"),
     "status_restarts": (", {count} restarts", "，已重启 {count} 次"),
+    "status_unsupervised": (
+        "  [UNSUPERVISED: {model}, no heartbeat: never reported missing]",
+        "  【无监测：{model} 不发心跳，失效时不会报“失联”】",
+    ),
     "status_no_news": ("no news yet", "尚无消息"),
     "status_last_seen": (" (last seen {ago} ago)", "（{ago}前最后一次收到）"),
     "alarm_fire": ("FIRE MODE", "火警模式"),
@@ -274,6 +278,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "pair_joined": (
         "detector {address} joined (model {model})",
         "探测器 {address} 已配对（型号 {model}）",
+    ),
+    "pair_unsupervised": (
+        "an {model} sends no heartbeat: the gateway cannot tell when it stops working, and "
+        "its radio code can be replayed; replace it with an SD-10 or SHD-20",
+        "{model} 不发心跳：网关无法发现它失效，其无线编码可被录制重放；请换成 SD-10 或 SHD-20",
     ),
     "pair_ask_room": (
         "room of {address} (empty: do not add)",

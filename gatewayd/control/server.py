@@ -56,6 +56,8 @@ from gatewayd.model import Action
 from gatewayd.schema import Schema, validate
 
 if TYPE_CHECKING:
+    from gatewayd.driver import DeviceConfig
+    from gatewayd.family import Family
     from gatewayd.runtime import Gateway
 
 log = logging.getLogger("gatewayd.control")
@@ -214,6 +216,7 @@ class ControlServer:
                 "kind": d.kind,
                 "bus": d.bus,
                 "state": dict(gw.world.states.get(d.id, {})),
+                **_supervision(gw.house.family_of(d.id), d),
             }
             for d in cfg.devices
         ]
@@ -311,6 +314,15 @@ class ControlServer:
             return {"result": dict(await gw.service.execute(action))}
         except Forbidden as exc:
             raise Refusal(FORBIDDEN, f"forbidden: {exc.reason}") from None
+
+
+def _supervision(family: Family | None, device: DeviceConfig) -> dict[str, Any]:
+    """Its model, and whether the gateway would notice it falling silent (``status`` shows a
+    legacy detector as unsupervised)."""
+    if family is None:
+        return {}
+    model = family.model(device)
+    return {"supervised": family.supervised(device), **({"model": model} if model else {})}
 
 
 def _str_arg(req: Mapping[str, Any], key: str) -> str:
