@@ -14,6 +14,8 @@ from gatewayd.family import EventSpec, fields
 from gatewayd.model import TICK
 
 FIRE_RESET = "gateway.fire_reset"
+FIRE_CONFIRM = "gateway.fire_confirm"  # a person said the fire is real
+FIRE_CONFIRMED = "gateway.fire_confirmed"
 ALARM_ACKED = "gateway.alarm_acked"
 ALARM_RESET = "gateway.alarm_reset"
 ACTION_FAILED = "gateway.action_failed"
@@ -24,9 +26,22 @@ _PERSON = fields(alarm="string", type="string", user="string", note="string?", s
 
 EVENTS: Mapping[str, EventSpec] = {
     TICK: EventSpec("info", "The rules' clock (never published).", {}, internal=True),
-    FIRE_MODE: EventSpec("critical", "The house entered fire mode: every charger cut, escape "
-                         "doors released.", fields(trigger="string", type="string",
+    FIRE_MODE: EventSpec("critical", "The house entered fire mode: every charger cut, every "
+                         "detector sounding; escape doors released once the fire is confirmed "
+                         "(gateway.fire_confirmed), or at once with door_release = any_alarm.", fields(trigger="string", type="string",
                                                    room="string", what="string")),
+    FIRE_CONFIRM: EventSpec("warning", "A person confirmed the fire (the platform's signed "
+                            "fire_confirm): gateway.fire_confirmed follows.",
+                            fields(alarm="string", user="string", note="string?",
+                                   source="string")),
+    FIRE_CONFIRMED: EventSpec("critical", "The fire is confirmed (a second, independent "
+                              "signal, or a person): the escape doors are released. `by` is "
+                              "the confirming event's type (smoke.alarm of a second detector, "
+                              "smoke.heat_alarm, charger.status for a pile's smoke input, "
+                              "charger.port_cut for an overheat cut) or fire_confirm.",
+                              fields(alarm="string", by="string", device="string?",
+                                     what="string", room="string", user="string?",
+                                     first="string?", after_seconds="number")),
     FIRE_RESET: EventSpec("warning", "A person reset fire mode: escape doors lock again.",
                           fields(user="string", note="string?", source="string")),
     ALARM_ACKED: EventSpec("info", "A person acknowledged an alarm.", _PERSON),

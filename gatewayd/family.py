@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 Stage = Literal["alarm", "confirmed"]
 STAGES: tuple[Stage, ...] = ("alarm", "confirmed")
 #: What a family's part in the fire linkage is: ``cut`` de-energises (chargers), ``release``
-#: opens an escape route (doors). Installers narrow each by the triggers that may start it.
-Role = Literal["cut", "release"]
+#: opens an escape route (doors), ``sound`` wakes the other sounders (smoke interconnection).
+#: Installers narrow ``cut`` and ``release`` by the triggers that may start them.
+Role = Literal["cut", "release", "sound"]
 #: Adds one sample to a metric: (name, value, *label values).
 AddMetric = Callable[..., None]
 
@@ -75,11 +76,18 @@ class EventSpec:
 
 @dataclass(frozen=True)
 class FireSignal:
-    """A family's event that reports a fire: which device, and how strongly."""
+    """A family's event that reports a fire: which device, and what it sensed.
+
+    Two different signals (another device, or the same device sensing something else: heat
+    after smoke) within the fire rule's ``confirm_window_seconds`` confirm a fire; the repeats
+    of one signal (a detector's alarm, sent again every 30 s with a new SEQ) stay one."""
 
     device: str
-    stage: Stage
-    what: str  # for people: "smoke", "heat", "the pile's smoke input"
+    stage: Stage  # "alarm": it starts fire mode on its own
+    what: str  # for people, and what tells two signals of one device apart: "smoke", "heat"
+    #: Only confirms a fire that another signal started (a charger's overheat cut): it never
+    #: starts fire mode itself.
+    confirms_only: bool = False
 
 
 @dataclass(frozen=True)

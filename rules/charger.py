@@ -28,7 +28,7 @@ _LOOK = "Someone must look at the pile (charger, battery, socket) before the ala
 
 
 class OverheatRule(ChargerRule):
-    name: ClassVar[str] = "charger_overheat"
+    name: ClassVar[str] = ev.OVERHEAT_RULE
     schema: ClassVar[Schema] = {
         "port_max_celsius": Float(
             30, 120, default=60.0, doc="a socket at or above this is cut at once"

@@ -170,3 +170,28 @@ def test_check_says_when_bluetooth_runs_on_the_slow_pure_python_fallback(tmp_pat
     (tmp_path / "b").mkdir()
     no_ble = gatewayd("--lang", "en", "check", "-c", str(site_with(tmp_path / "b", "")))
     assert "dbus-fast" not in no_ble.stdout
+
+
+LEGACY_HOUSE = (
+    '[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "/dev/ttyUSB1"\n\n'
+    '[[devices]]\nid = "smoke-301"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "1A2B3C4D"\n\n'
+    '[[devices]]\nid = "smoke-old"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "1A2B3C4E"\n'
+    'model = "SD-1L"\n\n'
+)
+
+
+@pytest.mark.parametrize("release", ["any_alarm", "confirmed"])
+def test_check_warns_when_any_alarm_opens_doors_beside_a_legacy_detector(
+    tmp_path: Path, release: str
+) -> None:
+    """A replayed legacy frame would open the escape doors: said, without failing the check."""
+    cfg = site_with(tmp_path, LEGACY_HOUSE + f'[rules.fire]\ndoor_release = "{release}"\n')
+    result = gatewayd("--lang", "en", "check", "-c", str(cfg))
+    warned = [ln for ln in result.stdout.splitlines() if "door_release" in ln]
+    if release == "confirmed":
+        assert warned == []
+        return
+    [line] = warned
+    assert line.startswith("· warning: rules.fire.door_release = \"any_alarm\" while smoke-old")
+    assert "replay" in line
+    assert "smoke-301" not in line

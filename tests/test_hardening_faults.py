@@ -187,6 +187,8 @@ HOUSE = (
     '[[devices]]\nid = "door-main"\nkind = "door_lock"\nbus = "house"\nescape_route = true\n\n'
     '[[devices]]\nid = "pile-1"\nkind = "charger"\nbus = "house"\n\n'
     '[[devices]]\nid = "smoke-301"\nkind = "smoke"\nbus = "rx"\nroom = "301"\n\n'
+    # Two detectors in alarm: a confirmed fire, so the escape door is released too.
+    '[[devices]]\nid = "smoke-302"\nkind = "smoke"\nbus = "rx"\nroom = "302"\n\n'
 )
 
 

@@ -19,5 +19,8 @@ OVERHEAT = "charger.overheat"
 CABINET_OVERHEAT = "charger.cabinet_overheat"
 OVERPOWER = "charger.overpower"
 SENSOR_FAULT = "charger.sensor_fault"
+#: The charger rule that cuts for heat: a cut with this origin is a sign of fire
+#: (rules/fire.py counts it as confirming a smoke alarm).
+OVERHEAT_RULE = "charger_overheat"
 
 SMOKE_INPUT = "smoke_input"  # the status bit a pile's external smoke detector sets

@@ -153,6 +153,9 @@ class ChargerFamily(Family):
     def fire_signal(self, event: Event, device: Any) -> FireSignal | None:
         if event.type == ev.STATUS and ev.SMOKE_INPUT in event.data.get("set", ()):
             return FireSignal(device.id, "alarm", "the pile's smoke input")
+        if event.type == ev.PORT_CUT and event.data.get("origin") == ev.OVERHEAT_RULE:
+            # A port hot enough to cut, beside a smoke alarm: a fire, not a cooking steam.
+            return FireSignal(device.id, "alarm", "a charger overheat cut", confirms_only=True)
         return None
 
     def fire_over(self, event: Event, device: Any) -> bool:

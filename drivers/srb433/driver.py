@@ -24,6 +24,7 @@ from drivers.srb433 import events as ev
 from drivers.srb433 import profile
 from drivers.srb433.codec import Decoder, Deduplicator, Frame, encode
 from drivers.srb433.family import ADDRESS
+from drivers.srb433.interconnect import HUSH_ALL, Interconnect
 from drivers.srb433.transport import SerialTransport, Transport
 from gatewayd.backoff import Backoff
 from gatewayd.driver import (
@@ -36,12 +37,12 @@ from gatewayd.driver import (
     Seen,
 )
 from gatewayd.errors import ConfigError, DeviceError, TransientError
-from gatewayd.model import Event, Severity
+from gatewayd.model import Action, Event, Severity
 from gatewayd.schema import Baud, Float, Int, Schema, Str
 
 RECEIVER = 0  # DEVICE of frames to and from the receiver itself
 STATUS, PAIRED = 0x70, 0x71
-PING, PAIR, HUSH_ALL, REMOVE = 0x80, 0x81, 0x82, 0x83
+PING, PAIR, REMOVE = 0x80, 0x81, 0x83
 PORT_CHECK_SECONDS = 1.0
 RECONNECT_FIRST_SECONDS = 0.5
 #: A receiver not reached in this long after the driver started counts as offline; earlier
@@ -116,6 +117,12 @@ class SerialDriver(Driver):
         self._fd = -1
         self._status_waiter: asyncio.Future[Frame] | None = None
         self.receiver: dict[str, Any] = {"online": None, "port": self.port}
+        self.interconnect = Interconnect(
+            lambda type_, payload: self._send(type_, RECEIVER, payload),
+            self._publish_receiver,
+            ctx.log,
+            bus.name,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -142,6 +149,7 @@ class SerialDriver(Driver):
         self._decoder.reset()
         self._lost = loop.create_future()
         self._connected, self._answered = True, False
+        self.interconnect.on_connection()
         loop.add_reader(fd, self._on_readable)
         self.ctx.log.info("bus %s: opened %s", self.bus.name, self.port)
         try:
@@ -149,6 +157,7 @@ class SerialDriver(Driver):
                 tg.create_task(self._until_lost(), name=f"{self.bus.name}:reader")
                 tg.create_task(self._pinger(), name=f"{self.bus.name}:ping")
                 tg.create_task(self._watch_port(), name=f"{self.bus.name}:watch")
+                tg.create_task(self.interconnect.run(), name=f"{self.bus.name}:sound")
         finally:
             self._connected = False
             loop.remove_reader(fd)
@@ -239,6 +248,19 @@ class SerialDriver(Driver):
             raise DeviceError(self.ctx.gateway_id, "bad_args", f"not a detector id: {address!r}")
         return self._send(REMOVE, value)
 
+    async def execute_batch(
+        self, actions: Sequence[Action]
+    ) -> list[Mapping[str, Any] | BaseException]:
+        """The detectors' fire actions (``sound``, ``hush``): one frame for the whole batch."""
+        try:
+            done: Mapping[str, Any] | BaseException = self.interconnect.execute(actions)
+        except (DeviceError, TransientError) as exc:
+            done = exc
+        return [done] * len(actions)
+
+    async def execute(self, action: Action) -> Mapping[str, Any]:
+        return self.interconnect.execute([action])
+
     def _send(self, type_: int, device: int, payload: bytes = b"") -> int:
         if not self._connected:
             raise TransientError(f"serial {self.port}", "receiver not connected")
@@ -309,9 +331,9 @@ class SerialDriver(Driver):
                 waiter.set_result(frame)
             self._answered = True
             self._set_online(True, "answered")
-            self._publish_receiver(
-                firmware=int.from_bytes(frame.payload[:2], "big"), paired=frame.payload[2]
-            )
+            if self.receiver.get("paired") != frame.payload[2]:
+                self._publish_receiver(paired=frame.payload[2])
+            self.interconnect.on_status(int.from_bytes(frame.payload[:2], "big"))
         elif frame.type == PAIRED and len(frame.payload) >= 5:
             new = int.from_bytes(frame.payload[:4], "big")
             address = profile.address_hex(new)

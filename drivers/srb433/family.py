@@ -14,8 +14,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.srb433 import events as ev
 from drivers.srb433.profile import BY_NAME, DEFAULT_HEARTBEAT_SECONDS, MODELS, detector_model
-from gatewayd.family import AddMetric, EventSpec, Family, FireSignal, Tally, fields, problems_shown
-from gatewayd.model import Alarm, Event, alarm_id
+from gatewayd.family import (
+    AddMetric,
+    EventSpec,
+    Family,
+    FireSignal,
+    Role,
+    Stage,
+    Tally,
+    fields,
+    problems_shown,
+)
+from gatewayd.model import Action, Alarm, Event, alarm_id
 from gatewayd.schema import Field, Str
 from gatewayd.settings import Settings, setting
 
@@ -45,6 +55,10 @@ class SmokeSettings(Settings):
     room: str = setting(ROOM)
     model: str | None = setting(MODEL)
 
+
+#: The detectors' fire actions, which their receiver's driver carries out for them all at once
+#: (drivers/srb433/interconnect.py): SOUND ALL in a fire, HUSH ALL at its reset.
+SOUND, HUSH = "sound", "hush"
 
 _DETECTOR = fields(address="string", seq="integer")
 _RX = fields(bus="string", port="string")
@@ -96,8 +110,12 @@ STATE = fields(
 #: What the driver keeps of each receiver in the gateway's state, under ``receiver.<bus>``.
 RECEIVER = {
     "type": "object",
-    "properties": fields(online="boolean?", port="string", firmware="integer", paired="integer",
-                         bad_crc="integer", bad_len="integer"),
+    "properties": {
+        **fields(online="boolean?", port="string", firmware="integer", paired="integer",
+                 bad_crc="integer", bad_len="integer", revision="string"),
+        # Interconnection (SOUND ALL, rev B only): "ready", "sounding", or "unsupported" (rev A).
+        "sound_all": {"enum": ["ready", "sounding", "unsupported"]},
+    },
     "additionalProperties": False,
 }  # fmt: skip
 
@@ -145,6 +163,17 @@ class SmokeFamily(Family):
         if event.type == ev.HEAT_ALARM:
             return FireSignal(device.id, "alarm", "heat")
         return None
+
+    def fire_actions(self, device: Any, stage: Stage) -> list[tuple[Role, Action]]:
+        """In any fire every detector sounds (interconnection): its receiver's driver sends
+        one SOUND ALL for them all, again and again while the fire lasts (a rev A receiver
+        cannot: its state says so)."""
+        if stage != "alarm":
+            return []
+        return [("sound", Action(device.id, SOUND, persist="while_fire"))]
+
+    def after_fire(self, device: Any) -> list[Action]:
+        return [Action(device.id, HUSH, reason="fire reset")]
 
     def fire_over(self, event: Event, device: Any) -> bool:
         return event.type in (ev.CLEARED, ev.ALARM_ENDED)

@@ -1,5 +1,6 @@
 """What people do about alarms, from the platform or the local control socket: acknowledge
-one, reset a latched one whose condition is over, end fire mode.
+one, reset a latched one whose condition is over, confirm a fire (the platform's
+``fire_confirm``: the escape doors open), end fire mode.
 
 Each is recorded in the audit log under the person's name and told as a gateway event
 (``gateway.alarm_acked``, ``gateway.alarm_reset``; ``gateway.fire_reset`` too when fire mode
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from gatewayd import events
+from gatewayd.alarms.book import Refusal
 from gatewayd.alarms.catalogue import FIRE_MODE
 from gatewayd.model import Alarm, Event, Severity
 
@@ -66,6 +68,23 @@ class Responses:
             return False
         self.reset(book.fire_id, user, note, source)
         return True
+
+    def fire_confirm(
+        self, alarm_id: str, user: str, note: str | None = None, source: str = "platform"
+    ) -> Alarm:
+        """A person confirms the fire of ``alarm_id`` (the fire alarm the platform shows):
+        the rules release the escape doors. Raises ``Refusal`` when that is not this house's
+        fire mode (no fire, an old fire's id, another alarm)."""
+        book = self.keeper.book
+        alarm = book.get(alarm_id)
+        if alarm is None or alarm.type != FIRE_MODE or not book.fire_mode:
+            raise Refusal(
+                "invalid", f"{alarm_id} is not this house's fire mode: nothing to confirm"
+            )
+        self.audit.alarm("confirmed", alarm.id, user, source, note)
+        data = {"alarm": alarm.id, "user": user, "note": note, "source": source}
+        self.emit(Event(self.gateway_id, events.FIRE_CONFIRM, "warning", data))
+        return alarm
 
     def _tell(
         self, type_: str, severity: Severity, alarm: Alarm, user: str, note: str | None, source: str

@@ -127,6 +127,22 @@ def check_drivers(out: Checklist, cfg: Config) -> None:
             out.add(name, passed, text)
 
 
+def check_fire(out: Checklist, cfg: Config) -> None:
+    """A warning (not a failure): escape doors released at the first alarm while a device the
+    gateway cannot supervise is configured (a legacy detector, whose fixed radio code anyone
+    nearby can record and replay to open the doors)."""
+    from gatewayd import plugins
+
+    if cfg.rules.get("fire", {}).get("door_release") != "any_alarm":
+        return
+    families = plugins.families()
+    legacy = [
+        d.id for d in cfg.devices if d.kind in families and not families[d.kind].supervised(d)
+    ]
+    if legacy:
+        out.add("fire_door_release", None, t("fire_any_alarm_legacy", devices=", ".join(legacy)))
+
+
 def _cannot_create(path: str) -> str | None:
     """Why ``path`` could not be made (by whoever runs this), or None when it could."""
     probe = os.path.abspath(path)

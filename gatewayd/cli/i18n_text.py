@@ -25,6 +25,13 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{path}: owned by {owner}, the service user {user} cannot read it; fix: chown {user}: {path}",
         "{path}：属主为 {owner}，服务用户 {user} 无法读取；修复：chown {user}: {path}",
     ),
+    "fire_any_alarm_legacy": (
+        'warning: rules.fire.door_release = "any_alarm" while {devices} cannot be supervised '
+        "(legacy SD-1L: no heartbeat, a fixed radio code anyone can record and replay): one "
+        'replayed frame opens the escape doors; use "confirmed" or replace the detector',
+        '警告：rules.fire.door_release = "any_alarm"，而 {devices} 无法监测（老式 SD-1L：'
+        '不发心跳，固定无线编码可被录制重放）：一帧重放即可打开逃生门；请改用 "confirmed" 或更换探测器',
+    ),
     "data_dir_ok": ("data dir {path}: writable", "数据目录 {path}：可写"),
     "data_dir_missing": (
         "data dir {path}: does not exist; fix: install -d -m 0750 -o {user} -g {user} {path} (gatewayd install-service does it)",

@@ -111,6 +111,9 @@ class CommandHandler:
         if cmd.action == "reset_alarm":
             alarm = self.gw.responses.reset(cmd.args["alarm"], user)
             return Result(cmd.id, "ok", data={"alarm": alarm.id})
+        if cmd.action == "fire_confirm":
+            alarm = self.gw.responses.fire_confirm(cmd.args["alarm"], user)
+            return Result(cmd.id, "ok", data={"alarm": alarm.id})
         if not self.gw.responses.fire_reset(user):  # the only other gateway action
             return Result(cmd.id, "ok", "not in fire mode")
         return Result(cmd.id, "ok")

@@ -37,6 +37,8 @@ GATEWAY_ACTIONS: Mapping[str, Schema] = {
     "ack_alarm": {"alarm": Str(expected="an alarm id")},
     "reset_alarm": {"alarm": Str(expected="an alarm id")},
     "fire_reset": {},
+    # The landlord's page: "it is a real fire" (the second stage: escape doors released).
+    "fire_confirm": {"alarm": Str(expected="the fire alarm's id")},
 }
 
 
