@@ -19,6 +19,7 @@ from firmware_stubs.ebc_model import Pile
 from firmware_stubs.ebc_pile import EbcEmulator
 from firmware_stubs.harness import BleWorld, world
 from firmware_stubs.srb433 import ReceiverEmulator
+from firmware_stubs.srb433_wire import MODELS
 
 T = TypeVar("T")
 
@@ -52,6 +53,9 @@ class SitePlan:
             ),
         }
     )
+    #: What the receiver's status frame says: 0x0102 is rev A, 0x0200 and later rev B (it
+    #: acts on SOUND ALL).
+    receiver_firmware: int = 0x0102
     radio_spacing: float = 0.05
     fast_seconds: float = 0.2
     slow_seconds: float = 2.0
@@ -66,7 +70,9 @@ class EmulatedSite:
             target=self.loop.run_forever, name="emulated-site", daemon=True
         )
         p = self.plan
-        self.rx = ReceiverEmulator(str(workdir / "srb433"), spacing=p.radio_spacing)
+        self.rx = ReceiverEmulator(
+            str(workdir / "srb433"), spacing=p.radio_spacing, firmware=p.receiver_firmware
+        )
         self.rtu = EbcEmulator([Pile(unit=u, ports_n=p.ports) for u in p.rtu_piles.values()])
         self.tcp = EbcEmulator([Pile(unit=u, ports_n=p.ports) for u in p.tcp_piles.values()])
         self.rtu_path = ""
@@ -154,8 +160,9 @@ class EmulatedSite:
         if p.locks:
             out.append('[[buses]]\nname = "ble"\ndriver = "ble"\nkeepalive_seconds = 30\n')
         for dev, (address, room) in p.detectors.items():
+            model = MODELS[p.detector_models.get(dev, 0x01)].name
             out.append(
-                f'[[devices]]\nid = "{dev}"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "{address}"\nroom = "{room}"\n'
+                f'[[devices]]\nid = "{dev}"\nkind = "smoke"\nbus = "smoke-rx"\naddress = "{address}"\nroom = "{room}"\nmodel = "{model}"\n'
             )
         for dev, unit in p.rtu_piles.items():
             out.append(

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import os
 import random
+import time
 import tty
 from typing import Any
 
@@ -81,6 +82,8 @@ class ReceiverEmulator:
         self.paired: set[int] = set()
         self.joining: list[tuple[int, int]] = []  # (address, model) waiting for pair mode
         self.host_frames: list[Frame] = []
+        #: ``time.monotonic()`` when each host frame's last byte was read (benchmarks)
+        self.host_frames_at: list[float] = []
         self.wire_in = bytearray()  # every byte the host sent, for byte-exact checks
         self.hush_all_count = 0
         self.sound_all_seconds: list[int] = []  # every SOUND ALL acted on (rev B), as asked
@@ -208,8 +211,10 @@ class ReceiverEmulator:
         except OSError:  # the last slave closed: no host right now
             return
         self.wire_in += data
+        at = time.monotonic()
         for frame in self._decoder.feed(data):
             self.host_frames.append(frame)
+            self.host_frames_at.append(at)
             self._on_host_frame(frame)
         self._heard.set()
 

@@ -29,7 +29,8 @@ EVENTS: Mapping[str, EventSpec] = {
     FIRE_MODE: EventSpec("critical", "The house entered fire mode: every charger cut, every "
                          "detector sounding; escape doors released once the fire is confirmed "
                          "(gateway.fire_confirmed), or at once with door_release = any_alarm.", fields(trigger="string", type="string",
-                                                   room="string", what="string")),
+                                                   room="string", what="string",
+                                                   stage="string", confirmed_by="string?")),
     FIRE_CONFIRM: EventSpec("warning", "A person confirmed the fire (the platform's signed "
                             "fire_confirm): gateway.fire_confirmed follows.",
                             fields(alarm="string", user="string", note="string?",

@@ -199,6 +199,11 @@ class Family:
         """Whether the gateway notices when the device goes silent."""
         return True
 
+    def describe_gateway(self, gateway_state: Mapping[str, Any]) -> list[str]:
+        """Lines for `gatewayd status` about what its driver keeps in the gateway's state (a
+        smoke receiver's firmware, and whether it can sound every detector)."""
+        return []
+
     def remote_report(self, event: Event) -> bool:
         """Whether ``event`` is the device's own report of a remote command done without
         saying who asked (the audit log gives it the commanding user: ``ActionSpec.attributed``)."""

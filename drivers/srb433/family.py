@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.srb433 import events as ev
+from drivers.srb433 import profile
 from drivers.srb433.profile import BY_NAME, DEFAULT_HEARTBEAT_SECONDS, MODELS, detector_model
 from gatewayd.family import (
     AddMetric,
@@ -215,6 +216,23 @@ class SmokeFamily(Family):
                 for what in ("crc", "len"):
                     bad = rx.get(f"bad_{what}")
                     add("gatewayd_receiver_bad_frames_total", float(bad or 0), bus, what)
+
+    def describe_gateway(self, gateway_state: Mapping[str, Any]) -> list[str]:
+        lines = []
+        for key, rx in sorted(gateway_state.items()):
+            if not key.startswith("receiver.") or not isinstance(rx, Mapping):
+                continue
+            firmware = rx.get("firmware")
+            if not isinstance(firmware, int):
+                continue
+            sound = {
+                "unsupported": "no SOUND ALL (interconnection needs firmware 2.0)",
+                "sounding": "SOUND ALL: every detector sounding",
+            }.get(str(rx.get("sound_all")), "SOUND ALL ready")
+            name = key.removeprefix("receiver.")
+            version, rev = profile.version(firmware), profile.revision(firmware)
+            lines.append(f"receiver {name}: firmware {version} (rev {rev}): {sound}")
+        return lines
 
     def self_test(self, device: Any, bus: Any, gateway_id: str) -> tuple[bool, dict[str, Any]]:
         from drivers.srb433.probe import self_test

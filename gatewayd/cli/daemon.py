@@ -87,6 +87,11 @@ def status(config_path: str, as_json: bool) -> None:
         mark = "✓" if bus["running"] else "✗"
         restarts = t("status_restarts", count=bus["restarts"]) if bus["restarts"] else ""
         click.echo(f"{mark} {t('status_bus', bus=name, driver=bus['driver'])}{restarts}")
+    from gatewayd import plugins
+
+    for family in plugins.families().values():
+        for line in family.describe_gateway(st.get("gateway_state") or {}):
+            click.echo(f"  {line}")
     for dev in st["devices"]:
         line = f"  {dev['id']:<16} {dev['kind']:<10} {_state_text(dev['state'])}"
         if dev.get("supervised") is False:  # it can die unnoticed: say so on every status
