@@ -243,3 +243,48 @@ def test_a_rev_a_receiver_gets_no_sound_all_and_says_so(
     finally:
         daemon.stop()
         house.stop()
+
+
+HOLD_OPEN = 3  # the DL-B2's command code (firmware_stubs/dl_b2.py)
+
+
+def hold_opens(house: EmulatedSite) -> int:
+    """HOLD_OPEN commands the locks have received so far."""
+    return sum(
+        house.lock_call(lambda lk=lk: sum(1 for c in lk.commands if c.op == HOLD_OPEN))
+        for lk in house.locks.values()
+    )
+
+
+@pytest.mark.parametrize("stage", ["alarm", "confirmed"])
+def test_a_restart_releases_the_doors_again_only_in_a_confirmed_fire(
+    tmp_path: Path, broker: Broker, house: EmulatedSite, probe: Probe, stage: str
+) -> None:
+    daemon = running(tmp_path, broker, house)
+    site = daemon.site
+    try:
+        wait_site_up(probe, site)
+        first_stage(probe, site, house, "smoke-301")
+        if stage == "confirmed":
+            house.call(house.detector("smoke-302").alarm(120))
+            confirmed(probe, site, house)
+        sent = hold_opens(house)
+        daemon.kill()
+
+        async def reclose() -> None:  # someone switches a port back on meanwhile
+            pile = house.pile("pile-3")
+            pile.estopped = False
+            pile.ports[0].relay = True
+
+        house.call(reclose())
+        daemon.start()
+        wait_until(lambda: not relays_closed(house)["pile-3"], 10, "the cut re-asserted")
+        if stage == "confirmed":
+            wait_until(lambda: hold_opens(house) >= sent + 2, 10, "both doors released again")
+            assert set(lock_states(house).values()) == {S_HELD_OPEN}
+        else:
+            time.sleep(2.0)
+            assert hold_opens(house) == sent == 0
+            assert set(lock_states(house).values()) == {S_LOCKED}
+    finally:
+        daemon.stop()
