@@ -42,7 +42,9 @@ CORE: tuple[AlarmSpec, ...] = (
         "critical",
         latched=True,
         clears="reset (fire_reset) once no detector or pile reports smoke or heat any more",
-        action="Dispatch; once the house is safe and every detector is clear, reset fire mode: "
+        action="Dispatch; if someone on site sees the fire is real, confirm it (fire_confirm: "
+        "the escape doors open). Once the house is safe and every detector is clear, reset fire "
+        "mode: "
         "doors relock, chargers stay off until turned on one by one.",
         part="detector",
     ),
