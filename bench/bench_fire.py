@@ -208,7 +208,13 @@ class Bench:
 
     def reset(self) -> None:
         self.radio(0x02)  # the detector clears: its alarm ends, fire mode stays
-        result = self.watch.command(self.key, "gw-bench", "fire_reset")
+        # The clear frame races the command over MQTT: refused while the daemon has not yet
+        # seen the detector clear (its part of fire mode active). Ask again, briefly.
+        deadline = time.monotonic() + 3
+        while (result := self.watch.command(self.key, "gw-bench", "fire_reset"))["code"] != "ok":
+            if result["code"] != "forbidden" or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         if result["code"] != "ok":
             raise RuntimeError(f"fire_reset refused: {result}")
         self.watch.wait(
@@ -269,7 +275,9 @@ def measure(trials: int) -> tuple[list[dict[str, Any]], tuple[float, float]]:
                         pile.plug(port, soc=rng.uniform(0.1, 0.9))
 
             site.call(plug())
-            body = site.config(tmp)
+            # One alarm releases the doors here (the first stage's release: issue 14's
+            # baseline); the default waits for a confirmation (bench_fire_stages).
+            body = site.config(tmp) + '\n[rules.fire]\ndoor_release = "any_alarm"\n'
             bus = 'name = "rs485"\n'
             body = body.replace(bus, f"{bus}max_read_registers = {MAX_READ_REGISTERS}\n")
             cfg, key = write_site(tmp, broker.url, body)
