@@ -30,11 +30,13 @@ of the poll cycle. Run alone: ``python -m bench.bench_fire [--quick]``.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import struct
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,10 +141,12 @@ class Bench:
         self.rtu_units = list(site.plan.rtu_piles.values())
         self.tcp_units = list(site.plan.tcp_piles.values())
 
-    def radio(self, type_: int, payload: bytes = b"") -> float:
+    def radio(
+        self, type_: int, payload: bytes = b"", detector: tuple[str, str] = DETECTOR
+    ) -> float:
         """One detector frame on the receiver's pty; the monotonic time its last byte went."""
         self.seq = (self.seq + 1) & 0xFF
-        data = encode(Frame(type_, int(DETECTOR[1], 16), self.seq, payload))
+        data = encode(Frame(type_, int(detector[1], 16), self.seq, payload))
         return self.site.call(write_timed(self.site.rx, data))
 
     def outcome(self, t0: float) -> dict[str, Any] | None:
@@ -206,8 +210,9 @@ class Bench:
         self.reset()
         return got
 
-    def reset(self) -> None:
-        self.radio(0x02)  # the detector clears: its alarm ends, fire mode stays
+    def reset(self, detectors: tuple[tuple[str, str], ...] = (DETECTOR,)) -> None:
+        for detector in detectors:  # each clears: its alarm ends, fire mode stays
+            self.radio(0x02, detector=detector)
         # The clear frame races the command over MQTT: refused while the daemon has not yet
         # seen the detector clear (its part of fire mode active). Ask again, briefly.
         deadline = time.monotonic() + 3
@@ -258,12 +263,15 @@ def _up(watch: Watch, site: EmulatedSite) -> None:
     )
 
 
-def measure(trials: int) -> tuple[list[dict[str, Any]], tuple[float, float]]:
+@contextlib.contextmanager
+def running(site_plan: SitePlan, rules: str = "") -> Iterator[tuple[EmulatedSite, Watch, bytes]]:
+    """The emulated house, a local mosquitto and the real daemon (``rules`` added to its
+    config), up and settled; the daemon is checked to be still alive at the end."""
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         broker = Broker(tmp)
         broker.start()
-        site = EmulatedSite(tmp, plan()).start()
+        site = EmulatedSite(tmp, site_plan).start()
         proc = None
         watch = None
         try:
@@ -275,9 +283,7 @@ def measure(trials: int) -> tuple[list[dict[str, Any]], tuple[float, float]]:
                         pile.plug(port, soc=rng.uniform(0.1, 0.9))
 
             site.call(plug())
-            # One alarm releases the doors here (the first stage's release: issue 14's
-            # baseline); the default waits for a confirmation (bench_fire_stages).
-            body = site.config(tmp) + '\n[rules.fire]\ndoor_release = "any_alarm"\n'
+            body = site.config(tmp) + rules
             bus = 'name = "rs485"\n'
             body = body.replace(bus, f"{bus}max_read_registers = {MAX_READ_REGISTERS}\n")
             cfg, key = write_site(tmp, broker.url, body)
@@ -289,15 +295,9 @@ def measure(trials: int) -> tuple[list[dict[str, Any]], tuple[float, float]]:
             proc, _ = start_daemon(cfg, tmp / "gatewayd.log")
             _up(watch, site)
             time.sleep(3.0)  # the first full reads settle into the schedule
-            bench = Bench(site, watch, key)
-            bench.trial()  # warm-up: first BLE writes, first e-stop
-            results = []
-            for _ in range(trials):
-                time.sleep(rng.uniform(0.5, 1.5))  # a random phase of the poll cycle
-                results.append(bench.trial())
+            yield site, watch, key
             if proc.poll() is not None:
                 raise RuntimeError("the daemon died during the run")
-            return results, floors(site.rtu.turnaround)
         finally:
             if proc is not None:
                 proc.terminate()
@@ -306,6 +306,20 @@ def measure(trials: int) -> tuple[list[dict[str, Any]], tuple[float, float]]:
                 watch.close()
             site.stop()
             broker.stop()
+
+
+def measure(trials: int) -> tuple[list[dict[str, Any]], tuple[float, float]]:
+    # One alarm releases the doors here (the first stage's release: issue 14's baseline); the
+    # default waits for a confirmation (bench_fire_stages).
+    with running(plan(), '\n[rules.fire]\ndoor_release = "any_alarm"\n') as (site, watch, key):
+        rng = random.Random(119)
+        bench = Bench(site, watch, key)
+        bench.trial()  # warm-up: first BLE writes, first e-stop
+        results = []
+        for _ in range(trials):
+            time.sleep(rng.uniform(0.5, 1.5))  # a random phase of the poll cycle
+            results.append(bench.trial())
+        return results, floors(site.rtu.turnaround)
 
 
 def run(quick: bool) -> list[dict[str, Any]]:

@@ -27,19 +27,14 @@ from __future__ import annotations
 
 import random
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench import bench_fire
-from bench.bench_fire import ESTOP, MAX_READ_REGISTERS, _held_open_at, _sequence, _since, _up
-from bench.bench_smoke_e2e import ROOT, Watch, write_timed
-from bench.common import percentile, row, start_daemon, write_site
-from drivers.srb433.codec import Frame, encode
-from firmware_stubs.broker import Broker
+from bench.bench_fire import ESTOP, _held_open_at, _sequence, _since
+from bench.common import percentile, row
 from firmware_stubs.dl_b2 import S_HELD_OPEN, S_LOCKED
-from firmware_stubs.site import EmulatedSite, SitePlan
+from firmware_stubs.site import SitePlan
 from firmware_stubs.srb433_wire import SOUND_ALL
 
 FIRST, SECOND = ("smoke-bike", "1A2B3C50"), ("smoke-301", "1A2B3C4D")
@@ -53,15 +48,8 @@ def plan() -> SitePlan:
     return p
 
 
-class Stages:
-    def __init__(self, site: EmulatedSite, watch: Watch, key: bytes) -> None:
-        self.site, self.watch, self.key = site, watch, key
-        self.seq = random.randrange(256)
-
-    def radio(self, detector: tuple[str, str], type_: int, payload: bytes = b"") -> float:
-        self.seq = (self.seq + 1) & 0xFF
-        data = encode(Frame(type_, int(detector[1], 16), self.seq, payload))
-        return self.site.call(write_timed(self.site.rx, data))
+class Stages(bench_fire.Bench):
+    """bench_fire's trial, in two steps: detector A, then detector B confirming."""
 
     def sound_all_at(self, t0: float) -> float | None:
         async def first() -> float | None:
@@ -84,21 +72,9 @@ class Stages:
     def sequence_done(self, t0: float) -> bool:
         async def done() -> bool:
             rtu = _since(self.site.rtu.wire_log, t0)
-            return all(_sequence(rtu, u) is not None for u in self.site.plan.rtu_piles.values())
+            return all(_sequence(rtu, u) is not None for u in self.rtu_units)
 
         return self.site.call(done())
-
-    def relays_closed(self) -> int:
-        async def count() -> int:
-            return sum(p.relay for _d, pile in self.site.piles() for p in pile.ports)
-
-        return self.site.call(count())
-
-    def locks_in(self, state: int) -> bool:
-        return all(
-            self.site.lock_call(lambda lk=lk: lk.lock_state == state)
-            for lk in self.site.locks.values()
-        )
 
     def _until(self, what: str, fn: Any, timeout: float = 15.0) -> Any:
         deadline = time.monotonic() + timeout
@@ -109,15 +85,16 @@ class Stages:
         return got
 
     def trial(self) -> dict[str, float]:
-        if self.relays_closed() == 0 or not self.locks_in(S_LOCKED):
-            raise RuntimeError("not reset: relays open or a door not locked")
-        t0 = self.radio(FIRST, 0x01, bytes((150,)))
+        closed, ports = self.relays_closed()
+        if closed != ports or not self.locks_in(S_LOCKED):
+            raise RuntimeError(f"not reset: {closed}/{ports} relays closed or a door not locked")
+        t0 = self.radio(0x01, bytes((150,)), FIRST)
         sound = self._until("SOUND ALL", lambda: self.sound_all_at(t0))
         estop = self._until("the broadcast e-stop", lambda: self.estop_at(t0))
-        self._until("every relay open", lambda: self.relays_closed() == 0)
+        self._until("every relay open", lambda: self.relays_closed()[0] == 0)
         if not self.locks_in(S_LOCKED):
             raise RuntimeError("a door was released by one detector")
-        t1 = self.radio(SECOND, 0x01, bytes((140,)))
+        t1 = self.radio(0x01, bytes((140,)), SECOND)
         locks = list(self.site.locks.values())
 
         def released() -> list[float] | None:
@@ -130,76 +107,20 @@ class Stages:
         # The e-stop sequence (per-pile stops, read-backs, summaries: ~1.7 s of line time)
         # ends before the next trial, or that trial's broadcast queues behind its tail.
         self._until("the e-stop sequence", lambda: self.sequence_done(t0))
-        self.reset()
+        self.reset((FIRST, SECOND))
         return {"sound": sound - t0, "estop": estop - t0, "door": max(doors) - t1}
-
-    def reset(self) -> None:
-        self.radio(FIRST, 0x02)
-        self.radio(SECOND, 0x02)
-        # The clear frame races the command over MQTT: refused while the daemon has not yet
-        # seen the detector clear (its part of fire mode active). Ask again, briefly.
-        deadline = time.monotonic() + 3
-        while (result := self.watch.command(self.key, "gw-bench", "fire_reset"))["code"] != "ok":
-            if result["code"] != "forbidden" or time.monotonic() > deadline:
-                break
-            time.sleep(0.05)
-        if result["code"] != "ok":
-            raise RuntimeError(f"fire_reset refused: {result}")
-        self.watch.wait(
-            lambda: self.watch.latest.get(f"{ROOT}/status", {}).get("fire_mode") is False,
-            10,
-            "status fire_mode false",
-        )
-        self._until("doors locked again", lambda: self.locks_in(S_LOCKED), 10)
-
-        async def reclose() -> None:  # the electrician, at the piles
-            for _dev, pile in self.site.piles():
-                pile.estopped = False
-                for port in pile.ports:
-                    port.relay = True
-
-        self.site.call(reclose())
 
 
 def measure(trials: int) -> list[dict[str, float]]:
-    with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        broker = Broker(tmp)
-        broker.start()
-        site = EmulatedSite(tmp, plan()).start()
-        proc = None
-        watch = None
-        try:
-            rng = random.Random(1414)
-            body = site.config(tmp)
-            bus = 'name = "rs485"\n'
-            body = body.replace(bus, f"{bus}max_read_registers = {MAX_READ_REGISTERS}\n")
-            cfg, key = write_site(tmp, broker.url, body)
-            watch = Watch(
-                broker.port,
-                [f"{ROOT}/status", f"{ROOT}/cmd/result", f"{ROOT}/state/+"],
-                lambda _t: False,
-            )
-            proc, _ = start_daemon(cfg, tmp / "gatewayd.log")
-            _up(watch, site)
-            time.sleep(3.0)
-            stages = Stages(site, watch, key)
-            stages.trial()  # warm-up
-            results = []
-            for _ in range(trials):
-                time.sleep(rng.uniform(0.5, 1.5))  # a random phase of the poll cycle
-                results.append(stages.trial())
-            if proc.poll() is not None:
-                raise RuntimeError("the daemon died during the run")
-            return results
-        finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(10)
-            if watch is not None:
-                watch.close()
-            site.stop()
-            broker.stop()
+    with bench_fire.running(plan()) as (site, watch, key):  # door_release: the default
+        rng = random.Random(1414)
+        stages = Stages(site, watch, key)
+        stages.trial()  # warm-up
+        results = []
+        for _ in range(trials):
+            time.sleep(rng.uniform(0.5, 1.5))  # a random phase of the poll cycle
+            results.append(stages.trial())
+        return results
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
