@@ -69,6 +69,12 @@ class ModbusDriver(Driver):
         "write_attempts": Int(
             1, 10, default=3, doc="relay write + read-back attempts before escalating"
         ),
+        "watch_celsius": Float(
+            30,
+            100,
+            default=50.0,
+            doc="while a port of a pile is at or above this (or in over-temperature fault), every port block of that pile is read at the fast period; keep it below charger_overheat.port_max_celsius",
+        ),
     }
     device_schemas: ClassVar[Mapping[str, Schema]] = {
         "charger": {

@@ -6,7 +6,7 @@ readings use the profile's normalised names, so rules never see register numbers
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from drivers.modbus.profiles import (
@@ -27,6 +27,9 @@ ACTIVE = frozenset({"charging", "full"})
 # How far a summary must move before the port blocks are read again at once.
 SUMMARY_TEMP_STEP_C = 1.0
 SUMMARY_POWER_STEP_W = 30
+# A watched pile stays watched until every port is this far below the watch temperature, so
+# a socket hovering at it does not switch the extra reads on and off every period.
+WATCH_HYSTERESIS_C = 2.0
 
 
 def decode_pile(profile: ChargerProfile, image: Image) -> dict[str, Any]:
@@ -109,6 +112,41 @@ def ports_to_refresh(
     wanted |= set(prev["charging"]) ^ set(new["charging"])
     wanted |= set(prev["faulted"]) ^ set(new["faulted"])
     return sorted(p for p in wanted if 1 <= p <= ports)
+
+
+def watch_cause(
+    watching: bool,
+    summary: Mapping[str, Any] | None,
+    ports: Iterable[Mapping[str, Any]],
+    watch_c: float,
+) -> str | None:
+    """Why every port block of a pile must be read at the fast period, or None if it need not.
+
+    The summary names only the hottest port: while one port is hot (or was cut hot and is
+    cooling), a second port crossing the cut threshold hides behind it. So a pile is watched
+    while any reading is at or above ``watch_c`` (the summary's hottest port, or any port
+    block), while a port is in the pile's own over-temperature fault (latched until cleared),
+    and while the summary's hottest reading is a broken sensor (it then vouches for no port).
+    Once watched, temperatures must fall ``WATCH_HYSTERESIS_C`` below ``watch_c`` to end it.
+    Decided from readings only; the text is for the log.
+    """
+    level = watch_c - WATCH_HYSTERESIS_C if watching else watch_c
+    hottest: tuple[float, int] | None = None
+    for p in ports:
+        if p["fault"] == "over_temperature":
+            return f"port {p['port']} in over-temperature fault"
+        temp = p["temperature_c"]
+        if temp is not None and temp >= level and (hottest is None or temp > hottest[0]):
+            hottest = (temp, p["port"])
+    if summary is not None:
+        temp = summary["hottest_c"]
+        if temp is None and summary["hottest_port"]:
+            return f"summary's hottest port {summary['hottest_port']} has a broken sensor"
+        if temp is not None and temp >= level and (hottest is None or temp > hottest[0]):
+            hottest = (temp, summary["hottest_port"])
+    if hottest is None:
+        return None
+    return f"port {hottest[1]} at {hottest[0]:.1f} °C"
 
 
 def port_events(

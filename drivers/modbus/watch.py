@@ -1,0 +1,97 @@
+"""The charger watch: every port block of a hot pile, read at the fast period.
+
+The summary block names only the hottest port. With one port hot, or cut for heat and still
+cooling, a second port crossing the cut threshold hides behind it until the next full read
+(``slow_seconds``, or tens of seconds on a line the summaries fill). While
+``readings.watch_cause`` finds a reason (a reading at or above ``watch_celsius``, a port in the
+pile's own over-temperature fault, a hottest reading from a broken sensor), the pile's port
+blocks are read every ``fast_seconds`` at ``Priority.WATCH`` and judged one request at a time,
+so the overheat rule sees every port's crossing within about the bound of the first.
+
+It decides from readings only, never from why a relay was opened. Its line time is capped by
+the scheduler (``Line(watch_share=...)``), so a hot day that puts every pile under watch cannot
+stretch the summary round that sees the first port of every pile. A pile with nothing hot
+costs nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from drivers.modbus import readings as rd
+from drivers.modbus.line import Priority
+from drivers.modbus.transport import ExceptionReply
+from gatewayd.errors import TransientError
+
+if TYPE_CHECKING:
+    from drivers.modbus.pile import PileSession
+
+log = logging.getLogger("gatewayd.drivers.modbus")
+
+
+class PortWatch:
+    """One pile's watch: ``update()`` after every reading, ``run()`` as one of its loops."""
+
+    def __init__(self, pile: PileSession) -> None:
+        self.pile = pile
+        self.watching = False
+        self._on = asyncio.Event()
+
+    def update(self) -> None:
+        pile = self.pile
+        cause = rd.watch_cause(
+            self.watching, pile.summary, pile.ports.values(), pile.timing.watch_celsius
+        )
+        if (cause is not None) == self.watching:
+            return
+        self.watching = cause is not None
+        if cause is not None:
+            log.info("%s: reading every port at the fast period: %s", pile.device, cause)
+            self._on.set()
+        else:
+            below = pile.timing.watch_celsius - rd.WATCH_HYSTERESIS_C
+            log.info("%s: every port below %g °C again: watch ended", pile.device, below)
+            self._on.clear()
+
+    async def run(self) -> None:
+        pile = self.pile
+        while True:
+            await self._on.wait()
+            due = time.monotonic()
+            while self.watching:
+                now = time.monotonic()
+                if due > now:
+                    await asyncio.sleep(due - now)
+                due = max(due + pile.timing.fast_seconds, time.monotonic())
+                await pile.reachable.wait()
+                await pile.ready.wait()
+                if not self.watching:
+                    break
+                try:
+                    await self.read()
+                except (TransientError, ExceptionReply) as exc:
+                    log.debug("%s: watch read failed: %s", pile.device, exc)
+
+    async def read(self) -> None:
+        """Every port block, judged one request at a time: a port's crossing goes to the rules
+        as soon as its block arrives, while the next request may still wait behind summaries.
+
+        The relays are not read: they change only by this driver's own writes (each read back
+        at once) or by the pile's trips (which show in the port state just read), so the last
+        coil read still says which ports a cut could open. Telemetry and the retained state
+        keep the cadence of the ordinary reads: a watched pile multiplies the rules' view, not
+        the uplink's traffic."""
+        pile = self.pile
+        ports = list(range(1, pile.ports_n + 1))
+        for start, count in pile.plan(ports):
+            await pile.read_span(Priority.WATCH, start, count)
+            arrived = [p for p in ports if _within(pile.profile.port_span(p), start, count)]
+            if pile.judge(arrived, pile.relays, telemetry=False):
+                pile.publish_state()  # a port changed state: say so now, not at the next read
+
+
+def _within(span: tuple[int, int], start: int, count: int) -> bool:
+    return start <= span[0] and span[0] + span[1] <= start + count
