@@ -81,6 +81,7 @@ class LineStats:
     wire_seconds: float = 0.0  # what the transactions cost at the line rate, gaps included
     busy_seconds: float = 0.0  # wall time from first send to the end of the last gap
     max_wait: dict[int, float] = field(default_factory=dict)  # per priority, queue wait
+    by_priority: dict[int, int] = field(default_factory=dict)  # transactions per priority
 
 
 class Line:
@@ -151,6 +152,7 @@ class Line:
         start = time.monotonic()
         if start - queued > self.stats.max_wait.get(priority, 0.0):
             self.stats.max_wait[priority] = start - queued
+        self.stats.by_priority[priority] = self.stats.by_priority.get(priority, 0) + 1
         try:
             result = await call(self.link)
         finally:

@@ -354,7 +354,7 @@ class PileSession:
         prev, self.summary = self.summary, summary
         self._on_status(summary["status_bits"])
         self._sample({"source": "summary", **summary})
-        self.watch.update()
+        self.watch.update(summary=True)
         if rd.summary_changed(prev, summary):
             self.request_refresh(rd.ports_to_refresh(prev, summary, self.ports_n))
 

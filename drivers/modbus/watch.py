@@ -5,8 +5,9 @@ cooling, a second port crossing the cut threshold hides behind it until the next
 (``slow_seconds``, or tens of seconds on a line the summaries fill). While
 ``readings.watch_cause`` finds a reason (a reading at or above ``watch_celsius``, a port in the
 pile's own over-temperature fault, a hottest reading from a broken sensor), the pile's port
-blocks are read every ``fast_seconds`` at ``Priority.WATCH`` and judged one request at a time,
-so the overheat rule sees every port's crossing within about the bound of the first.
+blocks are read after every summary read of that pile (so at the fast period, or once per
+round on a line the summaries fill) at ``Priority.WATCH`` and judged one request at a time, so
+the overheat rule sees every port's crossing within about the bound of the first.
 
 It decides from readings only, never from why a relay was opened. Its line time is capped by
 the scheduler (``Line(watch_share=...)``), so a hot day that puts every pile under watch cannot
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from drivers.modbus import readings as rd
@@ -38,9 +38,19 @@ class PortWatch:
     def __init__(self, pile: PileSession) -> None:
         self.pile = pile
         self.watching = False
-        self._on = asyncio.Event()
+        self._due = asyncio.Event()
 
-    def update(self) -> None:
+    def update(self, *, summary: bool = False) -> None:
+        """Decide again from the pile's readings; after a summary read, a sweep is due.
+
+        Paced by the pile's own summaries, not by the clock: on a line the summaries fill, a
+        clock-paced watch would take its whole share of the line while each summary round
+        stretched, and the first port of every pile would wait longer."""
+        self._decide()
+        if summary and self.watching:
+            self._due.set()
+
+    def _decide(self) -> None:
         pile = self.pile
         cause = rd.watch_cause(
             self.watching, pile.summary, pile.ports.values(), pile.timing.watch_celsius
@@ -50,30 +60,20 @@ class PortWatch:
         self.watching = cause is not None
         if cause is not None:
             log.info("%s: reading every port at the fast period: %s", pile.device, cause)
-            self._on.set()
         else:
             below = pile.timing.watch_celsius - rd.WATCH_HYSTERESIS_C
             log.info("%s: every port below %g °C again: watch ended", pile.device, below)
-            self._on.clear()
 
     async def run(self) -> None:
-        pile = self.pile
         while True:
-            await self._on.wait()
-            due = time.monotonic()
-            while self.watching:
-                now = time.monotonic()
-                if due > now:
-                    await asyncio.sleep(due - now)
-                due = max(due + pile.timing.fast_seconds, time.monotonic())
-                await pile.reachable.wait()
-                await pile.ready.wait()
-                if not self.watching:
-                    break
-                try:
-                    await self.read()
-                except (TransientError, ExceptionReply) as exc:
-                    log.debug("%s: watch read failed: %s", pile.device, exc)
+            await self._due.wait()
+            self._due.clear()  # summaries that come during a sweep ask for one more, not many
+            if not self.watching:
+                continue
+            try:
+                await self.read()
+            except (TransientError, ExceptionReply) as exc:
+                log.debug("%s: watch read failed: %s", self.pile.device, exc)
 
     async def read(self) -> None:
         """Every port block, judged one request at a time: a port's crossing goes to the rules
