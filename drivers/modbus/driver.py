@@ -149,6 +149,8 @@ class ModbusDriver(Driver):
             "errors_total": s.garbled + s.exceptions + s.errors,
             "timeouts_total": s.timeouts,
             "utilisation_ratio": self.line.utilisation(),
+            # Piles whose every port block is read each fast period (the charger watch).
+            "watched_piles": sum(p.watch.watching for p in self.piles.values()),
         }
 
     def last_seen(self) -> Mapping[str, float]:
