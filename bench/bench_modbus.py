@@ -42,7 +42,7 @@ PILES = 16
 PORTS = 12
 # The summary round of 16 piles costs ~0.61 s of line time at 9600 baud; polling faster than
 # that only queues. Reads capped at 64 registers keep the longest transaction near 0.16 s.
-LINE_SETTINGS = {
+LINE_SETTINGS: dict[str, float] = {
     "fast_seconds": 0.6,
     "slow_seconds": 10.0,
     "max_read_registers": 64,
@@ -316,10 +316,21 @@ if __name__ == "__main__":
     ap.add_argument("--piles", type=int)
     ap.add_argument("--baud", type=int)
     ap.add_argument("--trials", type=int, help="per series, with --piles/--baud (default 100)")
+    ap.add_argument(
+        "--watch-celsius",
+        type=float,
+        help="only the first-port series, the watch set to this (100: never watched)",
+    )
     args = ap.parse_args()
-    if args.piles or args.baud:
-        size = Size(args.piles or PILES, args.baud or BAUD)
-        out = _latency_rows(args.trials or (4 if args.quick else 100), size)
+    size = Size(args.piles or PILES, args.baud or BAUD)
+    trials = args.trials or (4 if args.quick else 100)
+    if args.watch_celsius is not None:
+        LINE_SETTINGS["watch_celsius"] = args.watch_celsius
+        first, _ = asyncio.run(_first_ports(trials, 60, None, size))
+        name = f"first port, watch_celsius = {args.watch_celsius:g}, {size}, worst of {trials}"
+        out = [row(name, max(first), "s", "p50", percentile(first, 50))]
+    elif args.piles or args.baud:
+        out = _latency_rows(trials, size)
     else:
         out = run(args.quick)
     for r in out:
