@@ -16,6 +16,7 @@ import pytest
 from drivers.modbus import readings as rd
 from firmware_stubs.ebc_model import F_OVERTEMP
 from firmware_stubs.ebc_pile import EbcEmulator, Pile
+from gatewayd.model import Action
 from rules.charger import OverheatRule
 from tests.charger_harness import RulesLoop, on_emulator, running
 
@@ -154,6 +155,96 @@ def test_a_hot_day_with_every_pile_watched_still_leaves_the_summaries_their_roun
         assert emu.stats.gap_violations == 0
 
     on_emulator(body, piles, "rtu", {"fast_seconds": 0.3, "slow_seconds": 120.0})
+
+
+def port_block_spans(emu: EbcEmulator, unit: int, since: float, until: float) -> set[range]:
+    """The port numbers each port-block read covered in a window."""
+    out = set()
+    for t, u, pdu in emu.trace:
+        addr, count = int.from_bytes(pdu[1:3], "big"), int.from_bytes(pdu[3:5], "big")
+        if u == unit and since <= t <= until and pdu[0] == 4 and 16 <= addr < 256:
+            out.add(range((addr - 16) // 8 + 1, (addr + count - 16 - 1) // 8 + 2))
+    return out
+
+
+async def spans_in(emu: EbcEmulator, unit: int, seconds: float) -> set[range]:
+    start = time.monotonic()
+    await asyncio.sleep(seconds)
+    return port_block_spans(emu, unit, start, time.monotonic())
+
+
+def test_the_watch_reads_only_ports_whose_relay_may_be_closed() -> None:
+    # The gateway has switched ports 9-12 off; port 3 overheats and stays hot after its cut.
+    # The watch then reads ports 1-8 only (port 3's block rides along between 2 and 4). A port
+    # a person switches back on, and one the pile switches on by itself, are read again from
+    # the next rounds, and a crossing there is cut within the same bound as before.
+    pile = Pile(unit=1, ports_n=12)
+    for n in (2, 3, 5, 7, 10, 12):
+        pile.plug(n)
+    pile.advance(1200)
+
+    async def body(emu: EbcEmulator, bus: dict[str, Any]) -> None:
+        loop = RulesLoop([OverheatRule({})])
+        async with running(loop, bus, {"pile-1": 1}) as driver:
+            await loop.wait_for("charger.port_started", count=6)
+            for n in (9, 10, 11, 12):
+                await driver.execute(Action("pile-1", "port_off", {"port": n}))
+            pile.hold_temperature(3, 72.0)
+            await loop.wait_for("charger.port_cut", count=5)
+            await asyncio.sleep(1.0)  # the refresh after the cut has read port 3 as disabled
+            cut_off = await spans_in(emu, 1, 2.0)
+            await driver.execute(Action("pile-1", "port_on", {"port": 10}))  # a person
+            await asyncio.sleep(1.0)
+            switched_on = await spans_in(emu, 1, 2.0)
+            pile.heat_port(10, 62.0)
+            took10 = await until(lambda: not pile.port(10).relay, SECOND_PORT_BOUND)
+            pile._set_relay(12, True)  # the pile itself (a local switch, a firmware of its own)
+            await asyncio.sleep(1.0)
+            pile.heat_port(12, 62.0)
+            took12 = await until(lambda: not pile.port(12).relay, SECOND_PORT_BOUND)
+            await loop.wait_for("charger.port_cut", count=7)
+            summary = pile.input_registers(256, 2)
+        assert cut_off == {range(1, 9)}  # every sweep: ports 1-8 in one read, 9-12 never
+        assert switched_on == {range(1, 11)}
+        assert summary == [720, 3]  # neither crossing showed in the summary
+        assert took10 < SECOND_PORT_BOUND and took12 < SECOND_PORT_BOUND
+        cuts = [e.data["ports"] for e in loop.of_type("charger.port_cut")]
+        assert cuts[-2:] == [[10], [12]]
+
+    on_emulator(body, [pile], "rtu", SETTINGS)
+
+
+def reading(n: int, state: str) -> dict[str, Any]:
+    return {"port": n, "state": state}
+
+
+@pytest.mark.parametrize(
+    ("relay", "state", "charging", "read"),
+    [
+        (False, "disabled", [], False),  # cut by the gateway: nothing left to cut
+        (False, "fault", [], False),  # the pile's own trip opened it
+        (True, "charging", [], True),
+        (True, "idle", [], True),  # powered, nothing plugged yet: a cut can still open it
+        (True, "fault", [], True),  # a welded relay reads "fault" with its coil closed
+        (None, "disabled", [], True),  # relays never read
+        (False, None, [], True),  # port block never read
+        (False, "charging", [], True),  # the block is newer than the coil read
+        (False, "idle", [], True),  # idle means a closed relay by the datasheet
+        (False, "disabled", [2], True),  # drawing current now, by the summary
+    ],
+)
+def test_watch_ports_leaves_out_only_ports_known_to_be_open(
+    relay: bool | None, state: str | None, charging: list[int], read: bool
+) -> None:
+    relays = [] if relay is None else [True, relay, True]
+    ports = {1: reading(1, "charging"), 3: reading(3, "idle")}
+    if state is not None:
+        ports[2] = reading(2, state)
+    summ = {"charging": charging}
+    assert rd.watch_ports(3, relays, ports, summ) == ([1, 2, 3] if read else [1, 3])
+    assert rd.watch_ports(3, relays, ports, None) == (
+        [1, 2, 3] if read and not charging else [1, 3]
+    )
 
 
 def port(n: int, temp: float | None, fault: str = "none") -> dict[str, Any]:

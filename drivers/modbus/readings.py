@@ -149,6 +149,43 @@ def watch_cause(
     return f"port {hottest[1]} at {hottest[0]:.1f} °C"
 
 
+# Port states the datasheet gives a port whose relay is open: opened by command, or by the
+# pile's own trip (a welded relay also reads "fault", but its coil reads closed).
+RELAY_OPEN_STATES = frozenset({"disabled", "fault"})
+
+
+def watch_ports(
+    ports_n: int,
+    relays: Sequence[bool],
+    ports: Mapping[int, Mapping[str, Any]],
+    summary: Mapping[str, Any] | None,
+) -> list[int]:
+    """The ports of a watched pile the watch reads: every port whose relay may be closed.
+
+    A port whose relay is open carries no current, so there is nothing to cut there; its heat
+    still shows in the summary and the full reads. A port is left out only when everything
+    known agrees that its relay is open: the last coil read says open, its last port block
+    says ``disabled`` or ``fault``, and the latest summary does not count it as charging (a
+    port the pile switched on by itself, or one switched on after the coils were read, draws
+    current there before anything else shows it). A port never read, or whose relay was never
+    read, is watched.
+    """
+    charging = set(summary["charging"]) if summary is not None else set()
+    out = []
+    for p in range(1, ports_n + 1):
+        relay = relays[p - 1] if p <= len(relays) else None
+        reading = ports.get(p)
+        open_ = (
+            relay is False
+            and reading is not None
+            and reading["state"] in RELAY_OPEN_STATES
+            and p not in charging
+        )
+        if not open_:
+            out.append(p)
+    return out
+
+
 def port_events(
     prev: Mapping[str, Any] | None, new: Mapping[str, Any], status: Sequence[str]
 ) -> list[EventSpec]:

@@ -1,4 +1,4 @@
-"""The charger watch: every port block of a hot pile, read at the fast period.
+"""The charger watch: the port blocks of a hot pile, read at the fast period.
 
 The summary block names only the hottest port. With one port hot, or cut for heat and still
 cooling, a second port crossing the cut threshold hides behind it until the next full read
@@ -7,7 +7,8 @@ cooling, a second port crossing the cut threshold hides behind it until the next
 pile's own over-temperature fault, a hottest reading from a broken sensor), the pile's port
 blocks are read after every summary read of that pile (so at the fast period, or once per
 round on a line the summaries fill) at ``Priority.WATCH`` and judged one request at a time, so
-the overheat rule sees every port's crossing within about the bound of the first.
+the overheat rule sees every port's crossing within about the bound of the first. Only the
+ports a cut could still open are read: those whose relay may be closed.
 
 It decides from readings only, never from why a relay was opened. Its line time is capped by
 the scheduler (``Line(watch_share=...)``), so a hot day that puts every pile under watch cannot
@@ -59,7 +60,7 @@ class PortWatch:
             return
         self.watching = cause is not None
         if cause is not None:
-            log.info("%s: reading every port at the fast period: %s", pile.device, cause)
+            log.info("%s: reading its powered ports at the fast period: %s", pile.device, cause)
         else:
             below = pile.timing.watch_celsius - rd.WATCH_HYSTERESIS_C
             log.info("%s: every port below %g °C again: watch ended", pile.device, below)
@@ -76,19 +77,26 @@ class PortWatch:
                 log.debug("%s: watch read failed: %s", self.pile.device, exc)
 
     async def read(self) -> None:
-        """Every port block, judged one request at a time: a port's crossing goes to the rules
-        as soon as its block arrives, while the next request may still wait behind summaries.
+        """The blocks of the ports a cut could still open, judged one request at a time: a
+        port's crossing goes to the rules as soon as its block arrives, while the next request
+        may still wait behind summaries.
 
-        The relays are not read: they change only by this driver's own writes (each read back
-        at once) or by the pile's trips (which show in the port state just read), so the last
-        coil read still says which ports a cut could open. Telemetry and the retained state
-        keep the cadence of the ordinary reads: a watched pile multiplies the rules' view, not
-        the uplink's traffic."""
+        Only ports whose relay may be closed are read (``readings.watch_ports``): an open relay
+        carries no current, so there is nothing to cut, and each port left out saves the line
+        its 8 registers every round. Nearby ports share a request (``max_gap``): on the EBC map
+        a port's registers are one 8-register block, and skipping a block inside a request
+        costs less than another request. The relays are not read: they change only by this
+        driver's own writes (each read back at once) or by the pile's trips (which show in the
+        port state just read), and a port the pile switched on shows in the summary's charging
+        bitmap. Telemetry and the retained state keep the cadence of the ordinary reads: a
+        watched pile multiplies the rules' view, not the uplink's traffic."""
         pile = self.pile
-        ports = list(range(1, pile.ports_n + 1))
+        ports = rd.watch_ports(pile.ports_n, pile.relays, pile.ports, pile.summary)
         for start, count in pile.plan(ports):
             await pile.read_span(Priority.WATCH, start, count)
-            arrived = [p for p in ports if _within(pile.profile.port_span(p), start, count)]
+            # Ports between two watched ones arrive too (a skipped block); judge them as well.
+            every = range(1, pile.ports_n + 1)
+            arrived = [p for p in every if _within(pile.profile.port_span(p), start, count)]
             if pile.judge(arrived, pile.relays, telemetry=False):
                 pile.publish_state()  # a port changed state: say so now, not at the next read
 
