@@ -273,3 +273,14 @@ def test_watch_is_decided_from_readings(
     watching: bool, summ: dict[str, Any] | None, ports: list[dict[str, Any]], watched: bool
 ) -> None:
     assert (rd.watch_cause(watching, summ, ports, 50.0) is not None) == watched
+
+
+def test_a_port_the_watch_does_not_read_counts_by_the_summary_only() -> None:
+    # Port 3 was cut at 65 °C and has cooled since: its old block must not keep the pile
+    # watched (the summary sees it every round); its latched trip still does.
+    cooled = [port(1, 30.0), port(3, 65.0)]
+    assert rd.watch_cause(True, summary(31.0, 1), cooled, 50.0, read={1, 2}) is None
+    assert rd.watch_cause(True, summary(31.0, 1), cooled, 50.0) is not None
+    assert rd.watch_cause(True, summary(64.0, 3), cooled, 50.0, read={1, 2}) is not None
+    tripped = [port(1, 30.0), port(3, 40.0, "over_temperature")]
+    assert rd.watch_cause(False, summary(40.0, 3), tripped, 50.0, read={1, 2}) is not None

@@ -6,7 +6,7 @@ readings use the profile's normalised names, so rules never see register numbers
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from drivers.modbus.profiles import (
@@ -119,6 +119,7 @@ def watch_cause(
     summary: Mapping[str, Any] | None,
     ports: Iterable[Mapping[str, Any]],
     watch_c: float,
+    read: Collection[int] | None = None,
 ) -> str | None:
     """Why every port block of a pile must be read at the fast period, or None if it need not.
 
@@ -129,13 +130,17 @@ def watch_cause(
     and while the summary's hottest reading is a broken sensor (it then vouches for no port).
     Once watched, temperatures must fall ``WATCH_HYSTERESIS_C`` below ``watch_c`` to end it.
     Decided from readings only; the text is for the log.
+
+    ``read``: the ports the watch reads (``watch_ports``); the temperature of any other port
+    is taken from the summary only, since its block may be old (a port cut hot and since
+    cooled would otherwise keep the pile watched until the next full read). Its fault counts.
     """
     level = watch_c - WATCH_HYSTERESIS_C if watching else watch_c
     hottest: tuple[float, int] | None = None
     for p in ports:
         if p["fault"] == "over_temperature":
             return f"port {p['port']} in over-temperature fault"
-        temp = p["temperature_c"]
+        temp = p["temperature_c"] if read is None or p["port"] in read else None
         if temp is not None and temp >= level and (hottest is None or temp > hottest[0]):
             hottest = (temp, p["port"])
     if summary is not None:

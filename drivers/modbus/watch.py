@@ -54,7 +54,11 @@ class PortWatch:
     def _decide(self) -> None:
         pile = self.pile
         cause = rd.watch_cause(
-            self.watching, pile.summary, pile.ports.values(), pile.timing.watch_celsius
+            self.watching,
+            pile.summary,
+            pile.ports.values(),
+            pile.timing.watch_celsius,
+            set(self.ports()),
         )
         if (cause is not None) == self.watching:
             return
@@ -64,6 +68,11 @@ class PortWatch:
         else:
             below = pile.timing.watch_celsius - rd.WATCH_HYSTERESIS_C
             log.info("%s: every port below %g °C again: watch ended", pile.device, below)
+
+    def ports(self) -> list[int]:
+        """The ports a sweep reads: those whose relay may be closed."""
+        pile = self.pile
+        return rd.watch_ports(pile.ports_n, pile.relays, pile.ports, pile.summary)
 
     async def run(self) -> None:
         while True:
@@ -91,8 +100,7 @@ class PortWatch:
         bitmap. Telemetry and the retained state keep the cadence of the ordinary reads: a
         watched pile multiplies the rules' view, not the uplink's traffic."""
         pile = self.pile
-        ports = rd.watch_ports(pile.ports_n, pile.relays, pile.ports, pile.summary)
-        for start, count in pile.plan(ports):
+        for start, count in pile.plan(self.ports()):
             await pile.read_span(Priority.WATCH, start, count)
             # Ports between two watched ones arrive too (a skipped block); judge them as well.
             every = range(1, pile.ports_n + 1)
