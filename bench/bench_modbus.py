@@ -4,7 +4,8 @@ Rows:
 - safety latency: 16 piles × 12 ports on one emulated 9600-baud RTU line (the emulator delays
   every reply by its real wire time), the overheat rule in the loop. A random port of a random
   pile is heated past 60 °C at a random moment; the latency runs until the relay-off request
-  has fully arrived at the pile. Worst case over N trials; target ≤ 1.0 s. Three runs of it,
+  has fully arrived at the pile. Every heated port is charging (a free socket gets a bike
+  first), as a real overheat is. Worst case over N trials; target ≤ 1.0 s. Three runs of it,
   each on a fresh line (so every trial heats a port nobody cut before), one after the other:
   the first port with no pile hot (each heated port is cooled after its cut, so no pile stays
   watched); a second port of a pile whose first port is cut and held at 70 °C (the summary
@@ -34,6 +35,7 @@ from bench.common import percentile, row
 from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.line import Priority
 from firmware_stubs.ebc_pile import EbcEmulator, Pile
+from gatewayd.model import Action
 from rules.charger import OverheatRule
 from tests.charger_harness import RulesLoop, running
 
@@ -55,17 +57,24 @@ class Size:
 
     piles: int = PILES
     baud: int = BAUD
+    idle_off: bool = False  # unused sockets switched off (see _piles)
 
     def __str__(self) -> str:
-        return f"{self.piles}×{PORTS} ports @{self.baud} RTU"
+        off = ", unused sockets off" if self.idle_off else ""
+        return f"{self.piles}×{PORTS} ports @{self.baud} RTU{off}"
 
 
-def _piles(n: int = PILES) -> list[Pile]:
+def _piles(n: int = PILES, idle_off: bool = False) -> list[Pile]:
+    """Half the sockets in use. The EBC keeps an unused socket's relay closed (state idle)
+    unless it was switched off; with ``idle_off`` the site switches sockets on per session,
+    so the unused ones start with their relays open (state disabled)."""
     rng = random.Random(485)
     piles = [Pile(unit=u, ports_n=PORTS) for u in range(1, n + 1)]
     for pile in piles:
-        for port in rng.sample(range(1, PORTS + 1), 6):  # half the sockets in use
+        for port in rng.sample(range(1, PORTS + 1), 6):
             pile.plug(port, soc=rng.uniform(0.1, 0.9))
+        for p in pile.ports:
+            p.relay = p.relay and not (idle_off and p.battery is None)
     return piles
 
 
@@ -93,7 +102,7 @@ async def _until(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> 
 async def _line(size: Size) -> AsyncIterator[tuple[EbcEmulator, ModbusDriver]]:
     """A fresh line of 12-port piles with the overheat rule in the loop, settled into its
     schedule."""
-    piles = _piles(size.piles)
+    piles = _piles(size.piles, size.idle_off)
     async with EbcEmulator(piles, baud=size.baud) as emu:
         bus = {"port": emu.open_rtu(), **LINE_SETTINGS, "baudrate": size.baud}
         loop = RulesLoop([OverheatRule({})])
@@ -101,6 +110,25 @@ async def _line(size: Size) -> AsyncIterator[tuple[EbcEmulator, ModbusDriver]]:
             await loop.wait_for("charger.sample", count=2 * size.piles, timeout=60)
             await asyncio.sleep(3.0)  # let the first full reads settle into the schedule
             yield emu, driver
+
+
+async def _charging(emu: EbcEmulator, driver: ModbusDriver, unit: int, port: int) -> None:
+    """Make ``port`` a charging socket, as the driver sees it, before it is heated: a real
+    overheat is a socket carrying current. A free socket gets a bike (switched on first
+    through the driver, like a session the platform starts, where the site keeps free
+    sockets off)."""
+    pile, session = emu.pile(unit), driver.piles[f"pile-{unit}"]
+    if not pile.port(port).relay:
+        await driver.execute(Action(f"pile-{unit}", "port_on", {"port": port}))
+    if pile.port(port).battery is None:
+        pile.plug(port, soc=0.5)
+    # Settled before the trial: the rules have the port's block (the refresh a change asks
+    # for can queue for seconds on this full line) and the summary counts it charging.
+    await session.read_ports([port], Priority.COMMAND)
+    await _until(
+        lambda: session.summary is not None and port in session.summary["charging"],
+        f"pile {unit} port {port} charging",
+    )
 
 
 async def _cut_latency(emu: EbcEmulator, unit: int, port: int, rng: random.Random) -> float:
@@ -120,6 +148,7 @@ async def _hold_first_port_hot(
 ) -> None:
     """Cut ``port`` of ``unit`` for heat and keep it at 70 °C: the pile is now watched."""
     session = driver.piles[f"pile-{unit}"]
+    await _charging(emu, driver, unit, port)
     emu.pile(unit).hold_temperature(port, 70.0)
     await _until(
         lambda: not emu.pile(unit).port(port).relay and session.watch.watching,
@@ -144,6 +173,7 @@ async def _first_ports(
         units = [u for u in range(1, size.piles + 1) if u != watched]
         cases = [(u, p) for u in units for p in range(1, PORTS + 1)]
         for unit, port in rng.sample(cases, trials):
+            await _charging(emu, driver, unit, port)
             latencies.append(await _cut_latency(emu, unit, port, rng))
             await _unwatched(driver, unit)
         info = {"line": driver.line.stats, "gap_violations": emu.stats.gap_violations}
@@ -165,6 +195,7 @@ async def _second_ports(trials: int, seed: int, size: Size) -> tuple[list[float]
             first, *others = rng.sample(range(1, PORTS + 1), n + 1)
             await _hold_first_port_hot(emu, driver, unit, first)
             for port in others:
+                await _charging(emu, driver, unit, port)
                 latencies.append(await _cut_latency(emu, unit, port, rng))
             emu.pile(unit).cool_port(first)
             await _unwatched(driver, unit)
@@ -317,19 +348,24 @@ if __name__ == "__main__":
     ap.add_argument("--baud", type=int)
     ap.add_argument("--trials", type=int, help="per series, with --piles/--baud (default 100)")
     ap.add_argument(
+        "--idle-off",
+        action="store_true",
+        help="only the latency series, unused sockets switched off (relays open)",
+    )
+    ap.add_argument(
         "--watch-celsius",
         type=float,
         help="only the first-port series, the watch set to this (100: never watched)",
     )
     args = ap.parse_args()
-    size = Size(args.piles or PILES, args.baud or BAUD)
+    size = Size(args.piles or PILES, args.baud or BAUD, args.idle_off)
     trials = args.trials or (4 if args.quick else 100)
     if args.watch_celsius is not None:
         LINE_SETTINGS["watch_celsius"] = args.watch_celsius
         first, _ = asyncio.run(_first_ports(trials, 60, None, size))
         name = f"first port, watch_celsius = {args.watch_celsius:g}, {size}, worst of {trials}"
         out = [row(name, max(first), "s", "p50", percentile(first, 50))]
-    elif args.piles or args.baud:
+    elif args.piles or args.baud or args.idle_off:
         out = _latency_rows(trials, size)
     else:
         out = run(args.quick)
