@@ -121,6 +121,7 @@ CATALOGUE: Mapping[str, tuple[tuple[str, ...], str]] = {
     "gatewayd_bus_errors_total": (("bus",), "Requests answered with an error or a garbled reply."),
     "gatewayd_bus_timeouts_total": (("bus",), "Requests that got no reply in time."),
     "gatewayd_bus_utilisation_ratio": (("bus",), "Share of time the bus was busy, 0 to 1."),
+    "gatewayd_bus_watched_piles": (("bus",), "Charging piles under the charger watch (a port at or above watch_celsius): their powered ports are read every round, at a cost in line time."),
     "gatewayd_receiver_up": (("bus",), "1 while the smoke receiver answers the gateway."),
     "gatewayd_receiver_bad_frames_total": (("bus", "reason"), "Damaged radio frames dropped (crc, len); fast growth means a bad cable or adapter."),
     # every device
