@@ -182,6 +182,20 @@ class ModbusDriver(Driver):
             return "expected exactly one of port (RTU) or host (TCP)"
         return None
 
+    @classmethod
+    def check_rules(
+        cls, settings: Mapping[str, Any], rules: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[str, str, Any] | None:
+        # The watch is for a pile with a port cut hot: started above the cut, a port cut and
+        # still hot between the two would hide a second port until the next full read; at
+        # the cut itself there is no margin. So it must begin below it.
+        cut = rules.get("charger_overheat", {}).get("port_max_celsius")
+        watch = settings.get("watch_celsius", Timing.watch_celsius)
+        if cut is not None and watch >= cut:
+            key = "rules.charger_overheat.port_max_celsius"
+            return "watch_celsius", f"expected below {key} ({cut:g})", watch
+        return None
+
     async def execute_batch(
         self, actions: Sequence[Action]
     ) -> list[Mapping[str, Any] | BaseException]:
