@@ -73,7 +73,7 @@ class ModbusDriver(Driver):
             30,
             100,
             default=50.0,
-            doc="while a port of a pile is at or above this (or in over-temperature fault), every port block of that pile is read at the fast period; keep it below charger_overheat.port_max_celsius",
+            doc="while a port of a pile is at or above this (or in over-temperature fault), the blocks of that pile's ports whose relay may be closed are read at the fast period; must be below charger_overheat.port_max_celsius",
         ),
     }
     device_schemas: ClassVar[Mapping[str, Schema]] = {
@@ -149,7 +149,7 @@ class ModbusDriver(Driver):
             "errors_total": s.garbled + s.exceptions + s.errors,
             "timeouts_total": s.timeouts,
             "utilisation_ratio": self.line.utilisation(),
-            # Piles whose every port block is read each fast period (the charger watch).
+            # Piles whose powered ports are read each fast period (the charger watch).
             "watched_piles": sum(p.watch.watching for p in self.piles.values()),
         }
 

@@ -11,7 +11,7 @@ budget of ``aged_share`` of the line's time, one at a time (the budget never sav
 Without that every starved full read would jump the queue at once and hold the summary polls
 — the ones that see heat — for seconds.
 
-Watch reads (every port block of a pile with a hot port, see ``watch``) rank below the summary
+Watch reads (the powered ports of a pile with a hot port, see ``watch``) rank below the summary
 polls but may go ahead of them within ``watch_share`` of the line's time: on a line the
 summaries already fill they would otherwise never run, and without the cap a hot summer day
 that put every pile under watch would stretch the summary round, and so the first-port bound
@@ -41,7 +41,7 @@ class Priority(IntEnum):
     SAFETY = 0  # relay off, e-stop: ahead of everything
     COMMAND = 1  # remote commands, start-up configuration writes
     FAST = 2  # the summary block of every pile, every fast period
-    WATCH = 3  # every port block of a watched pile, after each of its summaries (watch_share)
+    WATCH = 3  # a watched pile's powered ports, after each of its summaries (watch_share)
     CHANGED = 4  # port blocks right after a summary showed a change
     SLOW = 5  # the periodic full read
 

@@ -3,7 +3,7 @@
 Three loops per pile share what they read: the fast loop reads the six-register summary block
 every ``fast_seconds``; the slow loop reads the port blocks and relays every ``slow_seconds``,
 and at once (only the ports concerned) when the summary moved; while a port is hot the watch
-(``watch.PortWatch``) reads every port block at the fast period, since the summary names only
+(``watch.PortWatch``) reads its powered ports at the fast period, since the summary names only
 the hottest port. A pile that stops answering gets short timeouts, then an open breaker: no
 polls until a probe, retried with capped, jittered backoff, so it cannot stall the other
 piles on its line.

@@ -121,7 +121,7 @@ def watch_cause(
     watch_c: float,
     read: Collection[int] | None = None,
 ) -> str | None:
-    """Why every port block of a pile must be read at the fast period, or None if it need not.
+    """Why a pile's powered ports must be read at the fast period, or None if they need not.
 
     The summary names only the hottest port: while one port is hot (or was cut hot and is
     cooling), a second port crossing the cut threshold hides behind it. So a pile is watched
