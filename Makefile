@@ -4,37 +4,48 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench deps venv clean
+.PHONY: demo test lint typecheck pytest bench contract deps deps-demo venv clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml relay/pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The relay (its own package, never on the Pi) and its test tools, in the same venv.
+	$(BIN)/pip install --quiet -e './relay[test]'
 	@touch $(STAMP)
 
 venv: $(STAMP)
 
-# Debian packages the tests and the demo run against (real peers, not mocks).
+# Debian packages the tests run against (real peers, not mocks); the demo needs only two.
 deps:
-	@bash scripts/debian-deps.sh
+	@bash scripts/debian-deps.sh test
 
-demo: deps venv
+deps-demo:
+	@bash scripts/debian-deps.sh demo
+
+demo: deps-demo venv
 	$(BIN)/python -m demo
 
 test: deps venv lint typecheck pytest
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check gatewayd drivers rules
+	$(BIN)/ruff format --check gatewayd drivers rules relay tests/relay
 
 typecheck: venv
 	$(BIN)/mypy
+	$(BIN)/mypy --config-file relay/pyproject.toml
 
 pytest: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 bench: deps venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The machine-readable MQTT contract (docs/contract/), generated from the installed device
+# families: run it after changing a family's events, actions, state or telemetry, and commit.
+contract: venv
+	$(BIN)/python -m gatewayd.contract docs/contract
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

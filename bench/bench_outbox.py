@@ -6,14 +6,18 @@
 - drain: events/s from a backlog to a local mosquitto, every one acknowledged (QoS 1), through
   the real uplink, against a bare paho QoS 1 publish loop of the same payloads;
 - bytes written to disk per event over its whole life (stored, acknowledged, removed), from
-  /proc/self/io, against the event's JSON size.
+  /proc/self/io, against the event's JSON size;
+- start-up (issue 13): constructing the outbox (recovery included) over a full 64 MB backlog
+  of which one segment is damaged, against the same backlog undamaged, in the same run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -24,13 +28,15 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from bench.common import row
+from bench.common import percentile, row
 from firmware_stubs.broker import Broker
 from gatewayd import config as config_mod
 from gatewayd.model import Event
-from gatewayd.outbox import Outbox
-from gatewayd.publisher import Publisher, Topics, dumps, lane_of
-from gatewayd.uplink import MqttLink
+from gatewayd.uplink.lanes import INFO, URGENT
+from gatewayd.uplink.link import MqttLink
+from gatewayd.uplink.outbox import Outbox
+from gatewayd.uplink.publisher import BareHouse, Publisher
+from gatewayd.uplink.topics import Topics, dumps
 
 ROOT = "pingan/v1/gw-bench"
 
@@ -46,7 +52,7 @@ def payloads(n: int) -> list[tuple[str, bytes, int]]:
     for i in range(n):
         dev, typ, sev, data = kinds[i % len(kinds)]
         ev = Event(dev, typ, sev, {**data, "n": i})  # type: ignore[arg-type]
-        out.append((f"{ROOT}/events/{dev}", dumps(ev.to_json()), lane_of(ev)))
+        out.append((f"{ROOT}/events/{dev}", dumps(ev.to_json()), INFO if ev.severity == "info" else URGENT))
     return out
 
 
@@ -114,7 +120,7 @@ def drain_outbox(directory: str, port: int, n: int) -> float:
     async def go() -> float:
         box = Outbox(directory, window=0.05)  # the backlog written by the intake run
         assert box.depth == n, (box.depth, n)
-        pub = Publisher(Topics(ROOT), box, time.time(), "")
+        pub = Publisher(Topics(ROOT), box, time.time(), "", BareHouse())
         done = asyncio.Event()
         started = 0.0
 
@@ -138,12 +144,9 @@ def drain_outbox(directory: str, port: int, n: int) -> float:
             subscriptions=(),
         )
         pub.bind(link, list, lambda: False)
-        task = asyncio.create_task(link.run())
-        await asyncio.wait_for(done.wait(), 120)
-        elapsed = time.perf_counter() - started
-        await link.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with link:
+            await asyncio.wait_for(done.wait(), 120)
+            elapsed = time.perf_counter() - started
         await box.commit(final=True)
         box.close()
         return elapsed
@@ -181,6 +184,78 @@ def drain_bare(port: int, msgs: list[tuple[str, bytes, int]]) -> float:
     c.loop_stop()
     c.disconnect()
     return elapsed
+
+
+# -- start-up over a damaged backlog ----------------------------------------------------------
+
+
+def build_backlog(directory: str, msgs: list[tuple[str, bytes, int]], size: int) -> int:
+    """Fill an outbox with ``size`` bytes of segments, the broker away; return the events."""
+
+    async def go() -> int:
+        box = Outbox(directory, budget_bytes=2 * size, window=3600)
+        n = 0
+        while box.disk_bytes < size:
+            for topic, payload, lane in msgs[:2000]:
+                box.put(topic, payload, lane=lane)
+            n += 2000
+            await box.commit()
+        box.close()
+        return n
+
+    return asyncio.run(go())
+
+
+def damage_one_segment(directory: Path) -> tuple[Path, int]:
+    """In the middle segment of the info lane: a flipped bit, a 4 KiB run of NULs and a 4 KiB
+    run of garbage (what a failing card does), spread over the file. Returns the file and how
+    many damaged records or runs the outbox reports."""
+    segs = sorted(directory.glob("lane1-*.seg"))
+    seg = segs[len(segs) // 2]
+    data = bytearray(seg.read_bytes())
+    third = len(data) // 3
+    data[third // 2] ^= 0x08
+    data[third : third + 4096] = bytes(4096)
+    data[2 * third : 2 * third + 4096] = os.urandom(4096)
+    seg.write_bytes(data)
+    reports: list[int] = []
+    Outbox(str(directory), on_damaged=lambda n, _p: reports.append(n)).close()
+    return seg, sum(reports)
+
+
+def startup_seconds(directory: str) -> tuple[float, int]:
+    t0 = time.perf_counter()
+    box = Outbox(directory)
+    elapsed = time.perf_counter() - t0
+    depth = box.depth
+    box.close()
+    return elapsed, depth
+
+
+def startup_rows(tmp: Path, msgs: list[tuple[str, bytes, int]], quick: bool) -> list[dict[str, Any]]:
+    size = (16 if quick else 64) << 20
+    logging.getLogger("gatewayd.uplink.outbox").setLevel(logging.ERROR)  # the damage, once per start
+    good, bad = tmp / "good", tmp / "bad"
+    n = build_backlog(str(good), msgs, size)
+    shutil.copytree(good, bad)
+    _seg, damaged = damage_one_segment(bad)
+    t_good: list[float] = []
+    t_bad: list[float] = []
+    depths = set()
+    for _ in range(3 if quick else 7):  # alternated, both from the page cache
+        for dest, where in ((t_good, good), (t_bad, bad)):
+            elapsed, depth = startup_seconds(str(where))
+            dest.append(elapsed * 1000)
+            depths.add((where.name, depth))
+    g, b = percentile(t_good, 50), percentile(t_bad, 50)
+    mb = sum(f.stat().st_size for f in good.iterdir()) / (1 << 20)
+    lost = dict(depths)["good"] - dict(depths)["bad"]
+    return [
+        row(f"start-up over a {mb:.0f} MB backlog ({n} events), one segment damaged, median",
+            b, "ms", "the same backlog undamaged", g, "≤ 2 × baseline", b <= 2 * g),
+        row(f"events lost to that damage ({damaged} damaged records or runs reported)",
+            lost, "events", target="only the damaged ones (≤ 60)", ok=0 < lost <= 60),
+    ]
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -252,6 +327,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
                 ok=left <= 4096,
             )
         )
+        rows += startup_rows(tmp, msgs, quick)
     return rows
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -19,11 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from demo.record import Recorder
+from demo.relay import RelayDemo, relay_step, start_relay
 from demo.view import LiveView
 from firmware_stubs.broker import Broker
 from firmware_stubs.site import EmulatedSite
+from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
-from gatewayd.signing import sign
 
 GATEWAY_ID = "xz-liushu-017"
 ROOT = f"pingan/v1/{GATEWAY_ID}"
@@ -47,13 +50,15 @@ def write_config(work: Path, broker: Broker, house: EmulatedSite) -> tuple[Path,
     return cfg, key
 
 
+_IDS = itertools.count(1)  # one sequence for every Platform: a command id is never reused
+
+
 class Platform:
     """Signs and sends commands as the landlord app's back end would."""
 
     def __init__(self, view: LiveView, key: bytes) -> None:
         self.view = view
         self.key = key
-        self.n = 0
 
     def send(
         self,
@@ -62,12 +67,11 @@ class Platform:
         args: dict[str, Any] | None = None,
         user: str = "landlord-17",
     ) -> Any:
-        self.n += 1
         now = time.time()
         cmd = sign(
             self.key,
             {
-                "id": f"demo-{os.getpid()}-{self.n}",
+                "id": f"demo-{os.getpid()}-{next(_IDS)}",
                 "device": device,
                 "action": action,
                 "args": args or {},
@@ -85,8 +89,8 @@ async def scenario(view: LiveView, platform: Platform, house: EmulatedSite, pace
         await asyncio.sleep(pace)
         view.say(text)
 
-    async def wait(suffix: str, pred: Any, timeout: float = 20.0) -> Any:
-        return await asyncio.to_thread(view.wait_for, suffix, pred, timeout)
+    async def wait(suffix: str, pred: Any, timeout: float = 20.0, after: int = 0) -> Any:
+        return await asyncio.to_thread(view.wait_for, suffix, pred, timeout, after)
 
     def on_emulators(fn: Any) -> None:
         async def call() -> None:
@@ -141,6 +145,28 @@ async def scenario(view: LiveView, platform: Platform, house: EmulatedSite, pace
     await step("A forged command (wrong key) is refused")
     await asyncio.to_thread(Platform(view, b"\x00" * 32).send, GATEWAY_ID, "ping")
 
+    await step(
+        "pile-2's overheat alarm is still on the list: a safety trip stays until a person resets "
+        "it. The socket is replaced and has cooled; the landlord resets the alarm"
+    )
+    mark = view.mark()
+    on_emulators(lambda: house.pile("pile-2").heat_port(3, 30.0))
+    await wait("state/pile-2", lambda s: _port_temp(s, 3) < 50, timeout=30, after=mark)
+    alarm = "pile-2/charger.overheat"
+    for _ in range(10):  # the alarm ends (cooled) a moment after the reading
+        answer = await asyncio.to_thread(platform.send, GATEWAY_ID, "reset_alarm", {"alarm": alarm})
+        if answer and answer.get("code") == "ok":
+            break
+        await asyncio.sleep(0.5)
+    await wait("alarms", lambda b: not b.get("active"))
+
+
+def _port_temp(state: dict[str, Any], port: int) -> float:
+    for p in state.get("ports") or []:
+        if p.get("port") == port and isinstance(p.get("temperature_c"), int | float):
+            return float(p["temperature_c"])
+    return 999.0
+
 
 async def main(args: argparse.Namespace) -> int:
     work = Path(args.dir).resolve()
@@ -150,28 +176,45 @@ async def main(args: argparse.Namespace) -> int:
     broker.start()
     gateway: subprocess.Popen[bytes] | None = None
     view: LiveView | None = None
+    relay: RelayDemo | None = None
+    recorder: Recorder | None = None
     house = EmulatedSite(work).start()  # exports the fake BlueZ's bus for the gateway
     try:
         cfg, key = write_config(work, broker, house)
         view = LiveView(broker.port, ROOT, colour=sys.stdout.isatty())
+        if args.record:
+            recorder = Recorder(broker.port, ROOT, Path(args.record))
+        watch = (
+            f"watch it yourself with:\n  mosquitto_sub -p {broker.port} -t '{ROOT}/#' -v"
+            if shutil.which("mosquitto_sub")
+            else "to watch it yourself: apt-get install mosquitto-clients"
+        )
         print(
-            f"mosquitto on 127.0.0.1:{broker.port}; watch it yourself with:\n"
-            f"  mosquitto_sub -p {broker.port} -t '{ROOT}/#' -v\n"
-            f"gateway log: {work / 'gatewayd.log'}"
+            f"mosquitto on 127.0.0.1:{broker.port}; {watch}\ngateway log: {work / 'gatewayd.log'}"
         )
         with open(work / "gatewayd.log", "wb") as log:
+            # Its own session, like the broker's and the bus's: Ctrl-C reaches the demo alone,
+            # which then stops the gateway first and its peers after it (a clean shutdown).
             gateway = subprocess.Popen(
-                [sys.executable, "-m", "gatewayd", "run", "-c", str(cfg)], stdout=log, stderr=log
+                [sys.executable, "-m", "gatewayd", "run", "-c", str(cfg)],
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
             )
         if view.wait_for("status", lambda b: b.get("online")) is None:
             print("the gateway did not come online; see", work / "gatewayd.log")
             return 1
+        relay = start_relay(work, broker.port, GATEWAY_ID, key)
         await scenario(view, Platform(view, key), house, args.pace)
+        await relay_step(view, relay, args.pace)
         if args.once:
+            view.say("Demo scenario done.")
             return 0
         view.say("Demo scenario done; the house keeps running. Ctrl-C to stop everything.")
         await asyncio.Event().wait()
     finally:
+        if relay is not None:
+            relay.stop()
         if gateway is not None and gateway.poll() is None:
             gateway.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -179,6 +222,8 @@ async def main(args: argparse.Namespace) -> int:
         if view is not None:
             time.sleep(0.3)  # let the offline status show
             view.close()
+        if recorder is not None:
+            recorder.close()
         house.stop()
         broker.stop()
     return 0
@@ -189,6 +234,7 @@ def cli() -> None:
     ap.add_argument("--dir", default="demo-data", help="working directory (wiped at start)")
     ap.add_argument("--pace", type=float, default=2.0, help="seconds between scenario steps")
     ap.add_argument("--once", action="store_true", help="play the scenario, then stop")
+    ap.add_argument("--record", metavar="FILE", help="write every message, one JSON line each")
     args = ap.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(asyncio.run(main(args)))

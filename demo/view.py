@@ -13,12 +13,46 @@ COLOURS = {"critical": "\033[1;31m", "warning": "\033[33m", "info": "\033[36m", 
 RESET = "\033[0m"
 
 
+#: State fields that only say when: the line's own time says it better.
+STAMPS = ("ts", "last_seen")
+#: Units by key suffix, for people reading a state line.
+UNITS = (("_mv", "mV"), ("_c", "°C"), ("_w", "W"), ("_v", "V"), ("_pct", "%"))
+
+
+def shown(key: str, value: Any) -> str | None:
+    """One ``key=value`` for a person: units, lists without brackets; None for nothing."""
+    if value is None or value in ([], {}):
+        return None
+    if isinstance(value, float):
+        value = f"{value:.1f}".rstrip("0").rstrip(".") if abs(value) < 1e9 else None
+        if value is None:
+            return None  # an epoch in a field the line's time already tells
+    if isinstance(value, list):
+        value = ",".join(map(str, value))
+    if isinstance(value, dict):
+        inner = [shown(k, v) for k, v in value.items() if k not in STAMPS]
+        value = "(" + " ".join(i for i in inner if i) + ")"
+    unit = next((u for suffix, u in UNITS if key.endswith(suffix)), "")
+    return f"{key}={value}{' ' + unit if unit and not isinstance(value, bool) else ''}"
+
+
+def port_temperatures(ports: list[dict[str, Any]]) -> str | None:
+    """A pile's port temperatures, the figure that moves when a plug heats up."""
+    temps = [
+        f"{p['port']}:{p['temperature_c']:.1f}"
+        for p in ports
+        if isinstance(p.get("temperature_c"), int | float)
+    ]
+    return f"ports °C {' '.join(temps)}" if temps else None
+
+
 class LiveView:
     def __init__(self, port: int, root: str, colour: bool = True) -> None:
         self.root = root
         self.colour = colour
         self.lock = threading.Lock()
         self.seen: list[tuple[str, Any]] = []
+        self.states: dict[str, str] = {}  # device -> its last printed state line
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="demo-view")
         self.client.on_message = self._on_message
         self.client.connect("127.0.0.1", port)
@@ -33,13 +67,18 @@ class LiveView:
         with self.lock:
             print(f"\n\033[1m▶ {text}{RESET}" if self.colour else f"\n> {text}", flush=True)
 
+    def mark(self) -> int:
+        """Where the messages seen so far end: ``wait_for(after=...)`` looks past it only."""
+        with self.lock:
+            return len(self.seen)
+
     def wait_for(
-        self, topic_suffix: str, pred: Any = lambda _b: True, timeout: float = 15.0
+        self, topic_suffix: str, pred: Any = lambda _b: True, timeout: float = 15.0, after: int = 0
     ) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
-                for topic, body in self.seen:
+                for topic, body in self.seen[after:]:
                     if topic.endswith(topic_suffix) and pred(body):
                         return body
             time.sleep(0.05)
@@ -61,15 +100,19 @@ class LiveView:
         now = time.strftime("%H:%M:%S")
         kind, _, rest = topic.partition("/")
         if kind == "cmd" and rest == "":
-            return f"{now}  command   → {body.get('device')} {body.get('action')} {body.get('args') or ''} (user {body.get('user')})"
+            args = " ".join(t for k, v in (body.get("args") or {}).items() if (t := shown(k, v)))
+            return f"{now}  command   → {body.get('device')} {body.get('action')} {args} (user {body.get('user')})"
         if kind == "cmd" and rest == "result":
             tone = "ok" if body.get("ok") else "warning"
+            ms = body.get("ms")
+            took = f" ({ms:.1f} ms)" if isinstance(ms, int | float) else ""
             return self.paint(
-                tone,
-                f"{now}  result    ← {body.get('code')} {body.get('detail') or ''} ({body.get('ms')} ms)",
+                tone, f"{now}  result    ← {body.get('code')} {body.get('detail') or ''}{took}"
             )
         if kind == "events":
-            data = " ".join(f"{k}={v}" for k, v in (body.get("data") or {}).items())
+            data = " ".join(
+                text for k, v in (body.get("data") or {}).items() if (text := shown(k, v))
+            )
             return self.paint(
                 body.get("severity", "info"),
                 f"{now}  event     {body.get('device'):<12} {body.get('type'):<24} {data}",
@@ -87,8 +130,18 @@ class LiveView:
                 "critical" if fire else "ok", f"{now}  status    online={body.get('online')}{fire}"
             )
         if kind == "state":
-            keep = {k: v for k, v in body.items() if k not in ("ts", "ports")}
-            return f"{now}  state     {rest:<12} " + " ".join(f"{k}={v}" for k, v in keep.items())
+            parts = [shown(k, v) for k, v in body.items() if k not in (*STAMPS, "ports")]
+            if isinstance(body.get("ports"), list):
+                parts.append(port_temperatures(body["ports"]))
+            text = " ".join(p for p in parts if p)
+            if self.states.get(rest) == text:
+                return ""  # republished unchanged: nothing new to see
+            self.states[rest] = text
+            return f"{now}  state     {rest:<12} {text}"
+        if kind == "devices":
+            listed = ", ".join(f"{d['id']} ({d.get('title') or d.get('kind')})"
+                               for d in body.get("devices", []))  # fmt: skip
+            return f"{now}  devices   {listed or 'none'}"
         if kind == "telemetry":
             return ""  # per-port numbers every few seconds would drown the story
         return f"{now}  {topic} {body}"

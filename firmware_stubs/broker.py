@@ -36,8 +36,13 @@ class Broker:
 
     def start(self, timeout: float = 5.0) -> None:
         with open(self.workdir / "mosquitto.log", "ab") as log:
+            # Its own session: a Ctrl-C meant for the demo or a test must not stop the broker
+            # before the gateway that talks to it.
             self.proc = subprocess.Popen(
-                [mosquitto_path(), "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=log
+                [mosquitto_path(), "-c", str(self.conf)],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while not self.listening():

@@ -20,6 +20,7 @@ import logging
 import os
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from firmware_stubs.peripheral import (
@@ -76,6 +77,7 @@ class DLB2(Peripheral):
         challenge_ttl: float = 30.0,
         held_open_after: float = 60.0,
         rssi: int = -62,
+        challenge_source: Callable[[], bytes] | None = None,
     ) -> None:
         if len(key) != 16:
             raise ValueError("the DL-B2 device key is 16 bytes")
@@ -97,6 +99,9 @@ class DLB2(Peripheral):
         self.challenge_ttl = challenge_ttl
         self.held_open_after = held_open_after
         self.rssi = rssi
+        # Fresh random bytes, as the datasheet says; a recorder passes its own to get the
+        # same transcript every time.
+        self.challenge_source = challenge_source or (lambda: os.urandom(16))
         self.lock_state = S_LOCKED
         self.door = 0
         self.mains = True
@@ -105,6 +110,7 @@ class DLB2(Peripheral):
         self.refuse_connections = False
         self.jammed = False
         self.faults: list[tuple[str, int | None]] = []  # one-shot (fault, only for OP)
+        self._then: list[tuple[int, Callable[[], None]]] = []  # one-shot (OP, happening)
         self.commands: list[CommandRecord] = []
         self.sent: list[bytes] = []  # every EVENTS frame the lock produced (sent or not)
         self.connections = 0
@@ -159,7 +165,7 @@ class DLB2(Peripheral):
         self._touch()
         if uuid != CHALLENGE:
             raise GattError("Read not permitted", "org.bluez.Error.NotPermitted")
-        self._challenge = os.urandom(16)
+        self._challenge = self.challenge_source()
         self._challenge_at = time.monotonic()
         self.challenges += 1
         return self._challenge
@@ -211,6 +217,12 @@ class DLB2(Peripheral):
             self._notify(struct.pack(">BHB", ACK, seq, result))
         if result == OK and op == 4:
             self._event(STATUS, struct.pack(">BBH", self.lock_state, self.door, self.battery_mv))
+        if result == OK:
+            for i, (when, happening) in enumerate(self._then):
+                if when == op:
+                    del self._then[i]
+                    happening()
+                    break
 
     # -- the lock itself ------------------------------------------------------------------
 
@@ -328,6 +340,11 @@ class DLB2(Peripheral):
             if fault not in FAULTS:
                 raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
         self.faults.extend((fault, op) for fault in faults)
+
+    def then(self, op: int, happening: Callable[[], None]) -> None:
+        """Script the world: ``happening`` (an exit button, a card) takes place right after
+        the lock has carried out and acknowledged the next command with OP ``op``."""
+        self._then.append((op, happening))
 
     def _take_fault(self, op: int) -> str | None:
         for i, (fault, only) in enumerate(self.faults):

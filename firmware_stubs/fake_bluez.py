@@ -15,6 +15,10 @@ Behaviour kept from bluetoothd because clients depend on it:
 * connecting adds the GATT objects, then sets ``ServicesResolved``; a lost link clears
   ``ServicesResolved``/``Connected``, removes the GATT objects and ends every notification
   session, so a client must call ``StartNotify`` again after reconnecting;
+* a link belongs to the adapter, not to the client that asked for it: a client that leaves
+  the bus without ``Disconnect`` (killed, crashed) leaves the device ``Connected``, with its
+  GATT objects, until someone calls ``Disconnect`` or the peripheral hangs up
+  (bluez/bluez#89); only that client's discovery and notification sessions end with it;
 * notifications are ``PropertiesChanged`` of a characteristic's ``Value``, sent only while
   some client has started notifications on it.
 

@@ -87,6 +87,8 @@ class BlueZCalls:
         return Message.new_error(msg, ERR_UNKNOWN_METHOD, f"Properties.{msg.member}")
 
     def _forget_sender(self, sender: str) -> None:
+        """A client left the bus: its sessions end. Its connections do not: bluetoothd keeps
+        a device connected after the client that connected it died (bluez/bluez#89)."""
         if sender in self.bz.discovery_sessions:
             self.bz.discovery_sessions.discard(sender)
             if not self.bz.discovery_sessions:

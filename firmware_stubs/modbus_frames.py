@@ -8,26 +8,7 @@ from __future__ import annotations
 
 import struct
 
-
-def _table() -> list[int]:
-    out = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        out.append(crc)
-    return out
-
-
-_CRC_TABLE = _table()
-
-
-def crc16(data: bytes) -> int:
-    """Modbus CRC-16 (poly 0xA001, init 0xFFFF); sent low byte first."""
-    crc = 0xFFFF
-    for b in data:
-        crc = (crc >> 8) ^ _CRC_TABLE[(crc ^ b) & 0xFF]
-    return crc
+from firmware_stubs.crc16 import crc16
 
 
 def rtu_frame(unit: int, pdu: bytes) -> bytes:

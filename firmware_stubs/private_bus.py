@@ -66,6 +66,7 @@ class PrivateBus:
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C for the demo must not end the bus before its users
         )
         assert self._proc.stdout is not None
         try:

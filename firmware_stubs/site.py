@@ -32,6 +32,9 @@ class SitePlan:
             "smoke-bike": ("1A2B3C50", "车棚"),
         }
     )
+    # Detector model codes (datasheet table) where not an SD-10: the bike shed's detector is
+    # a combined smoke/heat SHD-20, the only model that sends a heat alarm.
+    detector_models: dict[str, int] = field(default_factory=lambda: {"smoke-bike": 0x02})
     rtu_piles: dict[str, int] = field(default_factory=lambda: {"pile-1": 1, "pile-2": 2})
     tcp_piles: dict[str, int] = field(default_factory=lambda: {"pile-3": 1})
     ports: int = 4
@@ -132,7 +135,8 @@ class EmulatedSite:
             yield dev, self.pile(dev)
 
     def detector(self, device: str) -> Any:
-        return self.rx.detector(self.plan.detectors[device][0])
+        model = self.plan.detector_models.get(device, 0x01)
+        return self.rx.detector(self.plan.detectors[device][0], model)
 
     def config(self, keys_dir: Path) -> str:
         p, out = self.plan, []

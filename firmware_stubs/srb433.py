@@ -1,106 +1,47 @@
 """An SRB-433 smoke-alarm receiver emulator on a pseudo-terminal, with scriptable detectors.
 
-It speaks the datasheet (docs: /work/shared/datasheets/smoke-rf-bridge.md) over a real pty, so
-the real driver opens it with pyserial as it would a USB receiver. Detectors transmit every
-event 3 times with one SEQ and repeat a smoke alarm while smoke persists; the receiver answers
-PING, runs pair mode, hush-all and remove. Faults can be injected: stray bytes, torn frames,
-bad CRCs, noise bursts, and unplug/replug (the pty and its symlink disappear, then come back).
+It speaks the datasheet (shared/datasheets/smoke-rf-bridge.md, rev B) over a real pty, so the
+real driver opens it with pyserial as it would a USB receiver. Detectors transmit every event 3
+times with one SEQ and repeat a smoke alarm while smoke persists, and send only what their model
+sends (an SD-1L has no heartbeat, only an SHD-20 a heat alarm). The receiver answers PING, runs
+pair mode, hush all and remove, and from firmware 2.0 (rev B, ``firmware=0x0200``) sound all;
+a rev A receiver (the default, 0x0102) ignores sound all as it ignores any TYPE it does not know.
+Faults can be injected: stray bytes, torn frames, bad CRCs, noise bursts, and unplug/replug
+(the pty and its symlink disappear, then come back).
 
-It is a test and demo peer and reuses the driver's codec for framing; it must never be pointed
-at a real serial device. Run alone::
+It is a test and demo peer with its own framing (``srb433_wire``), never the driver's codec:
+sharing it would hide the codec's mistakes (STYLE §14). It must never be pointed at a real
+serial device. Run alone::
 
     python -m firmware_stubs.srb433 --link /tmp/srb433 --detector 1A2B3C4D --scenario demo
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
 import random
-import signal
 import tty
-from collections.abc import Callable
 from typing import Any
 
-from drivers.srb433.codec import Decoder, Frame, encode
+from firmware_stubs.srb433_detector import Detector, parse_address
+from firmware_stubs.srb433_wire import (
+    HUSH_ALL,
+    PAIR,
+    PAIRED,
+    PING,
+    REMOVE,
+    REV_B_FIRMWARE,
+    SOUND_ALL,
+    STATUS,
+    Frame,
+    FrameLike,
+    FrameReader,
+    encode,
+)
 
-STATUS, PAIRED = 0x70, 0x71
-PING, PAIR, HUSH_ALL, REMOVE = 0x80, 0x81, 0x82, 0x83
-
-
-def parse_address(address: int | str) -> int:
-    return int(address, 16) if isinstance(address, str) else address
-
-
-class Detector:
-    """One radio smoke detector. Every ``await``-ed event returns once all copies are sent."""
-
-    def __init__(self, receiver: ReceiverEmulator, address: int, model: int = 1) -> None:
-        self.receiver = receiver
-        self.address = address
-        self.model = model
-        self.seq = random.randrange(256)
-        self.smoke = False
-        self._repeat: asyncio.Task[None] | None = None
-
-    async def transmit(self, type_: int, payload: bytes = b"") -> Frame:
-        """A new event: next SEQ, sent ``copies`` times ``spacing`` seconds apart."""
-        self.seq = (self.seq + 1) & 0xFF
-        frame = Frame(type_, self.address, self.seq, payload)
-        rx = self.receiver
-        for copy in range(rx.copies):
-            if copy:
-                await asyncio.sleep(rx.spacing)
-            rx.radio(frame)
-        return frame
-
-    async def alarm(self, density: int = 120) -> Frame:
-        """Smoke: alarm now, and again every ``alarm_repeat`` s with a new SEQ until cleared."""
-        self.smoke = True
-        frame = await self.transmit(0x01, bytes((density,)))
-        if self._repeat is None or self._repeat.done():
-            self._repeat = self.receiver.spawn(self._repeat_alarm(density), f"repeat:{self}")
-        return frame
-
-    async def _repeat_alarm(self, density: int) -> None:
-        while self.smoke:
-            await asyncio.sleep(self.receiver.alarm_repeat)
-            if self.smoke:
-                await self.transmit(0x01, bytes((density,)))
-
-    async def clear(self) -> Frame:
-        self.smoke = False
-        if self._repeat is not None:
-            self._repeat.cancel()
-        return await self.transmit(0x02)
-
-    async def test(self, passed: bool = True) -> Frame:
-        return await self.transmit(0x03, bytes((0 if passed else 1,)))
-
-    async def low_battery(self, battery_mv: int = 2600) -> Frame:
-        return await self.transmit(0x04, battery_mv.to_bytes(2, "big"))
-
-    async def tamper(self, removed: bool = True) -> Frame:
-        return await self.transmit(0x05, bytes((int(removed),)))
-
-    async def fault(self, code: int = 1) -> Frame:
-        return await self.transmit(0x06, bytes((code,)))
-
-    async def heartbeat(self, battery_mv: int = 3000, rssi_dbm: int = -60) -> Frame:
-        return await self.transmit(
-            0x07, battery_mv.to_bytes(2, "big") + rssi_dbm.to_bytes(1, "big", signed=True)
-        )
-
-    async def hush(self) -> Frame:
-        return await self.transmit(0x08)
-
-    async def heat(self, temperature_c: int = 65) -> Frame:
-        return await self.transmit(0x09, bytes((temperature_c,)))
-
-    def __str__(self) -> str:
-        return f"{self.address:08X}"
+__all__ = ["Detector", "Frame", "ReceiverEmulator", "parse_address"]
 
 
 class ReceiverEmulator:
@@ -108,7 +49,9 @@ class ReceiverEmulator:
 
     Timing is configurable so tests run fast: ``spacing`` between a frame's copies (datasheet
     ~0.2 s), ``alarm_repeat`` (30 s), ``answer_delay`` for PING (< 0.1 s), ``pair_scale``
-    multiplies the seconds a PAIR command asks for.
+    multiplies the seconds a PAIR command asks for, ``sound_scale`` those of a SOUND ALL.
+    ``firmware`` is what the status frame reports and decides the revision: 0x0200 and later
+    is rev B and acts on SOUND ALL (0x84); earlier is rev A and ignores it.
     """
 
     def __init__(
@@ -121,6 +64,7 @@ class ReceiverEmulator:
         answer_delay: float = 0.01,
         firmware: int = 0x0102,
         pair_scale: float = 1.0,
+        sound_scale: float = 1.0,
         announce: bool = True,
     ) -> None:
         self.link = link
@@ -130,6 +74,7 @@ class ReceiverEmulator:
         self.answer_delay = answer_delay
         self.firmware = firmware
         self.pair_scale = pair_scale
+        self.sound_scale = sound_scale
         self.announce = announce
         self.answer_pings = True
         self.detectors: dict[int, Detector] = {}
@@ -138,12 +83,16 @@ class ReceiverEmulator:
         self.host_frames: list[Frame] = []
         self.wire_in = bytearray()  # every byte the host sent, for byte-exact checks
         self.hush_all_count = 0
+        self.sound_all_seconds: list[int] = []  # every SOUND ALL acted on (rev B), as asked
+        self.sounding = False  # the paired detectors' sounders are on because of SOUND ALL
+        self.ignored: list[Frame] = []  # host frames this firmware did not act on
         self.dropped = 0  # frames lost because nobody was reading, or unplugged
         self.slave_path = ""
         self._master = self._slave = -1
         self._seq = 0
         self._pair_until = 0.0
-        self._decoder = Decoder()
+        self._decoder = FrameReader()
+        self._sound_end: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._heard = asyncio.Event()
 
@@ -155,6 +104,10 @@ class ReceiverEmulator:
     def plugged(self) -> bool:
         return self._master >= 0
 
+    @property
+    def rev_b(self) -> bool:
+        return self.firmware >= REV_B_FIRMWARE
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -164,6 +117,7 @@ class ReceiverEmulator:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._silence()
         self._unplug()
 
     async def __aenter__(self) -> ReceiverEmulator:
@@ -263,13 +217,38 @@ class ReceiverEmulator:
         loop = asyncio.get_running_loop()
         if frame.type == PING and self.answer_pings:
             loop.call_later(self.answer_delay, self._answer_if_plugged, self._master)
+        elif frame.type == PING:
+            pass  # fault injection: a receiver that stopped answering
         elif frame.type == PAIR and frame.payload:
             self._pair_until = loop.time() + frame.payload[0] * self.pair_scale
             self._admit_joining()
         elif frame.type == HUSH_ALL:
             self.hush_all_count += 1
+            self._silence()  # "0x82 silences a sound-all too"
         elif frame.type == REMOVE:
             self.paired.discard(frame.device)
+        elif frame.type == SOUND_ALL and self.rev_b and frame.payload:
+            self._sound_all(frame.payload[0])
+        else:  # rev A and SOUND ALL, a TYPE no revision knows, a PAIR without its seconds
+            self.ignored.append(frame)
+
+    def _sound_all(self, seconds: int) -> None:
+        """Every paired detector sounds (interconnection); none reports an alarm of its own,
+        so nothing goes back to the host. 0 s: until a hush all."""
+        self.sound_all_seconds.append(seconds)
+        self.sounding = True
+        if self._sound_end is not None:
+            self._sound_end.cancel()
+            self._sound_end = None
+        if seconds:
+            delay = seconds * self.sound_scale
+            self._sound_end = asyncio.get_running_loop().call_later(delay, self._silence)
+
+    def _silence(self) -> None:
+        self.sounding = False
+        if self._sound_end is not None:
+            self._sound_end.cancel()
+            self._sound_end = None
 
     def _answer_if_plugged(self, master: int) -> None:
         if master == self._master:  # not a PING from before a replug
@@ -312,7 +291,7 @@ class ReceiverEmulator:
             noise[at : at + 3] = b"\xaa\x55" + bytes((random.randrange(256),))
         self.write(bytes(noise[:count]))
 
-    async def torn(self, frame: Frame, pause: float = 0.05, at: int | None = None) -> None:
+    async def torn(self, frame: FrameLike, pause: float = 0.05, at: int | None = None) -> None:
         """One frame in two writes with a pause between, as a USB read can split it."""
         data = encode(frame)
         cut = at if at is not None else len(data) // 2
@@ -320,67 +299,13 @@ class ReceiverEmulator:
         await asyncio.sleep(pause)
         self.write(data[cut:])
 
-    async def bad_crc(self, frame: Frame) -> None:
+    async def bad_crc(self, frame: FrameLike) -> None:
         data = bytearray(encode(frame))
         data[-1] ^= 0xFF
         self.write(bytes(data))
 
 
-# -- standalone --------------------------------------------------------------------------------
+if __name__ == "__main__":  # pragma: no cover - run by hand and by the docs
+    from firmware_stubs.srb433_cli import main
 
-
-async def _demo(rx: ReceiverEmulator, say: Callable[[str], None]) -> None:
-    dets = list(rx.detectors.values())
-    for det in dets:
-        await det.heartbeat()
-    if not dets:
-        return
-    await asyncio.sleep(5)
-    say(f"detector {dets[0]}: smoke alarm")
-    await dets[0].alarm(150)
-    await asyncio.sleep(20)
-    say(f"detector {dets[0]}: cleared")
-    await dets[0].clear()
-
-
-async def _main(args: argparse.Namespace) -> None:
-    rx = ReceiverEmulator(args.link, spacing=args.spacing, alarm_repeat=args.alarm_repeat)
-    for address in args.detector:
-        rx.detector(address)
-    for address in args.join:
-        rx.joining.append((parse_address(address), 1))
-    main = asyncio.current_task()
-    assert main is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        # Leave through ``async with`` so the link is removed, not left dangling.
-        loop.add_signal_handler(sig, main.cancel)
-    async with rx:
-        where = f"SRB-433 emulator on {rx.slave_path}" + (f" (link {rx.link})" if rx.link else "")
-        print(where, flush=True)
-        print(f"detectors: {', '.join(map(str, rx.detectors.values())) or 'none'}", flush=True)
-        if args.scenario == "demo":
-            await _demo(rx, lambda text: print(text, flush=True))
-        while True:
-            for det in rx.detectors.values():
-                if det.address in rx.paired:
-                    await det.heartbeat()
-            await asyncio.sleep(args.heartbeat)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m firmware_stubs.srb433", description=__doc__)
-    parser.add_argument("--link", help="stable symlink to create for the pty, e.g. /tmp/srb433")
-    parser.add_argument("--detector", action="append", default=[], help="paired detector id")
-    parser.add_argument("--join", action="append", default=[], help="id joining in pair mode")
-    parser.add_argument("--scenario", choices=("idle", "demo"), default="idle")
-    parser.add_argument("--spacing", type=float, default=0.2, help="seconds between copies")
-    parser.add_argument("--alarm-repeat", type=float, default=30.0)
-    parser.add_argument("--heartbeat", type=float, default=3600.0, help="heartbeat period, s")
-    args = parser.parse_args(argv)
-    with contextlib.suppress(asyncio.CancelledError):
-        asyncio.run(_main(args))
-
-
-if __name__ == "__main__":
     main()

@@ -22,7 +22,7 @@ class ConfigError(GatewayError):
         where = f"{file}: {path}" if path else file
         text = f"{where}: {expected}"
         if got is not None:
-            text += f", got {_show(got)}"
+            text += f", got {show_value(got)}"
         super().__init__(text)
 
 
@@ -44,6 +44,11 @@ class DeviceError(GatewayError):
         super().__init__(f"{device}: {code}" + (f" ({detail})" if detail else ""))
 
 
+class InvalidArgument(DeviceError):
+    """An argument only the device can judge is out of its range (port 13 of a 12-port pile):
+    the command's fault, not the device's; a remote command gets ``invalid``."""
+
+
 class TransientError(GatewayError):
     """A failure worth retrying: a timeout, a lost link, a port that vanished."""
 
@@ -57,19 +62,41 @@ class DeviceTimeout(TransientError):
     """A device did not answer in time."""
 
 
+class StorageFailed(GatewayError):
+    """Something that must be on the SD card before the gateway may act could not be written
+    there (a read-only or full card). Commands it concerns are refused: ``storage_failed``."""
+
+    def __init__(self, store: str, detail: str) -> None:
+        self.store = store
+        self.detail = detail
+        super().__init__(f"{store}: {detail}")
+
+
+class ProbeError(GatewayError):
+    """A probe on site (is the receiver on this port, a pile at this id, the broker there?)
+    could not say yes: one line of why, for a person."""
+
+
+class DriverMissing(ProbeError):
+    """The driver a probe needs is not installed (yet)."""
+
+
 class PluginError(GatewayError):
     """A driver or rule plugin could not be loaded."""
 
 
 def _shown_path(path: str) -> str:
-    """A key pasted where its file's path belongs must not be echoed to a terminal or log."""
+    """A key pasted where its file's path belongs must not be echoed to a terminal or log,
+    also once it was taken as a file name in the config's folder (a relative path)."""
     text = path.strip()
-    if len(text) >= 32 and all(c in "0123456789abcdefABCDEF" for c in text):
+    name = text.rsplit("/", 1)[-1]
+    if len(name) >= 32 and all(c in "0123456789abcdefABCDEF" for c in name):
         return "(a value that looks like a key, not a file path: give the path of a 0600 file)"
     return path
 
 
-def _show(value: object) -> str:
+def show_value(value: object) -> str:
+    """A config value as an error shows it: strings quoted, tables and lists named."""
     if isinstance(value, str):
         return '"' + value + '"'
     if isinstance(value, dict):

@@ -1,10 +1,22 @@
-"""Carrying out what the rules decided: batched per bus, reported, and retried where life
-depends on it.
+"""Carrying out what the rules decided: batched per bus, reported, verified and retried as
+each action asks.
 
 Actions of one rule outcome go to their drivers all at once: each bus gets its batch through
 ``Driver.execute_batch`` (a Modbus line turns "every pile off" into one broadcast plus per-pile
-stops with read-back), and the buses run concurrently. An escape door that could not be
-released is a critical alarm and is tried again every few seconds while fire mode lasts.
+stops with read-back), and the buses run concurrently. What happens next reads only the
+action's typed fields (``gatewayd.model.Action``), never its free-text reason:
+
+- ``expect``: the device must report this state; when the result does not say, a ``status``
+  is asked for. Only the device's own report counts as done.
+- ``alarm``: raised on the device while the action fails, cleared once it is done (or no
+  longer wanted).
+- ``persist``: ``while_fire`` tries again every few seconds while fire mode lasts (escape
+  doors); ``until_done`` until the device confirms, unless the rules come to forbid it
+  (relocking after a fire stops if a new fire starts).
+- ``done_event``: the event that says it was done and confirmed (``door.released``).
+
+Any failure is a ``gateway.action_failed`` event: the rules make alarms of the ones that
+matter (a cut that did not happen).
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
+from gatewayd.events import ACTION_FAILED
 from gatewayd.model import Action, Event
 
 if TYPE_CHECKING:
@@ -22,14 +35,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gatewayd.linkage")
 
-BATCH_TIMEOUT = 15.0  # s for one bus's batch (a slow RTU line with many piles)
 RETRY_SECONDS = 5.0
+
+Result = Mapping[str, Any] | BaseException
 
 
 class Actuator:
     def __init__(self, gw: Gateway, spawn: Callable[[Any, str], None]) -> None:
         self.gw = gw
         self.spawn = spawn
+        self.retry_seconds = RETRY_SECONDS
 
     def run(self, actions: list[Action]) -> None:
         by_bus: dict[str, list[Action]] = {}
@@ -43,98 +58,90 @@ class Actuator:
             self.spawn(self._batch(bus, batch), f"actions:{bus}")
 
     async def _batch(self, bus: str, batch: list[Action]) -> None:
-        sup = self.gw.buses.get(bus)
-        results: list[Mapping[str, Any] | BaseException]
-        if sup is None or sup.driver is None:
-            results = [
-                DeviceError(a.device, "driver_down", f"bus {bus} is not running") for a in batch
-            ]
-        else:
-            try:
-                async with asyncio.timeout(BATCH_TIMEOUT):
-                    results = await sup.driver.execute_batch(batch)
-            except TimeoutError:
-                results = [
-                    DeviceTimeout(a.device, f"no answer within {BATCH_TIMEOUT:.0f} s")
-                    for a in batch
-                ]
+        results = await self.gw.service.execute_batch(bus, batch)
         for action, result in zip(batch, results, strict=True):
             self._report(action, result)
 
-    def _report(self, action: Action, result: Mapping[str, Any] | BaseException) -> None:
-        gw = self.gw
-        releasing = action.name == "hold_open" and action.reason.startswith("fire")
+    def _report(self, action: Action, result: Result) -> None:
         if isinstance(result, BaseException):
-            if not isinstance(result, GatewayError):
-                log.error("%s on %s failed unexpectedly: %r", action.name, action.device, result)
-            else:
-                log.error(
-                    "%s on %s (%s) failed: %s", action.name, action.device, action.origin, result
-                )
-            gw.handle_event(
-                Event(
-                    action.device,
-                    "gateway.action_failed",
-                    "critical" if releasing else "warning",
-                    {
-                        "action": action.name,
-                        "args": dict(action.args),
-                        "rule": action.origin,
-                        "reason": action.reason,
-                        "error": str(result),
-                    },
-                )
-            )
-            if releasing:
-                gw.alarms.raise_(
-                    action.device, "door.release_failed", "critical", {"error": str(result)}
-                )
-                self.spawn(self._retry(action), f"retry:{action.device}")
-            return
-        if releasing:
-            self.spawn(self._confirm_release(action), f"confirm:{action.device}")
-        elif action.name == "lock" and action.reason == "fire_reset":
-            gw.handle_event(
-                Event(
-                    action.device,
-                    "door.restored",
-                    "info",
-                    {"reason": "fire_reset", "lock": result.get("lock")},
-                )
-            )
+            self._failed(action, result)
+        elif action.expect and not _satisfies(result, action.expect):
+            self.spawn(self._verify(action), f"verify:{action.device}")
+        else:
+            self._done(action, result)
 
-    async def _confirm_release(self, action: Action) -> None:
-        """Re-check a released door: only the lock's own status says it is held open."""
-        gw = self.gw
+    async def _verify(self, action: Action) -> None:
+        """Only the device's own report says it is done: ask for its status."""
         try:
-            status = await gw.execute(
+            status = await self.gw.service.execute(
                 Action(action.device, "status", reason=action.reason, origin=action.origin)
             )
         except GatewayError as exc:
-            self._report(action, exc)
+            self._failed(action, exc)
             return
-        if status.get("lock") != "held_open":
-            self._report(
-                action,
-                DeviceError(action.device, "not_released", f"lock reports {status.get('lock')!r}"),
-            )
+        if not _satisfies(status, action.expect):
+            seen = {k: status.get(k) for k in action.expect}
+            self._failed(action, DeviceError(action.device, "not_confirmed", f"reports {seen}"))
             return
-        gw.alarms.clear(action.device, "door.release_failed")
+        self._done(action, status)
+
+    def _done(self, action: Action, result: Mapping[str, Any]) -> None:
+        gw = self.gw
+        if action.alarm:
+            gw.alarms.clear(action.device, action.alarm)
+        if action.done_event:
+            type_, severity = action.done_event
+            data = {"reason": action.reason, "rule": action.origin, **dict(result)}
+            if action.expect:
+                data["verified"] = True
+            gw.handle_event(Event(action.device, type_, severity, data))
+
+    def _failed(self, action: Action, error: BaseException) -> None:
+        gw = self.gw
+        if not isinstance(error, GatewayError):
+            log.error("%s on %s failed unexpectedly: %r", action.name, action.device, error)
+        else:
+            log.error("%s on %s (%s) failed: %s", action.name, action.device, action.origin, error)
+        persistent = action.persist != "once"
         gw.handle_event(
             Event(
                 action.device,
-                "door.released",
-                "warning",
+                ACTION_FAILED,
+                "critical" if persistent else "warning",
                 {
+                    "action": action.name,
+                    "args": dict(action.args),
+                    "rule": action.origin,
                     "reason": action.reason,
-                    "lock": "held_open",
-                    "door": status.get("door"),
-                    "verified": True,
+                    "error": str(error),
+                    "code": error.code if isinstance(error, DeviceError) else _code(error),
+                    "retry": persistent,
                 },
             )
         )
+        if action.alarm:
+            gw.alarms.raise_(action.device, action.alarm, {"error": str(error)})
+        if persistent:
+            self.spawn(self._retry(action), f"retry:{action.device}")
 
     async def _retry(self, action: Action) -> None:
-        await asyncio.sleep(RETRY_SECONDS)
-        if self.gw.alarms.fire_mode:
+        await asyncio.sleep(self.retry_seconds)
+        if self._wanted(action):
             self.run([action])
+        elif action.alarm:
+            gw = self.gw
+            gw.alarms.clear(action.device, action.alarm)  # no longer asked for: not failing
+
+    def _wanted(self, action: Action) -> bool:
+        gw = self.gw
+        if action.persist == "while_fire":
+            return gw.alarms.fire_mode
+        return gw.engine.permit(action, gw.world) is None
+
+
+def _code(error: BaseException) -> str:
+    return "timeout" if isinstance(error, DeviceTimeout | TimeoutError) else "failed"
+
+
+def _satisfies(result: Mapping[str, Any], expect: Mapping[str, Any]) -> bool:
+    return all(result.get(k) == v for k, v in expect.items())

@@ -6,9 +6,11 @@ once, at the edge, and every error names the file, the key path and what was exp
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.errors import ConfigError, SecretFileError
@@ -25,13 +27,25 @@ class Field:
     convert: Callable[[Any], Any]
     default: Any = REQUIRED
     doc: str = ""
+    #: The value is a file or directory path: a relative one is taken from the config
+    #: file's folder (``base``), never from wherever the daemon or the CLI was started.
+    path: bool = False
+    #: The value is a list of device ids (or "*"): the config checks each one exists, since
+    #: a typo would silently narrow what the setting covers.
+    device_ids: bool = False
+    #: What ``convert`` accepts, as JSON Schema (``{"type": "integer", "minimum": 1}``): the
+    #: generated contract (docs/contract/) says it to the platform. Empty: any JSON value.
+    json: Mapping[str, Any] = field(default_factory=dict)
 
 
 Schema = Mapping[str, Field]
 
 
-def validate(table: Any, schema: Schema, file: str, path: str) -> dict[str, Any]:
-    """Check ``table`` against ``schema``; return a new dict with defaults filled in."""
+def validate(
+    table: Any, schema: Schema, file: str, path: str, base: str | None = None
+) -> dict[str, Any]:
+    """Check ``table`` against ``schema``; return a new dict with defaults filled in. A
+    relative value of a path field is joined to ``base`` (the config file's folder) first."""
     if not isinstance(table, dict):
         raise ConfigError(file, path, "expected a table", table)
     for key in table:
@@ -46,13 +60,23 @@ def validate(table: Any, schema: Schema, file: str, path: str) -> dict[str, Any]
                 raise ConfigError(file, where, f"missing; expected {spec.expected}")
             out[key] = spec.default
             continue
+        value = table[key]
+        if spec.path and base is not None:
+            value = resolve(value, base)
         try:
-            out[key] = spec.convert(table[key])
+            out[key] = spec.convert(value)
         except (ValueError, TypeError):
             raise ConfigError(file, where, f"expected {spec.expected}", table[key]) from None
         except SecretFileError as exc:  # a secret file's own problem, with its fix
             raise ConfigError(file, where, str(exc)) from None
     return out
+
+
+def resolve(value: Any, base: str) -> Any:
+    """A relative path string joined to ``base``; anything else as it was."""
+    if isinstance(value, str) and value and not os.path.isabs(value):
+        return os.path.normpath(os.path.join(base, value))
+    return value
 
 
 def _join(path: str, key: str) -> str:
@@ -68,7 +92,8 @@ def Int(lo: int, hi: int, default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return v
 
-    return Field(f"an integer {lo}..{hi}", convert, default, doc)
+    spec = {"type": "integer", "minimum": lo, "maximum": hi}
+    return Field(f"an integer {lo}..{hi}", convert, default, doc, json=spec)
 
 
 def Float(lo: float, hi: float, default: Any = REQUIRED, doc: str = "") -> Field:
@@ -77,7 +102,8 @@ def Float(lo: float, hi: float, default: Any = REQUIRED, doc: str = "") -> Field
             raise ValueError
         return float(v)
 
-    return Field(f"a number {lo:g}..{hi:g}", convert, default, doc)
+    spec = {"type": "number", "minimum": lo, "maximum": hi}
+    return Field(f"a number {lo:g}..{hi:g}", convert, default, doc, json=spec)
 
 
 def Bool(default: Any = REQUIRED, doc: str = "") -> Field:
@@ -86,7 +112,7 @@ def Bool(default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return v
 
-    return Field("true or false", convert, default, doc)
+    return Field("true or false", convert, default, doc, json={"type": "boolean"})
 
 
 def Str(
@@ -103,7 +129,9 @@ def Str(
             raise ValueError
         return transform(v) if transform else v
 
-    return Field(expected, convert, default, doc)
+    # Python's fullmatch, as an ECMA-262 pattern (which matches anywhere unless anchored).
+    spec = {"type": "string", **({"pattern": f"^(?:{pattern})$"} if pattern else {})}
+    return Field(expected, convert, default, doc, json=spec)
 
 
 def OneOf(*choices: str, default: Any = REQUIRED, doc: str = "") -> Field:
@@ -112,7 +140,8 @@ def OneOf(*choices: str, default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return str(v)
 
-    return Field("one of " + ", ".join(f'"{c}"' for c in choices), convert, default, doc)
+    expected = "one of " + ", ".join(f'"{c}"' for c in choices)
+    return Field(expected, convert, default, doc, json={"enum": list(choices)})
 
 
 def StrList(default: Any = REQUIRED, doc: str = "") -> Field:
@@ -121,11 +150,53 @@ def StrList(default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return tuple(v)
 
-    return Field("a list of strings", convert, default, doc)
+    spec = {"type": "array", "items": {"type": "string"}}
+    return Field("a list of strings", convert, default, doc, json=spec)
+
+
+def DeviceIds(default: Any = REQUIRED, doc: str = "") -> Field:
+    """Ids of configured devices, or ``"*"`` for any (checked against [[devices]])."""
+    return dataclasses.replace(
+        StrList(default, doc), expected='a list of device ids (or "*" for any)', device_ids=True
+    )
 
 
 def Path(default: Any = REQUIRED, doc: str = "") -> Field:
-    return Str(default, pattern=r".+", expected="a file path", doc=doc)
+    return dataclasses.replace(
+        Str(default, pattern=r".+", expected="a file path", doc=doc), path=True
+    )
+
+
+#: The serial line speeds adapters and devices actually use.
+BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
+
+
+def Baud(lo: int = 1200, hi: int = 115200, default: Any = REQUIRED, doc: str = "") -> Field:
+    """A standard baud rate between ``lo`` and ``hi``: 9601 is a typo, not a speed."""
+    rates = tuple(r for r in BAUD_RATES if lo <= r <= hi)
+
+    def convert(v: Any) -> int:
+        if isinstance(v, bool) or v not in rates:
+            raise ValueError
+        return int(v)
+
+    expected = f"a standard baud rate: {', '.join(map(str, rates))}"
+    return Field(expected, convert, default, doc, json={"enum": list(rates)})
+
+
+def Listen(default: Any = REQUIRED, doc: str = "") -> Field:
+    """``host:port`` a socket can bind (port 0..65535; 0 takes any free one), or "" for none."""
+
+    def convert(v: Any) -> str:
+        if not isinstance(v, str):
+            raise ValueError
+        host, sep, port = v.rpartition(":")
+        if v and (not sep or not host or " " in host or not port.isdigit() or int(port) > 65535):
+            raise ValueError
+        return v
+
+    expected = "host:port with a port 0..65535, or empty to disable"
+    return Field(expected, convert, default, doc, json={"type": "string"})
 
 
 def describe(schema: Schema) -> list[tuple[str, str, str, str]]:

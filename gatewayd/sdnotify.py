@@ -2,7 +2,8 @@
 
 A plain datagram to a Unix socket: no dependency. The watchdog is fed from a coroutine on the
 daemon's own event loop and only while ``healthy()`` says so, so a blocked loop or a dead
-supervisor stops the feeding and systemd restarts the daemon.
+supervisor stops the feeding and systemd restarts the daemon. The same coroutine keeps the
+STATUS= line current (the broker coming and going, alarms, fire mode, sickness and recovery).
 """
 
 from __future__ import annotations
@@ -45,16 +46,36 @@ def watchdog_interval() -> float | None:
         return None
 
 
-async def feed_watchdog(interval: float, healthy: Callable[[], str | None]) -> None:
-    """Send WATCHDOG=1 every ``interval`` while ``healthy()`` returns None (else a reason)."""
+#: How often the STATUS= shown by `systemctl status` is brought up to date (at most).
+STATUS_PERIOD = 2.0
+
+
+def enabled() -> bool:
+    return bool(os.environ.get("NOTIFY_SOCKET"))
+
+
+async def report(
+    healthy: Callable[[], str | None], status: Callable[[], str], watchdog: float | None
+) -> None:
+    """Keep systemd told, from the daemon's own loop: WATCHDOG=1 every ``watchdog`` seconds
+    while ``healthy()`` returns None (else a reason), and STATUS= whenever the status line
+    changes: "unhealthy: <reason>" while sick, the daemon's line (``status()``: broker,
+    alarms, fire mode) otherwise, so `systemctl status` never shows a state that is over."""
+    period = min(watchdog, STATUS_PERIOD) if watchdog else STATUS_PERIOD
+    shown = status()  # what READY=1 carried
     was_sick = False
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(period)
         reason = healthy()
+        line = f"unhealthy: {reason}" if reason is not None else status()
+        if line != shown:
+            notify(f"STATUS={line}")
+            shown = line
         if reason is None:
-            notify("WATCHDOG=1")
-            was_sick = False
+            if watchdog:
+                notify("WATCHDOG=1")
+            if was_sick:
+                log.info("healthy again")
         elif not was_sick:
             log.error("watchdog not fed: %s", reason)
-            notify(f"STATUS=unhealthy: {reason}")
-            was_sick = True
+        was_sick = reason is not None

@@ -1,85 +1,33 @@
-"""Charging-area safety rules: overheat, over-power, full battery, session cap.
+"""Charging-area safety rules: overheat and over-power cut a port (and the timers in
+``charger_timers`` stop full batteries and long sessions).
 
-Pure: no I/O, time is ``world.now``. What the rules judge is the ``charger.sample`` event the
-modbus driver emits whenever a pile's reading moved (``source = "summary"``: the hottest port
-of the pile, seen every fast period; ``source = "ports"``: every port's state, relay, power
-and temperature). Timers (float period, session cap, over-power duration) are checked on
-samples and on ``gateway.tick``. A sample carries exactly the reading the decision was made
-on, so a decision can be replayed from the event log; ``world.states`` is not needed.
-
-Sensor sanity: a socket temperature the pile reports as 3276.7 °C (0x7FFF, an open
-thermistor; the driver passes it as ``None`` with ``sensor_fault``) or below −40 °C is a broken
-sensor: a ``charger.sensor_fault`` warning, never taken for a fire and never a cut.
-
-These rules only ever open relays. Nothing here closes one: after an overheat a person looks,
-resolves the alarm, and switches the port back on.
+Both trips are latched alarms, one part per port: the alarm stays on the list until the port
+has cooled (or stopped drawing) **and** a person resets it; meanwhile ``port_on`` for that
+port is refused (``charger_trips``). A port overheating under an acknowledged alarm re-raises
+it. These rules only ever open relays: nothing here closes one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from gatewayd.model import TICK, Action, Event, alarm_id
+from drivers.modbus import events as ev
+from gatewayd.alarms.catalogue import AlarmSpec
+from gatewayd.model import TICK, Event
 from gatewayd.schema import Float, Schema
-from rules.engine import Outcome, RaiseAlarm, Rule, World
+from rules.charger_base import SAMPLE, ChargerRule, celsius, cut, part_active
+from rules.charger_timers import FullRule, SessionCapRule
+from rules.engine import ClearAlarm, Outcome, RaiseAlarm, World
 
-SAMPLE = "charger.sample"
-ACTIVE = ("charging", "full")
-CLOCK_STEP_SECONDS = 120.0  # between two of a timer rule's events (ticks come every second)
-MIN_PLAUSIBLE_C = -40.0
+OVERHEAT, CABINET, SENSOR = ev.OVERHEAT, ev.CABINET_OVERHEAT, ev.SENSOR_FAULT
+OVERPOWER = ev.OVERPOWER
+CABINET_PART = "cabinet"
 
-Key = tuple[str, int]  # (device, port)
-
-
-def _celsius(temp: Any) -> float | None:
-    """The temperature if a sensor could have measured it, else None (a broken sensor)."""
-    if isinstance(temp, bool) or not isinstance(temp, int | float):
-        return None
-    # Only the sensor's own fault codes (decoded as None by the driver) and readings below
-    # -40 °C are taken as a broken sensor; any other reading, however high, is heat: cutting
-    # a port is the safe side of doubt (docs/reliability.md).
-    if temp >= MIN_PLAUSIBLE_C:
-        return float(temp)
-    return None
+_LOOK = "Someone must look at the pile (charger, battery, socket) before the alarm is reset and "
 
 
-def _cut(device: str, port: int | None, reason: str, origin: str) -> Action:
-    if port is None:
-        return Action(device, "all_off", {}, reason=reason, origin=origin)
-    return Action(device, "port_off", {"port": port}, reason=reason, origin=origin)
-
-
-class _ChargerRule(Rule):
-    """Keeps the latest port readings per pile, so ticks can judge timers between samples."""
-
-    #: Seconds before a cut is asked again for a port still reported powered.
-    recut_seconds: ClassVar[float] = 30.0
-
-    def __init__(self, settings: Mapping[str, Any]) -> None:
-        defaults = {k: f.default for k, f in self.schema.items()}
-        super().__init__({**defaults, **settings})
-        self.ports: dict[str, dict[int, Mapping[str, Any]]] = {}
-        self._cut_at: dict[Key, float] = {}
-
-    def readings(self, event: Event) -> Iterable[Mapping[str, Any]]:
-        if event.type == SAMPLE and event.data.get("source") == "ports":
-            ports = {int(p["port"]): p for p in event.data.get("ports", [])}
-            self.ports[event.device] = ports
-        return [p for ports in self.ports.values() for p in ports.values()]
-
-    def powered(self, reading: Mapping[str, Any]) -> bool:
-        return reading.get("relay") is not False or bool(reading.get("power_w"))
-
-    def may_cut(self, key: Key, now: float) -> bool:
-        last = self._cut_at.get(key)
-        if last is not None and now - last < self.recut_seconds:
-            return False
-        self._cut_at[key] = now
-        return True
-
-
-class OverheatRule(_ChargerRule):
+class OverheatRule(ChargerRule):
     name: ClassVar[str] = "charger_overheat"
     schema: ClassVar[Schema] = {
         "port_max_celsius": Float(
@@ -88,17 +36,29 @@ class OverheatRule(_ChargerRule):
         "cabinet_max_celsius": Float(
             30, 120, default=70.0, doc="the cabinet at or above this cuts every port"
         ),
+        "cooled_celsius": Float(
+            0, 110, default=50.0, doc="below this a cut port has cooled: its alarm may be reset"
+        ),
     }
+    alarm_types: ClassVar[tuple[AlarmSpec, ...]] = (
+        AlarmSpec(OVERHEAT, "critical", True, "reset by a person once every cut port is below "
+                  "cooled_celsius", _LOOK + "the port switched back on.", part="port"),
+        AlarmSpec(CABINET, "critical", True, "reset by a person once the cabinet is 10 °C below "
+                  "cabinet_max_celsius", _LOOK + "its ports switched back on."),
+        AlarmSpec(SENSOR, "warning", False, "when the sensor reads a plausible value again",
+                  "A temperature sensor of the pile is broken: that socket is not watched for "
+                  "heat. Have the pile repaired.", part="port"),
+    )  # fmt: skip
 
-    def __init__(self, settings: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Any) -> None:
         super().__init__(settings)
-        self.hot: dict[str, set[int]] = {}
-        self._sensor_reported: set[Key] = set()
+        self._sensor_reported: set[tuple[str, int]] = set()
 
     def on_event(self, event: Event, world: World) -> Outcome | None:
-        if event.type == "charger.port_fault" and event.data.get("fault") == "over_temperature":
+        if event.type == ev.PORT_FAULT and event.data.get("fault") == "over_temperature":
             port = int(event.data["port"])  # the pile's own 85 °C trip has opened it already
-            return Outcome(alarms=[self._alarm(event.device, port, None, "pile_trip")])
+            data = {"port": port, "temperature_c": None, "cut_by": "pile_trip"}
+            return Outcome(alarms=[RaiseAlarm(event.device, OVERHEAT, data, part=str(port))])
         if event.type != SAMPLE:
             return None
         out = Outcome()
@@ -106,7 +66,7 @@ class OverheatRule(_ChargerRule):
         dev = event.device
         if event.data.get("source") == "summary":
             port = int(event.data.get("hottest_port", 0))
-            temp = _celsius(event.data.get("hottest_c"))
+            temp = celsius(event.data.get("hottest_c"))
             if port and temp is None:
                 self._sensor(out, dev, port, event.data.get("hottest_c"))
             elif port and temp is not None and temp >= limit:
@@ -116,23 +76,38 @@ class OverheatRule(_ChargerRule):
             return out
         self.readings(event)
         for reading in event.data.get("ports", []):
-            port, temp = int(reading["port"]), _celsius(reading.get("temperature_c"))
+            port, temp = int(reading["port"]), celsius(reading.get("temperature_c"))
             if reading.get("sensor_fault") or temp is None:
                 self._sensor(out, dev, port, reading.get("temperature_c"))
-            elif temp >= limit and self.powered(reading):
+                continue
+            self._sensor_fine(out, world, dev, port)
+            if temp >= limit and self.powered(reading):
                 self._overheat(out, dev, port, temp, world.now)
-        cabinet = _celsius(event.data.get("cabinet_c"))
-        raw_cabinet = event.data.get("cabinet_c")
-        if event.data.get("cabinet_sensor_fault") or (raw_cabinet is not None and cabinet is None):
-            self._sensor(out, dev, 0, raw_cabinet)  # port 0: the cabinet's own sensor
-        hot_cabinet = cabinet is not None and cabinet >= float(self.settings["cabinet_max_celsius"])
-        if hot_cabinet and self.may_cut((dev, 0), world.now):
-            reason = f"{self.name}: cabinet {cabinet:.1f} °C ≥ {self.settings['cabinet_max_celsius']:g} °C"
-            out.actions.append(_cut(dev, None, reason, self.name))
-            out.alarms.append(
-                RaiseAlarm(dev, "charger.cabinet_overheat", "critical", {"cabinet_c": cabinet})
-            )
+            elif self._cooled(reading, temp) and part_active(world, dev, OVERHEAT, str(port)):
+                out.alarms.append(ClearAlarm(dev, OVERHEAT, str(port)))
+        self._cabinet(out, world, event)
         return out
+
+    def _cooled(self, reading: Mapping[str, Any], temp: float) -> bool:
+        cool = temp < float(self.settings["cooled_celsius"])
+        return cool and reading.get("fault") != "over_temperature"
+
+    def _cabinet(self, out: Outcome, world: World, event: Event) -> None:
+        dev, raw = event.device, event.data.get("cabinet_c")
+        cabinet = celsius(raw)
+        if event.data.get("cabinet_sensor_fault") or (raw is not None and cabinet is None):
+            self._sensor(out, dev, 0, raw)  # port 0: the cabinet's own sensor
+            return
+        if cabinet is None:
+            return
+        self._sensor_fine(out, world, dev, 0)
+        top = float(self.settings["cabinet_max_celsius"])
+        if cabinet >= top and self.may_cut((dev, 0), world.now):
+            reason = f"{self.name}: cabinet {cabinet:.1f} °C ≥ {top:g} °C"
+            out.actions.append(cut(dev, None, reason, self.name))
+            out.alarms.append(RaiseAlarm(dev, CABINET, {"cabinet_c": cabinet}))
+        elif cabinet < top - 10 and part_active(world, dev, CABINET):
+            out.alarms.append(ClearAlarm(dev, CABINET))
 
     def _overheat(self, out: Outcome, dev: str, port: int, temp: float, now: float) -> None:
         if not self.may_cut((dev, port), now):
@@ -140,43 +115,25 @@ class OverheatRule(_ChargerRule):
         reason = (
             f"{self.name}: port {port} at {temp:.1f} °C ≥ {self.settings['port_max_celsius']:g} °C"
         )
-        out.actions.append(_cut(dev, port, reason, self.name))
-        out.alarms.append(self._alarm(dev, port, temp, "gateway"))
-
-    def _alarm(self, dev: str, port: int, temp: float | None, by: str) -> RaiseAlarm:
-        hot = self.hot.setdefault(dev, set())
-        hot.add(port)
-        data = {"port": port, "ports": sorted(hot), "temperature_c": temp, "cut_by": by}
-        return RaiseAlarm(dev, "charger.overheat", "critical", data)
+        out.actions.append(cut(dev, port, reason, self.name))
+        data = {"port": port, "temperature_c": temp, "cut_by": "gateway"}
+        out.alarms.append(RaiseAlarm(dev, OVERHEAT, data, part=str(port)))
 
     def _sensor(self, out: Outcome, dev: str, port: int, temp: Any) -> None:
         if (dev, port) in self._sensor_reported:
             return
         self._sensor_reported.add((dev, port))
-        out.alarms.append(
-            RaiseAlarm(dev, "charger.sensor_fault", "warning", {"port": port, "raw_c": temp})
-        )
+        part = CABINET_PART if port == 0 else str(port)
+        out.alarms.append(RaiseAlarm(dev, SENSOR, {"port": port, "raw_c": temp}, part=part))
 
-    def permit(self, action: Action, world: World) -> str | None:
-        if action.name != "port_on":
-            return None
-        if world.fire_mode:
-            return "fire mode: charging stays off until the fire alarm is reset"
-        dev = action.device
-        if alarm_id(dev, "charger.cabinet_overheat") in world.alarms:
-            return "the pile's cabinet overheated; resolve that alarm first"
-        alarm = world.alarms.get(alarm_id(dev, "charger.overheat"))
-        if alarm is None:
-            self.hot.pop(dev, None)  # resolved by a person: forget what we cut
-            return None
-        ports = set(alarm.data.get("ports", [])) | self.hot.get(dev, set())
-        port = action.args.get("port")
-        if not ports or port in ports:
-            return f"port {port} overheated; resolve the overheat alarm first"
-        return None
+    def _sensor_fine(self, out: Outcome, world: World, dev: str, port: int) -> None:
+        part = CABINET_PART if port == 0 else str(port)
+        self._sensor_reported.discard((dev, port))
+        if part_active(world, dev, SENSOR, part):
+            out.alarms.append(ClearAlarm(dev, SENSOR, part))
 
 
-class OverpowerRule(_ChargerRule):
+class OverpowerRule(ChargerRule):
     name: ClassVar[str] = "charger_overpower"
     schema: ClassVar[Schema] = {
         "max_watts": Float(100, 5000, default=800.0, doc="a port drawing this much or more ..."),
@@ -184,10 +141,16 @@ class OverpowerRule(_ChargerRule):
             0, 600, default=5.0, doc="... for this long is cut (no e-bike charger needs it)"
         ),
     }
+    alarm_types: ClassVar[tuple[AlarmSpec, ...]] = (
+        AlarmSpec(OVERPOWER, "warning", True, "reset by a person once the port draws under "
+                  "max_watts (after the cut: at once)", "Something other than an e-bike "
+                  "charger, or a failing battery, drew too much: look before the port is reset "
+                  "and switched back on.", part="port"),
+    )  # fmt: skip
 
-    def __init__(self, settings: Mapping[str, Any]) -> None:
+    def __init__(self, settings: Any) -> None:
         super().__init__(settings)
-        self._since: dict[Key, float] = {}
+        self._since: dict[tuple[str, int], float] = {}
 
     def on_event(self, event: Event, world: World) -> Outcome | None:
         if event.type not in (SAMPLE, TICK):
@@ -201,111 +164,18 @@ class OverpowerRule(_ChargerRule):
                 watts = r.get("power_w") or 0
                 if watts < limit or not self.powered(r):
                     self._since.pop(key, None)
+                    if part_active(world, dev, OVERPOWER, str(port)):
+                        out.alarms.append(ClearAlarm(dev, OVERPOWER, str(port)))
                     continue
                 since = self._since.setdefault(key, world.now)
                 if world.now - since >= float(self.settings["seconds"]) and self.may_cut(
                     key, world.now
                 ):
                     reason = f"{self.name}: port {port} drew {watts} W ≥ {limit:g} W for {world.now - since:.0f} s"
-                    out.actions.append(_cut(dev, port, reason, self.name))
-                    out.alarms.append(
-                        RaiseAlarm(
-                            dev, "charger.overpower", "warning", {"port": port, "power_w": watts}
-                        )
-                    )
+                    out.actions.append(cut(dev, port, reason, self.name))
+                    data = {"port": port, "power_w": watts}
+                    out.alarms.append(RaiseAlarm(dev, OVERPOWER, data, part=str(port)))
         return out
 
 
-class _TimerRule(_ChargerRule):
-    """Cuts a port once a per-port timer has run for ``limit_seconds()``."""
-
-    def __init__(self, settings: Mapping[str, Any]) -> None:
-        super().__init__(settings)
-        self._since: dict[Key, float] = {}
-        self._done: set[Key] = set()
-        self._last_now: float | None = None
-
-    def running(self, reading: Mapping[str, Any]) -> bool:
-        raise NotImplementedError
-
-    def limit_seconds(self) -> float:
-        raise NotImplementedError
-
-    def describe(self, port: int, seconds: float) -> str:
-        raise NotImplementedError
-
-    def on_event(self, event: Event, world: World) -> Outcome | None:
-        if event.type not in (SAMPLE, TICK, "charger.port_started"):
-            return None
-        self.readings(event)
-        self._follow_clock(world.now)
-        if event.type == "charger.port_started":
-            self._since.setdefault((event.device, int(event.data["port"])), world.now)
-        out = Outcome()
-        for dev, ports in self.ports.items():
-            for port, r in ports.items():
-                key = (dev, port)
-                if not (self.powered(r) and self.running(r)):
-                    self._since.pop(key, None)
-                    self._done.discard(key)
-                    continue
-                since = self._since.setdefault(key, world.now)
-                if world.now - since >= self.limit_seconds() and key not in self._done:
-                    self._done.add(key)
-                    out.actions.append(
-                        _cut(dev, port, self.describe(port, world.now - since), self.name)
-                    )
-        return out
-
-    def _follow_clock(self, now: float) -> None:
-        """Ticks come every second: a jump backwards, or forwards by minutes, is the clock
-        being set (a Pi without RTC booting in 1970, then NTP), not time passing. Timers keep
-        the time they had, so no session is cut (or spared) by a clock step."""
-        last, self._last_now = self._last_now, now
-        if last is None:
-            return
-        step = now - last
-        if step < 0 or step > CLOCK_STEP_SECONDS:
-            for key in self._since:
-                self._since[key] += step
-
-
-class FullRule(_TimerRule):
-    name: ClassVar[str] = "charger_full"
-    schema: ClassVar[Schema] = {
-        "full_watts": Float(
-            1, 200, default=30.0, doc="below this a battery is full (float current)"
-        ),
-        "float_minutes": Float(
-            0.05, 600, default=45.0, doc="how long a full battery may float before the cut"
-        ),
-    }
-
-    def running(self, reading: Mapping[str, Any]) -> bool:
-        return reading.get("state") in ACTIVE and (reading.get("power_w") or 0) < float(
-            self.settings["full_watts"]
-        )
-
-    def limit_seconds(self) -> float:
-        return float(self.settings["float_minutes"]) * 60
-
-    def describe(self, port: int, seconds: float) -> str:
-        return f"{self.name}: port {port} under {self.settings['full_watts']:g} W for {seconds / 60:.0f} min"
-
-
-class SessionCapRule(_TimerRule):
-    name: ClassVar[str] = "charger_session_cap"
-    schema: ClassVar[Schema] = {
-        "max_hours": Float(
-            0.5, 48, default=10.0, doc="longest charging session; restarts with the gateway"
-        ),
-    }
-
-    def running(self, reading: Mapping[str, Any]) -> bool:
-        return reading.get("state") in ACTIVE
-
-    def limit_seconds(self) -> float:
-        return float(self.settings["max_hours"]) * 3600
-
-    def describe(self, port: int, seconds: float) -> str:
-        return f"{self.name}: port {port} session reached {seconds / 3600:.1f} h"
+__all__ = ["FullRule", "OverheatRule", "OverpowerRule", "SessionCapRule"]

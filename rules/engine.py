@@ -2,7 +2,9 @@
 
 Rules never do I/O and never block. They may keep small in-memory state (a timer's start, a
 counter), but everything that must survive a restart belongs in the world state the runtime
-persists (alarms, fire mode).
+persists: alarms, fire mode among them (fire mode is the ``gateway.fire_mode`` alarm). Each
+rule declares the alarm types it raises (``alarm_types``) and may refuse an action
+(``permit``) or a person's reset of an alarm (``permit_reset``).
 """
 
 from __future__ import annotations
@@ -13,16 +15,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from gatewayd.alarms.catalogue import AlarmSpec, Catalogue
 from gatewayd.driver import DeviceConfig
-from gatewayd.model import Action, Alarm, Event, Severity
+from gatewayd.family import Family
+from gatewayd.model import Action, Alarm, Event
 from gatewayd.schema import Schema
 
 log = logging.getLogger("gatewayd.rules")
 
 
+def _installed_families() -> Mapping[str, Family]:
+    from gatewayd import plugins
+
+    return plugins.families()
+
+
 @dataclass
 class World:
-    """What rules may look at: configuration, latest device states, alarms, fire mode."""
+    """What rules may look at: configuration, latest device states, alarms, fire mode, and the
+    device families (what each kind of device is)."""
 
     gateway_id: str
     devices: Mapping[str, DeviceConfig]
@@ -30,23 +41,36 @@ class World:
     alarms: Mapping[str, Alarm] = field(default_factory=dict)
     fire_mode: bool = False
     now: float = 0.0
+    families: Mapping[str, Family] = field(default_factory=_installed_families)
 
     def state(self, device: str) -> Mapping[str, Any]:
         return self.states.get(device, {})
 
+    def family(self, device: DeviceConfig) -> Family:
+        return self.families.get(device.kind) or Family()
+
+    def devices_of(self, kind: str) -> list[DeviceConfig]:
+        return [d for d in self.devices.values() if d.kind == kind]
+
 
 @dataclass(frozen=True)
 class RaiseAlarm:
+    """The condition of alarm ``type`` is present at ``device`` (at ``part`` of it: a port,
+    the detector behind a fire). Severity and latching are the type's (``alarm_types``)."""
+
     device: str
     type: str
-    severity: Severity
     data: Mapping[str, Any] = field(default_factory=dict)
+    part: str | None = None
 
 
 @dataclass(frozen=True)
 class ClearAlarm:
+    """The condition is over (at ``part``; everywhere when None)."""
+
     device: str
     type: str
+    part: str | None = None
 
 
 @dataclass
@@ -56,14 +80,11 @@ class Outcome:
     actions: list[Action] = field(default_factory=list)
     alarms: list[RaiseAlarm | ClearAlarm] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
-    fire_mode: bool | None = None  # True enters fire mode; only a reset leaves it
 
     def merge(self, other: Outcome) -> None:
         self.actions.extend(other.actions)
         self.alarms.extend(other.alarms)
         self.events.extend(other.events)
-        if other.fire_mode:
-            self.fire_mode = True
 
 
 class Rule(ABC):
@@ -73,6 +94,8 @@ class Rule(ABC):
     name: ClassVar[str]
     #: Its keys, with defaults an installer would accept.
     schema: ClassVar[Schema] = {}
+    #: The alarm types it raises: severity, latched or not, how each clears.
+    alarm_types: ClassVar[tuple[AlarmSpec, ...]] = ()
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         self.settings = settings
@@ -83,6 +106,11 @@ class Rule(ABC):
 
     def permit(self, action: Action, world: World) -> str | None:
         """Return a reason to refuse ``action`` (the command's code is then ``forbidden``)."""
+        return None
+
+    def permit_reset(self, alarm: Alarm, world: World) -> str | None:
+        """Return a reason to refuse a person's reset of ``alarm`` (its condition is still
+        there, as this rule sees the world)."""
         return None
 
 
@@ -115,6 +143,14 @@ class Engine:
                 total.merge(out)
         return total
 
+    def catalogue(self) -> Catalogue:
+        """Every alarm type: the gateway's own, the families' and the rules'."""
+        families = _installed_families().values()
+        return Catalogue(
+            [*(s for f in families for s in f.alarm_types),
+             *(s for rule in self.rules for s in rule.alarm_types)]
+        )  # fmt: skip
+
     def permit(self, action: Action, world: World) -> str | None:
         for rule in self.rules:
             try:
@@ -123,6 +159,17 @@ class Engine:
                 log.exception(
                     "rule %s failed deciding %s on %s", rule.name, action.name, action.device
                 )
+                return f"rule {rule.name} failed"
+            if reason:
+                return reason
+        return None
+
+    def permit_reset(self, alarm: Alarm, world: World) -> str | None:
+        for rule in self.rules:
+            try:
+                reason = rule.permit_reset(alarm, world)
+            except Exception:  # fail safe: a broken rule refuses
+                log.exception("rule %s failed deciding a reset of %s", rule.name, alarm.id)
                 return f"rule {rule.name} failed"
             if reason:
                 return reason

@@ -10,6 +10,12 @@ speaks only when the battery is low. So a low-battery alarm clears itself when a
 shows a fresh battery (``battery_replaced_mv`` above the reported level), or when the detector
 has kept talking through two daily checks without reporting low again
 (``low_battery_recheck_hours``: one lost radio frame must not make the warning flap).
+
+While smoke persists a detector repeats its alarm every 30 s; an alarm not repeated for
+``alarm_silence_seconds`` is over even if its "cleared" frame was lost or arrived while the
+gateway was down (otherwise a fire mode could never be reset). A fault (dirty chamber, sensor
+failure) is latched: nothing on the wire says a chamber was cleaned, so it is over once the
+detector passes a self-test, and a person resets it.
 """
 
 from __future__ import annotations
@@ -17,16 +23,53 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from drivers.srb433.events import (
+    ALARM_ENDED,
+    CLEARED,
+    FAULT,
+    FROM_DETECTORS,
+    HEARTBEAT,
+    LOW_BATTERY,
+    MISSING,
+    RECEIVER_OFFLINE,
+    RECEIVER_ONLINE,
+    RETURNED,
+    TAMPER,
+    TEST,
+    TEST_FAILED,
+)
+from drivers.srb433.events import FIRE as ALARMS
+from drivers.srb433.family import SmokeFamily
+from gatewayd.alarms.catalogue import AlarmSpec
 from gatewayd.model import TICK, Event, alarm_id
 from gatewayd.schema import Float, Int, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 
-MISSING, RETURNED = "smoke.missing", "smoke.returned"
-RECEIVER_OFFLINE, RECEIVER_ONLINE = "gateway.receiver_offline", "gateway.receiver_online"
-ALARMS = ("smoke.alarm", "smoke.heat_alarm")
 #: event type -> the data key worth carrying into the alarm
-WARNINGS = {"smoke.low_battery": "battery_mv", "smoke.fault": "fault"}
-LOW_BATTERY = "smoke.low_battery"
+WARNINGS = {LOW_BATTERY: "battery_mv", FAULT: "fault"}
+
+_FIRE_ACTION = "Call the house and dispatch; the chargers are already cut (fire mode)."
+ALARM_TYPES = (
+    AlarmSpec(ALARMS[0], "critical", False, "when the detector reports clear air, or stops "
+              "repeating its alarm (alarm_silence_seconds)", _FIRE_ACTION),
+    AlarmSpec(ALARMS[1], "critical", False, "when the detector reports clear, or stops "
+              "repeating its alarm (alarm_silence_seconds)", _FIRE_ACTION),
+    AlarmSpec(MISSING, "warning", False, "when the detector is heard again",
+              "No heartbeat for three periods: battery out, removed, destroyed or out of range. "
+              "That room has no remote fire alarm until someone checks the detector."),
+    AlarmSpec(LOW_BATTERY, "warning", False, "when a heartbeat shows a new battery, or after two "
+              "daily checks without a new low report", "Replace the detector's battery soon."),
+    AlarmSpec(FAULT, "warning", True, "reset by a person after the detector passes a self-test",
+              "Clean or replace the detector (dirty chamber, sensor failure, end of life), press "
+              "its test button, then reset the alarm."),
+    AlarmSpec(TAMPER, "warning", False, "when the detector is put back on its base",
+              "The detector was taken off its base: put it back."),
+    AlarmSpec(TEST_FAILED, "warning", False, "when a later self-test passes",
+              "The detector failed its own test and will not sound in a fire: replace it."),
+    AlarmSpec(RECEIVER_OFFLINE, "critical", False, "when the receiver answers again",
+              "The gateway cannot hear any detector of this house (receiver unplugged or dead). "
+              "Detectors still sound locally; nobody is told remotely.", part="bus"),
+)  # fmt: skip
 
 
 class SmokeRule(Rule):
@@ -44,7 +87,11 @@ class SmokeRule(Rule):
         "low_battery_recheck_hours": Float(
             1, 24 * 30, 49, doc="Heard this long with no new low report: the battery is fine."
         ),
+        "alarm_silence_seconds": Float(
+            35, 3600, 150, doc="An alarm not repeated this long is over (repeats come every 30 s)."
+        ),
     }
+    alarm_types: ClassVar[tuple[AlarmSpec, ...]] = ALARM_TYPES
 
     def __init__(self, settings: Mapping[str, Any]) -> None:
         super().__init__(settings)
@@ -54,6 +101,8 @@ class SmokeRule(Rule):
         self.limit: float = self.heartbeat * get["missing_after_periods"]
         self.replaced_mv: int = get["battery_replaced_mv"]
         self.recheck: float = get["low_battery_recheck_hours"] * 3600
+        self.silence: float = get["alarm_silence_seconds"]
+        self.alarm_at: dict[tuple[str, str], float] = {}  # (device, type) -> last alarm frame
         self.low_at: dict[str, float] = {}  # device -> when it last reported low battery
         self.last_seen: dict[str, float] = {}
         self.missing: set[str] = set()
@@ -64,10 +113,12 @@ class SmokeRule(Rule):
             return self._tick(world)
         if event.type in (RECEIVER_OFFLINE, RECEIVER_ONLINE):
             return self._receiver(event)
-        if event.kind != "smoke" or event.type in (MISSING, RETURNED):
-            return None  # our own derived events say nothing about the radio
+        if event.device not in world.devices:
+            return None  # a detector removed from the config: nothing to alarm about
+        if event.type not in FROM_DETECTORS:
+            return None  # our own derived events (missing, returned) say nothing of the radio
         out = self._detector_event(event)
-        if event.type == "smoke.heartbeat":
+        if event.type == HEARTBEAT:
             out.alarms.extend(self._battery_fine(event, world))
         return out
 
@@ -87,12 +138,13 @@ class SmokeRule(Rule):
     @staticmethod
     def _receiver(event: Event) -> Outcome:
         """With the receiver gone no detector can be heard: as serious as a missing detector
-        in every room, so a critical alarm until it answers again."""
+        in every room, so a critical alarm until it answers again (one part per receiver)."""
+        bus = str(event.data.get("bus", ""))
         if event.type == RECEIVER_OFFLINE:
             return Outcome(
-                alarms=[RaiseAlarm(event.device, RECEIVER_OFFLINE, "critical", dict(event.data))]
+                alarms=[RaiseAlarm(event.device, RECEIVER_OFFLINE, dict(event.data), part=bus)]
             )
-        return Outcome(alarms=[ClearAlarm(event.device, RECEIVER_OFFLINE)])
+        return Outcome(alarms=[ClearAlarm(event.device, RECEIVER_OFFLINE, part=bus)])
 
     def _detector_event(self, event: Event) -> Outcome:
         out = Outcome()
@@ -104,25 +156,29 @@ class SmokeRule(Rule):
             out.alarms.append(ClearAlarm(device, MISSING))
         type_ = event.type
         if type_ in ALARMS:
-            out.alarms.append(RaiseAlarm(device, type_, "critical", dict(data)))
-        elif type_ == "smoke.cleared":
+            self.alarm_at[device, type_] = event.ts
+            out.alarms.append(RaiseAlarm(device, type_, dict(data)))
+        elif type_ == CLEARED:
+            for t in ALARMS:
+                self.alarm_at.pop((device, t), None)
             out.alarms.extend(ClearAlarm(device, t) for t in ALARMS)
         elif type_ in WARNINGS:
             if type_ == LOW_BATTERY:
                 self.low_at[device] = event.ts
             key = WARNINGS[type_]
-            out.alarms.append(RaiseAlarm(device, type_, "warning", {key: data.get(key)}))
-        elif type_ == "smoke.tamper":
+            out.alarms.append(RaiseAlarm(device, type_, {key: data.get(key)}))
+        elif type_ == TAMPER:
             if data.get("removed"):
-                out.alarms.append(RaiseAlarm(device, type_, "warning", {"removed": True}))
+                out.alarms.append(RaiseAlarm(device, type_, {"removed": True}))
             else:
                 out.alarms.append(ClearAlarm(device, type_))
-        elif type_ == "smoke.test":
+        elif type_ == TEST:
             # A detector that fails its own test will not sound in a fire: worth a warning.
+            # One that passes shows its fault (a cleaned chamber) is over.
             if data.get("result") == "fail":
-                out.alarms.append(RaiseAlarm(device, "smoke.test_failed", "warning"))
+                out.alarms.append(RaiseAlarm(device, TEST_FAILED))
             else:
-                out.alarms.append(ClearAlarm(device, "smoke.test_failed"))
+                out.alarms += [ClearAlarm(device, TEST_FAILED), ClearAlarm(device, FAULT)]
         return out
 
     def _tick(self, world: World) -> Outcome | None:
@@ -133,13 +189,15 @@ class SmokeRule(Rule):
         if self._last_tick is not None and now - self._last_tick > self.heartbeat:
             self.last_seen = dict.fromkeys(self.last_seen, now)
             self.low_at = dict.fromkeys(self.low_at, now)  # nor can a day have gone by
+            self.alarm_at = dict.fromkeys(self.alarm_at, now)
         elif self._last_tick is not None and now < self._last_tick:
             self.last_seen = {d: min(t, now) for d, t in self.last_seen.items()}
             self.low_at = {d: min(t, now) for d, t in self.low_at.items()}
+            self.alarm_at = {k: min(t, now) for k, t in self.alarm_at.items()}
         self._last_tick = now
         out: Outcome | None = None
         for device, config in world.devices.items():
-            if config.kind != "smoke":
+            if config.kind != SmokeFamily.kind:
                 continue
             # Lazily at first sight, so a restart does not instantly flag every detector.
             seen = self.last_seen.setdefault(device, now)
@@ -149,5 +207,23 @@ class SmokeRule(Rule):
             out = out or Outcome()
             data = {"last_seen": seen, "silent_seconds": round(now - seen)}
             out.events.append(Event(device, MISSING, "warning", data, ts=now))
-            out.alarms.append(RaiseAlarm(device, MISSING, "warning", data))
+            out.alarms.append(RaiseAlarm(device, MISSING, data))
+        return self._silenced(world, out)
+
+    def _silenced(self, world: World, out: Outcome | None) -> Outcome | None:
+        """Alarms whose repeats stopped: over (see the module's docstring)."""
+        now = world.now
+        for aid, alarm in world.alarms.items():
+            if alarm.type not in ALARMS or alarm.device not in world.devices:
+                continue
+            # After a restart nobody knows when the last frame came: count from now.
+            last = self.alarm_at.setdefault((alarm.device, alarm.type), now)
+            if now - last >= self.silence:
+                del self.alarm_at[alarm.device, alarm.type]
+                out = out or Outcome()
+                out.alarms.append(ClearAlarm(alarm.device, alarm.type))
+                out.events.append(
+                    Event(alarm.device, ALARM_ENDED, "info",
+                          {"alarm": aid, "silent_seconds": round(now - last)}, ts=now)
+                )  # fmt: skip
         return out

@@ -15,10 +15,11 @@ from typing import Any
 
 from drivers.modbus.driver import ModbusDriver
 from firmware_stubs.ebc_pile import EbcEmulator, Pile
+from gatewayd.alarms import AlarmBook
 from gatewayd.driver import BusConfig, DeviceConfig
 from gatewayd.errors import GatewayError
 from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
-from rules.engine import Engine, RaiseAlarm, Rule, World
+from rules.engine import ClearAlarm, Engine, Rule, World
 from tests.fakes import RecordingContext
 
 
@@ -26,10 +27,11 @@ class RulesLoop(RecordingContext):
     def __init__(self, rules: Sequence[Rule] = ()) -> None:
         super().__init__()
         self.engine = Engine(list(rules))
-        self.world = World("gw-test", {})
+        self.book = AlarmBook("gw-test", self.engine.catalogue())
+        self.world = World("gw-test", {}, alarms=self.book.alarms)
         self.driver: ModbusDriver | None = None
         self.results: list[tuple[Action, Any]] = []
-        self.alarms: list[RaiseAlarm] = []
+        self.alarms: list[Alarm] = []  # every raise, as raised (severity from its type)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def publish_state(self, device: str, state: Any) -> None:
@@ -39,22 +41,18 @@ class RulesLoop(RecordingContext):
     def emit(self, event: Event) -> None:
         super().emit(event)
         self.world.now = time.time()
+        self.world.fire_mode = self.book.fire_mode
         out = self.engine.handle(event, self.world)
-        for alarm in out.alarms:
-            if isinstance(alarm, RaiseAlarm):
-                self.alarms.append(alarm)
-                key = alarm_id(alarm.device, alarm.type)
-                self.world.alarms = {
-                    **self.world.alarms,
-                    key: Alarm(
-                        key,
-                        alarm.device,
-                        alarm.type,
-                        alarm.severity,
-                        self.world.now,
-                        data=alarm.data,
-                    ),
-                }
+        for change in out.alarms:
+            if isinstance(change, ClearAlarm):
+                self.book.clear(change.device, change.type, change.part)
+                continue
+            self.book.raise_(change.device, change.type, change.data, change.part)
+            key = alarm_id(change.device, change.type)
+            severity = self.book.catalogue[change.type].severity
+            self.alarms.append(
+                Alarm(key, change.device, change.type, severity, self.world.now, data=change.data)
+            )
         for action in out.actions:
             task = asyncio.get_running_loop().create_task(self._execute(action))
             self._tasks.add(task)

@@ -67,7 +67,7 @@ def make_gateway(
 def close_gateway(gw: Gateway) -> None:
     gw.replay.close()
     getattr(gw.outbox, "close", lambda: None)()
-    gw.db.close()
+    gw.keeper.close()
 
 
 # -- what the drivers would do --------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,20 +17,46 @@ import pytest
 from firmware_stubs.dl_b2 import M_CARD, M_PIN
 from gatewayd.errors import DeviceError, DeviceTimeout, TransientError
 from gatewayd.model import Action
-from tests.ble_fixtures import ADDRESS, KEY, BleWorld, ble_world, key_file, make_driver, run
+from tests.ble_fixtures import (
+    ADDRESS,
+    KEY,
+    BleWorld,
+    ble_world,
+    key_file,
+    kill_while_connected,
+    make_driver,
+    run,
+)
 from tests.fakes import RecordingContext
+from tests.fixtures import Fixture, parametrize_by_fixture, unhex
 
 __all__ = ["ble_world"]  # the fixture, imported for pytest
 
 DEV = "door-main"
 
 
+class StateHistory(RecordingContext):
+    """Also keeps every state change in order: what the broker's retained state went through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.history: list[dict[str, Any]] = []
+
+    def publish_state(self, device: str, state: Mapping[str, Any]) -> None:
+        self.history.append(dict(state))
+        super().publish_state(device, state)
+
+    def locks(self, since: int = 0) -> list[str]:
+        """The lock states published since the ``since``-th change."""
+        return [s["lock"] for s in self.history[since:] if "lock" in s]
+
+
 @asynccontextmanager
 async def running(
     tmp_path: Path, key: bytes = KEY, device: dict[str, Any] | None = None, **bus: Any
-) -> AsyncIterator[tuple[Any, RecordingContext]]:
+) -> AsyncIterator[tuple[Any, StateHistory]]:
     """A BleDriver for one lock at ADDRESS, running until the block ends."""
-    ctx = RecordingContext()
+    ctx = StateHistory()
     bus.setdefault("scan_seconds", 2.0)
     table = {"address": ADDRESS, "key_file": key_file(tmp_path, key), **(device or {})}
     drv = make_driver(ctx, {DEV: table}, **bus)
@@ -291,6 +317,40 @@ def test_keepalive_holds_the_link_past_the_idle_timeout(
     assert len(statuses) >= 3
 
 
+@parametrize_by_fixture("dl_b2")
+def test_a_recorded_transcript_reaches_the_gateway_as_its_events(
+    ble_world: BleWorld, tmp_path: Path, fixture: Fixture
+) -> None:
+    """Every event notification of the recorded transcript (tests/fixtures/dl_b2), notified
+    again by a lock over the fake BlueZ: the gateway publishes each as its recorded event."""
+    notes = [
+        n for step in fixture["transcript"] for n in step["notifications"] if "event" in n
+    ]
+    key = bytes.fromhex(fixture["key"])
+    lock = ble_world.emu.add_lock(fixture["address"], key)
+
+    async def scenario() -> RecordingContext:
+        device = {"address": fixture["address"]}
+        async with running(tmp_path, key, device) as (_drv, ctx):
+            await until(lambda: connected(ctx))
+            for note in notes:
+                ble_world.emu.call(lock.send_raw, unhex(note["hex"]))
+            await until(lambda: len(door_events(ctx)) >= len(notes))
+            await asyncio.sleep(0.2)  # one event each: a second would show by now
+            return ctx
+
+    ctx = run(scenario())
+    got = [
+        {"type": e.type, "severity": e.severity, "data": dict(e.data)} for e in door_events(ctx)
+    ]
+    assert got == [n["event"] for n in notes]
+    assert {e.device for e in door_events(ctx)} == {DEV}
+
+
+def door_events(ctx: RecordingContext) -> list[Any]:
+    return [e for e in ctx.events if e.type.startswith("door.")]
+
+
 def test_malformed_notifications_are_skipped(
     ble_world: BleWorld, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -436,3 +496,115 @@ def test_command_waits_for_ready_after_the_challenge_before_anything_moves(
     assert (waiting, written) == (0, 1)
     last = ble_world.emu.call(lambda: lock.commands)[-1]
     assert (last.op, last.seq, last.result) == (1, seq, 0)  # the unlock, accepted
+
+
+def test_a_lock_left_connected_by_a_killed_gateway_is_reached_at_once(
+    ble_world: BleWorld, tmp_path: Path
+) -> None:
+    """A gateway killed with kill -9 leaves BlueZ holding the lock's link, and a lock with a
+    central does not advertise. The driver finds the device BlueZ holds connected and uses
+    that link: the unlock is accepted within its normal deadline, not after the lock's
+    120 s idle timeout."""
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+    kill_while_connected(ADDRESS)
+    assert ble_world.emu.call(lambda: (lock.is_connected, lock.advertisement())) == (True, None)
+
+    async def scenario() -> tuple[dict[str, Any], float]:
+        async with running(tmp_path, scan_seconds=10.0) as (drv, _ctx):
+            t0 = time.monotonic()
+            result = await drv.execute(Action(DEV, "unlock", {"seconds": 1}))  # 4 s deadline
+            return dict(result), time.monotonic() - t0
+
+    result, took = run(scenario())
+    assert took < 4.0
+    unlocks = [c for c in ble_world.emu.call(lock.accepted) if c.op == 1]
+    assert [(c.seq, c.arg) for c in unlocks] == [(result["seq"], 1)]
+    # through the link BlueZ kept: the lock saw no second connection
+    assert ble_world.emu.call(lambda: lock.connections) == 1
+
+
+def test_lock_state_is_only_ever_what_the_lock_reported(
+    ble_world: BleWorld, tmp_path: Path
+) -> None:
+    """An unlock while the door is held open leaves it held open (datasheet: until an explicit
+    lock), so an "unlocked" notification does not say where the lock is: the state follows
+    the lock's STATUS, and is never "unlocked" while the lock is held open."""
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    def statuses() -> int:
+        return sum(1 for c in ble_world.emu.call(lock.accepted) if c.op == 4)
+
+    async def scenario() -> tuple[dict[str, Any], list[str], list[str]]:
+        async with running(tmp_path) as (drv, ctx):
+            held = await drv.execute(Action(DEV, "hold_open"))
+            mark = len(ctx.history)
+            asked = statuses()
+            await drv.execute(Action(DEV, "unlock", {"seconds": 1}))
+            ble_world.emu.call(lock.card, 31)
+            await ctx.wait_for("door.unlocked", count=3)
+            await until(lambda: statuses() > asked)  # the lock was asked where it is
+            await asyncio.sleep(1.5)  # past the unlock's relock time: still held open
+            while_held = ctx.locks(mark)
+            assert ble_world.emu.call(lambda: lock.lock_state) == 2
+            assert ctx.states[DEV]["lock"] == "held_open"
+            await drv.execute(Action(DEV, "lock"))
+            mark = len(ctx.history)
+            ble_world.emu.call(lock.card, 32)  # locked -> unlocked -> auto-relock
+            await ctx.wait_for("door.locked", count=2, timeout=8)
+            return dict(held), while_held, ctx.locks(mark)
+
+    held, while_held, after = run(scenario())
+    assert (held["ack"], held["lock"]) == ("ok", "held_open")
+    assert while_held == []  # nothing said "unlocked" (nor anything else) while held open
+    assert after == ["unlocked", "locked"]  # the card's unlock, from STATUS, then the relock
+
+
+def test_lock_is_done_only_when_the_lock_says_locked(ble_world: BleWorld, tmp_path: Path) -> None:
+    """A LOCK the lock acknowledged, but an exit button pressed at once: the lock's STATUS
+    says unlocked, so the action fails (the caller retries); the next one confirms."""
+    lock = ble_world.emu.add_lock(ADDRESS, KEY)
+
+    async def scenario() -> tuple[DeviceError, dict[str, Any]]:
+        async with running(tmp_path) as (drv, ctx):
+            await until(lambda: connected(ctx))
+            ble_world.emu.call(lock.then, 2, lock.exit_button)
+            with pytest.raises(DeviceError) as info:
+                await drv.execute(Action(DEV, "lock"))
+            assert ctx.states[DEV]["lock"] == "unlocked"
+            return info.value, dict(await drv.execute(Action(DEV, "lock")))
+
+    err, done = run(scenario())
+    assert (err.device, err.code) == (DEV, "not_locked")
+    assert "unlocked" in str(err)
+    assert (done["ack"], done["lock"]) == ("ok", "locked")
+    locks = [c for c in ble_world.emu.call(lock.accepted) if c.op == 2]
+    assert [c.seq for c in locks][-1] == done["seq"] and len(locks) == 2
+    assert ble_world.emu.call(lambda: lock.lock_state) == 0
+
+
+def test_held_links_are_looked_up_only_for_bluez_client_backends(ble_world: BleWorld) -> None:
+    """BlueZ's device object is handed only to BlueZ's client backend (the platform's own or
+    a subclass); another backend (a Bluetooth proxy) keeps to adverts. Only locks on the
+    bus's own adapter count."""
+    from bleak.backends.bluezdbus.client import BleakClientBlueZDBus
+    from bleak.backends.client import BaseBleakClient
+
+    from drivers.ble.held import HeldLinks
+
+    class Tuned(BleakClientBlueZDBus):
+        pass
+
+    class Proxy(BaseBleakClient):  # never instantiated: only its type is looked at
+        pass
+
+    ble_world.emu.add_lock(ADDRESS, KEY)
+    kill_while_connected(ADDRESS)
+
+    async def scenario() -> list[str | None]:
+        found = []
+        for adapter, backend in (("hci0", None), ("hci0", Tuned), ("hci0", Proxy), ("hci1", None)):
+            device = await HeldLinks(adapter, backend).find(ADDRESS.lower())
+            found.append(device.address if device is not None else None)
+        return found
+
+    assert run(scenario()) == [ADDRESS, ADDRESS, None, None]

@@ -4,11 +4,14 @@ driver tests rely on but cannot provoke (a driver never reuses a challenge)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from bleak import BleakClient, BleakScanner
+from dbus_fast import BusType, Message
+from dbus_fast.aio import MessageBus
 
 from drivers.ble import protocol as p
-from tests.ble_fixtures import ADDRESS, KEY, BleWorld, ble_world, run
+from tests.ble_fixtures import ADDRESS, KEY, BleWorld, ble_world, kill_while_connected, run
 
 __all__ = ["ble_world"]  # the fixture, imported for pytest
 
@@ -93,3 +96,61 @@ def test_radio_timing_puts_gatt_exchanges_on_connection_events() -> None:
     assert all(ci * 0.9 <= r <= 2 * ci + 0.03 for r in reads), reads
     acks = [(f.seq, f.code) for f in frames if isinstance(f, p.Ack)]
     assert acks == [(1, "ok"), (2, "ok"), (3, "ok")]
+
+
+async def bluez_tree() -> dict[str, dict[str, dict[str, Any]]]:
+    """BlueZ's object tree as a newly started client reads it (GetManagedObjects)."""
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    try:
+        reply = await bus.call(
+            Message(
+                destination="org.bluez",
+                path="/",
+                interface="org.freedesktop.DBus.ObjectManager",
+                member="GetManagedObjects",
+            )
+        )
+        assert reply is not None
+        return {
+            path: {i: {k: v.value for k, v in props.items()} for i, props in ifaces.items()}
+            for path, ifaces in reply.body[0].items()
+        }
+    finally:
+        bus.disconnect()
+
+
+def test_a_central_killed_while_connected_leaves_the_link_up(ble_world: BleWorld) -> None:
+    """bluetoothd does not tie a connection to the D-Bus client that asked for it: a client
+    killed without Disconnect leaves the device connected (bluez/bluez#89, hbldh/bleak#992),
+    and only that client's notification session ends. The DL-B2, holding its one central,
+    does not advertise until it drops the idle link itself."""
+    lock = ble_world.emu.add_lock(ADDRESS, KEY, idle_timeout=2.0)
+    kill_while_connected(ADDRESS)
+
+    async def scenario() -> tuple[dict[str, Any], list[bool], object]:
+        tree = await bluez_tree()
+        [device] = [i["org.bluez.Device1"] for i in tree.values() if "org.bluez.Device1" in i]
+        notifying = [
+            i["org.bluez.GattCharacteristic1"]["Notifying"]
+            for i in tree.values()
+            if i.get("org.bluez.GattCharacteristic1", {}).get("UUID") == p.EVENTS_UUID
+        ]
+        seen = await BleakScanner.find_device_by_address(ADDRESS, timeout=0.5)
+        return device, notifying, seen
+
+    device, notifying, seen = run(scenario())
+    assert (device["Address"], device["Connected"], device["ServicesResolved"]) == (
+        ADDRESS,
+        True,
+        True,
+    )
+    assert notifying == [False]  # the dead client's subscription went with it
+    assert seen is None  # connected: no adverts
+    assert ble_world.emu.call(lambda: (lock.is_connected, lock.connections)) == (True, 1)
+    # The lock hangs up on the silent central after its idle timeout, then advertises again.
+    ble_world.emu.wait_until(lambda: not lock.is_connected, timeout=4)
+
+    async def rescan() -> object:
+        return await BleakScanner.find_device_by_address(ADDRESS, timeout=2)
+
+    assert run(rescan()) is not None

@@ -113,3 +113,23 @@ def test_second_hot_port_behind_a_cut_one_is_cut_within_the_fast_bound(
 
 async def _summary(pile: Any) -> list[int]:
     return list(pile.input_registers(256, 2))
+
+
+def test_a_port_beyond_the_piles_own_count_is_invalid(
+    pile_daemon: Daemon, piles: EmulatedSite, probe: Probe
+) -> None:
+    """docs/integrator.md: arguments out of range are `invalid` (the command's fault, nothing
+    moved), judged against the port count the pile itself reported."""
+    site = pile_daemon.site
+    state = probe.wait(f"{site.root}/state/pile-2", lambda s: s.get("port_count"), timeout=15)
+    count = state["port_count"]
+    pile = piles.pile("pile-2")
+    before = [p.relay for p in pile.ports]
+    answer = send(probe, site, "pile-2", "port_on", {"port": count + 1})
+    assert answer["code"] == "invalid"
+    assert answer["detail"] == (
+        f"bad_port: port {count + 1} is not 1..{count} (this pile has {count} ports)"
+    )
+    assert [p.relay for p in pile.ports] == before
+    assert send(probe, site, "pile-2", "port_off", {"port": count + 1})["code"] == "invalid"
+    assert send(probe, site, "pile-2", "port_off", {"port": count})["code"] == "ok"

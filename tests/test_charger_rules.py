@@ -9,6 +9,7 @@ import pytest
 from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
 from gatewayd.schema import validate
 from rules.charger import FullRule, OverheatRule, OverpowerRule, SessionCapRule
+from rules.charger_trips import ChargerTripRule
 from rules.engine import Engine, Outcome, RaiseAlarm, Rule, World
 
 
@@ -61,15 +62,20 @@ def cuts(out: Outcome | None) -> list[tuple[str, str, Any]]:
     return [(a.device, a.name, a.args.get("port")) for a in out.actions]
 
 
+CATALOGUE = Engine.from_config({}).catalogue()
+
+
 def raised(out: Outcome | None) -> list[tuple[str, str]]:
+    """(type, severity) of each alarm raised; severity is the type's, from its rule."""
     assert out is not None
-    return [(a.type, a.severity) for a in out.alarms if isinstance(a, RaiseAlarm)]
+    return [(a.type, CATALOGUE[a.type].severity) for a in out.alarms if isinstance(a, RaiseAlarm)]
 
 
 def test_defaults_are_what_the_installer_expects() -> None:
     assert validate({}, OverheatRule.schema, "gateway.toml", "rules.charger_overheat") == {
         "port_max_celsius": 60.0,
         "cabinet_max_celsius": 70.0,
+        "cooled_celsius": 50.0,
     }
     assert validate({}, OverpowerRule.schema, "f", "p") == {"max_watts": 800.0, "seconds": 5.0}
     assert validate({}, FullRule.schema, "f", "p") == {"full_watts": 30.0, "float_minutes": 45.0}
@@ -137,24 +143,24 @@ def test_pile_trip_raises_the_overheat_alarm() -> None:
     assert raised(out) == [("charger.overheat", "critical")]
 
 
-def test_permit_refuses_reclosing_an_overheated_port_until_resolved() -> None:
-    rule = OverheatRule({})
+def test_permit_refuses_reclosing_an_overheated_port_until_reset() -> None:
+    rule, trips = OverheatRule({}), ChargerTripRule({})
     out = rule.on_event(ports_sample([port(2, temp=66.0)]), world())
     assert out is not None
     alarm = out.alarms[0]
-    assert isinstance(alarm, RaiseAlarm)
+    assert isinstance(alarm, RaiseAlarm) and alarm.part == "2"
     active = {
         alarm_id("pile-1", alarm.type): Alarm(
-            alarm_id("pile-1", alarm.type), "pile-1", alarm.type, "critical", 1000, data=alarm.data
+            alarm_id("pile-1", alarm.type), "pile-1", alarm.type, "critical", 1000,
+            data=alarm.data, latched=True, parts={"2": True},
         )
-    }
+    }  # fmt: skip
     on2 = Action("pile-1", "port_on", {"port": 2}, origin="command:li")
     on3 = Action("pile-1", "port_on", {"port": 3}, origin="command:li")
-    assert rule.permit(on2, world(alarms=active)) is not None
-    assert rule.permit(on3, world(alarms=active)) is None
-    assert rule.permit(Action("pile-1", "port_off", {"port": 2}), world(alarms=active)) is None
-    assert rule.permit(on2, world()) is None  # a person resolved it
-    assert "fire" in (rule.permit(on3, world(fire=True)) or "")
+    assert "charger.overheat" in (trips.permit(on2, world(alarms=active)) or "")
+    assert trips.permit(on3, world(alarms=active)) is None
+    assert trips.permit(Action("pile-1", "port_off", {"port": 2}), world(alarms=active)) is None
+    assert trips.permit(on2, world()) is None  # a person reset it
 
 
 def test_overpower_needs_five_seconds() -> None:

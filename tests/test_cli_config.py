@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from gatewayd import config
 from gatewayd.cli.main import cli
-from gatewayd.signing import fingerprint
+from gatewayd.commands.signing import fingerprint
 from tests.cli_support import gatewayd, one_clear_line
 
 
@@ -52,22 +52,22 @@ def test_init_from_flags_writes_a_config_check_accepts_and_prints_what_the_platf
     assert "✓ config" in check.stdout and "✗" not in check.stdout
     # What the platform is told: the id and the fingerprint, never the key.
     again = gatewayd(
-        "init", "-c", str(cfg), "--force", "--gateway-id", "xz-liushu-017", "--broker",
-        "mqtt://127.0.0.1:1883", "--data-dir", str(tmp_path / "data"), "--json",
+        "init", "-c", str(cfg), "--force", "--gateway-id", "xz-liushu-017", "--site", "柳墅村 17号",
+        "--broker", "mqtt://127.0.0.1:1883", "--data-dir", str(tmp_path / "data"), "--json",
     )  # fmt: skip
     told = json.loads(again.stdout)
     assert told["fingerprint"] == fingerprint(key)  # the existing key was kept
     assert key.hex() not in again.stdout + again.stderr
     shown = gatewayd(
-        "init", "-c", str(cfg), "--force", "--gateway-id", "xz-liushu-017", "--broker",
-        "mqtt://127.0.0.1:1883", "--data-dir", str(tmp_path / "data"), "--show-key",
+        "init", "-c", str(cfg), "--force", "--gateway-id", "xz-liushu-017", "--site", "17",
+        "--broker", "mqtt://127.0.0.1:1883", "--data-dir", str(tmp_path / "data"), "--show-key",
     )  # fmt: skip
     assert key.hex() in shown.stdout and f"fingerprint  {fingerprint(key)}" in shown.stdout
 
 
 def test_init_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "gateway.toml"
-    base = ["init", "-c", str(cfg), "--data-dir", str(tmp_path / "d")]
+    base = ["init", "-c", str(cfg), "--data-dir", str(tmp_path / "d"), "--site", "17"]
     line = one_clear_line(gatewayd(*base, "--gateway-id", "bad id!", "--broker", "mqtt://x"))
     assert "--gateway-id 'bad id!': expected an id of letters" in line
     line = one_clear_line(gatewayd(*base, "--gateway-id", "gw1", "--broker", "http://x"))
@@ -78,6 +78,45 @@ def test_init_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     cfg.write_text("")
     line = one_clear_line(gatewayd(*base, "--gateway-id", "gw1", "--broker", "mqtt://x"))
     assert "exists already; use --force" in line
+
+
+def test_init_from_flags_needs_the_site_as_the_docs_say(tmp_path: Path) -> None:
+    cfg = tmp_path / "gateway.toml"
+    flags = ["init", "-c", str(cfg), "--gateway-id", "gw1", "--broker", "mqtt://x"]
+    line = one_clear_line(gatewayd(*flags))
+    assert line == "✗ --site is required (or run `gatewayd init` in a terminal to be asked)"
+    assert one_clear_line(gatewayd(*flags, "--site", " ")).startswith("✗ --site is required")
+    assert not cfg.exists()
+    assert gatewayd(*flags, "--site", "柳墅村 17号").returncode == 0
+    assert config.load(str(cfg)).site == "柳墅村 17号"
+
+
+def test_init_force_on_a_configured_gateway_says_what_goes_asks_and_keeps_a_backup(
+    tmp_path: Path,
+) -> None:
+    cfg = edited_site(tmp_path)
+    before = cfg.read_text()
+    again = ["init", "-c", str(cfg), "--force", "--gateway-id", "xz-liushu-017", "--site",
+             "17", "--broker", "mqtt://127.0.0.1:1883", "--data-dir", str(tmp_path / "data")]  # fmt: skip
+    refused = gatewayd(*again)  # no terminal to ask in, no --yes
+    assert refused.returncode == 2
+    assert "2 bus(es): rs485, smoke-rx" in refused.stderr
+    assert "2 device(s): pile-1, smoke-301" in refused.stderr
+    assert "rule settings: charger_overheat" in refused.stderr
+    assert refused.stderr.rstrip().splitlines()[-1].startswith("✗ ")
+    assert "add --yes to replace it anyway" in refused.stderr
+    assert cfg.read_text() == before
+    assert not list(tmp_path.glob("etc/gateway.toml.bak*"))
+    done = gatewayd(*again, "--yes")
+    assert done.returncode == 0, done.stderr
+    [backup] = tmp_path.glob("etc/gateway.toml.bak-*")
+    assert backup.read_text() == before  # every bus, device and comment kept there
+    assert stat.S_IMODE(backup.stat().st_mode) == stat.S_IMODE(cfg.stat().st_mode)
+    assert f"✓ kept the old config as {backup}" in done.stdout
+    assert config.load(str(cfg)).devices == ()
+    # Without buses or devices to lose, nothing is asked; a backup is still kept.
+    assert gatewayd(*again).returncode == 0
+    assert len(list(tmp_path.glob("etc/gateway.toml.bak-*"))) == 2
 
 
 def test_check_names_a_loose_secret_and_the_fix_in_one_line(tmp_path: Path) -> None:
@@ -339,6 +378,10 @@ def test_an_unexpected_error_is_one_line_unless_debug(
     runner = CliRunner()
     plain = runner.invoke(cli, ["device", "remove", "pile-1", "-c", str(cfg)])
     assert plain.exit_code == 1
-    assert plain.output == "✗ RuntimeError: disk on fire (run with --debug for details)\n"
-    debug = runner.invoke(cli, ["--debug", "device", "remove", "pile-1", "-c", str(cfg)])
+    again = f"gatewayd --debug device remove pile-1 -c {cfg}"
+    assert plain.output == f"✗ RuntimeError: disk on fire (for details run again as: {again})\n"
+    debug = runner.invoke(cli, again.split()[1:])
     assert isinstance(debug.exception, RuntimeError)  # the traceback a developer asked for
+    # --debug is the program's option, but a person types it at the end too.
+    late = runner.invoke(cli, ["device", "remove", "pile-1", "-c", str(cfg), "--debug"])
+    assert isinstance(late.exception, RuntimeError)

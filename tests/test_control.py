@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import pwd
 import stat
 import tempfile
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from gatewayd.runtime import Gateway
 from tests.harness import make_site
 
 NOBODY = 65534
+ME = pwd.getpwuid(os.getuid()).pw_name
 
 
 def free_port() -> int:
@@ -34,9 +36,10 @@ def free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def gateway(
-    tmp_path: Path, body: str = "", sock: str | None = None
+    tmp_path: Path, body: str = "", sock: str | None = None, **limits: Any
 ) -> AsyncIterator[tuple[Gateway, control.ControlServer]]:
-    """A Gateway running (no broker: safety never needs one) with its control socket."""
+    """A Gateway running (no broker: safety never needs one) with its control socket; with
+    ``sock`` or ``limits`` (max_clients, idle_timeout), a second server of it there."""
     site = make_site(tmp_path, f"mqtt://127.0.0.1:{free_port()}", body)
     gw = Gateway(config.load(str(site.config)), tick_seconds=0.1)
     ready = asyncio.Event()
@@ -47,11 +50,16 @@ async def gateway(
     if task.done():
         task.result()  # the gateway failed to start: show why
     assert ready.is_set(), "the gateway did not get ready in 10 s"
-    server = await control.serve(gw, sock)
+    assert gw.control is not None
+    server = gw.control
+    if sock is not None or limits:
+        where = sock or str(tmp_path / "limited.sock")
+        server = await control.ControlServer(gw, where, **limits).start()
     try:
         yield gw, server
     finally:
-        await server.close()
+        if server is not gw.control:
+            await server.close()
         gw.stop()
         await asyncio.wait_for(task, 15)
 
@@ -81,7 +89,7 @@ def test_socket_path_prefers_run_dir_only_when_it_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(control.ENV_VAR, raising=False)
-    monkeypatch.setattr(control, "RUN_DIR", str(tmp_path / "run-gatewayd"))
+    monkeypatch.setattr(control.server, "RUN_DIR", str(tmp_path / "run-gatewayd"))
     assert control.socket_path("/var/lib/x") == "/var/lib/x/control.sock"
     (tmp_path / "run-gatewayd").mkdir()
     assert control.socket_path("/var/lib/x") == str(tmp_path / "run-gatewayd" / "control.sock")
@@ -117,23 +125,35 @@ def test_status_alarms_ack_and_fire_reset(tmp_path: Path) -> None:
             st = await c.ask(cmd="status")
             assert st["devices"][0]["state"]["battery_mv"] == 2900
 
-            gw.alarms.raise_("smoke-301", "smoke.alarm", "critical", {"density": 90})
+            gw.alarms.raise_("smoke-301", "smoke.alarm", {"density": 90})
             listed = await c.ask(cmd="alarms")
             # (the receiver's port may not answer in this test: its own alarm may be listed too)
             assert "smoke-301/smoke.alarm" in [a["id"] for a in listed["alarms"]]
+            # Recorded as the OS account of this process (SO_PEERCRED); the name given is a note.
             acked = await c.ask(cmd="ack", alarm="smoke-301/smoke.alarm", user="installer-li")
             assert acked == {
                 "ok": True,
                 "alarm": "smoke-301/smoke.alarm",
-                "acked_by": "installer-li",
+                "acked_by": ME,
+                "note": "installer-li",
             }
-            assert gw.alarms.alarms["smoke-301/smoke.alarm"].acked_by == "installer-li"
-            missing = await c.ask(cmd="ack", alarm="nope/none", user="x")
-            assert missing == {"ok": False, "error": "no active alarm 'nope/none'"}
+            assert gw.alarms.alarms["smoke-301/smoke.alarm"].acked_by == ME
+            missing = await c.ask(cmd="ack", alarm="nope/none", note="x")
+            assert missing == {
+                "ok": False,
+                "code": "not_found",
+                "error": "no active alarm 'nope/none'",
+            }
 
-            gw.alarms.enter_fire_mode()
-            reset = await c.ask(cmd="reset", user="installer-li")
-            assert reset["ok"] and reset["reset"] is True and reset["fire_mode"] is False
+            gw.alarms.raise_("gw-test", "gateway.fire_mode", {}, part="smoke-301")
+            early = await c.ask(cmd="reset", note="installer-li")  # the detector still in alarm
+            assert early["ok"] is False and early["code"] == "forbidden"
+            assert "smoke-301" in early["error"]
+            assert gw.alarms.fire_mode is True
+            gw.alarms.clear("smoke-301", "smoke.alarm")
+            gw.alarms.clear("gw-test", "gateway.fire_mode", "smoke-301")
+            reset = await c.ask(cmd="reset", note="installer-li")
+            assert reset == {"ok": True, "reset": True, "fire_mode": False, "by": ME}
             assert gw.alarms.fire_mode is False
             again = await c.ask(cmd="reset")
             assert again["reset"] is False
@@ -150,18 +170,27 @@ def test_status_alarms_ack_and_fire_reset(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_bad_requests_get_one_clear_error_and_the_connection_survives(tmp_path: Path) -> None:
+def test_bad_requests_get_one_coded_error_and_the_connection_survives(tmp_path: Path) -> None:
+    """(Malformed lines of every kind, against the real daemon: tests/test_control_daemon.py.)"""
+
     async def scenario() -> None:
         async with gateway(tmp_path) as (_gw, server):
             c = await connect(server.path)
             c.writer.write(b"not json\n")
-            assert (await c.next())["error"] == 'expected {"cmd": ...} on one line'
-            assert (await c.ask(cmd="explode"))["error"] == "unknown command 'explode'"
-            assert (await c.ask(cmd="ack"))["error"] == "alarm must be a non-empty string"
-            assert (await c.ask(cmd="call", bus="nope", method="pair"))["error"] == "no bus 'nope'"
-            assert (await c.ask(cmd="call", device="ghost", method="status"))[
-                "error"
-            ] == "no device 'ghost'"
+            assert await c.next() == {
+                "ok": False,
+                "code": "invalid",
+                "error": 'expected {"cmd": ...} on one line',
+            }
+            for request, code, error in [
+                ({"cmd": "explode"}, "invalid", "unknown command 'explode'"),
+                ({"cmd": "ack"}, "invalid", "alarm must be a non-empty string"),
+                ({"cmd": "ack", "alarm": "a/b", "note": 7}, "invalid", "note must be a string"),
+                ({"cmd": "call", "bus": "nope", "method": "pair"}, "not_found", "no bus 'nope'"),
+                ({"cmd": "call", "device": "ghost", "method": "status"}, "not_found", "no device 'ghost'"),
+                ({"cmd": "call", "device": "gw-test", "method": "x", "args": [1]}, "invalid", "args must be an object"),
+            ]:  # fmt: skip
+                assert await c.ask(**request) == {"ok": False, "code": code, "error": error}
             assert (await c.ask(cmd="status"))["ok"] is True
             c.close()
 
@@ -206,6 +235,13 @@ def test_events_stream_until_the_client_leaves_and_pair_call_reaches_the_receive
                 assert ev["data"]["address"] == "1A2B3C4E" and ev["data"]["model"] == 2
                 refused = await ctl.ask(cmd="call", bus="smoke-rx", method="run")
                 assert refused["ok"] is False and "has no 'run'" in refused["error"]
+                assert refused["code"] == "forbidden"  # not a receiver command: never reachable
+                wrong = await ctl.ask(cmd="call", bus="smoke-rx", method="pair", args={"s": 1})
+                assert wrong == {
+                    "ok": False,
+                    "code": "invalid",
+                    "error": "pair: args.s: unknown key (known keys: seconds)",
+                }
 
                 events.close()
                 for _ in range(50):
@@ -215,6 +251,104 @@ def test_events_stream_until_the_client_leaves_and_pair_call_reaches_the_receive
                 assert gw.listeners == before
                 ctl.close()
 
+    asyncio.run(scenario())
+
+
+# -- what a client may cost ---------------------------------------------------------------------
+
+
+async def eof_after(conn: Conn, timeout: float = 5) -> bool:
+    """True when the daemon closed the connection (EOF) within ``timeout``."""
+    return await asyncio.wait_for(conn.reader.read(), timeout) == b""
+
+
+def test_a_client_beyond_the_bound_gets_busy_and_is_closed_a_freed_slot_serves_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        async with gateway(tmp_path, max_clients=4) as (_gw, server):
+            held = [await connect(server.path) for _ in range(4)]
+            assert [(await c.ask(cmd="status"))["ok"] for c in held] == [True] * 4
+            for _ in range(3):
+                extra = await connect(server.path)
+                assert await extra.next() == {
+                    "ok": False,
+                    "code": "busy",
+                    "error": "busy: 4 clients connected",
+                }
+                assert await eof_after(extra), "a refused connection must be closed at once"
+                extra.close()
+            held.pop().close()
+            for _ in range(50):  # the daemon sees the EOF and frees the slot
+                if server.sessions.count < 4:
+                    break
+                await asyncio.sleep(0.02)
+            fresh = await connect(server.path)
+            assert (await fresh.ask(cmd="status"))["gateway"] == "gw-test"
+            for c in [*held, fresh]:
+                c.close()
+
+    with caplog.at_level("WARNING", logger="gatewayd.control"):
+        asyncio.run(scenario())
+    busy = [r.getMessage() for r in caplog.records if r.name == "gatewayd.control"]
+    # Three refusals, one line (at most one a minute): a flood must not flood the log.
+    assert busy == ["control: 1 connection(s) refused: 4 clients connected already"]
+
+
+def test_an_idle_connection_is_closed_with_a_coded_line_a_quiet_event_stream_is_not(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with gateway(tmp_path, idle_timeout=0.3) as (_gw, server):
+            follower = await connect(server.path)
+            assert await follower.ask(cmd="events") == {"ok": True, "streaming": "events"}
+            silent = await connect(server.path)
+            half = await connect(server.path)
+            half.writer.write(b'{"cmd": "sta')  # a request that never ends counts as none
+            for c in (silent, half):
+                assert await c.next(timeout=2) == {
+                    "ok": False,
+                    "code": "timeout",
+                    "error": "no request in 0.3 s; connection closed",
+                }
+                assert await eof_after(c)
+            # A client that keeps asking is never idle.
+            busy = await connect(server.path)
+            for _ in range(4):
+                await asyncio.sleep(0.2)
+                assert (await busy.ask(cmd="alarms"))["ok"] is True
+            # The follower, silent for > 1 s, still gets what happens.
+            _gw.handle_event(Event("gw-test", "gateway.hello", "info", {}))
+            assert (await follower.next())["type"] == "gateway.hello"
+            for c in (follower, silent, half, busy):
+                c.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_socket_a_live_daemon_listens_on_is_never_taken_over(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with gateway(tmp_path) as (gw, first):
+            second = await control.serve(gw, first.path)  # as a second daemon would
+            assert second.server is None  # left out, logged
+            await second.close()  # and closing it leaves the first one's socket alone
+            c = await connect(first.path)
+            assert (await c.ask(cmd="status"))["pid"] == os.getpid()
+            c.close()
+        # A socket left by a daemon that was killed (nobody listens) is taken over.
+        import socket
+
+        stale = tmp_path / "stale.sock"
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(str(stale))
+        s.close()
+        async with gateway(tmp_path / "again", sock=str(stale)) as (_gw, server):
+            assert server.server is not None
+            c = await connect(str(stale))
+            assert (await c.ask(cmd="status"))["ok"] is True
+            c.close()
+
+    (tmp_path / "again").mkdir()
     asyncio.run(scenario())
 
 
@@ -284,9 +418,13 @@ def test_other_users_are_refused_group_members_let_in(
             # Even if someone loosens the mode, SO_PEERCRED still refuses the stranger...
             os.chmod(sock, 0o666)
             os.chown(sock, 0, NOBODY)
-            server._gid = NOBODY
+            server.sessions.gid = NOBODY
             answer = await as_user(sock, NOBODY, 1, [])
-            assert json.loads(answer) == {"ok": False, "error": "permission denied"}
+            assert json.loads(answer) == {
+                "ok": False,
+                "code": "forbidden",
+                "error": "permission denied",
+            }
             # ...and lets in a member of the socket's group (a supplementary group counts).
             answer = await as_user(sock, NOBODY, 1, [NOBODY])
             assert json.loads(answer)["gateway"] == "gw-test"

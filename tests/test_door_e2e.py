@@ -4,6 +4,7 @@ backend → the fake BlueZ → the emulated DL-B2, and what the door did back to
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,54 @@ def test_card_unlock_and_denied_card_reach_broker_and_audit(
     entries = audit.read(str(site.dir / "data" / "audit"))
     assert [e["method"] for e in entries if e["action"] == "door.unlocked"] == ["card"]
     assert any(e["action"] == "door.access_denied" and e["outcome"] == "denied" for e in entries)
+
+
+def test_after_kill_9_a_lock_bluez_still_holds_is_unlocked_in_time(
+    door_daemon: Daemon, probe: Probe, ble_world: BleWorld, lock
+) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 leaves BlueZ holding the lock's link and the lock, with its one central, does
+    not advertise. The restarted daemon reaches it through that link: a signed unlock sent as
+    soon as the daemon listens is accepted by the lock within the 4 s action deadline."""
+    site = door_daemon.site
+    connected(probe, site.root)
+    door_daemon.kill()
+    time.sleep(0.3)  # the dead daemon's D-Bus connections are gone; BlueZ keeps the link
+    assert ble_world.emu.call(lambda: (lock.is_connected, lock.advertisement())) == (True, None)
+    door_daemon.start()
+    cmd = site.command(DOOR, "unlock", {"seconds": 1}, user="tenant-302")
+    t0 = time.monotonic()
+    probe.publish(f"{site.root}/cmd", json.dumps(cmd))
+    result = probe.wait(f"{site.root}/cmd/result", lambda r: r["id"] == cmd["id"], timeout=10)
+    took = time.monotonic() - t0
+    assert (result["code"], result["ok"]) == ("ok", True), result
+    assert took < 4.0
+    unlocks = [c for c in ble_world.emu.call(lock.accepted) if c.op == 1]
+    assert [(c.seq, c.arg) for c in unlocks] == [(result["data"]["seq"], 1)]
+    assert "held connected by BlueZ; using that link" in door_daemon.output()  # for the operator
+
+
+def test_remote_unlock_while_held_open_leaves_the_retained_state_held_open(
+    door_daemon: Daemon, probe: Probe, ble_world: BleWorld, lock, broker: Broker
+) -> None:  # type: ignore[no-untyped-def]
+    """The lock stays held open through an unlock (datasheet: until an explicit lock); the
+    door's retained state says so, and never said "unlocked" on the way."""
+    site = door_daemon.site
+    topic = f"{site.root}/state/{DOOR}"
+    connected(probe, site.root)
+    for action, args in (("hold_open", {}), ("unlock", {"seconds": 1})):
+        cmd = site.command(DOOR, action, args)
+        probe.publish(f"{site.root}/cmd", json.dumps(cmd))
+        result = probe.wait(f"{site.root}/cmd/result", lambda r, c=cmd: r["id"] == c["id"])
+        assert result["code"] == "ok", result
+    probe.wait(topic, lambda s: s.get("lock") == "held_open")
+    probe.wait(f"{site.root}/events/{DOOR}", lambda e: e["data"].get("method") == "remote")
+    time.sleep(1.5)  # past the unlock's relock time, and the STATUS asked after it
+    assert ble_world.emu.call(lambda: lock.lock_state) == 2  # held open at the lock
+    late = Probe(broker.port, topic)  # a newcomer gets the retained state
+    try:
+        retained = late.wait(topic)
+    finally:
+        late.close()
+    assert (retained["lock"], retained["connected"]) == ("held_open", True)
+    said = [m.json().get("lock") for m in probe.on(topic)]
+    assert "unlocked" not in said, said

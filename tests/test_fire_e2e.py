@@ -102,6 +102,14 @@ def test_smoke_alarm_cuts_every_charger_releases_doors_until_reset(
         probe.wait(f"{root}/events/smoke-301", lambda e: e["type"] == "smoke.cleared")
         assert send(probe, fire_site, "pile-1", "port_on", {"port": 1})["code"] == "forbidden"
         assert send(probe, fire_site, "door-main", "lock")["code"] == "forbidden"
+        # A tenant's app asks to open the door the fire holds open: told so, not a bare "ok".
+        unlock = send(probe, fire_site, "door-main", "unlock", {"seconds": 3})
+        assert (unlock["code"], unlock["detail"]) == (
+            "forbidden",
+            "fire mode: the door is held open already and stays open until the fire is reset",
+        )
+        assert lock_states(house)["door-main"] == S_HELD_OPEN
+        assert probe.on(f"{root}/state/door-main")[-1].json()["lock"] == "held_open"
         assert relays_closed(house) == {dev: [] for dev in PILES}
         # Reset: doors locked again, with the reason; chargers stay off.
         assert send(probe, fire_site, fire_site.gateway_id, "fire_reset")["code"] == "ok"
@@ -187,5 +195,53 @@ def test_restart_in_fire_mode_comes_back_in_fire_mode_and_reasserts(
             f"{fire_site.root}/status", lambda s: s.get("fire_mode") is True and s["started"] > 0
         )
         assert send(probe, fire_site, "pile-3", "port_on", {"port": 2})["code"] == "forbidden"
+    finally:
+        daemon.stop()
+
+
+def test_reset_refused_during_the_fire_and_the_relock_retried_until_the_lock_confirms(
+    fire_site: Site, house: EmulatedSite, probe: Probe
+) -> None:
+    """Defect 3: a reset was accepted while a detector was still in alarm (the escape door
+    relocked during a live fire). Defect 15's other half: a relock that failed after a reset
+    was never tried again, so the entrance stayed open."""
+    daemon = Daemon(fire_site)
+    daemon.start()
+    root = fire_site.root
+    try:
+        wait_site_up(probe, fire_site)
+        house.call(house.detector("smoke-301").alarm(150))
+        wait_until(lambda: set(lock_states(house).values()) == {S_HELD_OPEN}, 5, "doors open")
+        refused = send(probe, fire_site, fire_site.gateway_id, "fire_reset")
+        assert refused["code"] == "forbidden" and "smoke-301" in refused["detail"]
+        assert set(lock_states(house).values()) == {S_HELD_OPEN}  # nothing relocked
+        probe.wait(f"{root}/status", lambda s: s.get("fire_mode") is True)
+
+        house.call(house.detector("smoke-301").clear())
+        probe.wait(f"{root}/events/smoke-301", lambda e: e["type"] == "smoke.cleared")
+        back = house.locks["door-back"]
+        house.lock_call(back.out_of_range)  # the back door's lock is away at the reset
+        assert send(probe, fire_site, fire_site.gateway_id, "fire_reset")["code"] == "ok"
+        wait_until(lambda: lock_states(house)["door-main"] == S_LOCKED, 5, "main door locked")
+        probe.wait(
+            f"{root}/alarms",
+            lambda b: any(a["id"] == "door-back/door.relock_failed" for a in b["active"]),
+            timeout=20,
+        )
+        assert lock_states(house)["door-back"] == S_HELD_OPEN
+        house.lock_call(back.back_in_range)
+        wait_until(lambda: lock_states(house)["door-back"] == S_LOCKED, 20, "back door relocked")
+        restored = probe.wait(
+            f"{root}/events/door-back", lambda e: e["type"] == "door.restored", timeout=10
+        )
+        assert (restored["data"]["lock"], restored["data"]["verified"]) == ("locked", True)
+        wait_until(
+            lambda: all(
+                a["type"] != "door.relock_failed"
+                for a in probe.on(f"{root}/alarms")[-1].json()["active"]
+            ),
+            10,
+            "the relock alarm to clear",
+        )
     finally:
         daemon.stop()

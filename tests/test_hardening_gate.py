@@ -25,17 +25,17 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from drivers.ble.driver import BleDriver
-from drivers.modbus.driver import ModbusDriver
-from gatewayd.commands import CODES, ID_RX, MAX_FUTURE_SKEW, MAX_LIFETIME, Gate, Refused
-from gatewayd.replay import ReplayCache
-from gatewayd.signing import sign
+from drivers.ble.family import DoorFamily
+from drivers.modbus.family import ChargerFamily
+from gatewayd.commands.gate import CODES, ID_RX, MAX_FUTURE_SKEW, MAX_LIFETIME, Gate, Refused
+from gatewayd.commands.replay import ReplayCache
+from gatewayd.commands.signing import sign
 
 KEY = bytes(range(32))
 GW = "gw-test"
 DEVICES = {
-    "door-main": BleDriver.actions["door_lock"],
-    "pile-1": ModbusDriver.actions["charger"],
+    "door-main": DoorFamily.action_schemas(),
+    "pile-1": ChargerFamily.action_schemas(),
 }
 T0 = 1_763_798_400.0
 SETTINGS = settings(
@@ -183,7 +183,7 @@ def test_wrong_types_in_a_correctly_signed_command_are_invalid(
     try:
         cmd = sign(KEY, cmd)
         expected: tuple[str, ...] = ("invalid",)
-    except (UnicodeEncodeError, RecursionError):  # a lone surrogate: nobody can sign this
+    except (ValueError, RecursionError):  # a lone surrogate, NaN, ±inf: nobody can sign it
         cmd["sig"] = "0" * 64
         expected = ("invalid", "bad_signature")
     assert verdict(gate, json.dumps(cmd, allow_nan=True).encode()) in expected
@@ -398,3 +398,59 @@ def test_clock_stepping_back_does_not_rate_limit_everything(tmp_path: Path) -> N
     assert verdict(gate, json.dumps(signed(GW, "ping", iat=T0)).encode(), T0 + 1) == "ok"
     back = T0 - 3600  # NTP steps the clock back an hour
     assert verdict(gate, json.dumps(signed(GW, "ping", iat=back)).encode(), back + 1) == "ok"
+
+
+class _Clock:
+    """The replay cache's two clocks, set by the test: the wall clock an NTP step or a wrong
+    RTC can move, and the monotonic one nothing moves."""
+
+    def __init__(self, wall: float) -> None:
+        self.wall, self.mono = wall, 1000.0
+
+    def time(self) -> float:
+        return self.wall
+
+    def monotonic(self) -> float:
+        return self.mono
+
+
+def test_a_forward_wall_clock_jump_never_forgets_a_live_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 10: after the wall clock jumped forward, pruning evicted a live id; when the
+    clock was set right again, the same signed command was accepted twice."""
+    import gatewayd.commands.replay
+
+    clock = _Clock(T0)
+    monkeypatch.setattr(gatewayd.commands.replay, "time", clock)
+    gate = make_gate(tmp_path, per_minute=6000)
+    unlock = json.dumps(signed("door-main", "unlock", {"seconds": 3}, iat=T0, lifetime=60))
+    assert verdict(gate, unlock.encode(), T0 + 1) == "ok"
+    clock.wall, clock.mono = T0 + 3600, clock.mono + 2  # an NTP step forward by an hour
+    for _ in range(1100):  # enough traffic to make the cache prune
+        assert verdict(gate, json.dumps(signed(iat=clock.wall)).encode(), clock.wall) == "ok"
+    clock.wall, clock.mono = T0 + 5, clock.mono + 1  # and set right again
+    assert verdict(gate, unlock.encode(), T0 + 5) == "replayed"
+    gate.replay.close()
+    again = make_gate(tmp_path, per_minute=6000)  # and after a restart
+    assert verdict(again, unlock.encode(), T0 + 6) == "replayed"
+    # Once both clocks say it is long over, it may go: the cache stays bounded.
+    clock.wall, clock.mono = T0 + 7200, clock.mono + 400
+    for _ in range(1100):
+        verdict(again, json.dumps(signed(iat=clock.wall)).encode(), clock.wall)
+    assert not again.replay.seen(json.loads(unlock)["id"])
+
+
+def test_replay_log_with_bytes_that_are_not_utf8_loads_what_it_can(tmp_path: Path) -> None:
+    """Defect 7: one non-UTF-8 byte in replay.log stopped the daemon from starting."""
+    gate = make_gate(tmp_path, per_minute=6000)
+    now = time.time()
+    kept = signed("door-main", "unlock", {"seconds": 3}, iat=now, lifetime=120)
+    assert verdict(gate, json.dumps(kept).encode(), now) == "ok"
+    gate.replay.close()
+    with open(tmp_path / "replay.log", "ab") as f:
+        f.write(b"\xff\xfe\x00garbage \xc3\x28\n12.5\n\x00\x00\x00")
+    again = make_gate(tmp_path, per_minute=6000)
+    assert again.replay.skipped >= 2
+    assert verdict(again, json.dumps(kept).encode(), now + 1) == "replayed"
+    assert verdict(again, json.dumps(signed(iat=now)).encode(), now + 1) == "ok"

@@ -9,10 +9,14 @@
   and the lock's advertisement data.
 - The smoke receiver's frames to events (``drivers.srb433.profile``) for any TYPE and payload
   (the codec itself is fuzzed in tests/test_srb433_codec.py).
+- A line on the control socket (``gatewayd.control.wire``): a request or an ``invalid``
+  refusal, never another exception; nesting counted before ``json.loads`` can recurse; a
+  client's note (``gatewayd.control.peer``) one short printable line.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +31,13 @@ from drivers.modbus.profiles import EBC, bits_named
 from drivers.srb433 import profile as smoke_profile
 from drivers.srb433.codec import MAX_PAYLOAD, Frame
 from gatewayd import config
+from gatewayd.alarms import FIRE_MODE
+from gatewayd.control import peer as control_peer
+from gatewayd.control import wire as control_wire
 from gatewayd.errors import ConfigError, DeviceError
 from gatewayd.model import Event
 from rules.charger import FullRule, OverheatRule, OverpowerRule, SessionCapRule
-from rules.engine import Engine, RaiseAlarm, World
+from rules.engine import Engine, Outcome, RaiseAlarm, World
 from rules.fire import FireRule
 from rules.smoke import SmokeRule
 
@@ -223,7 +230,7 @@ def test_any_register_image_decodes_and_never_starts_fire_mode(
     for image in (first, second):
         for ev in samples(image):
             out = eng.handle(ev, world)
-            assert not out.fire_mode  # heat at a socket cuts it; only smoke means fire
+            assert not enters_fire(out)  # heat at a socket cuts it; only smoke means fire
             for action in out.actions:
                 assert action.name in ("port_off", "all_off")  # rules never close a relay
         rd.status_events(EBC, first[3], image[3])
@@ -231,6 +238,14 @@ def test_any_register_image_decodes_and_never_starts_fire_mode(
             rd.decode_port(EBC, first, 1, True), rd.decode_port(EBC, image, 1, False), []
         )
         assert rd.sample_key(samples(image)[0].data) is not None
+
+
+def enters_fire(out: Outcome) -> bool:
+    return any(isinstance(a, RaiseAlarm) and a.type == FIRE_MODE for a in out.alarms)
+
+
+def severity(eng: Engine, alarm: RaiseAlarm) -> str:
+    return eng.catalogue()[alarm.type].severity
 
 
 def one_port_image(temp_raw: int, *, cabinet_raw: int = 300, power: int = 200) -> dict[int, int]:
@@ -263,9 +278,9 @@ def test_out_of_range_temperatures_are_decided_per_value(raw: int, expected: str
     actions, alarms = [], []
     for ev in samples(one_port_image(raw)):
         out = eng.handle(ev, world)
-        assert not out.fire_mode
+        assert not enters_fire(out)
         actions += out.actions
-        alarms += [(a.type, a.severity) for a in out.alarms if isinstance(a, RaiseAlarm)]
+        alarms += [(a.type, severity(eng, a)) for a in out.alarms if isinstance(a, RaiseAlarm)]
     if expected == "sensor_fault":
         assert actions == []
         assert set(alarms) == {("charger.sensor_fault", "warning")}
@@ -283,7 +298,7 @@ def test_broken_cabinet_sensor_is_not_a_cabinet_fire() -> None:
     for ev in samples(one_port_image(300, cabinet_raw=0x7FFF)):
         out = eng.handle(ev, world)
         actions += out.actions
-        alarms += [(a.type, a.severity) for a in out.alarms if isinstance(a, RaiseAlarm)]
+        alarms += [(a.type, severity(eng, a)) for a in out.alarms if isinstance(a, RaiseAlarm)]
     assert actions == []
     assert alarms == [("charger.sensor_fault", "warning")]
 
@@ -354,10 +369,101 @@ def test_any_detector_frame_is_an_event_or_a_device_error(
     eng, world = engine()
     world.devices = {"smoke-1": _smoke_device()}
     out = eng.handle(event, world)
-    assert bool(out.fire_mode) == (event.type in ("smoke.alarm", "smoke.heat_alarm"))
+    assert enters_fire(out) == (event.type in ("smoke.alarm", "smoke.heat_alarm"))
 
 
 def _smoke_device() -> Any:
     from gatewayd.driver import DeviceConfig
 
     return DeviceConfig("smoke-1", "smoke", "rx", {"address": "1A2B3C4D", "room": "301"})
+
+
+# -- the control socket's requests (gatewayd.control.wire, gatewayd.control.peer) ---------------
+
+# JSON whose strings are full of what confuses a bracket counter: brackets, quotes, backslashes.
+tricky_text = st.text(st.sampled_from('[]{}"\\/:,a 火\n\x1b'), max_size=8)
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(tricky_text, inner, max_size=3),
+    max_leaves=40,
+)
+
+
+def _wrapped(value: Any, levels: int, key: str) -> Any:
+    for i in range(levels):
+        value = [value] if i % 2 else {key: value}
+    return value
+
+
+# Also values around the depth bound (the recursive strategy alone rarely nests that deep).
+deep_values = json_values | st.builds(_wrapped, json_values, st.integers(10, 24), tricky_text)
+# Lines a local user might send, mostly not JSON: bracket soup, torn strings, any bytes.
+request_lines = st.one_of(
+    st.text(st.sampled_from('[]{}"\\:,1a cmd'), max_size=80).map(str.encode),
+    st.binary(max_size=80),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    deep_values.map(lambda v: json.dumps({"cmd": "status", "x": v}).encode()),
+)
+
+
+def depth(value: Any) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(depth, value.values()), default=0)
+    return 0
+
+
+@FUZZ
+@given(deep_values)
+def test_the_bracket_count_is_the_nesting_of_any_json(value: Any) -> None:
+    for text in (json.dumps(value), json.dumps(value, ensure_ascii=False, indent=1)):
+        line = text.replace("\n", " ").encode()
+        # Never less than what json.loads would recurse to; and a valid request is refused for
+        # its depth exactly when it is too deep.
+        assert control_wire.nesting(line) >= depth(value)
+        too_deep = control_wire.nesting(line) > control_wire.MAX_DEPTH
+        assert too_deep == (depth(value) > control_wire.MAX_DEPTH)
+
+
+@FUZZ
+@given(request_lines)
+@example(b"[" * 60_000)  # a RecursionError in json.loads, were it asked
+@example(b'{"cmd": "status", "x": "' + b"[" * 60_000 + b'"}')  # brackets in a string are text
+@example(b'{"cmd": "s\\"' + b"[" * 40 + b'"}')  # an escaped quote does not end the string
+@example(b"\xff\xfe{\x00}\x00")  # not UTF-8
+def test_any_request_line_is_a_request_or_an_invalid_refusal(line: bytes) -> None:
+    try:
+        request = control_wire.parse(line)
+    except control_wire.Refusal as exc:
+        answer = exc.answer()
+    else:
+        assert isinstance(request, dict) and isinstance(request["cmd"], str)
+        assert depth(request) <= control_wire.MAX_DEPTH
+        return
+    assert answer["code"] == "invalid" and answer["ok"] is False
+    assert answer["error"] in ('expected {"cmd": ...} on one line', "request nested deeper than 16 levels")
+
+
+def test_a_deep_request_is_refused_before_the_parser_and_a_deep_string_is_not() -> None:
+    deep = b'{"cmd": "status", "x": ' + b"[" * 16 + b"]" * 16 + b"}"
+    with pytest.raises(control_wire.Refusal, match="nested deeper than 16 levels"):
+        control_wire.parse(deep)
+    ok = b'{"cmd": "status", "x": ' + b"[" * 15 + b"]" * 15 + b"}"
+    assert control_wire.parse(ok)["cmd"] == "status"
+    text = b'{"cmd": "status", "note": "' + b"[{" * 20_000 + b'"}'
+    assert control_wire.parse(text)["note"].startswith("[{[{")
+
+
+@FUZZ
+@given(st.text(max_size=300))
+@example("Li\nINFO gatewayd.alarms: alarm x acknowledged by landlord")
+@example("\x1b[2K\x1b[1A\rroot\u2028\u202edrol")
+def test_any_note_is_one_short_printable_line_or_none(text: str) -> None:
+    note = control_peer.clean_note(text)
+    if note is None:
+        return
+    assert 0 < len(note) <= control_peer.NOTE_MAX and note == note.strip()
+    assert note.isprintable() and "  " not in note
+    if text.isprintable() and len(" ".join(text.split())) <= control_peer.NOTE_MAX:
+        assert note == " ".join(text.split())  # what was fine is kept as written

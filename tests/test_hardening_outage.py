@@ -23,7 +23,7 @@ from typing import Any
 
 from bench.soak_peers import proc_figures
 from tests.hardening_support import control, control_env
-from tests.harness import REPO, Broker, Daemon, Probe, free_port, install_plugin, make_site
+from tests.harness import REPO, Broker, Daemon, Probe, install_plugin, make_site
 from tests.harness import wait_until as wait
 from tests.simclock import sitecustomize_for
 
@@ -67,17 +67,22 @@ class Clockwork(Driver):
 
 class Gate:
     """A TCP door in front of the broker: closed (connections refused) until ``open()``, then
-    every connection is relayed to the broker."""
+    every connection is relayed to the broker. The port is bound from the start and only
+    listened on at ``open()``: held all along, so nothing else (not even one of the daemon's
+    own hundreds of connection attempts, by a TCP self-connect) can take it meanwhile."""
 
     def __init__(self, target: int) -> None:
-        self.port, self.target = free_port(), target
-        self.server: socket.socket | None = None
+        self.target = target
+        self.server: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        self.port = self.server.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
         self.closed = False
 
     def open(self) -> None:
-        self.server = socket.create_server(("127.0.0.1", self.port))
+        assert self.server is not None
+        self.server.listen()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:

@@ -9,7 +9,9 @@
   connections, reloads good and bad, all under ``--debug``: no key, password or signature in
   any log line; data directory and file modes after the run.
 - The local control socket refusing other users is tested in tests/test_control.py
-  (test_other_users_are_refused_group_members_let_in) and not repeated here.
+  (test_other_users_are_refused_group_members_let_in), and what a local user can do to the
+  daemon through it (a flood of connections, malformed lines, forged names, a second daemon)
+  in tests/test_control_daemon.py; neither is repeated here.
 """
 
 from __future__ import annotations

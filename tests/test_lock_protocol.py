@@ -1,10 +1,13 @@
-"""The DL-B2 codec against the datasheet: COMMAND bytes and MAC, every EVENTS type, the
-manufacturer data, and malformed frames raising the codec's own error."""
+"""The DL-B2 codec against the datasheet and the recorded GATT transcript
+(tests/fixtures/dl_b2): COMMAND bytes and MAC, every EVENTS type and what the profile makes of
+it, the manufacturer data, and malformed frames raising the codec's own error."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -12,6 +15,8 @@ from hypothesis import strategies as st
 
 from drivers.ble import profile
 from drivers.ble import protocol as p
+from tests.fixtures import Fixture, files, load, parametrize_by_fixture, parametrize_cases, unhex
+from tests.fixtures.cases import dl_b2_commands, dl_b2_notifications
 
 KEY = bytes.fromhex("00112233445566778899aabbccddeeff")
 CHALLENGE = bytes(range(16))
@@ -49,31 +54,39 @@ def test_command_rejects_bad_inputs(key: bytes, challenge: bytes, seq: int) -> N
         p.build_command(key, challenge, p.Op.LOCK, seq, 0)
 
 
-# One frame per datasheet row: TYPE, SEQ (BE) and the payload, written out byte by byte.
+# Every notification of the recorded GATT transcript (tests/fixtures/dl_b2), as records.
 FRAMES = [
-    (bytes.fromhex("10 0007 00"), p.Ack(7, 0)),
-    (bytes.fromhex("10 0007 02"), p.Ack(7, 2)),
-    (bytes.fromhex("11 0102 02 000004d2"), p.Unlocked(0x0102, 2, 1234)),
-    (bytes.fromhex("12 0103 01"), p.Locked(0x0103, 1)),
-    (bytes.fromhex("13 0104"), p.DoorOpened(0x0104)),
-    (bytes.fromhex("14 0105"), p.DoorClosed(0x0105)),
-    (bytes.fromhex("15 0106 003d"), p.HeldOpen(0x0106, 61)),
-    (bytes.fromhex("16 0107"), p.Forced(0x0107)),
-    (bytes.fromhex("17 0108 03 0000002a"), p.AccessDenied(0x0108, 3, 42)),
-    (bytes.fromhex("18 0109 2ee0"), p.OnBattery(0x0109, 12000)),
-    (bytes.fromhex("19 010a"), p.Tamper(0x010A)),
-    (bytes.fromhex("1a 010b 02 01 3458"), p.Status(0x010B, 2, 1, 13400)),
+    (unhex(note["hex"]), p.parse_event(unhex(note["hex"])))
+    for path in files("dl_b2")
+    for _, note in dl_b2_notifications(load(path))
 ]
 
 
-@pytest.mark.parametrize(("frame", "record"), FRAMES, ids=lambda v: type(v).__name__)
-def test_parse_every_event_type(frame: bytes, record: p.Notification) -> None:
-    assert p.parse_event(frame) == record
+@parametrize_cases("dl_b2", dl_b2_notifications, "note")
+def test_parse_every_recorded_notification(note: dict[str, Any]) -> None:
+    frame = unhex(note["hex"])
+    record = p.parse_event(frame)
+    assert p.event_type_of(record) == note["type"]
+    assert {f: getattr(record, f) for f in record.__dataclass_fields__} == note["fields"]
     assert p.encode_event(record) == frame
 
 
 def test_every_event_type_is_covered() -> None:
     assert {p.event_type_of(r) for _, r in FRAMES} == set(p.EventType)
+
+
+def signed_commands(fx: Fixture) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The recorded commands written after reading a challenge (one was sent without)."""
+    return ((name, step) for name, step in dl_b2_commands(fx) if "challenge" in step)
+
+
+@parametrize_cases("dl_b2", signed_commands, "step")
+def test_recorded_commands_are_built_byte_for_byte(step: dict[str, Any]) -> None:
+    """The lock accepted (or refused, as recorded) exactly these bytes."""
+    cmd = step["command"]
+    key = bytes(16) if cmd.get("note") == "wrong key" else bytes.fromhex(step["key"])
+    built = p.build_command(key, unhex(step["challenge"]), cmd["op"], cmd["seq"], cmd["arg"])
+    assert built == unhex(cmd["hex"])
 
 
 def test_ack_codes_by_name() -> None:
@@ -118,6 +131,16 @@ def test_any_bytes_parse_or_raise_frame_error(frame: bytes) -> None:
     assert isinstance(record, p.Notification)
 
 
+@parametrize_by_fixture("dl_b2")
+def test_recorded_manufacturer_data(fixture: Fixture) -> None:
+    for ad in fixture["advertisements"]:
+        mfr = {int(company): unhex(raw) for company, raw in ad["manufacturer_data"].items()}
+        state = p.parse_manufacturer_data({0x004C: b"\x01", **mfr})
+        assert state is not None
+        assert state.counter == ad["counter"]
+        assert profile.advert_state(state) == ad["state"]
+
+
 def test_manufacturer_data() -> None:
     state = p.parse_manufacturer_data({0x004C: b"\x01", 0xFFFF: bytes([1, 0, 87, 200])})
     assert state == p.AdvertState(lock=1, door=0, battery_pct=87, counter=200)
@@ -127,17 +150,31 @@ def test_manufacturer_data() -> None:
     assert p.counter_moved(250, 3) == 9
 
 
+@parametrize_cases("dl_b2", dl_b2_notifications, "note")
+def test_profile_gives_each_recorded_notification_its_meaning(note: dict[str, Any]) -> None:
+    record = p.parse_event(unhex(note["hex"]))
+    if isinstance(record, p.Ack):
+        assert record.code == note["ack"]
+        assert type(record) not in profile.EVENTS  # an answer, not an event
+        return
+    if isinstance(record, p.Status):
+        assert profile.status_state(record) == note["state"]
+        assert type(record) not in profile.EVENTS
+        return
+    spec = profile.EVENTS[type(record)]
+    event = note["event"]
+    assert (spec.type, spec.severity) == (event["type"], event["severity"])
+    assert {**spec.data(record), "counter": record.seq} == event["data"]
+    assert spec.state(record) == note["state"]
+
+
 def test_profile_maps_every_event_record() -> None:
     assert set(profile.EVENTS) == {type(r) for _, r in FRAMES} - {p.Ack, p.Status}
-    forced = profile.EVENTS[p.Forced]
-    assert (forced.type, forced.severity) == ("door.forced", "critical")
-    unlocked = profile.EVENTS[p.Unlocked]
-    assert unlocked.data(p.Unlocked(1, 2, 1234)) == {"method": "card", "user": 1234}
-    assert unlocked.data(p.Unlocked(1, 1, 0)) == {"method": "remote", "user": None}
-    assert unlocked.state(p.Unlocked(1, 7, 0)) == {"lock": "held_open"}
-    assert profile.EVENTS[p.AccessDenied].severity == "warning"
-    assert profile.EVENTS[p.OnBattery].severity == "warning"
-    assert profile.status_state(p.Status(1, 0, 1, 12000)) == {
-        "lock": "locked", "door": "open", "battery_mv": 12000,
-    }  # fmt: skip
+    # Values no recording holds: names for codes newer firmware may send.
     assert profile.EVENTS[p.Locked].data(p.Locked(1, 9)) == {"method": "unknown_9"}
+    assert profile.EVENTS[p.Unlocked].data(p.Unlocked(1, 8, 0)) == {
+        "method": "unknown_8", "user": None,
+    }  # fmt: skip
+    assert profile.status_state(p.Status(1, 3, 1, 12000)) == {
+        "lock": "unknown_3", "door": "open", "battery_mv": 12000,
+    }  # fmt: skip

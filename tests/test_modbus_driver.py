@@ -14,11 +14,14 @@ import pytest
 
 from drivers.modbus.driver import ModbusDriver
 from firmware_stubs.ebc_pile import EbcEmulator, Pile
+from firmware_stubs.ebc_replay import ReplayedPile
 from gatewayd.driver import BusConfig
 from gatewayd.errors import ConfigError, DeviceError
 from gatewayd.model import Action
 from rules.charger import FullRule, OverheatRule, OverpowerRule, SessionCapRule
 from tests.charger_harness import RulesLoop, on_emulator, running
+from tests.fixtures import parametrize_cases
+from tests.fixtures.cases import ebc_snapshots
 
 FAST = {"fast_seconds": 0.2, "slow_seconds": 2.0}
 
@@ -295,6 +298,35 @@ def test_session_events_telemetry_and_state() -> None:
         assert [p["state"] for p in state["ports"]] == ["idle"] * 4
 
     run(body, [pile], "tcp")
+
+
+@pytest.mark.parametrize("transport", ["tcp", "rtu"])
+@parametrize_cases("ebc", ebc_snapshots, "snap")
+def test_a_recorded_register_dump_is_published_as_its_readings(
+    snap: dict[str, Any], transport: str
+) -> None:
+    """A pile answering with a recorded dump (tests/fixtures/ebc): the retained state and the
+    driver's samples say what the recording's readings say, port by port."""
+    pile = ReplayedPile(snap)
+    expected = snap["readings"]
+
+    async def body(emu: EbcEmulator, bus: dict[str, Any]) -> None:
+        loop = RulesLoop()
+        async with running(loop, bus, {"pile-1": 1}):
+            await wait_until(lambda: len(loop.states.get("pile-1", {}).get("ports", [])) == pile.ports_n)
+            samples = await loop.wait_for("charger.sample", count=2)
+        state = loop.states["pile-1"]
+        keys = ("port", "state", "relay", "power_w", "temperature_c", "fault")
+        assert state["ports"] == [{k: p[k] for k in keys} for p in expected["ports"]]
+        assert state["firmware"] == expected["pile"]["firmware"]
+        assert state["mains_v"] == pytest.approx(expected["pile"]["mains_v"])
+        assert (state["status_bits"], state["status"]) == (
+            expected["pile"]["status_bits"], expected["pile"]["status"],
+        )  # fmt: skip
+        [summary] = [s.data for s in samples if s.data["source"] == "summary"][:1]
+        assert {k: summary[k] for k in expected["summary"]} == expected["summary"]
+
+    run(body, [pile], transport)
 
 
 def test_bus_needs_exactly_one_of_port_and_host() -> None:

@@ -21,9 +21,12 @@ from typing import Any
 import pytest
 
 from firmware_stubs.ebc_pile import EbcEmulator, Pile
-from gatewayd.metrics_families import CATALOGUE
+from gatewayd import plugins
+from gatewayd.metrics.families import catalogue
 from tests.harness import REPO, Broker, Daemon, free_port, make_site, wait_until
 from tests.harness import ReceiverThread as EmulatorThread
+
+CATALOGUE = catalogue(plugins.families())
 
 MON = REPO / "monitoring"
 RULES = sorted((MON / "rules").glob("*.yml"))
@@ -45,7 +48,7 @@ def run(*cmd: str, cwd: Path = REPO, stdin: str | None = None) -> subprocess.Com
 def test_rules_pass_promtool_check() -> None:
     out = run("promtool", "check", "rules", *map(str, RULES))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 14 rules found" in out.stdout  # the alerts
+    assert "SUCCESS: 18 rules found" in out.stdout  # the alerts
     assert "SUCCESS: 25 rules found" in out.stdout  # the roll-ups
 
 
@@ -63,9 +66,29 @@ def test_every_alert_has_a_unit_test_that_sees_it_fire() -> None:
     tests = (MON / "tests" / "alerts_test.yml").read_text()
     firing = set(re.findall(r"alertname: (\w+)\n\s+exp_alerts:\n\s+- exp_labels:", tests))
     quiet = set(re.findall(r"alertname: (\w+)\n\s+exp_alerts: \[\]", tests))
-    assert len(alerts) == 14
+    assert len(alerts) == 18
     assert alerts == firing  # each seen firing...
     assert alerts == quiet  # ...and each seen not firing when it should not
+
+
+def test_every_critical_alarm_type_has_an_alert() -> None:
+    """Each critical type the gateway's rules declare (docs/alarms.md) is named by an alert's
+    ``alarm_types`` annotation, so the township centre is woken for every one of them."""
+    from rules.engine import Engine
+
+    critical = {
+        t for t, spec in Engine.from_config({}).catalogue().all().items()
+        if spec.severity == "critical"
+    }  # fmt: skip
+    covered: dict[str, str] = {}
+    alert = ""
+    for line in ALERTS.read_text().splitlines():
+        if m := re.match(r"\s+- alert: (\w+)", line):
+            alert = m.group(1)
+        elif m := re.match(r'\s+alarm_types: "([^"]*)"', line):
+            covered.update(dict.fromkeys(m.group(1).split(), alert))
+    assert critical <= set(covered), f"no alert for {sorted(critical - set(covered))}"
+    assert set(covered) <= critical | {"smoke.heat_alarm"}, "an alert names an unknown type"
 
 
 def test_rules_and_dashboard_use_only_what_the_gateway_and_the_rollups_export() -> None:
@@ -101,18 +124,54 @@ def test_dashboard_drills_down_township_village_house() -> None:
             assert t["datasource"]["uid"] == "${datasource}"
 
 
+HOUSE = {"township": "新庄镇", "village": "柳墅村", "gateway": "xz-liushu-017"}
+
+
+def house_panels() -> dict[str, dict[str, Any]]:
+    """The panels of the house row (below "House $gateway"), by title."""
+    panels = json.loads(DASHBOARD.read_text())["panels"]
+    row = next(p["gridPos"]["y"] for p in panels if p["title"] == "House $gateway")
+    return {p["title"]: p for p in panels if p["gridPos"]["y"] > row}
+
+
+def queries(panel: dict[str, Any], where: dict[str, str] = HOUSE) -> dict[str, str]:
+    """A panel's PromQL by refId, with the dashboard's variables filled in."""
+    out = {}
+    for t in panel["targets"]:
+        expr = t["expr"]
+        for name, value in where.items():
+            expr = expr.replace(f"${name}", value)
+        out[t["refId"]] = expr
+    return out
+
+
+def test_the_house_shows_fire_mode_held_doors_and_what_is_up() -> None:
+    house = house_panels()
+    assert queries(house["Fire mode"])["A"] == 'gatewayd_fire_mode{gateway="xz-liushu-017"}'
+    assert "gatewayd_door_held_open" in queries(house["Doors held open"])["A"]
+    assert "gatewayd_door_held_open" in " ".join(queries(house["Doors"]).values())
+    assert "gatewayd_device_up" in " ".join(queries(house["Devices"]).values())
+    up = " ".join(queries(house["Buses and receivers"]).values())
+    assert "gatewayd_bus_up" in up and "gatewayd_receiver_up" in up
+    for title in ("Devices down", "Buses down", "Receivers down"):
+        assert title in house
+    houses = next(p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"] == "Houses")
+    columns = houses["transformations"][1]["options"]["renameByName"].values()
+    assert {"fire mode", "doors held open", "devices down", "alarms"} <= set(columns)
+    # A quiet house reads 0, never "No data": tables say so, counts fall back to 0.
+    for title in ("Active alarms",):
+        assert house[title]["fieldConfig"]["defaults"]["noValue"] == "0"
+    for title in ("Alarms", "Doors held open", "Devices down", "Buses down", "Receivers down"):
+        assert " or (0 * max(up{" in queries(house[title])["A"], title
+
+
 # -- the inventory ---------------------------------------------------------------------------
 
 
 def test_inventory_becomes_file_sd_targets(tmp_path: Path) -> None:
     out = tmp_path / "gatewayd.json"
-    done = run(
-        sys.executable,
-        str(MON / "inventory_to_sd.py"),
-        str(MON / "inventory.example.csv"),
-        "-o",
-        str(out),
-    )
+    # Run as docs/monitoring.md says: the script itself is the command (executable, shebang).
+    done = run(str(MON / "inventory_to_sd.py"), str(MON / "inventory.example.csv"), "-o", str(out))
     assert done.returncode == 0, done.stderr
     assert "3 gateways in 2 villages" in done.stderr
     assert json.loads(out.read_text()) == [
@@ -310,6 +369,16 @@ def test_prometheus_sees_fire_and_overheat_alerts_of_a_running_gateway(
         assert prom.alert("FireAlarmActive") is None
         assert prom.alert("FireAlarmActive", "pending") is None
         assert prom.alert("ChargerOverheatCut") is None
+        # The dashboard of a quiet house: every count a 0, never "No data".
+        house = house_panels()
+        for title in ("Fire mode", "Alarms", "Doors held open", "Devices down", "Buses down",
+                      "Receivers down"):  # fmt: skip
+            wait_until(
+                lambda t=title: prom.value(queries(house[t])["A"]) == 0, 10, f"{title} reads 0"
+            )
+        houses = next(p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"] == "Houses")
+        for ref in ("B", "D", "H", "I", "J"):  # fire alarms, alarms, fire mode, held open, down
+            assert prom.value(queries(houses, HOUSE)[ref]) == 0, ref
 
         # The overheat first: a smoke alarm puts the house in fire mode, which switches the
         # piles off, and a port that is off is not cut for heat.
@@ -332,6 +401,9 @@ def test_prometheus_sees_fire_and_overheat_alerts_of_a_running_gateway(
         }  # fmt: skip
         assert here.items() <= fire["labels"].items()
         wait_until(lambda: prom.alert("FireModeActive"), 10, "FireModeActive firing")
+        assert prom.value(queries(house["Fire mode"])["A"]) == 1
+        assert prom.value(queries(houses, HOUSE)["H"]) == 1
+        assert prom.value(queries(house["Alarms"])["A"]) >= 2  # the overheat, the smoke, the fire
         roll_up = 'township:gatewayd_fire_alarms:sum{township="新庄镇"}'
         wait_until(lambda: prom.value(roll_up) == 1, 10, "the township roll-up to count the fire")
         # scrape 1 s + evaluation 1 s, with slack for two shared cores

@@ -56,9 +56,10 @@ def test_alarm_reported_once_with_contract_shape_then_cleared(
     }
     assert abs(alarm["since"] - time.time()) < 10
     event = probe.wait(f"{root}/events/smoke-301", lambda e: e["type"] == "smoke.alarm")
-    assert set(event) == {"id", "ts", "device", "type", "severity", "data"}
-    assert (event["device"], event["severity"], event["data"]["density"]) == (
+    assert set(event) == {"id", "ts", "device", "room", "type", "severity", "data"}
+    assert (event["device"], event["room"], event["severity"], event["data"]["density"]) == (
         "smoke-301",
+        "301",  # where the responders go: the room the installer gave the detector
         "critical",
         90,
     )
@@ -187,6 +188,9 @@ def test_receiver_unplugged_and_replugged_resumes_without_restart(
 ) -> None:
     root = smoke_daemon.site.root
     pid = smoke_daemon.proc.pid if smoke_daemon.proc else None
+    events = f"{root}/events/{smoke_daemon.site.gateway_id}"
+    online = lambda: [m for m in probe.on(events) if m.json()["type"] == "gateway.receiver_online"]
+    wait_until(online, 10, "the receiver answering at start")  # ends an alarm from before
     receiver.call(receiver.rx.unplug())
     probe.wait(
         f"{root}/events/{smoke_daemon.site.gateway_id}",
@@ -197,11 +201,7 @@ def test_receiver_unplugged_and_replugged_resumes_without_restart(
         lambda b: any(a["type"] == "gateway.receiver_offline" for a in b["active"]),
     )
     receiver.call(receiver.rx.replug())
-    probe.wait(
-        f"{root}/events/{smoke_daemon.site.gateway_id}",
-        lambda e: e["type"] == "gateway.receiver_online",
-        timeout=15,
-    )
+    wait_until(lambda: len(online()) >= 2, 15, "the receiver answering again")
     wait_until(  # the latest alarms message, not the empty one published at connect
         lambda: probe.on(f"{root}/alarms")[-1].json()["active"] == [],
         5,
@@ -213,3 +213,59 @@ def test_receiver_unplugged_and_replugged_resumes_without_restart(
     assert smoke_daemon.alive
     assert smoke_daemon.proc is not None and smoke_daemon.proc.pid == pid
     wait_until(lambda: "Traceback" not in smoke_daemon.output(), 1, "a clean log")
+
+
+def test_receiver_offline_from_before_a_restart_ends_when_it_answers_at_start(
+    tmp_path: Path, broker: Broker, receiver: EmulatorThread, probe: Probe
+) -> None:
+    """Defect 4: a persisted receiver_offline never cleared when the receiver answered at
+    start-up (the driver only said "online" after having said "offline" itself)."""
+    site = smoke_site(tmp_path, broker, receiver)
+    root = site.root
+    receiver.call(receiver.rx.unplug())
+    d = Daemon(site)
+    d.start()
+    try:
+        probe.wait(
+            f"{root}/alarms",
+            lambda b: any(a["type"] == "gateway.receiver_offline" for a in b["active"]),
+            timeout=15,
+        )
+        d.stop()
+        receiver.call(receiver.rx.replug())
+        d.start()
+        wait_until(
+            lambda: probe.on(f"{root}/alarms")[-1].json()["active"] == [], 10, "no alarms"
+        )
+    finally:
+        d.stop()
+
+
+def test_a_reload_that_restarts_the_smoke_bus_raises_no_false_receiver_alarm(
+    smoke_daemon: Daemon, receiver: EmulatorThread, probe: Probe
+) -> None:
+    """Defect 4: a SIGHUP restarting the smoke bus raised a false critical receiver_offline:
+    the new driver opened the port while the old one still held it."""
+    site, root = smoke_daemon.site, smoke_daemon.site.root
+    events = f"{root}/events/{site.gateway_id}"
+    probe.wait(  # retained: the probe may have subscribed after the start's "online" event
+        f"{root}/state/{site.gateway_id}",
+        lambda s: s.get("receiver.smoke-rx", {}).get("online") is True,
+        timeout=10,
+    )
+    for n in range(3):
+        config = site.config.read_text()
+        site.config.write_text(config.replace('room = "301"', f'room = "30{n}b"', 1) if n == 0
+                               else config.replace(f'room = "30{n - 1}b"', f'room = "30{n}b"'))  # fmt: skip
+        assert smoke_daemon.proc is not None
+        smoke_daemon.proc.send_signal(__import__("signal").SIGHUP)
+        wait_until(lambda n=n: smoke_daemon.output().count("reloaded") >= n + 1, 10, "reload")
+        time.sleep(2.0)
+    assert "bus smoke-rx: opened" in smoke_daemon.output()
+    assert smoke_daemon.output().count("bus smoke-rx: opened") >= 4  # restarted each time
+    offline = [m for m in probe.on(events) if m.json()["type"] == "gateway.receiver_offline"]
+    assert offline == []
+    assert all(
+        a["type"] != "gateway.receiver_offline" for m in probe.on(f"{root}/alarms")
+        for a in m.json()["active"]
+    )  # fmt: skip

@@ -1,4 +1,5 @@
-"""The SRB-433 codec against the datasheet and against arbitrary bytes.
+"""The SRB-433 codec against the datasheet, the recorded frames of every model
+(tests/fixtures/srb433) and arbitrary bytes.
 
 The CRC here is a bit-by-bit reference written from the datasheet's words, not the codec's
 table, so a mistake in one does not hide in the other.
@@ -7,23 +8,18 @@ table, so a mistake in one does not hide in the other.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drivers.srb433.codec import MAX_FRAME, Decoder, Deduplicator, Frame, crc16, encode
+from tests.fixtures import files, load, parametrize_cases, unhex
+from tests.fixtures.cases import fields, srb433_frames
+from tests.reference import reference_crc
 
 DATASHEET_EXAMPLE = bytes.fromhex("AA 55 07 01 1A 2B 3C 4D 07 5A 29 5D")
-
-
-def reference_crc(data: bytes) -> int:
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-    return crc
 
 
 def crc_ok(wire: bytes) -> bool:
@@ -68,36 +64,25 @@ def test_datasheet_example_decodes() -> None:
     assert Decoder().feed(DATASHEET_EXAMPLE) == [Frame(0x01, 0x1A2B3C4D, 7, b"\x5a")]
 
 
-@pytest.mark.parametrize(
-    ("type_", "payload"),
-    [
-        (0x01, b"\x5a"),  # smoke alarm: density
-        (0x02, b""),  # cleared
-        (0x03, b"\x01"),  # self-test: fail
-        (0x04, (2600).to_bytes(2, "big")),  # low battery mV
-        (0x05, b"\x01"),  # tamper: removed
-        (0x06, b"\x03"),  # fault: end of life
-        (0x07, (3000).to_bytes(2, "big") + (-71).to_bytes(1, "big", signed=True)),  # heartbeat
-        (0x08, b""),  # hushed
-        (0x09, b"\x41"),  # heat alarm °C
-        (0x70, b"\x01\x02\x05"),  # receiver status
-        (0x71, bytes.fromhex("DEADBEEF") + b"\x02"),  # detector paired
-        (0x80, b""),  # ping
-        (0x81, b"\x3c"),  # pair mode 60 s
-        (0x82, b""),  # hush all
-        (0x83, b""),  # remove
-    ],
-)
-def test_every_type_round_trips(type_: int, payload: bytes) -> None:
-    device = 0 if type_ >= 0x70 else 0x1A2B3C4D
-    wire = encode(Frame(type_, device, 200, payload))
+@parametrize_cases("srb433", srb433_frames, "recorded")
+def test_every_recorded_frame_round_trips(recorded: dict[str, Any]) -> None:
+    """Every frame of every model's recording, either direction (tests/fixtures/srb433)."""
+    type_, device, seq, payload = fields(recorded)
+    wire = unhex(recorded["hex"])
+    assert encode(Frame(type_, device, seq, payload)) == wire
     assert wire[:2] == b"\xaa\x55"
     assert wire[2] == 6 + len(payload)
     assert wire[3] == type_
     assert wire[4:8] == device.to_bytes(4, "big")
-    assert wire[8] == 200
+    assert wire[8] == seq
     assert crc_ok(wire)
-    assert Decoder().feed(wire) == [Frame(type_, device, 200, payload)]
+    assert Decoder().feed(wire) == [Frame(type_, device, seq, payload)]
+
+
+def test_the_recordings_hold_every_type_of_the_datasheet() -> None:
+    recorded = {f["type"] for path in files("srb433") for _, f in srb433_frames(load(path))}
+    detector, receiver, host = set(range(0x01, 0x0A)), {0x70, 0x71}, set(range(0x80, 0x85))
+    assert recorded == detector | receiver | host
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,80 @@ def test_ready_then_watchdog_which_stops_while_loop_blocked(tmp_path: Path, brok
         sock.close()
 
 
+def test_status_follows_the_broker_after_ready(tmp_path: Path) -> None:
+    """`systemctl status` shows the STATUS= last sent: it must not keep "broker offline" from
+    READY once the broker is there, nor "broker connected" once it is gone."""
+    from tests.harness import Broker, free_port
+
+    port = free_port()
+    site: Site = make_site(tmp_path, f"mqtt://127.0.0.1:{port}")
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    daemon = Daemon(site, env={"NOTIFY_SOCKET": str(sock_path)})  # no watchdog: status alone
+    daemon.start(wait_ready=False)
+    (tmp_path / "broker").mkdir()
+    broker = Broker(tmp_path / "broker", port=port)
+    try:
+        ready = [m for _, m in datagrams(sock, 3.0)]
+        assert ready and ready[0].startswith("READY=1\nSTATUS=")
+        assert "broker offline" in ready[0]
+        broker.start()
+        later = [m for _, m in datagrams(sock, 8.0)]
+        assert "STATUS=0 devices, 0 alarms, broker connected" in later, later
+        assert not any(m.startswith("WATCHDOG") for m in ready + later)
+        broker.stop()
+        gone = [m for _, m in datagrams(sock, 6.0)]
+        assert "STATUS=0 devices, 0 alarms, broker offline" in gone, gone
+    finally:
+        daemon.stop()
+        broker.stop()
+        sock.close()
+
+
+def test_status_says_unhealthy_and_clears_it_on_recovery() -> None:
+    """The daemon's health can come back (the watchdog then resumes): STATUS= follows."""
+    import asyncio
+    import os
+    import tempfile
+
+    from gatewayd import sdnotify
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sick = {"now": None}
+        os.environ["NOTIFY_SOCKET"] = path
+        try:
+
+            async def scenario() -> None:
+                task = asyncio.create_task(
+                    sdnotify.report(lambda: sick["now"], lambda: "3 devices, broker connected", 0.05)
+                )
+                await asyncio.sleep(0.2)
+                sick["now"] = "supervisor of bus rs485 has ended"
+                await asyncio.sleep(0.2)
+                sick["now"] = None
+                await asyncio.sleep(0.2)
+                task.cancel()
+
+            asyncio.run(scenario())
+        finally:
+            del os.environ["NOTIFY_SOCKET"]
+        sent = [m for _, m in datagrams(sock, 0.2)]
+        sock.close()
+    statuses = [m for m in sent if m.startswith("STATUS=")]
+    assert statuses == [
+        "STATUS=unhealthy: supervisor of bus rs485 has ended",
+        "STATUS=3 devices, broker connected",
+    ]
+    first_sick = sent.index(statuses[0])
+    healed = sent.index(statuses[1])
+    assert "WATCHDOG=1" not in sent[first_sick:healed]  # not fed while sick
+    assert "WATCHDOG=1" in sent[healed:]  # fed again once well
+
+
 def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
@@ -97,26 +171,63 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert problems == [], problems
 
 
-def test_the_wheel_carries_the_unit_where_install_service_looks(tmp_path: Path) -> None:
+def test_the_wheel_installs_the_unit_and_the_guide_the_unit_names(tmp_path: Path) -> None:
     """An installed gateway has no source checkout: the wheel puts the unit in
-    <prefix>/share/gatewayd/, one of the places `gatewayd install-service` looks."""
+    <prefix>/share/gatewayd/ and the guide in <prefix>/share/doc/gatewayd/; install-service,
+    run from that installation, writes a unit whose Documentation= is a file that exists."""
+    import sysconfig
     import zipfile
 
-    from gatewayd.cli.install import UNIT_NAME, unit_candidates
+    from gatewayd.cli.install import UNIT_NAME
 
     repo = Path(__file__).resolve().parent.parent
     src = tmp_path / "src"
-    for part in ("gatewayd", "drivers", "rules", "firmware_stubs", "systemd"):
+    for part in ("gatewayd", "drivers", "rules", "firmware_stubs", "systemd", "docs"):
         shutil.copytree(repo / part, src / part, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "gateway.toml"):
         shutil.copy(repo / name, src / name)
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(src)],
         check=True, capture_output=True, timeout=300,
     )  # fmt: skip
     [wheel] = tmp_path.glob("gatewayd-*.whl")
+    data = "-".join(wheel.name.split("-")[:2]) + ".data/data/share"
     with zipfile.ZipFile(wheel) as z:
-        inside = f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.data/data/share/gatewayd/{UNIT_NAME}"
-        assert z.read(inside) == (repo / "systemd" / UNIT_NAME).read_bytes()
-    # pip installs a wheel's data/ under sys.prefix: that is where install-service looks.
-    assert Path(sys.prefix) / "share" / "gatewayd" / UNIT_NAME in unit_candidates()
+        assert z.read(f"{data}/gatewayd/{UNIT_NAME}") == (repo / "systemd" / UNIT_NAME).read_bytes()
+        assert z.read(f"{data}/doc/gatewayd/installer.md") == (repo / "docs/installer.md").read_bytes()
+        assert f"{data}/doc/gatewayd/troubleshooting.md" in z.namelist()
+
+    # Installed as docs/installer.md says (a venv, pip install the wheel); its dependencies
+    # borrowed from this venv, since the test must not download anything.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    [site] = venv.glob("lib/python*/site-packages")
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
+         "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    guide = venv / "share" / "doc" / "gatewayd" / "installer.md"
+    assert guide.is_file()
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[gateway]\nid = "gw1"\n\n[mqtt]\nurl = "mqtt://x"\n')
+    out = subprocess.run(
+        [str(venv / "bin" / "gatewayd"), "install-service", "--dry-run", "-c", str(cfg)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"\nDocumentation={guide.as_uri()}\n" in out.stdout
+    assert f"\nExecStart={venv / 'bin' / 'gatewayd'} run -c {cfg}\n" in out.stdout
+    # The shipped default is where docs/installer.md puts the venv.
+    shipped = (repo / "systemd" / UNIT_NAME).read_text()
+    assert "Documentation=file:///opt/gatewayd/venv/share/doc/gatewayd/installer.md" in shipped
+    assert "ExecStart=/opt/gatewayd/venv/bin/gatewayd " in shipped
+
+
+def test_the_unit_caps_descriptors_well_above_what_the_control_socket_may_take() -> None:
+    from gatewayd.control import MAX_CLIENTS
+    from tests.cli_support import unit_limit_nofile
+
+    # Soft and hard limit alike (one value), with room for everything else the daemon holds.
+    assert unit_limit_nofile() >= 8 * MAX_CLIENTS + 512

@@ -1,8 +1,10 @@
 """The ``ble`` driver: DL-B2 entrance locks on one Bluetooth adapter.
 
 One scanner per adapter follows the locks' advertisements; one ``LockLink`` per lock keeps a
-connection (sharing the adapter's connection slots) and carries out actions. bleak is imported
-only when the driver is instantiated, so loading the config schema stays cheap.
+connection (sharing the adapter's connection slots) and carries out actions. A lock BlueZ
+already holds connected (left by a gateway that was killed) is reached through that link
+(``held``). bleak is imported only when the driver is instantiated, so loading the config
+schema stays cheap.
 """
 
 from __future__ import annotations
@@ -11,14 +13,22 @@ import asyncio
 import contextlib
 import importlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gatewayd.config import SecretFile
-from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from drivers.ble.family import DoorFamily
+from gatewayd.driver import (
+    BusConfig,
+    Check,
+    Commands,
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    Seen,
+)
 from gatewayd.errors import ConfigError, DeviceError, TransientError
 from gatewayd.model import Action
-from gatewayd.schema import Bool, Field, Float, Int, Schema, Str, validate
+from gatewayd.schema import Field, Float, Int, Schema, Str, validate
 
 if TYPE_CHECKING:
     from bleak.backends.device import BLEDevice
@@ -26,9 +36,11 @@ if TYPE_CHECKING:
 
     from drivers.ble.link import LockLink
 
-MAC_PATTERN = r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}"
 BACKEND_PATTERN = r"([A-Za-z_][\w.]*:[A-Za-z_]\w*)?"
 SCANNER_STOP_TIMEOUT = 5.0
+#: The STATUS that confirms a lock or hold-open gets at least this long, whatever of the
+#: action's deadline the command itself used.
+CONFIRM_MIN_SECONDS = 1.0
 
 
 def _import(spec: str) -> Any:
@@ -75,33 +87,25 @@ class BleDriver(Driver):
         "max_connections": Int(1, 10, default=4, doc="connections the adapter holds at once"),
         "connect_timeout_seconds": Float(1, 60, default=10.0),
     }
-    device_schemas: ClassVar[Mapping[str, Schema]] = {
-        "door_lock": {
-            "address": Str(
-                pattern=MAC_PATTERN,
-                expected="a Bluetooth address like C0:FF:EE:00:00:01",
-                transform=str.upper,
-            ),
-            "key_file": SecretFile(
-                16, doc="the lock's 16-byte device key, 32 hex digits, mode 0600"
-            ),
-            "escape_route": Bool(default=False, doc="the door is on an evacuation route"),
-            "unlock_timeout_seconds": Float(
-                0.5, 30, default=4.0, doc="deadline for an action, connection included"
-            ),
-        }
-    }
-    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {
-        "door_lock": {
-            "unlock": {"seconds": Int(1, 30, default=5, doc="relock after this many seconds")},
-            "lock": {},
-            "hold_open": {},
-            "status": {},
-        }
-    }
+    commands: ClassVar[Commands] = {"scan": {"ble": "drivers.ble.scan:scan_ble"}}
+
+    @classmethod
+    def check_host(cls) -> Iterator[Check]:
+        from drivers.ble.check import check_host
+
+        return check_host()
+
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check]:
+        from drivers.ble.check import check_online
+
+        return check_online(bus, devices, seen)
 
     def __init__(self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
         super().__init__(bus, devices, ctx)
+        from drivers.ble.held import HeldLinks
         from drivers.ble.link import LinkSettings, LockLink
 
         cfg = bus.settings
@@ -109,6 +113,7 @@ class BleDriver(Driver):
         self.backend = _load(cfg.get("backend", ""))
         self.scanner_backend = _load(cfg.get("scanner_backend", ""))
         self.slots = asyncio.Semaphore(cfg.get("max_connections", 4))
+        held = HeldLinks(self.adapter, self.backend)
         self.links: dict[str, LockLink] = {}
         self._by_address: dict[str, LockLink] = {}
         self._timeouts: dict[str, float] = {}
@@ -127,6 +132,7 @@ class BleDriver(Driver):
                 ),
                 ctx,
                 self.slots,
+                held,
             )
             self.links[dev.id] = link
             self._by_address[link.s.address] = link
@@ -184,31 +190,53 @@ class BleDriver(Driver):
         return {d: k.heard_at for d, k in self.links.items() if k.heard_at}
 
     async def execute(self, action: Action) -> Mapping[str, Any]:
+        """Carry out one action; the lock's answer as a mapping:
+
+        - ``status``: ``{"ack": "ok", "seq", "lock", "door", "battery_mv"}`` (the STATUS);
+        - ``lock``, ``hold_open``: the same, the STATUS asked after the lock's ACK and
+          saying ``locked`` / ``held_open`` (``seq`` is the moving command's); otherwise
+          ``DeviceError`` ``not_locked`` / ``not_released``;
+        - ``unlock``: ``{"ack": "ok", "seq", "seconds"}`` (no STATUS on the door's fast path).
+
+        A refusal is a ``DeviceError`` with the lock's code (``bad_mac``, ``busy``,
+        ``jammed``, ...) or ``not_found``; no answer in time is a ``DeviceTimeout``.
+        """
+        from drivers.ble.profile import CONFIRMED, status_state
         from drivers.ble.protocol import Op
 
         link = self.links.get(action.device)
         if link is None:
             raise DeviceError(action.device, "unknown_device", f"not on bus {self.bus.name}")
-        schema = self.actions["door_lock"].get(action.name)
+        spec = DoorFamily.actions.get(action.name)
+        schema = spec.args if spec is not None else None
         if schema is None:
-            known = ", ".join(self.actions["door_lock"])
+            known = ", ".join(DoorFamily.actions)
             raise DeviceError(action.device, "unsupported", f"no action {action.name!r} ({known})")
         try:
             args = validate(dict(action.args), schema, "action", action.name)
         except ConfigError as exc:
             raise DeviceError(action.device, "bad_args", str(exc)) from None
-        op = {"unlock": Op.UNLOCK, "lock": Op.LOCK, "hold_open": Op.HOLD_OPEN, "status": Op.STATUS}
-        arg = args.get("seconds", 0)
-        ack, status = await link.command(
-            op[action.name], arg, self._timeouts[action.device], action.ready
-        )
+        ops = {"unlock": Op.UNLOCK, "lock": Op.LOCK, "hold_open": Op.HOLD_OPEN, "status": Op.STATUS}
+        op, arg = ops[action.name], args.get("seconds", 0)
+        timeout = self._timeouts[action.device]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        ack, status = await link.command(op, arg, timeout, action.ready)
         out: dict[str, Any] = {"ack": "ok", "seq": ack.seq}
-        if action.name == "unlock":
+        if op == Op.UNLOCK:
             out["seconds"] = arg
+        if op in CONFIRMED:
+            # The ACK says the lock took the command; its STATUS says where the bolt is.
+            left = max(deadline - loop.time(), CONFIRM_MIN_SECONDS)
+            _, status = await link.command(Op.STATUS, 0, left)
         if status is not None:
-            from drivers.ble.profile import status_state
-
             out.update(status_state(status))
+        if op in CONFIRMED:
+            want, code = CONFIRMED[op]
+            if out.get("lock") != want:
+                raise DeviceError(
+                    action.device, code, f"lock reports {out.get('lock')!r} after {op.name}"
+                )
         return out
 
 

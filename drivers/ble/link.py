@@ -1,10 +1,12 @@
 """One DL-B2 lock's link: keep it connected, turn its notifications into events, carry out
 commands with the challenge/MAC/ACK exchange.
 
-The transport is bleak (any backend); frames go through ``protocol``, meanings through
-``profile``. A link never reports a command as done without the lock's ACK with the same SEQ;
-a link lost before that ACK is retried once within the caller's deadline and is otherwise a
-``DeviceTimeout``. The device key is held here and never logged.
+The transport is bleak (any backend); frames go through ``protocol``, what the lock says
+through ``report``. A link never reports a command as done without the lock's ACK with the
+same SEQ; a link lost before that ACK is retried once within the caller's deadline and is
+otherwise a ``DeviceTimeout``. A lock is reached by its advertisements or, when BlueZ already
+holds it connected (a gateway killed mid-connection), through that link (``held``). The
+device key is held here and never logged.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
 
 from bleak import BleakClient
 from bleak.backends.characteristic import BleakGATTCharacteristic
@@ -25,12 +26,13 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakDeviceNotFoundError, BleakError
 
-from drivers.ble import profile
 from drivers.ble import protocol as p
+from drivers.ble.answers import Answers, LinkLost
+from drivers.ble.held import HeldLinks
+from drivers.ble.report import LockReport
 from gatewayd.backoff import Backoff
 from gatewayd.driver import DriverContext
 from gatewayd.errors import DeviceError, DeviceTimeout
-from gatewayd.model import Event
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +43,12 @@ RETURN_GAP_SECONDS = 3.0
 BACKOFF_FIRST, BACKOFF_CAP = 0.5, 30.0
 #: Waiting for bleak to hang up (it releases a D-Bus connection) is bounded by this.
 CLOSE_TIMEOUT = 5.0
-RSSI_STEP = 6  # dB of change before RSSI is republished: it jitters with every advert
-
-
-class LinkLost(Exception):
-    """The BLE link went down while a command was in flight."""
+#: While no advert comes, BlueZ's connected devices are looked at this often (a dictionary
+#: lookup in bleak's copy of BlueZ's object tree: no radio, no D-Bus round trip).
+HELD_CHECK_SECONDS = 1.0
+#: A STATUS asked because the lock moved without saying where to waits for this long a lull
+#: in commands: a state refresh must never hold up a door being opened.
+REFRESH_LULL = 0.25
 
 
 @dataclass(frozen=True)
@@ -64,29 +67,40 @@ class LockLink:
     """The gateway's side of one lock. ``run`` keeps it connected; ``command`` uses it."""
 
     def __init__(
-        self, settings: LinkSettings, ctx: DriverContext, slots: asyncio.Semaphore
+        self,
+        settings: LinkSettings,
+        ctx: DriverContext,
+        slots: asyncio.Semaphore,
+        held: HeldLinks | None = None,
     ) -> None:
         self.s = settings
         self.ctx = ctx
         self.slots = slots
+        self.held = held
+        self.report = LockReport(settings.device, ctx)
         self.device: BLEDevice | None = None
         self.seen_at = 0.0
-        self.counter: int | None = None  # low byte of the lock's event counter, last known
-        self.malformed = 0
-        self.heard_at = 0.0  # Unix time of the last advert or notification
         self.writes = self.errors = self.timeouts = 0  # commands sent, refused/failed, unanswered
         self._client: BleakClient | None = None
         self._sighted = asyncio.Event()
         self._up = asyncio.Event()
         self._lost = asyncio.Event()
         self._wake = asyncio.Event()
+        self._nudge = asyncio.Event()  # wakes the upkeep loop: link lost, or a STATUS due
         self._cmd_lock = asyncio.Lock()
-        self._acks: dict[int, asyncio.Future[p.Ack]] = {}
-        self._status: list[asyncio.Future[p.Status]] = []
+        self._answers = Answers()
         self._seq = random.randrange(0x10000)
         self._last_io = 0.0
-        self._published: dict[str, Any] = {}
-        self._last_mfr: bytes | None = None
+        self._commands = 0  # callers' commands in progress
+        self._lull_from = 0.0  # monotonic time before which no state refresh is asked
+
+    @property
+    def malformed(self) -> int:
+        return self.report.malformed
+
+    @property
+    def heard_at(self) -> float:
+        return self.report.heard_at
 
     # -- advertisements -------------------------------------------------------------------
 
@@ -95,53 +109,39 @@ class LockLink:
         now = time.monotonic()
         away = now - self.seen_at > RETURN_GAP_SECONDS
         self.device, self.seen_at = device, now
-        self.heard_at = time.time()
         self._sighted.set()
-        # bleak reports every Device1 property change as an advertisement, replaying the
-        # last manufacturer data it has; only new bytes say anything new about the lock.
-        raw = adv.manufacturer_data.get(p.COMPANY_ID)
-        fresh, self._last_mfr = raw != self._last_mfr, raw
-        try:
-            state = p.parse_manufacturer_data(adv.manufacturer_data) if fresh else None
-        except p.FrameError:
-            state = None
-        if not self._up.is_set():
-            moved = state is not None and self.counter is not None and state.counter != self.counter
-            if away or moved:
-                # Events happened that this gateway did not hear: reconnect now and ask STATUS.
-                self._wake.set()
-            if state is not None:
-                self._publish(profile.advert_state(state))
-        last = self._published.get("rssi")
-        if last is None or abs(adv.rssi - last) >= RSSI_STEP:
-            self._publish({"rssi": adv.rssi})
+        connected = self._up.is_set()
+        if self.report.advert(adv, connected) or (away and not connected):
+            # Events happened that this gateway did not hear: reconnect now and ask STATUS.
+            self._wake.set()
 
-    def _publish(self, state: Mapping[str, Any]) -> None:
-        changed = {k: v for k, v in state.items() if self._published.get(k, object()) != v}
-        if changed:
-            self._published.update(changed)
-            self.ctx.publish_state(self.s.device, changed)
-
-    async def _sighting(self, timeout: float) -> BLEDevice | None:
-        """The lock's BLEDevice once it was seen within ``scan_seconds``; None on timeout."""
+    async def _locate(self, timeout: float) -> BLEDevice | None:
+        """The lock's BLEDevice: seen within ``scan_seconds``, held connected by BlueZ (a
+        lock with a central does not advertise), or seen within ``timeout``; else None."""
         if self.device is not None and time.monotonic() - self.seen_at < self.s.scan_seconds:
             return self.device
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         self._sighted.clear()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._sighted.wait()
-        except TimeoutError:
-            return None
-        return self.device
+        while True:
+            if self.held is not None and (device := await self.held.find(self.s.address)):
+                return device
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(left, HELD_CHECK_SECONDS)):
+                    await self._sighted.wait()
+                return self.device
 
     # -- connection upkeep ----------------------------------------------------------------
 
     async def run(self) -> None:
         backoff = Backoff(BACKOFF_FIRST, BACKOFF_CAP)
         absent_logged = False
-        self._publish({"connected": False})
+        self.report.publish({"connected": False})
         while True:
-            device = await self._sighting(self.s.scan_seconds)
+            device = await self._locate(self.s.scan_seconds)
             if device is None:
                 if not absent_logged:
                     self.ctx.log.warning(
@@ -154,6 +154,12 @@ class LockLink:
                     absent_logged = True
                 continue
             absent_logged = False
+            if device is not self.device:
+                self.ctx.log.info(
+                    "%s: lock %s not advertising but held connected by BlueZ; using that link",
+                    self.s.device,
+                    self.s.address,
+                )
             self._wake.clear()
             try:
                 async with self.slots:
@@ -203,27 +209,37 @@ class LockLink:
                 "; is key_file the key of this lock?" if exc.code == "bad_mac" else "",
             )
         self._up.set()
-        self._publish({"connected": True})
+        self.report.publish({"connected": True})
         self.ctx.log.info("%s: connected to %s", self.s.device, self.s.address)
 
     async def _serve(self) -> None:
-        """Hold the link until it drops; a STATUS about once a minute keeps the lock from
-        hanging up on an idle central (it does after 120 s)."""
+        """Hold the link until it drops. A STATUS about once a minute keeps the lock from
+        hanging up on an idle central (it does after 120 s); one is also asked, in a lull
+        between commands, when the lock moved without saying where to."""
         while True:
             if self._lost.is_set():
                 return
-            due = self._last_io + self.s.keepalive - time.monotonic()
+            due = self._status_due()
             if due <= 0 and self._client is not None:
                 try:
                     await self._status_now(self._client)
                 except DeviceError as exc:  # busy or jammed: the link itself is fine
-                    self.ctx.log.info("%s: keep-alive refused (%s)", self.s.device, exc.code)
+                    self.ctx.log.info("%s: STATUS refused (%s)", self.s.device, exc.code)
                     self._last_io = time.monotonic()  # a gatt_error has no ACK to set it
+                    self._lull_from = self._last_io + REFRESH_LULL
                 continue
+            self._nudge.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(due):
-                    await self._lost.wait()
-                    return
+                    await self._nudge.wait()
+
+    def _status_due(self) -> float:
+        """Seconds until the upkeep loop asks STATUS."""
+        now = time.monotonic()
+        due = self._last_io + self.s.keepalive - now
+        if self.report.unsure and not self._commands:
+            due = min(due, self._lull_from - now)
+        return due
 
     async def _status_now(self, client: BleakClient) -> None:
         """STATUS on the upkeep loop's own link: no waiting for a reconnection (that loop is
@@ -233,7 +249,7 @@ class LockLink:
 
     async def _close(self) -> None:
         self._up.clear()
-        self._fail_pending()
+        self._answers.fail()
         client, self._client = self._client, None
         if client is not None:
             # Also after a remote hang-up: it releases the client's D-Bus connection.
@@ -242,49 +258,23 @@ class LockLink:
                     await client.disconnect()
             except (BleakError, TimeoutError, OSError, EOFError) as exc:
                 log.debug("%s: disconnect: %r", self.s.device, exc)
-        self._publish({"connected": False})
+        self.report.publish({"connected": False})
 
     def _on_disconnected(self, client: BleakClient) -> None:
         if client is self._client:
             self._lost.set()
+            self._nudge.set()
             self._up.clear()
-            self._fail_pending()
-
-    def _fail_pending(self) -> None:
-        pending: list[asyncio.Future[Any]] = [*self._acks.values(), *self._status]
-        for fut in pending:
-            if not fut.done():
-                fut.set_exception(LinkLost())
+            self._answers.fail()
 
     # -- notifications ----------------------------------------------------------------------
 
     def _on_notify(self, char: BleakGATTCharacteristic, data: bytearray) -> None:
-        self.heard_at = time.time()
-        try:
-            record = p.parse_event(bytes(data))
-        except p.FrameError as exc:
-            self.malformed += 1
-            if self.malformed <= 3 or self.malformed % 100 == 0:  # no log floods
-                self.ctx.log.warning("%s: ignored a malformed notification: %s", self.s.device, exc)
-            return
-        if isinstance(record, p.Ack):
-            ack_fut = self._acks.get(record.seq)
-            if ack_fut is not None and not ack_fut.done():
-                ack_fut.set_result(record)
-            return
-        self.counter = record.seq & 0xFF
-        if isinstance(record, p.Status):
-            self._publish(profile.status_state(record))
-            for fut in self._status:
-                if not fut.done():
-                    fut.set_result(record)
-            return
-        spec = profile.EVENTS[type(record)]
-        data_ = {**spec.data(record), "counter": record.seq}
-        self.ctx.emit(Event(self.s.device, spec.type, spec.severity, data_))
-        state = spec.state(record)
-        if state:
-            self._publish(state)
+        record = self.report.notification(bytes(data))
+        if record is not None:
+            self._answers.deliver(record)
+        elif self.report.unsure:
+            self._nudge.set()  # the upkeep loop asks STATUS once commands pause
 
     # -- commands -------------------------------------------------------------------------
 
@@ -298,6 +288,17 @@ class LockLink:
         Raises ``DeviceError`` for a refusal (code from the ACK, or ``not_found``) and
         ``DeviceTimeout`` when no ACK came in time.
         """
+        self._commands += 1
+        try:
+            return await self._command(op, arg, timeout, ready)
+        finally:
+            self._commands -= 1
+            self._lull_from = time.monotonic() + REFRESH_LULL
+            self._nudge.set()
+
+    async def _command(
+        self, op: p.Op, arg: int, timeout: float, ready: Awaitable[None] | None
+    ) -> tuple[p.Ack, p.Status | None]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         for attempt in (1, 2):
@@ -321,7 +322,7 @@ class LockLink:
             return self._client
         self._wake.set()  # cut a reconnect backoff short: someone is waiting at the door
         loop = asyncio.get_running_loop()
-        if await self._sighting(min(self.s.scan_seconds, deadline - loop.time())) is None:
+        if await self._locate(min(self.s.scan_seconds, deadline - loop.time())) is None:
             raise DeviceError(
                 self.s.device,
                 "not_found",
@@ -362,19 +363,12 @@ class LockLink:
         deadline: float,
         ready: Awaitable[None] | None,
     ) -> tuple[p.Ack, p.Status | None]:
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout_at(deadline), self._cmd_lock:
                 # One command at a time per lock: a challenge is good for one command.
                 challenge = await client.read_gatt_char(p.CHALLENGE_UUID)
                 self._seq = seq = (self._seq + 1) & 0xFFFF
-                ack_fut: asyncio.Future[p.Ack] = loop.create_future()
-                self._acks[seq] = ack_fut
-                status_fut: asyncio.Future[p.Status] | None = None
-                if op == p.Op.STATUS:
-                    status_fut = loop.create_future()
-                    self._status.append(status_fut)
-                try:
+                with self._answers.expect(seq, op == p.Op.STATUS) as (ack_fut, status_fut):
                     frame = p.build_command(self.s.key, bytes(challenge), op, seq, arg)
                     if ready is not None:  # nothing moves before this (a timeout here must
                         await asyncio.shield(ready)  # not cancel the sync it waits for)
@@ -385,12 +379,6 @@ class LockLink:
                     if ack.result != 0:
                         raise DeviceError(self.s.device, ack.code, f"{op.name} refused by the lock")
                     status = await status_fut if status_fut is not None else None
-                finally:
-                    self._acks.pop(seq, None)
-                    _settle(ack_fut)
-                    if status_fut is not None:
-                        self._status.remove(status_fut)
-                        _settle(status_fut)
                 return ack, status
         except TimeoutError:
             raise DeviceTimeout(self.s.device, f"no ACK for {op.name} in time") from None
@@ -405,15 +393,6 @@ class LockLink:
             if self._lost.is_set() or not client.is_connected:
                 raise LinkLost from exc
             raise DeviceError(self.s.device, "gatt_error", _describe(exc)) from exc
-
-
-def _settle(fut: asyncio.Future[Any]) -> None:
-    """Cancel a future nobody will await, or mark its exception as seen (a lost link fails
-    every pending future, and asyncio complains about exceptions nobody retrieved)."""
-    if not fut.done():
-        fut.cancel()
-    elif not fut.cancelled():
-        fut.exception()
 
 
 def _describe(exc: BaseException) -> str:

@@ -11,33 +11,41 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from drivers.modbus import actions
+from drivers.modbus import events as ev
 from drivers.modbus.line import Line, Priority
 from drivers.modbus.pile import PileConfig, PileSession, Timing
 from drivers.modbus.profiles import PROFILES
 from drivers.modbus.transport import Link, LinkConfig, PymodbusLink, rtu_sizes
-from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from gatewayd.driver import (
+    BusConfig,
+    Check,
+    Commands,
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    Seen,
+)
 from gatewayd.errors import ConfigError, DeviceError
 from gatewayd.model import Action, Severity
-from gatewayd.schema import Float, Int, OneOf, Schema, Str
+from gatewayd.schema import Baud, Float, Int, OneOf, Schema, Str
 
 log = logging.getLogger("gatewayd.drivers.modbus")
-
-_PORT = Int(1, 16, doc="port number on the pile, 1..N")
 
 
 class ModbusDriver(Driver):
     name: ClassVar[str] = "modbus"
+    commands: ClassVar[Commands] = {"scan": {"modbus": "drivers.modbus.scan:scan_modbus"}}
     bus_schema: ClassVar[Schema] = {
         "port": Str(
             default=None,
             expected="a serial device path",
             doc="RTU: the RS-485 adapter; or give host",
         ),
-        "baudrate": Int(1200, 921600, default=9600, doc="RTU line speed"),
+        "baudrate": Baud(1200, 921600, default=9600, doc="RTU line speed"),
         "parity": OneOf("N", "E", "O", default="N", doc="RTU parity (8 data bits, 1 stop bit)"),
         "host": Str(
             default=None,
@@ -75,24 +83,6 @@ class ModbusDriver(Driver):
             default=50.0,
             doc="while a port of a pile is at or above this (or in over-temperature fault), the blocks of that pile's ports whose relay may be closed are read at the fast period; must be below charger_overheat.port_max_celsius",
         ),
-    }
-    device_schemas: ClassVar[Mapping[str, Schema]] = {
-        "charger": {
-            "unit": Int(1, 247, doc="Modbus slave address"),
-            "profile": OneOf(*PROFILES, default="ebc", doc="pile model"),
-            "failsafe_seconds": Int(
-                0,
-                65535,
-                default=300,
-                doc="pile opens every relay after this long without the gateway; 0 disables",
-            ),
-            "power_limit_watts": Int(
-                50, 65535, default=None, doc="per-port hardware trip; the pile's own when absent"
-            ),
-        }
-    }
-    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {
-        "charger": {"port_on": {"port": _PORT}, "port_off": {"port": _PORT}, "all_off": {}}
     }
 
     def __init__(
@@ -196,6 +186,14 @@ class ModbusDriver(Driver):
             return "watch_celsius", f"expected below {key} ({cut:g})", watch
         return None
 
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check]:
+        from drivers.modbus.check import check_online
+
+        return check_online(bus, devices, seen)
+
     async def execute_batch(
         self, actions: Sequence[Action]
     ) -> list[Mapping[str, Any] | BaseException]:
@@ -203,11 +201,14 @@ class ModbusDriver(Driver):
         emergency stop on an RTU line, then each pile's own stop with read-back."""
         whole_bus = {a.device for a in actions} == set(self.piles)
         if actions and whole_bus and all(a.name == "all_off" for a in actions):
-            by_pile = await self.emergency_stop_all(actions[0].reason or "emergency stop")
+            first = actions[0]
+            by_pile = await self.emergency_stop_all(first.reason or "emergency stop", first.origin)
             return [by_pile[a.device] for a in actions]
         return await super().execute_batch(actions)
 
-    async def emergency_stop_all(self, reason: str = "emergency stop") -> dict[str, Any]:
+    async def emergency_stop_all(
+        self, reason: str = "emergency stop", origin: str = ""
+    ) -> dict[str, Any]:
         """Open every relay on the bus: one broadcast (RTU), then each pile's own e-stop with
         read-back. For the fire linkage; returns what each pile reported."""
         # Everything is queued at once, broadcast first: were the per-pile stops queued only
@@ -247,9 +248,8 @@ class ModbusDriver(Driver):
                 "critical" if result["relays_closed"] or result["done"] != "written" else "warning"
             )
             ports = list(range(1, pile.ports_n + 1))
-            pile.emit(
-                "charger.port_cut", severity, {**result, "ports": ports, "how": "emergency_stop"}
-            )
+            data = {**result, "ports": ports, "origin": origin, "how": "emergency_stop"}
+            pile.emit(ev.PORT_CUT, severity, data)
             out[pile.device] = result
         return out
 

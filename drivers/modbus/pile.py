@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from drivers.modbus import events as ev
 from drivers.modbus import readings as rd
 from drivers.modbus.coalesce import coalesce
 from drivers.modbus.line import Line, Priority
@@ -175,7 +176,7 @@ class PileSession:
         self.backoff = 1.0
         if self.online is False:
             log.info("%s: answering again", self.device)
-            self.emit("charger.online", "info", {})
+            self.emit(ev.ONLINE, "info", {})
             self.ready.clear()  # it may have rebooted: configure it again before polling
         self.online = True
         self.reachable.set()
@@ -186,7 +187,7 @@ class PileSession:
             return
         if self.online is not False:
             log.warning("%s: not answering (%s)", self.device, exc)
-            self.emit("charger.offline", "warning", {"unit": self.unit, "reason": str(exc)})
+            self.emit(ev.OFFLINE, "warning", {"unit": self.unit, "reason": str(exc)})
             self.online = False
             self.reachable.clear()
             self.publish_state()
@@ -369,7 +370,7 @@ class PileSession:
         if self._sample_keys.get(data["source"]) == key:
             return
         self._sample_keys[data["source"]] = key
-        self.emit("charger.sample", "info", {"unit": self.unit, "ports_n": self.ports_n, **data})
+        self.emit(ev.SAMPLE, "info", {"unit": self.unit, "ports_n": self.ports_n, **data})
 
     def emit(self, type_: str, severity: Severity, data: dict[str, Any]) -> None:
         self.ctx.emit(Event(device=self.device, type=type_, severity=severity, data=data))

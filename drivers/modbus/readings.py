@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+from drivers.modbus import events as ev
 from drivers.modbus.profiles import (
     ChargerProfile,
     Image,
@@ -202,20 +203,20 @@ def port_events(
     if prev is not None and now == was and new["fault"] == prev["fault"]:
         return out
     if now in ACTIVE and was not in ACTIVE:
-        out.append(("charger.port_started", "info", {"port": port}))
+        out.append((ev.PORT_STARTED, "info", {"port": port}))
     if now == "full" and was != "full":
-        out.append(("charger.port_full", "info", {"port": port, "energy_wh": new["energy_wh"]}))
+        out.append((ev.PORT_FULL, "info", {"port": port, "energy_wh": new["energy_wh"]}))
     if was in ACTIVE and now not in ACTIVE:
         out.append(
             (
-                "charger.port_stopped",
+                ev.PORT_STOPPED,
                 "info",
                 {"port": port, "reason": _stop_reason(now, new, status)},
             )
         )
     if new["fault"] != "none" and (prev is None or prev["fault"] != new["fault"]):
         sev: Severity = "critical" if new["fault"] in CRITICAL_FAULTS else "warning"
-        out.append(("charger.port_fault", sev, {"port": port, "fault": new["fault"]}))
+        out.append((ev.PORT_FAULT, sev, {"port": port, "fault": new["fault"]}))
     return out
 
 
@@ -241,7 +242,7 @@ def status_events(profile: ChargerProfile, prev_bits: int | None, bits: int) -> 
     sev: Severity = "warning" if alarming & set(raised) else "info"
     return [
         (
-            "charger.status",
+            ev.STATUS,
             sev,
             {"set": raised, "cleared": sorted(before - after), "status": sorted(after)},
         )

@@ -17,42 +17,54 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
+from drivers.srb433 import events as ev
 from drivers.srb433 import profile
 from drivers.srb433.codec import Decoder, Deduplicator, Frame, encode
+from drivers.srb433.family import ADDRESS
 from drivers.srb433.transport import SerialTransport, Transport
 from gatewayd.backoff import Backoff
-from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from gatewayd.driver import (
+    BusConfig,
+    Check,
+    Commands,
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    Seen,
+)
 from gatewayd.errors import ConfigError, DeviceError, TransientError
 from gatewayd.model import Event, Severity
-from gatewayd.schema import Float, Int, Schema, Str
+from gatewayd.schema import Baud, Float, Int, Schema, Str
 
 RECEIVER = 0  # DEVICE of frames to and from the receiver itself
 STATUS, PAIRED = 0x70, 0x71
 PING, PAIR, HUSH_ALL, REMOVE = 0x80, 0x81, 0x82, 0x83
 PORT_CHECK_SECONDS = 1.0
 RECONNECT_FIRST_SECONDS = 0.5
-
-ADDRESS = Str(
-    pattern=r"[0-9A-Fa-f]{8}",
-    expected="8 hex digits (the detector id on its label)",
-    transform=str.upper,
-    doc="Detector id printed on its label, e.g. 1A2B3C4D.",
-)
+#: A receiver not reached in this long after the driver started counts as offline; earlier
+#: failures are the start itself (a port another process is still letting go of).
+STARTUP_GRACE_SECONDS = 3.0
 
 
 class SerialDriver(Driver):
     """SRB-433 receiver on a serial port; devices of kind ``smoke`` are its detectors."""
 
     name: ClassVar[str] = "serial"
+    commands: ClassVar[Commands] = {"scan": {"serial": "drivers.srb433.scan:scan_serial"}}
+    bus_methods: ClassVar[Mapping[str, Schema]] = {
+        "pair": {"seconds": Int(1, 255, doc="how long the receiver accepts new detectors")},
+        "hush_all": {},
+        "remove": {"address": ADDRESS},
+    }
     bus_schema: ClassVar[Schema] = {
         "port": Str(
             expected="a serial device path",
             doc="The receiver's serial port; a /dev/serial/by-id/ path survives replugging.",
         ),
-        "baudrate": Int(1200, 115200, 9600, doc="Line speed; the SRB-433 talks 9600 8N1."),
+        "baudrate": Baud(1200, 115200, 9600, doc="Line speed; the SRB-433 talks 9600 8N1."),
         "ping_seconds": Float(0.05, 3600, 60.0, doc="How often to check the receiver answers."),
         "ping_timeout": Float(
             0.05, 30, 2.0, doc="Seconds to wait for the answer (the receiver needs 0.1 s)."
@@ -64,13 +76,6 @@ class SerialDriver(Driver):
             0.1, 600, 30.0, doc="Upper bound of the wait between attempts to reopen the port."
         ),
     }
-    device_schemas: ClassVar[dict[str, Schema]] = {
-        "smoke": {
-            "address": ADDRESS,
-            "room": Str(default="", doc="Where the detector hangs, for people reading alarms."),
-        }
-    }
-    actions: ClassVar[dict[str, dict[str, Schema]]] = {"smoke": {}}
 
     def __init__(
         self,
@@ -104,6 +109,7 @@ class SerialDriver(Driver):
         self._ping_misses = 0
         self._seq = 0
         self._online: bool | None = None  # None until we first know
+        self._started = time.monotonic()
         self._connected = False
         self._answered = False  # the receiver answered during this connection
         self._lost: asyncio.Future[None] | None = None
@@ -202,6 +208,14 @@ class SerialDriver(Driver):
     def last_seen(self) -> Mapping[str, float]:
         return dict(self._heard)
 
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check]:
+        from drivers.srb433.check import check_online
+
+        return check_online(bus, devices, seen)
+
     # -- receiver commands -------------------------------------------------------------------
 
     async def pair(self, seconds: int) -> int:
@@ -264,7 +278,7 @@ class SerialDriver(Driver):
             return
         self.ctx.emit(event)
         self.ctx.publish_state(device_id, profile.state_update(event))
-        if event.type == "smoke.heartbeat":
+        if event.type == ev.HEARTBEAT:
             self.ctx.publish_telemetry(
                 device_id,
                 {"battery_mv": event.data["battery_mv"], "rssi_dbm": event.data["rssi_dbm"]},
@@ -282,7 +296,7 @@ class SerialDriver(Driver):
             address,
         )
         self._emit(
-            "gateway.unknown_detector",
+            ev.UNKNOWN_DETECTOR,
             "warning",
             {"address": address, "first_type": kind.event if kind else f"{frame.type:#04x}"},
             now,
@@ -304,7 +318,7 @@ class SerialDriver(Driver):
             configured = new in self._by_address
             self.ctx.log.info("bus %s: detector %s paired", self.bus.name, address)
             self._emit(
-                "gateway.detector_paired",
+                ev.DETECTOR_PAIRED,
                 "info",
                 {"address": address, "model": frame.payload[4], "configured": configured},
                 now,
@@ -320,16 +334,21 @@ class SerialDriver(Driver):
     # -- receiver health ---------------------------------------------------------------------
 
     def _set_online(self, online: bool, reason: str) -> None:
-        previous, self._online = self._online, online
+        previous = self._online
         if previous == online:
             return
+        starting = time.monotonic() - self._started < STARTUP_GRACE_SECONDS
+        if previous is None and not online and starting:
+            self.ctx.log.debug("bus %s: not reached yet (%s)", self.bus.name, reason)
+            return
+        self._online = online
         if online:
             self.ctx.log.info("bus %s: receiver on %s answers", self.bus.name, self.port)
-            if previous is False:
-                self._emit("gateway.receiver_online", "info", {}, time.time())
+            # Also at first contact: it ends a receiver_offline alarm from before a restart.
+            self._emit(ev.RECEIVER_ONLINE, "info", {}, time.time())
         else:
             self.ctx.log.warning("bus %s: receiver offline: %s", self.bus.name, reason)
-            self._emit("gateway.receiver_offline", "warning", {"reason": reason}, time.time())
+            self._emit(ev.RECEIVER_OFFLINE, "warning", {"reason": reason}, time.time())
         self._publish_receiver(online=online)
 
     def _publish_receiver(self, **changes: Any) -> None:

@@ -8,18 +8,15 @@ stops the list at once: one line on stderr, exit 2. Any other ✗: exit 1.
 
 from __future__ import annotations
 
-import os
 import pwd
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from gatewayd.cli.check_local import check_data_dir, check_drivers, check_files
 from gatewayd.cli.common import FAILED, config_option, json_option, load_config, print_json
 from gatewayd.cli.i18n import t
-
-if TYPE_CHECKING:
-    from gatewayd.config import Config
 
 
 @dataclass
@@ -71,8 +68,9 @@ def check(config_path: str, everything: bool, user: str, as_json: bool) -> None:
         ),
     )
     service = _service_user(user)
-    _check_secrets(out, cfg, service)
-    _check_data_dir(out, cfg.data_dir, service, user)
+    check_files(out, cfg, service)
+    check_data_dir(out, cfg.data_dir, service, user)
+    check_drivers(out, cfg)
     if everything:
         from gatewayd.cli.check_online import check_online
 
@@ -92,62 +90,3 @@ def _service_user(name: str) -> pwd.struct_passwd | None:
         return pwd.getpwnam(name)
     except KeyError:
         return None  # not installed as a service (yet): check as whoever runs this
-
-
-def secrets_of(cfg: Config) -> list[str]:
-    from gatewayd.config import Secret
-
-    found = [cfg.mqtt.password, cfg.command_key]
-    for table in [b.settings for b in cfg.buses] + [d.settings for d in cfg.devices]:
-        found += [v for v in table.values() if isinstance(v, Secret)]
-    return sorted({s.path for s in found if isinstance(s, Secret)})
-
-
-def _check_secrets(out: Checklist, cfg: Config, service: pwd.struct_passwd | None) -> None:
-    paths = secrets_of(cfg)
-    bad = 0
-    if service is not None:
-        for path in paths:
-            owner = os.stat(path).st_uid
-            if owner not in (service.pw_uid,) and service.pw_uid != 0:
-                bad += 1
-                out.add(
-                    "secrets",
-                    False,
-                    t("secret_owner", path=path, owner=_name(owner), user=service.pw_name),
-                )
-    if not bad:
-        # Mode 0600 was enforced by loading the config: a looser file fails there.
-        out.add("secrets", True, t("secrets_ok", count=len(paths)))
-
-
-def _check_data_dir(
-    out: Checklist, path: str, service: pwd.struct_passwd | None, user: str
-) -> None:
-    if not os.path.isdir(path):
-        parent = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(parent) and os.access(parent, os.W_OK):
-            out.add("data_dir", True, f"data dir {path}: created at first start")
-        else:
-            out.add("data_dir", False, t("data_dir_missing", path=path, user=user))
-        return
-    st = os.stat(path)
-    if service is not None and service.pw_uid != 0:
-        writable = st.st_uid == service.pw_uid and st.st_mode & 0o200
-    else:
-        writable = os.access(path, os.W_OK | os.X_OK)
-    if writable:
-        out.add("data_dir", True, t("data_dir_ok", path=path))
-    else:
-        out.add(
-            "data_dir",
-            False,
-            t("data_dir_ro", path=path, user=service.pw_name if service else user),
-        )
-
-
-def _name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)

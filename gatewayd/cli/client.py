@@ -1,7 +1,8 @@
 """The CLI's end of the control socket (gatewayd.control): blocking, line-delimited JSON.
 
 Every failure to reach the daemon becomes a ``Fail`` with exit code 4 and one line saying
-what to do; an answer of ``{"ok": false}`` becomes a ``Fail`` with exit code 1.
+what to do; an answer of ``{"ok": false}`` becomes a ``Fail`` with the exit code its ``code``
+maps to (``EXIT_BY_CODE``; 1 for the rest).
 """
 
 from __future__ import annotations
@@ -13,10 +14,23 @@ import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from gatewayd.cli.common import FAILED, NO_DAEMON, Fail, data_dir_of, fail
-from gatewayd.cli.i18n import t
+from gatewayd.cli.common import (
+    DEFAULT_DATA_DIR,
+    FAILED,
+    NO_DAEMON,
+    NOT_FOUND,
+    ConfigDenied,
+    Fail,
+    data_dir_of,
+    fail,
+    group_of,
+)
+from gatewayd.cli.i18n import refused, t
 
 TIMEOUT = 20.0
+#: A refusal's code (gatewayd.control.wire) -> the exit code scripts see: no such alarm or
+#: device is "nothing found"; too many clients is "not reachable" (try again).
+EXIT_BY_CODE = {"not_found": NOT_FOUND, "busy": NO_DAEMON}
 
 
 class NotRunning(Fail):
@@ -24,9 +38,19 @@ class NotRunning(Fail):
 
 
 def locate(config_path: str) -> str | None:
+    """The daemon's socket for this config. A config this user may not read (the installer's
+    login, not in the gatewayd group) still leaves the service's usual places to try: the
+    socket itself then says whether this user may talk to the daemon (exit 4 either way)."""
     from gatewayd import control
 
-    return control.find_socket(data_dir_of(config_path))
+    try:
+        data_dir = data_dir_of(config_path)
+    except ConfigDenied as exc:
+        found = control.find_socket(DEFAULT_DATA_DIR)
+        if found is None:
+            fail(exc.message, NO_DAEMON)
+        return found
+    return control.find_socket(data_dir)
 
 
 def _where(config_path: str) -> str:
@@ -44,13 +68,16 @@ class Client:
         self.timeout = timeout
         self.sock.settimeout(timeout)
         try:
-            self.sock.connect(path)
+            accepted = _connect(self.sock, path, timeout)
         except PermissionError:
             self.sock.close()
-            fail(t("socket_denied", path=path, group=_group_of(path)), NO_DAEMON)
+            fail(t("socket_denied", path=path, group=group_of(path)), NO_DAEMON)
         except OSError:
             self.sock.close()
             raise NotRunning(t("no_daemon", where=path), NO_DAEMON) from None
+        if not accepted:
+            self.sock.close()
+            fail(t("client_busy", path=path), NO_DAEMON)
         self._buf = b""
 
     def close(self) -> None:
@@ -66,7 +93,12 @@ class Client:
         try:
             self.sock.sendall(json.dumps(request).encode() + b"\n")
         except OSError as exc:
-            fail(f"{self.path}: the daemon hung up ({exc.strerror or exc})", NO_DAEMON)
+            # Refused before it read anything (busy): its one line is waiting to be read.
+            line = self._line(1.0)
+            if line:
+                with contextlib.suppress(ValueError):
+                    self._refused(json.loads(line))
+            fail(t("client_hung_up", path=self.path, reason=exc.strerror or exc), NO_DAEMON)
 
     def _line(self, timeout: float | None) -> bytes | None:
         """One line (b"" once closed); None when ``timeout`` passed first. A plain buffer,
@@ -82,7 +114,7 @@ class Client:
             except TimeoutError:
                 return None
             except OSError as exc:
-                fail(f"{self.path}: the daemon hung up ({exc.strerror or exc})", NO_DAEMON)
+                fail(t("client_hung_up", path=self.path, reason=exc.strerror or exc), NO_DAEMON)
             if not chunk:
                 return b""
             self._buf += chunk
@@ -93,7 +125,7 @@ class Client:
         """The next line as an object; None when the daemon closed the connection."""
         line = self._line(timeout)
         if line is None:
-            fail(f"{self.path}: no answer from the daemon in {timeout:.0f} s")
+            fail(t("client_no_answer", path=self.path, seconds=f"{timeout:.0f}"))
         if not line:
             return None
         obj = json.loads(line)
@@ -112,13 +144,19 @@ class Client:
         self.send(request)
         answer = self.receive(self.timeout)
         if answer is None:
-            fail(f"{self.path}: the daemon closed the connection", NO_DAEMON)
+            fail(t("client_closed", path=self.path), NO_DAEMON)
         if not answer.get("ok"):
-            error = str(answer.get("error", "refused"))
-            if error == "permission denied":
-                fail(t("socket_denied", path=self.path, group=_group_of(self.path)), NO_DAEMON)
-            fail(error, FAILED)
+            self._refused(answer)
         return answer
+
+    def _refused(self, answer: Any) -> None:
+        """Fail with a refusal's one line and the exit code of its code; nothing otherwise."""
+        if not isinstance(answer, dict) or answer.get("ok") is not False:
+            return
+        error = str(answer.get("error", "refused"))
+        if error == "permission denied":
+            fail(t("socket_denied", path=self.path, group=group_of(self.path)), NO_DAEMON)
+        fail(refused(error), EXIT_BY_CODE.get(str(answer.get("code")), FAILED))
 
     def stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Send a streaming request; yield each line after the first answer. The socket
@@ -126,6 +164,21 @@ class Client:
         self.request(request)
         while (obj := self.receive(None)) is not None:
             yield obj
+
+
+def _connect(sock: socket.socket, path: str, timeout: float) -> bool:
+    """Connect, waiting while the daemon's accept queue is full: a Unix socket then answers
+    EAGAIN at once (it does not wait like TCP), which means "busy", not "not running". False
+    when it stayed full for ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            sock.connect(path)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
 
 
 def connect(config_path: str, timeout: float = TIMEOUT) -> Client:
@@ -145,12 +198,3 @@ def try_connect(config_path: str, timeout: float = TIMEOUT) -> Client | None:
         return Client(path, timeout)
     except NotRunning:
         return None
-
-
-def _group_of(path: str) -> str:
-    import grp
-    import os
-
-    with contextlib.suppress(OSError, KeyError):
-        return grp.getgrgid(os.stat(path).st_gid).gr_name
-    return "gatewayd"

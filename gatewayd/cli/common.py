@@ -5,9 +5,9 @@ Exit codes scripts can rely on (docs/troubleshooting.md lists them too):
 
     0  done; every check passed; something was found
     1  a check or device test failed, or the daemon refused the request
-    2  bad usage or an invalid configuration
+    2  bad usage or an invalid configuration; `run` while a daemon runs on that data already
     3  nothing found (a scan), or no such device or alarm
-    4  the daemon is not reachable (not running, or this user may not use its socket)
+    4  the daemon is not reachable (not running, this user may not use its socket, or busy)
     130  interrupted (Ctrl-C)
 """
 
@@ -91,7 +91,9 @@ def load_config(path: str) -> Config:
     try:
         return config.load(path)
     except GatewayError as exc:
-        fail(str(exc), USAGE)
+        from gatewayd.cli.i18n import say
+
+        fail(say(exc), USAGE)
 
 
 def raw_config(path: str) -> dict[str, Any]:
@@ -102,16 +104,40 @@ def raw_config(path: str) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         return {}
+    except PermissionError:
+        group = group_of(path)
+        raise ConfigDenied(t("config_denied", path=path, group=group), USAGE) from None
     except OSError as exc:
         fail(t("cannot_read", path=path, reason=exc.strerror or str(exc)), USAGE)
     except tomllib.TOMLDecodeError as exc:
-        fail(f"{path}: not valid TOML ({exc})", USAGE)
+        fail(t("edit_not_toml", path=path, reason=exc), USAGE)
+
+
+class ConfigDenied(Fail):
+    """The config exists but this user may not read it (not in the service's group)."""
+
+
+def group_of(path: str) -> str:
+    """The group that may read ``path`` (or its folder): whom to join; "gatewayd" if unknown."""
+    import grp
+
+    for where in (path, os.path.dirname(os.path.abspath(path))):
+        try:
+            gid = os.stat(where).st_gid
+            if gid:
+                return grp.getgrgid(gid).gr_name
+        except (OSError, KeyError):
+            continue
+    return "gatewayd"
 
 
 def data_dir_of(path: str) -> str:
+    """The data directory a config names (relative to the config's folder), absolute."""
+    from gatewayd.config import resolve_path
+
     gateway = raw_config(path).get("gateway", {})
     value = gateway.get("data_dir") if isinstance(gateway, dict) else None
-    return value if isinstance(value, str) and value else DEFAULT_DATA_DIR
+    return resolve_path(value if isinstance(value, str) and value else DEFAULT_DATA_DIR, path)
 
 
 def interactive() -> bool:
@@ -128,6 +154,6 @@ def parse_ids(text: str, lo: int = 1, hi: int = 247) -> list[int]:
         except ValueError:
             a = b = -1
         if not lo <= a <= b <= hi:
-            fail(f"--ids {text!r}: expected ids {lo}..{hi} like 1-32 or 1,3,5-8", USAGE)
+            fail(t("bad_ids", text=text, lo=lo, hi=hi), USAGE)
         out.update(range(a, b + 1))
     return sorted(out)

@@ -1,4 +1,4 @@
-"""`gatewayd status`, `gatewayd events` and `gatewayd alarm`: the running daemon, through its
+"""`gatewayd status` and `gatewayd alarm`: the running daemon, through its
 local control socket (no broker needed on site). Exit 4 when the daemon is not reachable."""
 
 from __future__ import annotations
@@ -9,14 +9,7 @@ from typing import Any
 import click
 
 from gatewayd.cli import client
-from gatewayd.cli.common import (
-    NOT_FOUND,
-    Fail,
-    config_option,
-    fail,
-    json_option,
-    print_json,
-)
+from gatewayd.cli.common import config_option, json_option, print_json
 from gatewayd.cli.i18n import t
 
 
@@ -35,14 +28,14 @@ def _state_text(state: dict[str, Any]) -> str:
     stamps = ("last_seen", "ts")
     shown = {k: v for k, v in state.items() if k not in stamps}
     if not shown:
-        return "no news yet"
+        return t("status_no_news")
     text = ", ".join(
         f"{key}={round(value, 1) if isinstance(value, float) else value}"
         for key, value in shown.items()
     )
     seen = next((state[k] for k in stamps if isinstance(state.get(k), int | float)), None)
     if seen is not None:
-        text += f" (last seen {_ago(time.time() - seen)} ago)"
+        text += t("status_last_seen", ago=_ago(time.time() - seen))
     return text
 
 
@@ -66,10 +59,15 @@ def status(config_path: str, as_json: bool) -> None:
         return
     broker = t("connected") if st["broker_connected"] else t("offline")
     click.echo(
-        f"gateway {st['gateway']} ({st.get('site') or '-'}), gatewayd {st['version']}, "
-        f"up {_ago(st['uptime'])}"
+        t(
+            "status_gateway",
+            gateway=st["gateway"],
+            site=st.get("site") or "-",
+            version=st["version"],
+            uptime=_ago(st["uptime"]),
+        )
     )
-    click.echo(f"broker {broker}, outbox {st['outbox_depth']}, alarms {st['alarms']}")
+    click.echo(t("status_counts", broker=broker, outbox=st["outbox_depth"], alarms=st["alarms"]))
     box = st.get("outbox") or {}
     if box.get("depth"):
         drops = ", ".join(
@@ -77,62 +75,20 @@ def status(config_path: str, as_json: bool) -> None:
             for k, v in box.items()
             if k.startswith("dropped_") and v
         )
-        click.echo(
-            f"  waiting for the broker: oldest {_ago(box['oldest_age_seconds'])}, "
-            f"{box['disk_bytes'] / 1e6:.1f} MB on disk" + (f", dropped: {drops}" if drops else "")
+        waiting = t(
+            "status_waiting",
+            oldest=_ago(box["oldest_age_seconds"]),
+            mb=f"{box['disk_bytes'] / 1e6:.1f}",
         )
+        click.echo(f"  {waiting}" + (t("status_dropped", drops=drops) if drops else ""))
     if st["fire_mode"]:
-        click.secho("FIRE MODE: reset with `gatewayd alarm reset` once safe", bold=True)
+        click.secho(t("status_fire"), bold=True)
     for name, bus in st["buses"].items():
         mark = "✓" if bus["running"] else "✗"
-        restarts = f", {bus['restarts']} restarts" if bus["restarts"] else ""
-        click.echo(f"{mark} bus {name} ({bus['driver']}){restarts}")
+        restarts = t("status_restarts", count=bus["restarts"]) if bus["restarts"] else ""
+        click.echo(f"{mark} {t('status_bus', bus=name, driver=bus['driver'])}{restarts}")
     for dev in st["devices"]:
         click.echo(f"  {dev['id']:<16} {dev['kind']:<10} {_state_text(dev['state'])}")
-
-
-@click.command()
-@config_option
-@click.option(
-    "-f", "--follow", is_flag=True, help="Keep following (the default; for tail -f habits)."
-)
-@click.option("-n", "--count", type=click.IntRange(1), default=None, help="Stop after N events.")
-@click.option("--device", "devices", multiple=True, help="Only these devices (repeatable).")
-@json_option
-def events(
-    config_path: str, follow: bool, count: int | None, devices: tuple[str, ...], as_json: bool
-) -> None:
-    """Print every event as it happens, until Ctrl-C (or --count).
-
-    \b
-    Examples:
-      gatewayd events --follow
-      gatewayd events --device smoke-301 --count 1     # wait for one event of that detector
-      gatewayd events --json | jq -c 'select(.severity == "critical")'
-    """
-    import json
-
-    seen = 0
-    with client.connect(config_path) as c:
-        for ev in c.stream({"cmd": "events"}):
-            if "dropped" in ev:
-                click.echo(f"… {ev['dropped']} events dropped (this terminal was too slow)")
-                continue
-            if devices and ev.get("device") not in devices:
-                continue
-            if as_json:
-                click.echo(json.dumps(ev, ensure_ascii=False))
-            else:
-                when = time.strftime("%H:%M:%S", time.localtime(ev.get("ts", time.time())))
-                data = ", ".join(f"{k}={v}" for k, v in (ev.get("data") or {}).items())
-                click.echo(
-                    f"{when} {ev.get('severity', ''):<8} {ev.get('device')}: {ev.get('type')}"
-                    + (f" ({data})" if data else "")
-                )
-            seen += 1
-            if count is not None and seen >= count:
-                return
-    fail("the daemon stopped", 4)
 
 
 @click.group()
@@ -142,8 +98,8 @@ def alarm() -> None:
     \b
     Examples:
       gatewayd alarm list
-      gatewayd alarm ack smoke-301/smoke.alarm --user installer-li
-      gatewayd alarm reset --user installer-li       # leave fire mode once it is safe
+      gatewayd alarm ack smoke-301/smoke.alarm --note "Li, on site"
+      gatewayd alarm reset --note "Li: checked room 301"   # leave fire mode once it is safe
     """
 
 
@@ -158,41 +114,68 @@ def alarm_list(config_path: str, as_json: bool) -> None:
         print_json({"fire_mode": answer["fire_mode"], "alarms": answer["alarms"]})
         return
     if answer["fire_mode"]:
-        click.secho("FIRE MODE", bold=True)
+        click.secho(t("alarm_fire"), bold=True)
     if not answer["alarms"]:
-        click.echo("no active alarms")
+        click.echo(t("alarm_none"))
     for a in answer["alarms"]:
-        acked = f", acknowledged by {a['acked_by']}" if a.get("acked_by") else ""
-        click.echo(
-            f"{a['severity']:<8} {a['id']}  since {_ago(time.time() - a['since'])} ago{acked}"
-        )
+        acked = t("alarm_acked_by", user=a["acked_by"]) if a.get("acked_by") else ""
+        waiting = t("alarm_awaiting") if a.get("state") == "cleared" else ""
+        parts = [p for p, st in (a.get("parts") or {}).items() if st == "active"]
+        where = f" ({', '.join(parts)})" if parts else ""
+        since = t("alarm_since", ago=_ago(time.time() - a["since"]))
+        click.echo(f"{a['severity']:<8} {a['id']}{where}  {since}{acked}{waiting}")
+
+
+def _note_option(f: Any) -> Any:
+    """``--note``: free text kept beside the OS account the daemon records (``--user``, the
+    old name, is still taken and sent as the note)."""
+    f = click.option("--user", "old_user", default=None, hidden=True)(f)
+    return click.option(
+        "--note", default=None, help="A note kept with who you are, e.g. your name or a ticket."
+    )(f)
 
 
 @alarm.command("ack")
 @click.argument("alarm_id")
-@click.option("--user", default=None, help="Who acknowledges (default: your login name).")
+@_note_option
 @config_option
-def alarm_ack(alarm_id: str, user: str | None, config_path: str) -> None:
+def alarm_ack(alarm_id: str, note: str | None, old_user: str | None, config_path: str) -> None:
     """Acknowledge ALARM_ID (as `gatewayd alarm list` shows it). The alarm stays active until
-    its cause is gone; the platform sees who acknowledged it."""
+    its cause is gone; the platform sees who acknowledged it: the account you run this as."""
     with client.connect(config_path) as c:
-        try:
-            answer = c.request({"cmd": "ack", "alarm": alarm_id, "user": user})
-        except Fail as exc:
-            if exc.message.startswith("no active alarm"):
-                raise Fail(exc.message, NOT_FOUND) from None
-            raise
-    click.echo(f"✓ {answer['alarm']} acknowledged by {answer['acked_by']}")
+        answer = c.request(_with_note({"cmd": "ack", "alarm": alarm_id}, note or old_user))
+    click.echo(f"✓ {t('alarm_acked', alarm=answer['alarm'], who=_who(answer, 'acked_by'))}")
 
 
 @alarm.command("reset")
-@click.option("--user", default=None, help="Who resets (default: your login name).")
+@click.argument("alarm_id", required=False)
+@_note_option
 @config_option
-def alarm_reset(user: str | None, config_path: str) -> None:
-    """Leave fire mode (doors return to normal locking). Only once the building is safe."""
+def alarm_reset(
+    alarm_id: str | None, note: str | None, old_user: str | None, config_path: str
+) -> None:
+    """Reset ALARM_ID, a latched alarm (an overheat, a welded relay, fire mode) whose cause
+    is over; without ALARM_ID, leave fire mode (doors return to normal locking). Refused
+    while the cause is still there: a port still hot, a detector still reporting smoke. The
+    reset is recorded as done by the account you run this as."""
+    request: dict[str, Any] = _with_note({"cmd": "reset"}, note or old_user)
+    if alarm_id:
+        request["alarm"] = alarm_id
     with client.connect(config_path) as c:
-        answer = c.request({"cmd": "reset", "user": user})
-    if answer["reset"]:
-        click.echo("✓ fire mode reset")
+        answer = c.request(request)
+    if alarm_id:
+        click.echo(f"✓ {t('alarm_reset', alarm=alarm_id, who=_who(answer, 'by'))}")
+    elif answer["reset"]:
+        click.echo(f"✓ {t('alarm_fire_reset', who=_who(answer, 'by'))}")
     else:
-        click.echo("✓ not in fire mode; nothing to reset")
+        click.echo(f"✓ {t('alarm_no_fire')}")
+
+
+def _with_note(request: dict[str, Any], note: str | None) -> dict[str, Any]:
+    return {**request, "note": note} if note else request
+
+
+def _who(answer: dict[str, Any], key: str) -> str:
+    """The account the daemon recorded (from the kernel, not from us), and the note kept."""
+    note = answer.get("note")
+    return f"{answer.get(key)}" + (t("alarm_note", note=note) if note else "")

@@ -8,6 +8,7 @@ used on the same bus, is refused. A running daemon picks changes up on reload.
 from __future__ import annotations
 
 import contextlib
+import os
 import tomllib
 from typing import Any
 
@@ -23,6 +24,7 @@ from gatewayd.cli.common import (
     print_json,
 )
 from gatewayd.cli.editing import ConfigText, EditError, add_device, remove_device
+from gatewayd.cli.i18n import expected, say, t
 
 
 @click.group()
@@ -44,7 +46,13 @@ def open_doc(path: str) -> ConfigText:
     try:
         return ConfigText(path)
     except EditError as exc:
-        fail(str(exc), USAGE)
+        fail(say(exc), USAGE)
+
+
+def _kinds() -> list[str]:
+    from gatewayd import plugins
+
+    return list(plugins.families())
 
 
 def _driver_of(doc: ConfigText, bus: str) -> str:
@@ -52,7 +60,7 @@ def _driver_of(doc: ConfigText, bus: str) -> str:
         if table.get("name") == bus:
             return str(table.get("driver", ""))
     names = ", ".join(str(b.get("name")) for b in doc.tables("buses")) or "none configured"
-    raise Fail(f"no bus {bus!r} in {doc.path} (buses: {names})", USAGE)
+    raise Fail(t("dev_no_bus", bus=bus, path=doc.path, names=names), USAGE)
 
 
 def _schema_for(doc: ConfigText, bus: str, kind: str | None) -> tuple[str, dict[str, Any]]:
@@ -63,18 +71,25 @@ def _schema_for(doc: ConfigText, bus: str, kind: str | None) -> tuple[str, dict[
     try:
         driver = plugins.load_driver(driver_name)
     except PluginError as exc:
-        fail(str(exc), USAGE)
-    kinds = list(driver.device_schemas)
+        fail(say(exc), USAGE)
+    served = plugins.kinds_on(driver.name)
+    kinds = sorted(served)
     if kind is None:
         if len(kinds) != 1:
-            fail(f"bus {bus} ({driver_name}) serves {', '.join(kinds)}: give --kind", USAGE)
+            fail(t("dev_give_kind", bus=bus, driver=driver_name, kinds=", ".join(kinds)), USAGE)
         kind = kinds[0]
-    if kind not in driver.device_schemas:
+    if kind not in served:
         fail(
-            f"bus {bus} ({driver_name}) has no {kind} devices (it serves {', '.join(kinds) or 'none'})",
+            t(
+                "dev_wrong_kind",
+                bus=bus,
+                driver=driver_name,
+                kind=kind,
+                kinds=", ".join(kinds) or "-",
+            ),
             USAGE,
         )
-    return kind, dict(driver.device_schemas[kind])
+    return kind, dict(served[kind])
 
 
 def typed_value(key: str, text: str, schema: dict[str, Any]) -> Any:
@@ -87,7 +102,11 @@ def typed_value(key: str, text: str, schema: dict[str, Any]) -> Any:
     field = schema.get(key)
     if field is None:
         known = ", ".join(sorted(schema)) or "none"
-        fail(f"{key}: not a key of this device (known keys: {known})", USAGE)
+        fail(t("dev_unknown_key", key=key, known=known), USAGE)
+    if field.path and text and not os.path.isabs(text):
+        # Typed in a shell: relative to here. Written whole, as the config's own relative
+        # paths are taken from the config's folder.
+        candidates = [os.path.abspath(text)]
     for value in candidates:
         try:
             field.convert(value)
@@ -96,7 +115,7 @@ def typed_value(key: str, text: str, schema: dict[str, Any]) -> Any:
         except Exception:  # noqa: BLE001 - e.g. a secret file's problem: validate() says it in full
             return value
         return value
-    raise Fail(f"{key}={text}: expected {field.expected}", USAGE)
+    raise Fail(f"{key}={text}: {t('expected', expected=expected(field.expected))}", USAGE)
 
 
 def build_table(
@@ -113,7 +132,7 @@ def save(doc: ConfigText) -> None:
     try:
         doc.validate()
     except EditError as exc:
-        fail(f"not changed: {exc}", USAGE)
+        fail(t("dev_not_changed", reason=say(exc)), USAGE)
     doc.write()
 
 
@@ -126,10 +145,10 @@ def _only_bus(doc: ConfigText, kind: str | None) -> str:
         buses = [
             str(b.get("name"))
             for b in doc.tables("buses")
-            if kind in plugins.load_driver(str(b.get("driver"))).device_schemas
+            if kind in plugins.kinds_on(str(b.get("driver")))
         ]
     if len(buses) != 1:
-        fail("give --bus (the [[buses]] name the device is on)", USAGE)
+        fail(t("dev_give_bus"), USAGE)
     return buses[0]
 
 
@@ -138,7 +157,7 @@ def _only_bus(doc: ConfigText, kind: str | None) -> str:
 @click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option(
     "--kind",
-    type=click.Choice(["charger", "smoke", "door_lock"]),
+    type=click.Choice(sorted(_kinds())),
     help="Default: what the bus serves.",
 )
 @click.option("--bus", help="The [[buses]] name (default: the only bus that fits).")
@@ -170,20 +189,22 @@ def device_add(
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            fail(f"{item!r}: expected KEY=VALUE", USAGE)
+            fail(t("dev_key_value", item=item), USAGE)
         fields[key.strip()] = value.strip()
     bus = bus or _only_bus(doc, kind)
     table = build_table(doc, dev_id, kind, bus, fields)
     try:
         add_device(doc, table)
     except EditError as exc:
-        fail(str(exc), USAGE)
+        fail(say(exc), USAGE)
     save(doc)
     if as_json:
         print_json(table)
     else:
-        click.echo(f"✓ added {dev_id} ({table['kind']} on {bus}) to {config_path}")
-        click.echo("  a running daemon picks it up on: systemctl reload gatewayd")
+        click.echo(
+            f"✓ {t('dev_added', device=dev_id, kind=table['kind'], bus=bus, path=config_path)}"
+        )
+        click.echo(f"  {t('dev_reload_add')}")
 
 
 @device.command("remove")
@@ -195,10 +216,12 @@ def device_remove(dev_id: str, config_path: str) -> None:
     try:
         removed = remove_device(doc, dev_id)
     except EditError as exc:
-        fail(str(exc), NOT_FOUND)
+        fail(say(exc), NOT_FOUND)
     save(doc)
-    click.echo(f"✓ removed {dev_id} ({removed.get('kind')} on {removed.get('bus')})")
-    click.echo("  a running daemon forgets it on: systemctl reload gatewayd")
+    click.echo(
+        f"✓ {t('dev_removed', device=dev_id, kind=removed.get('kind'), bus=removed.get('bus'))}"
+    )
+    click.echo(f"  {t('dev_reload_remove')}")
 
 
 @device.command("list")
@@ -212,7 +235,7 @@ def device_list(config_path: str, as_json: bool) -> None:
         print_json([_public(d) for d in devices])
         return
     if not devices:
-        click.echo(f"no devices in {config_path}; add some: gatewayd device add --help")
+        click.echo(t("dev_none", path=config_path))
     for d in devices:
         where = d.get("unit", d.get("address", ""))
         room = f"  room {d['room']}" if d.get("room") else ""
@@ -230,7 +253,7 @@ def device_show(dev_id: str, config_path: str, as_json: bool) -> None:
     doc = open_doc(config_path)
     table = next((d for d in doc.tables("devices") if d.get("id") == dev_id), None)
     if table is None:
-        fail(f"no device {dev_id} in {config_path}", NOT_FOUND)
+        fail(t("dev_no_such", device=dev_id, path=config_path), NOT_FOUND)
     full = dict(table)
     try:
         cfg = doc.validate()
@@ -248,6 +271,6 @@ def device_show(dev_id: str, config_path: str, as_json: bool) -> None:
 
 def _public(table: dict[str, Any]) -> dict[str, Any]:
     """Secrets show as their file path, never their content."""
-    from gatewayd.config import Secret
+    from gatewayd.secrets import Secret
 
     return {k: (v.path if isinstance(v, Secret) else v) for k, v in table.items()}

@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from gatewayd.cli.i18n import t
 from gatewayd.errors import GatewayError
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-]+)\s*\]\]?\s*(#.*)?$")
@@ -24,7 +25,12 @@ _MULTI = ('"""', "'''")
 
 
 class EditError(GatewayError):
-    """The edit was refused: one line saying why."""
+    """The edit was refused: one line saying why (``config_error``: the config's own error,
+    when that was the reason, for a translated line)."""
+
+    def __init__(self, message: str, config_error: GatewayError | None = None) -> None:
+        super().__init__(message)
+        self.config_error = config_error
 
 
 class ConfigText:
@@ -37,14 +43,14 @@ class ConfigText:
                 with open(path, encoding="utf-8") as f:
                     text = f.read()
             except FileNotFoundError:
-                raise EditError(f"{path}: no such file; write one with: gatewayd init") from None
+                raise EditError(t("edit_no_file", path=path)) from None
             except OSError as exc:
-                raise EditError(f"{path}: cannot read it ({exc.strerror})") from None
+                raise EditError(t("cannot_read", path=path, reason=exc.strerror)) from None
         self.text = text
         try:
             self.data: dict[str, Any] = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise EditError(f"{path}: not valid TOML ({exc})") from None
+            raise EditError(t("edit_not_toml", path=path, reason=exc)) from None
 
     @property
     def lines(self) -> list[str]:
@@ -152,7 +158,7 @@ class ConfigText:
         try:
             return config.parse(self.data, self.path)
         except GatewayError as exc:
-            raise EditError(str(exc)) from None
+            raise EditError(str(exc), exc) from None
 
     def write(self) -> None:
         """Replace the file atomically (temp file, fsync, rename), keeping mode and owner."""
@@ -186,10 +192,19 @@ class ConfigText:
 
 # -- devices and buses -------------------------------------------------------------------------
 
-ADDRESS_KEYS = {"charger": "unit", "smoke": "address", "door_lock": "address"}
+
+def address_key(kind: str) -> str:
+    """The setting that tells two devices of ``kind`` on one bus apart (its family's)."""
+    from gatewayd import plugins
+    from gatewayd.errors import PluginError
+
+    try:
+        return plugins.family(kind).address or "address"
+    except PluginError:
+        return "address"
 
 
-def same_address(kind: str, a: Any, b: Any) -> bool:
+def same_address(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return a.upper() == b.upper()
     return bool(a == b)
@@ -200,19 +215,19 @@ def check_new_device(doc: ConfigText, table: Mapping[str, Any]) -> None:
     dev_id = table["id"]
     gateway = doc.data.get("gateway", {})
     if isinstance(gateway, dict) and gateway.get("id") == dev_id:
-        raise EditError(f"{dev_id} is the gateway's own id; choose another")
-    key = ADDRESS_KEYS.get(table.get("kind", ""), "address")
+        raise EditError(t("edit_gateway_id", device=dev_id))
+    key = address_key(str(table.get("kind", "")))
     for other in doc.tables("devices"):
         if other.get("id") == dev_id:
-            raise EditError(f"a device {dev_id} exists already (bus {other.get('bus')})")
+            raise EditError(t("edit_device_exists", device=dev_id, bus=other.get("bus")))
         if (
             other.get("bus") == table.get("bus")
             and key in table
             and key in other
-            and same_address(table["kind"], other[key], table[key])
+            and same_address(other[key], table[key])
         ):
             raise EditError(
-                f"{key} {table[key]} is taken on bus {table['bus']} by {other.get('id')}"
+                t("edit_taken", key=key, value=table[key], bus=table["bus"], other=other.get("id"))
             )
 
 
@@ -223,7 +238,7 @@ def add_device(doc: ConfigText, table: Mapping[str, Any], comment: str = "") -> 
 
 def add_bus(doc: ConfigText, table: Mapping[str, Any], comment: str = "") -> None:
     if any(b.get("name") == table["name"] for b in doc.tables("buses")):
-        raise EditError(f"a bus {table['name']} exists already")
+        raise EditError(t("edit_bus_exists", bus=table["name"]))
     doc.append_table("buses", table, comment, before=("devices", "rules"))
 
 
@@ -232,7 +247,7 @@ def remove_device(doc: ConfigText, dev_id: str) -> dict[str, Any]:
         if table.get("id") == dev_id:
             doc.remove_table("devices", i)
             return table
-    raise EditError(f"no device {dev_id} in {doc.path}")
+    raise EditError(t("dev_no_such", device=dev_id, path=doc.path))
 
 
 def free_name(taken: set[str], base: str) -> str:

@@ -1,78 +1,26 @@
-"""A small message table: English and Chinese for what an installer reads most.
+"""The CLI's two languages: English and Chinese for every message a person reads.
 
 The language is ``--lang`` on the command line, else the locale ($LC_ALL, $LC_MESSAGES, $LANG
-starting with ``zh``). A key missing in Chinese falls back to English; a missing key shows
-itself, so a typo is visible rather than a crash. Keep messages short: one line, one fix.
+starting with ``zh``). Messages are keys in ``gatewayd.cli.i18n_text``; a key missing in
+Chinese falls back to English and a missing key shows itself, so a typo is visible rather than
+a crash. Key names, values, ids, paths and commands stay as they are in both languages: they
+are what a person searches for and types.
+
+Two kinds of text are not ours and are translated on their way out: click's own messages
+(usage errors, prompts' "Error:", help headings: ``install_click``), and the problems of a
+configuration (``ConfigError``, written in English by the core and by each plugin's schema:
+``say``). A phrase with no translation stays English: a third-party plugin's own words.
 """
 
 from __future__ import annotations
 
 import os
+import re
+from typing import Any
+
+from gatewayd.cli.i18n_text import CLICK, MESSAGES, PHRASES, PROBLEMS, REFUSALS
 
 _lang = ""
-
-MESSAGES: dict[str, tuple[str, str]] = {
-    # key: (English, 中文)
-    "cannot_read": ("{path}: cannot read it ({reason})", "{path}：无法读取（{reason}）"),
-    "config_ok": (
-        "config {path}: gateway {gateway}, {buses} buses, {devices} devices",
-        "配置 {path}：网关 {gateway}，{buses} 条总线，{devices} 台设备",
-    ),
-    "secrets_ok": ("secret files: {count}, each mode 0600", "密钥文件：{count} 个，均为 0600"),
-    "secret_owner": (
-        "{path}: owned by {owner}, the service user {user} cannot read it; fix: chown {user}: {path}",
-        "{path}：属主为 {owner}，服务用户 {user} 无法读取；修复：chown {user}: {path}",
-    ),
-    "data_dir_ok": ("data dir {path}: writable", "数据目录 {path}：可写"),
-    "data_dir_missing": (
-        "data dir {path}: does not exist; fix: install -d -m 0750 -o {user} {path}",
-        "数据目录 {path}：不存在；修复：install -d -m 0750 -o {user} {path}",
-    ),
-    "data_dir_ro": (
-        "data dir {path}: not writable by {user}; fix: chown -R {user}: {path}",
-        "数据目录 {path}：{user} 无写权限；修复：chown -R {user}: {path}",
-    ),
-    "broker_ok": ("broker {url}: {detail}", "服务器 {url}：{detail}"),
-    "broker_bad": ("broker {url}: {detail}", "服务器 {url}：{detail}"),
-    "daemon_running": (
-        "daemon running (pid {pid}, up {uptime}), broker {broker}",
-        "守护进程运行中（pid {pid}，已运行 {uptime}），服务器{broker}",
-    ),
-    "daemon_stopped": ("daemon not running", "守护进程未运行"),
-    "connected": ("connected", "已连接"),
-    "offline": ("offline", "离线"),
-    "no_daemon": (
-        "the daemon is not running (no control socket at {where}); start it: systemctl start gatewayd",
-        "守护进程未运行（{where} 无控制套接字）；启动：systemctl start gatewayd",
-    ),
-    "socket_denied": (
-        "{path}: permission denied; run with sudo or join the group {group}",
-        "{path}：权限不足；请用 sudo 运行或加入 {group} 组",
-    ),
-    "port_missing": (
-        "{bus}: serial port {port} does not exist; plug the adapter in, or run: gatewayd scan serial",
-        "{bus}：串口 {port} 不存在；请插好适配器，或运行：gatewayd scan serial",
-    ),
-    "port_ok": ("{bus}: serial port {port} present", "{bus}：串口 {port} 存在"),
-    "host_ok": ("{bus}: {host}:{port} reachable", "{bus}：{host}:{port} 可达"),
-    "host_bad": (
-        "{bus}: {host}:{port} unreachable ({reason}); check the cable and the pile's IP address",
-        "{bus}：{host}:{port} 不可达（{reason}）；请检查网线和充电桩 IP 地址",
-    ),
-    "adapter_ok": (
-        "{bus}: Bluetooth adapter {adapter} present",
-        "{bus}：蓝牙适配器 {adapter} 存在",
-    ),
-    "adapter_bad": (
-        "{bus}: Bluetooth adapter {adapter} not found; check: bluetoothctl list",
-        "{bus}：未找到蓝牙适配器 {adapter}；检查：bluetoothctl list",
-    ),
-    "all_ok": ("all checks passed", "全部检查通过"),
-    "some_failed": ("{count} check(s) failed", "{count} 项检查未通过"),
-    "verdict_ok": ("{device}: OK", "{device}：正常"),
-    "verdict_bad": ("{device}: NOT OK", "{device}：异常"),
-    "interrupted": ("interrupted", "已中断"),
-}
 
 
 def set_lang(lang: str | None) -> None:
@@ -90,9 +38,109 @@ def lang() -> str:
     return "en"
 
 
-def t(key: str, **values: object) -> str:
-    pair = MESSAGES.get(key)
+def t(message: str, /, **values: object) -> str:
+    """The message ``message`` (a key of MESSAGES) in the current language, filled in."""
+    pair = MESSAGES.get(message)
     if pair is None:
-        return key
+        return message
     text = pair[1] if lang() == "zh" and pair[1] else pair[0]
     return text.format(**values)
+
+
+# -- phrases written in English elsewhere -------------------------------------------------------
+
+_COMPILED: dict[int, list[tuple[re.Pattern[str], str]]] = {}
+
+
+def _table(rows: list[tuple[str, str]]) -> list[tuple[re.Pattern[str], str]]:
+    key = id(rows)
+    if key not in _COMPILED:
+        _COMPILED[key] = [(re.compile(rx + r"\Z", re.S), zh) for rx, zh in rows]
+    return _COMPILED[key]
+
+
+def _translate(text: str, rows: list[tuple[str, str]]) -> str | None:
+    """The Chinese of ``text`` by the first pattern that matches it whole; its groups are
+    translated as expected-phrases themselves (``expected 1..10`` inside ``missing; ...``)."""
+    for rx, zh in _table(rows):
+        m = rx.match(text)
+        if m is not None:
+            parts = {k: _inner(k, v) for k, v in m.groupdict().items()}
+            return zh.format(**parts)
+    return None
+
+
+def _inner(name: str, value: str | None) -> str:
+    """A group's text: as written, or translated itself (xe: expected, xp: problem, xr:
+    refusal)."""
+    if value is None:
+        return ""
+    nested = {"xe": expected, "xp": problem, "xr": refused}.get(name[:2])
+    return nested(value) if nested else value
+
+
+def expected(phrase: str) -> str:
+    """What a schema expects (``an integer 1..247``), in the current language."""
+    if lang() != "zh":
+        return phrase
+    return _translate(phrase, PHRASES) or phrase
+
+
+def problem(text: str) -> str:
+    """A configuration problem (``missing; expected ...``), in the current language."""
+    if lang() != "zh":
+        return text
+    return _translate(text, PROBLEMS) or _translate(text, PHRASES) or text
+
+
+def say(exc: BaseException) -> str:
+    """The one line for a GatewayError a person reads; a config error translated."""
+    from gatewayd.errors import ConfigError
+
+    cause = getattr(exc, "config_error", None)
+    if isinstance(cause, ConfigError):
+        exc = cause
+    if not isinstance(exc, ConfigError) or lang() != "zh":
+        return str(exc)
+    where = f"{exc.file}: {exc.path}" if exc.path else exc.file
+    text = f"{where}: {problem(exc.expected)}"
+    if exc.got is not None:
+        from gatewayd.errors import show_value
+
+        text += t("got", value=show_value(exc.got))
+    return text
+
+
+def refused(text: str) -> str:
+    """A refusal the daemon sent (English on the wire), in the current language."""
+    if lang() != "zh":
+        return text
+    return _translate(text, REFUSALS) or text
+
+
+# -- click's own messages -----------------------------------------------------------------------
+
+
+def _click_gettext(message: str) -> str:
+    if lang() == "zh":
+        return CLICK.get(message, message)
+    return message
+
+
+def _click_ngettext(singular: str, plural: str, n: int) -> str:
+    return _click_gettext(singular if n == 1 else plural)
+
+
+def install_click() -> None:
+    """Route click's gettext calls through our table. click binds ``_`` and ``ngettext`` in
+    each module at import; its messages are looked up when they are shown, so the language
+    chosen by ``--lang`` applies to them too."""
+    import gettext
+    import importlib
+
+    for name in ("core", "exceptions", "parser", "types", "formatting", "decorators", "termui"):
+        module: Any = importlib.import_module(f"click.{name}")
+        if getattr(module, "_", None) is gettext.gettext:
+            module._ = _click_gettext
+        if getattr(module, "ngettext", None) is gettext.ngettext:
+            module.ngettext = _click_ngettext

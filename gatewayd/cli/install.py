@@ -21,7 +21,8 @@ from pathlib import Path
 
 import click
 
-from gatewayd.cli.common import FAILED, USAGE, config_option, fail, raw_config
+from gatewayd.cli.common import FAILED, USAGE, config_option, data_dir_of, fail, raw_config
+from gatewayd.cli.i18n import t
 
 UNIT_NAME = "gatewayd.service"
 GROUPS = ("dialout", "bluetooth")
@@ -42,18 +43,45 @@ def find_unit() -> Path | None:
     return next((c for c in unit_candidates() if c.is_file()), None)
 
 
-def render_unit(text: str, gatewayd_bin: str, config_path: str, data_dir: str, user: str) -> str:
-    """The shipped unit with this installation's paths and user."""
+def doc_candidates() -> list[Path]:
+    """Where the installer's guide is, in the same places as the unit."""
+    here = Path(__file__).resolve().parents[2]
+    return [
+        here / "docs" / "installer.md",
+        Path(sys.prefix) / "share" / "doc" / "gatewayd" / "installer.md",
+        Path("/usr/share/doc/gatewayd/installer.md"),
+    ]
+
+
+def find_doc() -> Path | None:
+    return next((c for c in doc_candidates() if c.is_file()), None)
+
+
+def render_unit(
+    text: str,
+    gatewayd_bin: str,
+    config_path: str,
+    data_dir: str,
+    user: str,
+    groups: list[str],
+) -> str:
+    """The shipped unit with this installation's paths, user and the supplementary groups
+    that exist here (systemd refuses to start a unit naming a group that does not)."""
     exec_start = f"ExecStart={gatewayd_bin} run -c {config_path}"
     text = re.sub(r"^ExecStart=.*$", exec_start, text, flags=re.M)
     text = re.sub(r"^ReadWritePaths=.*$", f"ReadWritePaths={data_dir}", text, flags=re.M)
     text = re.sub(r"^User=.*$", f"User={user}", text, flags=re.M)
+    doc = find_doc()
+    if doc is not None:
+        text = re.sub(r"^Documentation=.*$", f"Documentation={doc.as_uri()}", text, flags=re.M)
+    supplementary = f"SupplementaryGroups={' '.join(groups)}\n" if groups else ""
+    text = re.sub(r"^SupplementaryGroups=.*\n", supplementary, text, flags=re.M)
     return re.sub(r"^Group=.*$", f"Group={user}", text, flags=re.M)
 
 
-def _exists(kind: str, name: str) -> bool:
+def _exists(what: str, name: str) -> bool:
     try:
-        (pwd.getpwnam if kind == "user" else grp.getgrnam)(name)
+        (pwd.getpwnam if what == "user" else grp.getgrnam)(name)
     except KeyError:
         return False
     return True
@@ -63,28 +91,18 @@ def plan(
     config_path: str, unit_dir: str, user: str, start: bool
 ) -> tuple[list[list[str]], dict[str, str]]:
     """The commands, and the files to write (path -> content) before they run."""
-    from gatewayd.cli.common import DEFAULT_DATA_DIR
-
     config_path = os.path.abspath(config_path)
     raw = raw_config(config_path)
     if not raw:
-        fail(f"{config_path}: no such file; write it first: gatewayd init -c {config_path}", USAGE)
-    gateway = raw.get("gateway", {})
-    data_dir = (
-        str(gateway.get("data_dir", DEFAULT_DATA_DIR))
-        if isinstance(gateway, dict)
-        else DEFAULT_DATA_DIR
-    )
+        fail(t("install_no_config", path=config_path), USAGE)
+    data_dir = data_dir_of(config_path)
     source = find_unit()
     if source is None:
-        fail(
-            "the unit file gatewayd.service is not installed with gatewayd; copy systemd/gatewayd.service from its source",
-            FAILED,
-        )
+        fail(t("install_no_unit"), FAILED)
     binary = shutil.which("gatewayd") or str(Path(sys.executable).with_name("gatewayd"))
     unit_path = os.path.join(unit_dir, UNIT_NAME)
-    unit = render_unit(source.read_text(), binary, config_path, data_dir, user)
     groups = [g for g in GROUPS if _exists("group", g)]
+    unit = render_unit(source.read_text(), binary, config_path, data_dir, user, groups)
     cmds: list[list[str]] = []
     if not _exists("user", user):
         cmds.append(
@@ -106,11 +124,16 @@ def plan(
     conf_dir = os.path.dirname(config_path)
     cmds += [
         ["install", "-d", "-m", "0750", "-o", user, "-g", user, data_dir],
+        # The whole tree: files an earlier `sudo gatewayd run` left there belong to root, and
+        # the service could not open them (the outbox: "Permission denied", restarted forever).
+        ["chown", "-R", f"{user}:{user}", data_dir],
         ["chown", f"root:{user}", conf_dir, config_path],
         ["chmod", "0750", conf_dir],
         ["chmod", "0640", config_path],
     ]
-    secrets = _secret_paths(raw)
+    from gatewayd.config import resolve_path
+
+    secrets = [resolve_path(p, config_path) for p in _secret_paths(raw)]
     if secrets:
         cmds.append(["chown", f"{user}:{user}", *secrets])
     cmds.append(["systemctl", "daemon-reload"])
@@ -120,11 +143,18 @@ def plan(
 
 
 def _secret_paths(raw: dict[str, object]) -> list[str]:
-    """Every *_file the daemon reads as a secret (mode 0600): it must own them."""
+    """Every secret and private key the daemon reads (mode 0600): it must own them."""
     found: list[str] = []
     mqtt = raw.get("mqtt", {})
     security = raw.get("security", {})
-    for table, key in ((mqtt, "password_file"), (mqtt, "key_file"), (security, "command_key_file")):
+    metrics = raw.get("metrics", {})
+    for table, key in (
+        (mqtt, "password_file"),
+        (mqtt, "key_file"),
+        (security, "command_key_file"),
+        (metrics, "password_file"),
+        (metrics, "key_file"),
+    ):
         if isinstance(table, dict) and isinstance(table.get(key), str):
             found.append(table[key])
     devices = raw.get("devices", [])
@@ -164,14 +194,14 @@ def install_service(
             click.echo(shlex.join(cmd))
         return
     if os.geteuid() != 0:
-        fail("install-service changes system files: run it with sudo (or see --dry-run)", USAGE)
+        fail(t("install_sudo"), USAGE)
     for path, content in files.items():
         Path(path).write_text(content)
-        click.echo(f"✓ wrote {path}")
+        click.echo(f"✓ {t('init_wrote', path=path)}")
     for cmd in cmds:
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             why = (result.stderr or result.stdout).strip().splitlines()
             fail(f"{shlex.join(cmd)}: {why[-1] if why else f'exit {result.returncode}'}")
         click.echo(f"✓ {shlex.join(cmd)}")
-    click.echo("✓ installed; watch it: journalctl -u gatewayd -f   and: gatewayd status")
+    click.echo(f"✓ {t('install_done')}")

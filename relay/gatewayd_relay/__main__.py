@@ -1,0 +1,3 @@
+from gatewayd_relay.cli import main
+
+main()
