@@ -16,7 +16,7 @@ import pytest
 from drivers.modbus import readings as rd
 from firmware_stubs.ebc_model import F_OVERTEMP
 from firmware_stubs.ebc_pile import EbcEmulator, Pile
-from gatewayd.model import Action
+from gatewayd.model import Action, alarm_id
 from rules.charger import OverheatRule
 from tests.charger_harness import RulesLoop, on_emulator, running
 
@@ -89,8 +89,8 @@ def test_second_port_crossing_behind_a_hot_cut_port_is_cut_within_the_fast_bound
         assert took < SECOND_PORT_BOUND
         assert [p.number for p in hot.ports if not p.relay] == [3, 7]
         assert all(p.relay for p in cool.ports)
-        overheat = [a for a in loop.alarms if a.type == "charger.overheat"]
-        assert overheat[-1].data["ports"] == [3, 7]
+        overheat = loop.book.alarms[alarm_id("pile-1", "charger.overheat")]
+        assert sorted(overheat.parts) == ["3", "7"]  # one alarm for the pile, both ports in it
         # The watch's cost on the line: every fast period while port 3 is hot, nothing before
         # it or after the pile cooled, and nothing for the cool pile beside it.
         assert quiet == 0 and after == 0

@@ -97,9 +97,12 @@ class PortWatch:
         costs less than another request. The relays are not read: they change only by this
         driver's own writes (each read back at once) or by the pile's trips (which show in the
         port state just read), and a port the pile switched on shows in the summary's charging
-        bitmap. Telemetry and the retained state keep the cadence of the ordinary reads: a
+        bitmap. (A pile hot at start-up has its relays read once first: the state published never
+        says a relay is unknown.) Telemetry and the retained state keep the cadence of the ordinary reads: a
         watched pile multiplies the rules' view, not the uplink's traffic."""
         pile = self.pile
+        if not pile.relays:  # hot from start-up, before the first full read: one coil read
+            await pile.read_relays(Priority.WATCH)
         for start, count in pile.plan(self.ports()):
             await pile.read_span(Priority.WATCH, start, count)
             # Ports between two watched ones arrive too (a skipped block); judge them as well.
