@@ -35,6 +35,11 @@ STAGES: tuple[Stage, ...] = ("alarm", "confirmed")
 #: opens an escape route (doors), ``sound`` wakes the other sounders (smoke interconnection).
 #: Installers narrow ``cut`` and ``release`` by the triggers that may start them.
 Role = Literal["cut", "release", "sound"]
+#: Roles whose effect wears off (a SOUND ALL sounds for 60 s): the fire rule asks for them
+#: again every ``REASSERT_SECONDS`` while fire mode lasts, so a driver restarted mid-fire (a
+#: reload, a crash) picks them up again. Their actions must be harmless to repeat.
+REASSERTED: tuple[Role, ...] = ("sound",)
+REASSERT_SECONDS = 60.0
 #: Adds one sample to a metric: (name, value, *label values).
 AddMetric = Callable[..., None]
 

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from gatewayd.alarms.catalogue import FIRE_MODE
 from gatewayd.events import FIRE_CONFIRM, FIRE_CONFIRMED, FIRE_RESET
-from gatewayd.family import STAGES, FireSignal, Role, Stage
+from gatewayd.family import REASSERT_SECONDS, REASSERTED, STAGES, FireSignal, Role, Stage
 from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
 from gatewayd.schema import DeviceIds, Float, OneOf, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
@@ -80,6 +80,7 @@ class FireRule(Rule):
         self.done: set[Role] = set()  # the roles this fire episode's linkage issued
         self.confirmed = False
         self.asserted = False  # after a restart in fire mode, issue the linkage again
+        self.reasserted_at: float | None = None
 
     def on_event(self, event: Event, world: World) -> Outcome | None:
         if event.type == FIRE_RESET:
@@ -89,7 +90,7 @@ class FireRule(Rule):
         if event.type == TICK:
             if world.fire_mode and not self.asserted:
                 return self._restart(world)
-            return self._reconcile(world)
+            return self._reassert(world, event.ts) or self._reconcile(world)
         device = world.devices.get(event.device)
         if device is None:
             return None
@@ -206,6 +207,25 @@ class FireRule(Rule):
             for role, action in world.family(device).fire_actions(device, stage):
                 if role in wanted:
                     out.actions.append(dataclasses.replace(action, reason=reason, origin=self.name))
+
+    def _reassert(self, world: World, now: float) -> Outcome | None:
+        """What wears off is asked for again while the fire lasts (``REASSERTED``): once each
+        time, so a failure is told, not retried on top of the last one's retries."""
+        if not world.fire_mode:
+            self.reasserted_at = None
+            return None
+        if self.reasserted_at is None:
+            self.reasserted_at = now
+        if now - self.reasserted_at < REASSERT_SECONDS:
+            return None
+        self.reasserted_at = now
+        actions = [
+            dataclasses.replace(action, reason="fire (again)", origin=self.name, persist="once")
+            for device in world.devices.values()
+            for role, action in world.family(device).fire_actions(device, "alarm")
+            if role in REASSERTED and role in self.done
+        ]
+        return Outcome(actions=actions) if actions else None
 
     def _restart(self, world: World) -> Outcome:
         """Fire mode was on when the gateway started: every action of the stage it had

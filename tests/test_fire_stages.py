@@ -158,3 +158,20 @@ def test_the_reset_hushes_the_sounders_and_relocks_and_a_new_fire_starts_over() 
                           "hush": {"smoke-301", "smoke-302", "smoke-bike"}}  # fmt: skip
     again = house.feed(smoke("smoke-302", ts=2000))
     assert "hold_open" not in names(again) and stage(house) == "alarm"
+
+
+def test_sounding_is_asked_for_again_every_minute_while_the_fire_lasts() -> None:
+    """A driver restarted mid-fire (a reload) forgets it was sounding: the rule asks again,
+    once each time (no retries piling up), and only for what wears off."""
+    house = staged()
+    house.feed(smoke("smoke-301"))
+    assert not house.feed(Event("gw", TICK, ts=1001)).actions
+    assert not house.feed(Event("gw", TICK, ts=1030)).actions
+    again = house.feed(Event("gw", TICK, ts=1062))
+    assert names(again) == {"sound": {"smoke-301", "smoke-302", "smoke-bike"}}
+    assert {a.persist for a in again.actions} == {"once"}
+    assert not house.feed(Event("gw", TICK, ts=1070)).actions
+    house.feed(smoke("smoke-301", "smoke.cleared", ts=1080))
+    house.reset(house.book.fire_id)
+    house.feed(Event("gw", "gateway.fire_reset", "warning", {}, ts=1081))
+    assert not house.feed(Event("gw", TICK, ts=1200)).actions

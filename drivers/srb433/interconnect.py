@@ -12,7 +12,9 @@ gap (the next lands 30 s before the sounders would stop), the same rhythm as a d
 alarm repeats (every 30 s, datasheet). Not "0 = until a hush all": a gateway that dies in a
 fire must not leave every sounder in the building screaming until someone finds the receiver;
 they stop within 60 s, while the detector in smoke keeps sounding by itself. A receiver
-replugged (or a gateway restarted) during the fire gets SOUND ALL at its first status frame.
+replugged (or a gateway restarted) during the fire gets SOUND ALL at its first status frame,
+and a driver restarted mid-fire (a reload) starts again when the fire rule asks once more
+(every minute while fire mode lasts: ``gatewayd.family.REASSERTED``).
 
 A rev A receiver ignores 0x84: it is never sent one, and its state says so
 (``sound_all: "unsupported"``), for `gatewayd status` and the platform.
@@ -103,12 +105,14 @@ class Interconnect:
             return {"hush_all": True, "was_sounding": was}
         if self.firmware is None:
             raise TransientError(f"receiver {self._bus}", "firmware not known yet (no status)")
+        again = self.sounding and self._sent_since_status
         self.sounding = True
         if not self.rev_b:
             self._publish(**self.state())
             version = profile.version(self.firmware)
             return {"sound_all": "unsupported", "revision": "A", "firmware": version}
-        self._sound_all()
+        if not again:  # the fire rule asks again every minute: the repeats are ours
+            self._sound_all()
         self._publish(**self.state())
         return {"sound_all": "sounding", "seconds": SOUND_SECONDS, "repeat": REPEAT_SECONDS}
 
