@@ -113,6 +113,10 @@ async def _sounding(house: EmulatedSite) -> bool:
     return house.rx.sounding
 
 
+async def _hushed(house: EmulatedSite) -> bool:
+    return house.rx.hush_all_count >= 1 and not house.rx.sounding
+
+
 @pytest.mark.parametrize(
     ("confirm", "by", "device"),
     [
@@ -189,6 +193,7 @@ def test_a_forged_or_replayed_fire_confirm_does_not_release(
         probe.wait(f"{site.root}/events/smoke-301", lambda e: e["type"] == "smoke.cleared")
         assert send(probe, site, GW, "fire_reset")["code"] == "ok"
         wait_until(lambda: set(lock_states(house).values()) == {S_LOCKED}, 10, "doors relocked")
+        wait_until(lambda: house.call(_hushed(house)), 5, "HUSH ALL at the reset")
         topic = f"{site.root}/events/{GW}"
         before = len(probe.on(topic))
         house.call(house.detector("smoke-302").alarm(150))
