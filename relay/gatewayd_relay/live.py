@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +40,7 @@ class Broadcaster:
                 listener.queue.get_nowait()
             listener.queue.put_nowait(frame)
 
-    async def stream(self, may_see: Callable[[int], bool]) -> AsyncIterator[str]:
+    async def stream(self, may_see: Callable[[int], bool]) -> AsyncGenerator[str]:
         listener = Listener(may_see)
         self._listeners.add(listener)
         try:
