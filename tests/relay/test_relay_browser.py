@@ -23,6 +23,8 @@ from tests.relay.world import (
     wait_for,
 )
 
+PASS_SECONDS = 10
+
 
 def phone_relay(house: World) -> str:
     return house.relays[-1].url  # the other process than the landlord's, when there are two
@@ -86,16 +88,23 @@ def test_revoked_tenant_is_refused_and_nothing_reaches_the_lock(
 
 def test_expired_visitor_pass_is_refused(house: World, browsers: Browsers) -> None:
     phone = browsers("visitor")
+    # Ten seconds: binding a phone and one tap take several on a loaded machine (with two,
+    # the pass expired before the phone page listed its door).
     out = house.api("wang").post(
         f"/api/houses/{house.house_id}/passes",
-        {"name": "快递员", "door": house.door_id, "hours_valid": 2 / 3600, "max_opens": 3},
+        {
+            "name": "快递员",
+            "door": house.door_id,
+            "hours_valid": PASS_SECONDS / 3600,
+            "max_opens": 3,
+        },
     )
     bind_phone(phone, out["invite_url"], phone_relay(house))
     handle = out["person"]["handle"]
-    assert tap(phone, house.door_id)[0] == "ok"  # within its two seconds
+    assert tap(phone, house.door_id)[0] == "ok"  # within its ten seconds
     until(
         lambda: time.time() > out["person"]["grants"][0]["valid_until"] + 0.2,
-        5,
+        PASS_SECONDS + 1,
         "the pass to expire",
     )
     unlocks = len(house.unlocks())
