@@ -183,7 +183,11 @@ class Relay:
                 return None if row is None else views.access(row)
             if kind == "person":
                 p = s.get(Person, ref)
-                return None if p is None else {"id": p.id, "revoked": p.revoked_at is not None}
+                return (
+                    None
+                    if p is None
+                    else {"id": p.id, "house": p.house_id, "revoked": p.revoked_at is not None}
+                )
             return None
 
         v = await self.db_call(view)

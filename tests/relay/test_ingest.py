@@ -16,7 +16,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from gatewayd_relay import ingest
+from gatewayd_relay import ingest, live
 from gatewayd_relay.core import Relay
 from gatewayd_relay.db import Database
 from gatewayd_relay.keystore import KeyStore
@@ -149,3 +149,27 @@ async def _ingest_one(db: Database, port: int, gateway: mqtt.Client) -> list[str
         relay.stop()
         await running
     return frames
+
+
+def test_a_page_is_told_to_reload_once_subscribed_and_when_it_fell_behind() -> None:
+    """`sync` comes after the page is subscribed (the browser's "open" comes before); a page
+    that stopped reading is told to reload instead of silently losing updates."""
+
+    async def run() -> tuple[list[str], list[str]]:
+        hub = live.Broadcaster()
+        page = hub.stream(lambda _house: True)
+        first = await anext(page)
+        assert len(hub) == 1  # subscribed by the time the page reads `sync`
+        for i in range(live.QUEUE + 5):
+            hub.send(1, "access", {"id": i})
+        rest = [await anext(page) for _ in range(6)]
+        await page.aclose()
+        return [first], rest
+
+    first, rest = asyncio.run(run())
+    assert "event: sync" in first[0]
+    assert rest[0] == live.SYNC
+    # What stayed queued is the newest; the page's reload covers what was let go.
+    assert [json.loads(f.split("data: ", 1)[1])["id"] for f in rest[1:]] == [
+        live.QUEUE + i for i in range(5)
+    ]
