@@ -273,19 +273,21 @@ async function loadAll() {
   if (newest.all !== mine) return;
   if (alarms.ok) alarms.data.slice().reverse().forEach(upsertIncident);
   if (houses.ok) for (const h of houses.data) await loadHouse(h.id);
+  if (!houses.ok || !alarms.ok) throw new Error(`lists: ${houses.status} ${alarms.status}`);
 }
 
 function staffPage() {
   document.getElementById("logout").addEventListener("click", async () => { await api("POST", "/api/logout"); location.href = "/login"; });
   const live = document.getElementById("live");
-  quietly(loadAll);  // shown at once, even where a proxy holds the stream back
+  quietly(loadAll).catch(console.error);  // shown at once, even where a proxy holds the stream back
   const es = new EventSource("/api/stream");
   // "sync": subscribed from now on (first connection, reconnection, or this page fell behind):
   // the lists are loaded again, so nothing that happened meanwhile is missing; only then is
-  // the page live.
-  es.addEventListener("sync", () => quietly(loadAll).then(() => {
-    live.classList.add("on"); document.body.dataset.live = "yes";
-  }));
+  // the page live. Lists that could not be loaded are tried again.
+  const catchUp = () => quietly(loadAll).then(
+    () => { live.classList.add("on"); document.body.dataset.live = "yes"; },
+    (e) => { console.error(e); setTimeout(catchUp, 5000); });
+  es.addEventListener("sync", catchUp);
   es.onerror = () => { live.classList.remove("on"); document.body.dataset.live = "no"; };
   onLive(es, "incident", upsertIncident);
   onLive(es, "door", (d) => document.getElementById(`door-${d.id}`)?.replaceWith(doorRow(d)));
