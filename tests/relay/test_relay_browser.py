@@ -5,8 +5,10 @@ tenant's phone on one, the landlord's page on the other)."""
 
 from __future__ import annotations
 
+import json
 import time
 
+from selenium.webdriver.chromium.webdriver import ChromiumDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -19,6 +21,7 @@ from tests.relay.world import (
     attacker_site,
     bind_phone,
     click,
+    login,
     open_staff_page,
     tap,
     until,
@@ -46,6 +49,28 @@ def add_tenant_on_page(page: WebDriver, name: str, handle: str, shown_before: st
 def live_state(page: WebDriver) -> str | None:
     """The page's own word for whether it follows live updates ("yes" / "no")."""
     return page.find_element(By.TAG_NAME, "body").get_attribute("data-live")
+
+
+#: Before the page's own scripts: its requests to a URL containing ``window.__failing`` are
+#: answered 503, as a relay restarting behind its proxy answers (the relay itself is real).
+FAILING_FETCH = """(() => {
+  const real = window.fetch.bind(window);
+  window.__failing = %s;
+  window.fetch = (url, opts) => (window.__failing && String(url).includes(window.__failing))
+    ? Promise.resolve(new Response("{}", { status: 503 })) : real(url, opts);
+})();"""
+
+
+def fail_requests(driver: WebDriver, containing: str) -> None:
+    """From the next page on, requests whose URL contains ``containing`` fail (503)."""
+    assert isinstance(driver, ChromiumDriver)
+    source = FAILING_FETCH % json.dumps(containing)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": source})
+
+
+def mend_requests(driver: WebDriver) -> None:
+    """This page's requests go through again."""
+    driver.execute_script("window.__failing = '';")
 
 
 def phone_relay(house: World) -> str:
@@ -265,6 +290,49 @@ def test_the_landlords_page_catches_up_with_an_unlock_made_while_it_was_cut_off(
         until(lambda: live_state(landlord) == "yes", 10, "the page to be live again")
     finally:
         network.close()
+
+
+def test_a_phone_whose_door_list_failed_says_so_and_loads_it_again(
+    house: World, browsers: Browsers
+) -> None:
+    """The phone's list of doors meets a failed request: the tenant must not read "no doors"
+    (someone is at the door), and the doors come without reloading the page."""
+    phone = browsers("tenant-blip")
+    _, invite = house.tenant("郑洁", "zheng.jie")
+    fail_requests(phone, "/api/phone/doors")
+    phone.get(phone_relay(house) + invite[invite.index("/i/") :])
+    wait_for(phone, "#bind").click()
+    wait_for(phone, "#doors .load-failed")
+    assert not phone.find_elements(By.CSS_SELECTOR, "#doors .empty")
+    mend_requests(phone)
+    assert tap(phone, house.door_id)[0] == "ok"
+
+
+def test_the_landlords_page_is_live_only_once_its_unlock_log_has_loaded(
+    house: World, browsers: Browsers
+) -> None:
+    """The page's unlock log meets a failed request while the rest loads: the page must not
+    say it is live over an empty log; it loads the log again by itself."""
+    landlord, phone = browsers("landlord-blip"), browsers("tenant-blip2")
+    _, invite = house.tenant("冯刚", "feng.gang")
+    bind_phone(phone, invite, phone_relay(house))
+    assert tap(phone, house.door_id)[0] == "ok"
+    until(
+        lambda: any(
+            r["user"] == "feng.gang" and r["type"] == "door.unlocked"
+            for r in house.api("wang").get(f"/api/houses/{house.house_id}/log")
+        ),
+        10,
+        "the unlock in the log",
+    )
+    fail_requests(landlord, "/log?")
+    login(landlord, house.relays[0].url, "wang")
+    wait_for(landlord, "section.house")  # the house is shown; its log could not be loaded
+    assert live_state(landlord) != "yes"
+    mend_requests(landlord)
+    row = wait_for(landlord, "tr[data-type='door.unlocked'][data-user='feng.gang']", 15)
+    assert "冯刚" in row.text
+    until(lambda: live_state(landlord) == "yes", 10, "the page to be live")
 
 
 # Last in this module: it leaves 127.0.0.1 locked out of logging in for 15 minutes.

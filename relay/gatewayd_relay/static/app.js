@@ -63,10 +63,20 @@ function invitePage() {
 
 // ---- the phone -----------------------------------------------------------------------
 
+// A list that could not be loaded (the network, the relay busy or restarting) is said so
+// and tried again: it is not "no doors" to someone standing at the door.
+const LOAD_AGAIN_MS = 3000;
+
 async function phonePage() {
   const box = document.getElementById("doors");
   const result = document.getElementById("result");
-  const r = await api("GET", "/api/phone/doors");
+  let r;
+  try { r = await api("GET", "/api/phone/doors"); } catch (_e) { r = { ok: false, status: 0 }; }
+  if (!r.ok && (r.status === 0 || r.status >= 500)) {
+    box.replaceChildren(el("p", { class: "err load-failed" }, T.load_failed));
+    setTimeout(phonePage, LOAD_AGAIN_MS);
+    return;
+  }
   box.replaceChildren();
   if (!r.ok || r.data.length === 0) { box.append(el("p", { class: "empty" }, T.no_doors)); return; }
   for (const d of r.data) {
@@ -189,7 +199,7 @@ function tenantForm(h, doors, out) {
       .map((i) => ({ door: Number(i.value), valid_from: ts(v("from")), valid_until: ts(v("until")), hours: v("hours") }));
     const r = await api("POST", `/api/houses/${h.id}/tenants`, { name: v("name"), handle: v("handle"), grants });
     out.replaceChildren(r.ok ? inviteBox(r.data.invite_url) : el("p", { class: "err" }, JSON.stringify(r.data)));
-    if (r.ok) loadHouse(h.id);
+    if (r.ok) loadHouse(h.id).catch(console.error);
   });
   return f;
 }
@@ -206,7 +216,7 @@ function passForm(h, doors, out) {
     const r = await api("POST", `/api/houses/${h.id}/passes`, {
       name: f.elements.name.value, door: Number(sel.value), hours_valid: Number(f.elements.hours.value), max_opens: Number(f.elements.opens.value) });
     out.replaceChildren(r.ok ? inviteBox(r.data.invite_url) : el("p", { class: "err" }, JSON.stringify(r.data)));
-    if (r.ok) loadHouse(h.id);
+    if (r.ok) loadHouse(h.id).catch(console.error);
   });
   return f;
 }
@@ -244,7 +254,8 @@ async function renderHouse(id) {
   const mine = newest[id] = (newest[id] || 0) + 1;
   const manage = document.getElementById("houses").dataset.manage === "yes";
   const [h, log] = await Promise.all([api("GET", `/api/houses/${id}`), api("GET", `/api/houses/${id}/log?limit=50`)]);
-  if (!h.ok || newest[id] !== mine) return;
+  if (newest[id] !== mine) return;
+  if (!h.ok) throw new Error(`house ${id}: ${h.status}`);
   const house = h.data;
   const doors = Object.fromEntries(house.doors.map((d) => [d.id, d.name]));
   const status = house.online === false ? T.gateway_offline : house.online ? T.online : "";
@@ -265,6 +276,8 @@ async function renderHouse(id) {
   const shown = old?.querySelector(".invite-out");
   if (shown) sec.querySelector(".invite-out")?.replaceChildren(...shown.childNodes);
   if (old) old.replaceWith(sec); else document.getElementById("houses").append(sec);
+  // The house is shown, but an empty log is not the log: the caller tries again.
+  if (!log.ok) throw new Error(`log of house ${id}: ${log.status}`);
 }
 
 async function loadAll() {
@@ -281,14 +294,21 @@ function staffPage() {
   const live = document.getElementById("live");
   quietly(loadAll).catch(console.error);  // shown at once, even where a proxy holds the stream back
   const es = new EventSource("/api/stream");
+  const setLive = (on) => { live.classList.toggle("on", on); document.body.dataset.live = on ? "yes" : "no"; };
   // "sync": subscribed from now on (first connection, reconnection, or this page fell behind):
   // the lists are loaded again, so nothing that happened meanwhile is missing; only then is
-  // the page live. Lists that could not be loaded are tried again.
-  const catchUp = () => quietly(loadAll).then(
-    () => { live.classList.add("on"); document.body.dataset.live = "yes"; },
-    (e) => { console.error(e); setTimeout(catchUp, 5000); });
+  // the page live. Lists that could not be loaded (any of them: houses, alarms, a house, its
+  // log) are tried again, and the page is not live meanwhile. Only the newest load decides:
+  // an older one that was overtaken says nothing of what the page shows.
+  const catchUp = () => {
+    const load = quietly(loadAll);
+    const mine = newest.all;  // loadAll took its number before its first await
+    load.then(
+      () => { if (newest.all === mine) setLive(true); },
+      (e) => { if (newest.all !== mine) return; console.error(e); setLive(false); setTimeout(catchUp, LOAD_AGAIN_MS); });
+  };
   es.addEventListener("sync", catchUp);
-  es.onerror = () => { live.classList.remove("on"); document.body.dataset.live = "no"; };
+  es.onerror = () => setLive(false);
   onLive(es, "incident", upsertIncident);
   onLive(es, "door", (d) => document.getElementById(`door-${d.id}`)?.replaceWith(doorRow(d)));
   onLive(es, "access", (a) => {
@@ -299,7 +319,7 @@ function staffPage() {
     const s = document.querySelector(`#house-${h.id} .status`);
     if (s) { s.dataset.online = String(h.online); s.textContent = ` ${h.online === false ? T.gateway_offline : T.online}`; }
   });
-  onLive(es, "person", (p) => loadHouse(p.house));
+  onLive(es, "person", (p) => loadHouse(p.house).catch(console.error));
 }
 
 const PAGES = { login: loginPage, invite: invitePage, phone: phonePage, landlord: staffPage, grid: staffPage };
