@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench deps deps-demo venv clean
+.PHONY: demo test lint typecheck pytest bench contract deps deps-demo venv clean
 
 $(STAMP): pyproject.toml relay/pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ pytest: venv
 
 bench: deps venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The machine-readable MQTT contract (docs/contract/), generated from the installed device
+# families: run it after changing a family's events, actions, state or telemetry, and commit.
+contract: venv
+	$(BIN)/python -m gatewayd.contract docs/contract
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

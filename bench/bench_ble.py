@@ -82,6 +82,7 @@ async def bare_reconnect(w: BleWorld, lock: DLB2) -> float:
 
 def make_driver(ctx: RecordingContext, key_path: str) -> Any:
     from drivers.ble.driver import BleDriver
+    from drivers.ble.family import DoorFamily
 
     bus = BusConfig(
         "ble", "ble", validate({"scan_seconds": 5}, BleDriver.bus_schema, "bench", "bus")
@@ -92,7 +93,7 @@ def make_driver(ctx: RecordingContext, key_path: str) -> Any:
         "ble",
         validate(
             {"address": ADDRESS, "key_file": key_path},
-            BleDriver.device_schemas["door_lock"],
+            DoorFamily.schema(),
             "bench",
             "device",
         ),

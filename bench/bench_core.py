@@ -26,7 +26,7 @@ import paho.mqtt.client as mqtt
 
 from bench.common import REPO, percentile, row, rss_mb, start_daemon, write_site
 from firmware_stubs.broker import Broker
-from gatewayd.signing import sign
+from gatewayd.commands.signing import sign
 
 LIST_IMPORTS = """
 import sys

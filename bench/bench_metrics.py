@@ -49,7 +49,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     from prometheus_client import CollectorRegistry, generate_latest
 
     from gatewayd import metrics
-    from gatewayd.metrics_families import build
+    from gatewayd.metrics.families import build
     from tests.metrics_site import close_gateway, fill, make_gateway
 
     n = 50 if quick else 500
@@ -62,9 +62,9 @@ def run(quick: bool) -> list[dict[str, Any]]:
             body = handle.exposition()
             series = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
             scrape = _timed(handle.exposition, n)
-            on_loop = _timed(lambda: build(gw, handle.counters), n)
+            on_loop = _timed(lambda: build(gw.snapshot(), handle.counters), n)
             static = CollectorRegistry()
-            static.register(_Static(build(gw, handle.counters)))  # type: ignore[arg-type]
+            static.register(_Static(build(gw.snapshot(), handle.counters)))  # type: ignore[arg-type]
             floor = _timed(lambda: generate_latest(static), n)
         finally:
             handle.close()

@@ -32,7 +32,7 @@ from bench.bench_smoke_e2e import DETECTORS, Receiver, Watch, config_body
 from bench.common import percentile, row, start_daemon, write_site
 from firmware_stubs.broker import Broker
 from firmware_stubs.harness import world
-from gatewayd.signing import sign
+from gatewayd.commands.signing import sign
 from tests.ble_fixtures import ADDRESS, KEY, key_file
 from tests.harness import wait_until
 from tests.relay.relay_proc import Api, RelayData, RelayProcess

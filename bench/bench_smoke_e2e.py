@@ -37,7 +37,7 @@ from bench.common import percentile, row, start_daemon, write_site
 from drivers.srb433.codec import Frame, encode
 from firmware_stubs.broker import Broker
 from firmware_stubs.srb433 import ReceiverEmulator
-from gatewayd.signing import sign
+from gatewayd.commands.signing import sign
 
 T = TypeVar("T")
 ROOT = "pingan/v1/gw-bench"  # bench.common.write_site names the gateway gw-bench

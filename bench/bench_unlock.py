@@ -30,8 +30,8 @@ from bench.common import percentile, row, start_daemon, write_site
 from drivers.ble import protocol as p
 from firmware_stubs.broker import Broker
 from firmware_stubs.harness import close_bleak, world
+from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
-from gatewayd.signing import sign
 from tests.harness import wait_until
 
 ADDRESS = "C0:FF:EE:00:00:01"

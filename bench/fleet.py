@@ -34,7 +34,7 @@ import paho.mqtt.client as mqtt
 from drivers.srb433 import profile as smoke_profile
 from gatewayd import __version__
 from gatewayd.model import Event
-from gatewayd.publisher import Topics, dumps
+from gatewayd.uplink.topics import Topics, dumps
 
 PORTS, CHARGING, DETECTORS = 12, (2, 5, 9), 6
 POLL_SECONDS = 10.0  # the modbus driver's slow poll
@@ -87,7 +87,7 @@ class House:
             body.update(fire_mode=False, site=f"{self.gid} 号")
         return dumps(body)
 
-    # -- connection, as gatewayd.uplink does it -----------------------------------------
+    # -- connection, as gatewayd.uplink.link does it -----------------------------------------
 
     def connect(self, port: int) -> None:
         self.client.connect("127.0.0.1", port, keepalive=30)

@@ -41,7 +41,7 @@ from bench.soak_peers import GW, Platform, Witness, control, key_of, proc_figure
 from bench.soak_report import command_figures, process_figures, verdict
 from firmware_stubs.broker import Broker
 from firmware_stubs.site import EmulatedSite
-from gatewayd.runtime import ACTION_TIMEOUT
+from gatewayd.commands.service import ACTION_TIMEOUT
 
 REPO = Path(__file__).resolve().parent.parent
 #: Normal rates per hour in a rental house (per detector, per door, per charger port, per house).

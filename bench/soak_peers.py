@@ -15,7 +15,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from gatewayd.signing import sign
+from gatewayd.commands.signing import sign
 
 GW = "gw-soak"
 ROOT = f"pingan/v1/{GW}"

@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from demo.record import Recorder
 from demo.relay import RelayDemo, relay_step, start_relay
 from demo.view import LiveView
 from firmware_stubs.broker import Broker
 from firmware_stubs.site import EmulatedSite
+from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
-from gatewayd.signing import sign
 
 GATEWAY_ID = "xz-liushu-017"
 ROOT = f"pingan/v1/{GATEWAY_ID}"
@@ -176,10 +177,13 @@ async def main(args: argparse.Namespace) -> int:
     gateway: subprocess.Popen[bytes] | None = None
     view: LiveView | None = None
     relay: RelayDemo | None = None
+    recorder: Recorder | None = None
     house = EmulatedSite(work).start()  # exports the fake BlueZ's bus for the gateway
     try:
         cfg, key = write_config(work, broker, house)
         view = LiveView(broker.port, ROOT, colour=sys.stdout.isatty())
+        if args.record:
+            recorder = Recorder(broker.port, ROOT, Path(args.record))
         watch = (
             f"watch it yourself with:\n  mosquitto_sub -p {broker.port} -t '{ROOT}/#' -v"
             if shutil.which("mosquitto_sub")
@@ -218,6 +222,8 @@ async def main(args: argparse.Namespace) -> int:
         if view is not None:
             time.sleep(0.3)  # let the offline status show
             view.close()
+        if recorder is not None:
+            recorder.close()
         house.stop()
         broker.stop()
     return 0
@@ -228,6 +234,7 @@ def cli() -> None:
     ap.add_argument("--dir", default="demo-data", help="working directory (wiped at start)")
     ap.add_argument("--pace", type=float, default=2.0, help="seconds between scenario steps")
     ap.add_argument("--once", action="store_true", help="play the scenario, then stop")
+    ap.add_argument("--record", metavar="FILE", help="write every message, one JSON line each")
     args = ap.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
         sys.exit(asyncio.run(main(args)))

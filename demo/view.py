@@ -138,6 +138,10 @@ class LiveView:
                 return ""  # republished unchanged: nothing new to see
             self.states[rest] = text
             return f"{now}  state     {rest:<12} {text}"
+        if kind == "devices":
+            listed = ", ".join(f"{d['id']} ({d.get('title') or d.get('kind')})"
+                               for d in body.get("devices", []))  # fmt: skip
+            return f"{now}  devices   {listed or 'none'}"
         if kind == "telemetry":
             return ""  # per-port numbers every few seconds would drown the story
         return f"{now}  {topic} {body}"

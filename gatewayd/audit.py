@@ -26,19 +26,13 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from gatewayd.family import Family
 from gatewayd.model import Event
 from gatewayd.store import BackgroundWriter
 
 log = logging.getLogger("gatewayd.audit")
 
 ATTRIBUTE_WITHIN = 10.0  # s between a remote command and the lock's unlocked event
-AUDITED_EVENTS = (
-    "door.unlocked",
-    "door.access_denied",
-    "door.forced",
-    "door.released",
-    "door.locked",
-)
 
 
 class AuditLog:
@@ -66,6 +60,13 @@ class AuditLog:
     @property
     def error(self) -> str | None:
         return self._writer.error
+
+    def unrecorded(self, family: Family | None) -> str | None:
+        """Why an access decision at a device of ``family`` cannot be recorded now (None: it
+        can, or the family's commands are not access decisions)."""
+        if family is None or not family.audited or self.healthy:
+            return None
+        return f"the audit log cannot be written ({self.error})"
 
     def retry(self) -> None:
         """Try the disk again after a failure (the runtime calls this now and then)."""
@@ -140,32 +141,29 @@ class AuditLog:
             }
         )
 
-    def attribute(self, event: Event) -> Event:
-        """A remote unlock the lock reported without a user gets the commanding user."""
-        if (
-            event.type != "door.unlocked"
-            or event.data.get("method") != "remote"
-            or event.data.get("user")
-        ):
+    def attribute(self, event: Event, family: Family) -> Event:
+        """A remote command the device reported without a user gets the commanding user."""
+        if not family.remote_report(event):
             return event
         pending = self._expected.pop(event.device, None)
         if pending is None or event.ts - pending[2] > ATTRIBUTE_WITHIN:
             return event
         return replace(event, data={**event.data, "user": pending[0], "command": pending[1]})
 
-    def event(self, event: Event) -> None:
-        if event.type in AUDITED_EVENTS:
-            data = event.data
+    def event(self, event: Event, family: Family) -> None:
+        """Record ``event`` if its family says it is an access decision."""
+        if event.type in family.audit_events:
+            data, spec = event.data, family.events.get(event.type)
             self.append(
                 {
                     "ts": event.ts,
                     "device": event.device,
-                    "source": "door",
+                    "source": event.kind,
                     "action": event.type,
                     "method": data.get("method"),
                     "user": data.get("user"),
                     "event": event.id,
-                    "outcome": "denied" if event.type == "door.access_denied" else "done",
+                    "outcome": spec.outcome if spec is not None else "done",
                 }
             )
 

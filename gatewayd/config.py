@@ -8,48 +8,24 @@ plugins' schemas, nowhere else.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from gatewayd import plugins
 from gatewayd.driver import BusConfig, DeviceConfig
 from gatewayd.errors import ConfigError, PluginError
-from gatewayd.schema import Field, Float, Int, Path, Str, resolve, validate
-from gatewayd.secrets import read_hex_key, read_secret
+from gatewayd.family import Family
+from gatewayd.schema import Field, Float, Int, Listen, Path, Str, resolve, validate
+from gatewayd.secrets import Secret, SecretFile
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 ID_EXPECTED = "an id of letters, digits, '.', '_' or '-' (at most 64)"
-DEVICE_KINDS = ("charger", "smoke", "door_lock")
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
-
-
-@dataclass(frozen=True)
-class Secret:
-    """A secret read from a 0600 file. Its repr shows the path only, so it never leaks into
-    logs or tracebacks."""
-
-    path: str
-    value: bytes = field(repr=False)
-
-    def __repr__(self) -> str:
-        return f"Secret({self.path!r})"
-
-
-def SecretFile(nbytes: int | None = None, default: Any = None, doc: str = "") -> Field:
-    """A path to a mode-0600 file; the value is its content (hex of ``nbytes`` if given)."""
-
-    def convert(v: Any) -> Secret:
-        if not isinstance(v, str) or not v:
-            raise ValueError
-        data = read_hex_key(v, nbytes) if nbytes else read_secret(v).encode()
-        return Secret(v, data)
-
-    what = f"a mode-0600 file with {2 * nbytes} hex digits" if nbytes else "a mode-0600 file"
-    return Field(what, convert, default, doc, path=True)
 
 
 def folder_of(config_path: str) -> str:
@@ -61,18 +37,6 @@ def resolve_path(value: str, config_path: str) -> str:
     """A path as written in ``config_path`` (relative to its folder), made absolute."""
     resolved: str = resolve(value, folder_of(config_path))
     return resolved
-
-
-def _listen(value: Any) -> str:
-    """``host:port`` a socket can bind (port 0..65535; 0 takes any free one), or "" for none."""
-    if not isinstance(value, str):
-        raise ValueError
-    if value == "":
-        return value
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or " " in host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError
-    return value
 
 
 GATEWAY_SCHEMA = {
@@ -112,11 +76,7 @@ METRICS_SCHEMA = {
     "password_file": SecretFile(doc="basic auth password, mode 0600"),
     "cert_file": Path(default=None, doc="serve https:// with this PEM certificate; needs key_file"),
     "key_file": Path(default=None, doc="the certificate's private key, mode 0600"),
-    "listen": Field(
-        "host:port with a port 0..65535, or empty to disable",
-        _listen,
-        default="127.0.0.1:9108",
-    ),
+    "listen": Listen(default="127.0.0.1:9108", doc="where Prometheus scrapes"),
 }
 
 OUTBOX_SCHEMA = {
@@ -139,7 +99,7 @@ BUS_KEYS = {
 
 DEVICE_KEYS = {
     "id": Str(pattern=ID_PATTERN, expected=ID_EXPECTED),
-    "kind": Str(expected="one of " + ", ".join(DEVICE_KINDS)),
+    "kind": Str(expected="a device family (gatewayd check --families lists them)"),
     "bus": Str(expected="the name of a [[buses]] entry"),
 }
 
@@ -205,6 +165,14 @@ class Config:
         """The devices of one bus, in config order: what its driver is built from."""
         return tuple(d for d in self.devices if d.bus == bus)
 
+    def keeping_identity(self, running: Config) -> Config:
+        """This config with the running one's identity: who the gateway is to the broker and
+        where its state lives change only with a restart (a reload keeps them)."""
+        return dataclasses.replace(
+            self, gateway_id=running.gateway_id, mqtt=running.mqtt, data_dir=running.data_dir,
+            command_key=running.command_key,
+        )  # fmt: skip
+
 
 def load(path: str) -> Config:
     """Read and validate ``path``; raise ConfigError naming what is wrong."""
@@ -238,6 +206,10 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
     buses = _buses(raw.get("buses", []), name)
     devices = _devices(raw.get("devices", []), buses, gw["id"], name)
     rules = _rules(raw.get("rules", {}), name)
+    for i, bus in enumerate(buses):
+        wrong = plugins.load_driver(bus.driver).check_rules(bus.settings, rules)
+        if wrong is not None:
+            raise ConfigError(name, f"buses[{i}].{wrong[0]}", *wrong[1:])
     _known_devices(rules, devices, name)
     return Config(
         path=name,
@@ -341,8 +313,10 @@ def _devices(
         if not isinstance(table, dict):
             raise ConfigError(name, path, "expected a table", table)
         head = _validate({k: table[k] for k in DEVICE_KEYS if k in table}, DEVICE_KEYS, name, path)
-        if head["kind"] not in DEVICE_KINDS:
-            raise ConfigError(name, f"{path}.kind", DEVICE_KEYS["kind"].expected, head["kind"])
+        kinds = plugins.families()
+        if head["kind"] not in kinds:
+            expected = "one of " + ", ".join(sorted(kinds))
+            raise ConfigError(name, f"{path}.kind", expected, head["kind"])
         bus = by_name.get(head["bus"])
         if bus is None:
             known = ", ".join(by_name) or "none configured"
@@ -352,20 +326,32 @@ def _devices(
                 f"expected the name of a [[buses]] entry ({known})",
                 head["bus"],
             )
-        driver = plugins.load_driver(bus.driver)
-        schema = driver.device_schemas.get(head["kind"])
-        if schema is None:
-            raise ConfigError(
-                name,
-                f"{path}.kind",
-                f"bus {bus.name!r} ({bus.driver}) has no {head['kind']} devices",
-            )
         rest = {k: v for k, v in table.items() if k not in DEVICE_KEYS}
-        settings = _validate(rest, schema, name, path)
+        settings = _settings(rest, kinds[head["kind"]], bus, name, path)
         if head["id"] == gateway_id or any(d.id == head["id"] for d in out):
             raise ConfigError(name, f"{path}.id", "this id is taken already", head["id"])
         out.append(DeviceConfig(head["id"], head["kind"], head["bus"], settings))
     return tuple(out)
+
+
+def _settings(
+    table: Mapping[str, Any], fam: Family, bus: BusConfig, name: str, path: str
+) -> Mapping[str, Any]:
+    """The device's keys: its family's own typed settings on the family's own buses; on another
+    driver's bus (a Zigbee smoke detector), the keys that driver declares for the kind."""
+    driver = plugins.load_driver(bus.driver)
+    own = driver.device_schemas.get(fam.kind)
+    if own is not None:
+        return _validate(table, own, name, path)
+    if bus.driver not in fam.buses:
+        where = " or ".join(fam.buses)
+        raise ConfigError(
+            name,
+            f"{path}.kind",
+            f"bus {bus.name!r} ({bus.driver}) has no {fam.kind} devices (a {fam.title} sits "
+            f"on a {where} bus)",
+        )
+    return fam.Settings.from_table(_validate(table, fam.schema(), name, path))
 
 
 def _known_devices(

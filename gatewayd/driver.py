@@ -2,19 +2,27 @@
 
 A driver owns one bus (an RS-485 line, a serial receiver, a Bluetooth adapter) and the devices
 on it. It turns wire bytes into Events through ``DriverContext`` and carries out Actions. It
-knows nothing of MQTT or rules. Drivers are plugins: see ``gatewayd.plugins``.
+knows nothing of MQTT or rules. What its devices *are* (their settings, actions and events) is
+their family's (``gatewayd.family``); drivers and families are plugins: see ``gatewayd.plugins``.
 """
 
 from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from gatewayd.model import Action, Event
 from gatewayd.schema import Schema
+
+#: The `gatewayd` subcommands a driver or a device family brings: group ("scan", "pair") ->
+#: command name -> "module:attribute" of a click command. The module is imported only when the
+#: command runs or a help lists it (``gatewayd.cli.plugged``), so ``gatewayd --help`` stays fast.
+Commands = Mapping[str, Mapping[str, str]]
+#: One line of `gatewayd check`: (what is checked, passed (None: a note), one line for a person).
+Check = tuple[str, bool | None, str]
 
 
 @dataclass(frozen=True)
@@ -29,7 +37,15 @@ class DeviceConfig:
     id: str
     kind: str
     bus: str
-    settings: Mapping[str, Any]  # validated against the driver's device_schemas[kind]
+    settings: Mapping[str, Any]  # the family's typed Settings (a mapping of the same)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the running daemon sees, for `gatewayd check --all` (it holds the ports then)."""
+
+    states: Mapping[str, Mapping[str, Any]]  # device id -> its retained state
+    gateway: Mapping[str, Any]  # the gateway's own state: what drivers keep about their buses
 
 
 class DriverContext(Protocol):
@@ -55,13 +71,19 @@ class Driver(ABC):
     name: ClassVar[str]
     #: Keys of a ``[[buses]]`` table besides ``name`` and ``driver``.
     bus_schema: ClassVar[Schema] = {}
-    #: Per device kind this driver serves: keys of ``[[devices]]`` besides id, kind and bus.
+    #: Families this driver carries that are not its own (a Zigbee bridge's smoke detectors),
+    #: with the keys their devices need on this bus. A family's own drivers (``Family.buses``)
+    #: use the family's ``Settings`` and declare nothing here.
     device_schemas: ClassVar[Mapping[str, Schema]] = {}
-    #: Per device kind: the remote actions supported and the schema of their ``args``.
-    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {}
+    #: Methods of the bus itself offered on the local control socket (a receiver's pair
+    #: mode), with the schema of their arguments; each is an async method of the driver.
+    bus_methods: ClassVar[Mapping[str, Schema]] = {}
     #: True when ``execute`` awaits ``Action.ready`` itself before it actuates (and may talk
     #: to the device before); otherwise the runtime waits for it before calling ``execute``.
     overlaps_ready: ClassVar[bool] = False
+    #: Its `gatewayd` subcommands (``Commands``): a bus scan, ``{"scan": {"modbus":
+    #: "drivers.modbus.scan:scan_modbus"}}``.
+    commands: ClassVar[Commands] = {}
 
     def __init__(self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
         self.bus = bus
@@ -77,6 +99,31 @@ class Driver(ABC):
     def check_bus(cls, settings: Mapping[str, Any]) -> str | None:
         """Checks across keys of a ``[[buses]]`` table that the schema cannot express; return
         what is wrong (the config loader names the file and the bus), or None."""
+        return None
+
+    @classmethod
+    def check_rules(
+        cls, settings: Mapping[str, Any], rules: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[str, str, Any] | None:
+        """Checks of a ``[[buses]]`` table against the rules' settings (defaults filled in):
+        return (the bus key, what was expected, what it is), or None."""
+        return None
+
+    # -- `gatewayd check` (the CLI on site; the code lives in the driver's package) ------------
+
+    @classmethod
+    def check_host(cls) -> Iterator[Check]:
+        """What this driver needs of the host, fast and offline (a compiled library): asked
+        once by `gatewayd check` when a bus uses the driver."""
+        return iter(())
+
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check] | None:
+        """`gatewayd check --all` for one bus and its devices: from what the running daemon
+        ``seen``, or, when none runs (``None``), by short probes that only read or ask. None:
+        no check known. A ``GatewayError`` raised becomes a failed line for the bus."""
         return None
 
     async def execute_batch(

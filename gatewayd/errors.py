@@ -72,6 +72,15 @@ class StorageFailed(GatewayError):
         super().__init__(f"{store}: {detail}")
 
 
+class ProbeError(GatewayError):
+    """A probe on site (is the receiver on this port, a pile at this id, the broker there?)
+    could not say yes: one line of why, for a person."""
+
+
+class DriverMissing(ProbeError):
+    """The driver a probe needs is not installed (yet)."""
+
+
 class PluginError(GatewayError):
     """A driver or rule plugin could not be loaded."""
 

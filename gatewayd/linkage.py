@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
+from gatewayd.events import ACTION_FAILED
 from gatewayd.model import Action, Event
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gatewayd.linkage")
 
-BATCH_TIMEOUT = 15.0  # s for one bus's batch (a slow RTU line with many piles)
 RETRY_SECONDS = 5.0
 
 Result = Mapping[str, Any] | BaseException
@@ -58,21 +58,7 @@ class Actuator:
             self.spawn(self._batch(bus, batch), f"actions:{bus}")
 
     async def _batch(self, bus: str, batch: list[Action]) -> None:
-        sup = self.gw.buses.get(bus)
-        results: list[Result]
-        if sup is None or sup.driver is None:
-            results = [
-                DeviceError(a.device, "driver_down", f"bus {bus} is not running") for a in batch
-            ]
-        else:
-            try:
-                async with asyncio.timeout(BATCH_TIMEOUT):
-                    results = await sup.driver.execute_batch(batch)
-            except TimeoutError:
-                results = [
-                    DeviceTimeout(a.device, f"no answer within {BATCH_TIMEOUT:.0f} s")
-                    for a in batch
-                ]
+        results = await self.gw.service.execute_batch(bus, batch)
         for action, result in zip(batch, results, strict=True):
             self._report(action, result)
 
@@ -87,7 +73,7 @@ class Actuator:
     async def _verify(self, action: Action) -> None:
         """Only the device's own report says it is done: ask for its status."""
         try:
-            status = await self.gw.execute(
+            status = await self.gw.service.execute(
                 Action(action.device, "status", reason=action.reason, origin=action.origin)
             )
         except GatewayError as exc:
@@ -120,7 +106,7 @@ class Actuator:
         gw.handle_event(
             Event(
                 action.device,
-                "gateway.action_failed",
+                ACTION_FAILED,
                 "critical" if persistent else "warning",
                 {
                     "action": action.name,

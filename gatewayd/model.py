@@ -84,7 +84,7 @@ class Action:
     name: str
     args: Mapping[str, Any] = field(default_factory=dict)
     reason: str = ""
-    origin: str = ""  # the rule's name, or "command:<user>" for a remote command
+    origin: str = ""  # the rule's name, "command:<user>" (remote) or "control:uid<n>" (local)
     persist: Persist = "once"
     #: Alarm type raised on the action's device while the action fails; cleared once done.
     alarm: str | None = None
@@ -98,6 +98,11 @@ class Action:
     #: talk to the device before that (read a challenge); any other driver gets the action
     #: only once it is done.
     ready: Awaitable[None] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def asked_by_person(self) -> bool:
+        """A person's request (a remote command, the control socket), not a rule's decision."""
+        return self.origin.startswith(("command:", "control:"))
 
 
 @dataclass(frozen=True, slots=True)

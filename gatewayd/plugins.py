@@ -1,4 +1,4 @@
-"""Loading drivers and rules through entry points.
+"""Loading device families, drivers and rules through entry points.
 
 Built-ins are registered in pyproject.toml exactly as a third party's package would register
 its own, so there is one loading path. Modules are imported only when a config names them.
@@ -20,10 +20,14 @@ from gatewayd.errors import PluginError
 
 if TYPE_CHECKING:
     from gatewayd.driver import Driver
+    from gatewayd.family import Family
+    from gatewayd.schema import Schema
     from rules.engine import Rule
 
 DRIVER_GROUP = "gatewayd.drivers"
 RULE_GROUP = "gatewayd.rules"
+FAMILY_GROUP = "gatewayd.families"
+KINDS = {DRIVER_GROUP: "driver", RULE_GROUP: "rule", FAMILY_GROUP: "device family"}
 
 
 @cache
@@ -66,14 +70,20 @@ def _parse(text: str, groups: dict[str, dict[str, str]]) -> None:
             group.setdefault(key.strip(), value.strip())
 
 
+def resolve(value: str) -> Any:
+    """The object "module:attr" names (an entry point's value, a declared hook), imported."""
+    module, _, attr = value.partition(":")
+    obj: Any = importlib.import_module(module.strip())
+    for part in attr.strip().split(".") if attr else ():
+        obj = getattr(obj, part)
+    return obj
+
+
 def _load(group: str, name: str, value: str, base: type) -> Any:
     """Import the class an entry point names and check it is a ``base``."""
-    kind = "driver" if group == DRIVER_GROUP else "rule"
-    module, _, attr = value.partition(":")
+    kind = KINDS.get(group, group)
     try:
-        obj: Any = importlib.import_module(module.strip())
-        for part in attr.strip().split(".") if attr else ():
-            obj = getattr(obj, part)
+        obj = resolve(value)
     except (ImportError, AttributeError) as exc:
         raise PluginError(f"{kind} {name!r} ({value}) cannot be loaded: {exc}") from exc
     if not (isinstance(obj, type) and issubclass(obj, base)):
@@ -104,3 +114,52 @@ def rule_classes() -> tuple[type[Rule], ...]:
     for name, value in sorted(_entry_points().get(RULE_GROUP, {}).items()):
         found.append(_load(RULE_GROUP, name, value, Rule))
     return tuple(found)
+
+
+@cache
+def families() -> dict[str, Family]:
+    """Every installed device family, by kind (one instance each: families hold no state)."""
+    from gatewayd.family import Family
+
+    out: dict[str, Family] = {}
+    for name, value in sorted(_entry_points().get(FAMILY_GROUP, {}).items()):
+        cls: type[Family] = _load(FAMILY_GROUP, name, value, Family)
+        if cls.kind != name:
+            raise PluginError(f"device family {name!r} ({value}) declares kind {cls.kind!r}")
+        out[name] = cls()
+    return out
+
+
+def kinds_on(driver: str) -> dict[str, Schema]:
+    """The device kinds a bus with ``driver`` carries, with the keys of their devices there:
+    each family's own (``Family.buses``), and those the driver declares for others."""
+    cls = load_driver(driver)
+    own = {k: f.schema() for k, f in families().items() if driver in f.buses}
+    return {**own, **cls.device_schemas}
+
+
+def family(kind: str) -> Family:
+    found = families().get(kind)
+    if found is None:
+        known = ", ".join(sorted(families())) or "none"
+        raise PluginError(f"no device family {kind!r} (installed: {known})")
+    return found
+
+
+@cache
+def commands(group: str) -> dict[str, str]:
+    """The subcommands of `gatewayd GROUP` ("scan", "pair") the installed drivers and device
+    families declare (their ``commands``): name -> "module:attr", nothing imported yet. A name
+    two of them declare is refused, naming both."""
+    declared = [(f"driver {n}", load_driver(n).commands) for n in driver_names()]
+    declared += [(f"device family {k}", f.commands) for k, f in families().items()]
+    found: dict[str, str] = {}
+    owner: dict[str, str] = {}
+    for who, groups in declared:
+        for name, value in groups.get(group, {}).items():
+            if name in owner:
+                raise PluginError(
+                    f"`gatewayd {group} {name}` is declared twice: by {owner[name]} and by {who}"
+                )
+            found[name], owner[name] = value, who
+    return found

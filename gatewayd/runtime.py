@@ -16,50 +16,36 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from gatewayd import config as config_mod
-from gatewayd import control, plugins, sdnotify
-from gatewayd.alarms import FIRE_MODE, STATE_LOST
+from gatewayd import control, events, plugins, sdnotify
+from gatewayd.alarms import OUTBOX_FULL, STATE_LOST
 from gatewayd.alarms.keeper import AlarmKeeper
+from gatewayd.alarms.responses import Responses
 from gatewayd.audit import AuditLog
+from gatewayd.buses import Buses
 from gatewayd.commands import Gate
+from gatewayd.commands.dispatch import CommandHandler
+from gatewayd.commands.replay import ReplayCache
+from gatewayd.commands.service import CommandService
 from gatewayd.config import Config
-from gatewayd.dispatch import CommandHandler
-from gatewayd.driver import BusConfig, Driver
-from gatewayd.errors import DeviceError, DeviceTimeout, GatewayError
+from gatewayd.errors import GatewayError
+from gatewayd.family import Family
+from gatewayd.house import Household
 from gatewayd.linkage import Actuator
-from gatewayd.model import TICK, Action, Alarm, Event, is_internal
-from gatewayd.outbox import Outbox
-from gatewayd.publisher import Publisher, Topics
-from gatewayd.replay import ReplayCache
-from gatewayd.supervisor import Supervised
-from gatewayd.uplink import MqttLink
+from gatewayd.metrics.snapshot import Snapshot, take_snapshot
+from gatewayd.model import TICK, Event, is_internal
+from gatewayd.uplink.link import MqttLink
+from gatewayd.uplink.outbox import Outbox
+from gatewayd.uplink.publisher import Publisher
+from gatewayd.uplink.topics import Topics
 from rules.engine import ClearAlarm, Engine, Outcome, World
 
 log = logging.getLogger("gatewayd")
 
-ACTION_TIMEOUT = 10.0  # s a driver gets for one action before the command times out
 FLUSH_TIMEOUT = 5.0  # s to drain the outbox on shutdown
-
-
-class DriverPort:
-    """The DriverContext handed to one driver: its way into the runtime."""
-
-    def __init__(self, gw: Gateway, bus: str) -> None:
-        self.gateway_id = gw.config.gateway_id
-        self.log = logging.getLogger(f"gatewayd.bus.{bus}")
-        self._gw = gw
-
-    def emit(self, event: Event) -> None:
-        self._gw.handle_event(event)
-
-    def publish_state(self, device: str, state: Mapping[str, Any]) -> None:
-        self._gw.set_state(device, state)
-
-    def publish_telemetry(self, device: str, values: Mapping[str, Any]) -> None:
-        self._gw.publisher.telemetry(device, values)
 
 
 class Gateway:
@@ -83,7 +69,9 @@ class Gateway:
             on_full=self._outbox_full,
             on_damaged=self._outbox_damaged,
         )
-        self.publisher = Publisher(self.topics, self.outbox, self.started, config.site)
+        self.families: Mapping[str, Family] = plugins.families()
+        self.house = Household(lambda: self.config, self.families)
+        self.publisher = Publisher(self.topics, self.outbox, self.started, config.site, self.house)
         self.engine = Engine.from_config(config.rules)
         self._alarms_flush_pending = False
         self.keeper = AlarmKeeper(
@@ -98,16 +86,17 @@ class Gateway:
             {},
             self.alarms.alarms,
             self.alarms.fire_mode,
+            families=self.families,
         )
         self.gate = Gate(
             config.command_key.value if config.command_key else None,
             config.gateway_id,
-            self._device_actions(config),
+            self.house.actions,
             self.replay,
             config.commands_per_minute,
         )
-        self.buses: dict[str, Supervised] = {}
-        self._bus_tasks: dict[str, asyncio.Task[None]] = {}
+        self.bus_runner = Buses(self, self._driver_failed)
+        self.buses = self.bus_runner.supervised  # bus name -> its supervised driver
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
         self.link: MqttLink | None = None
@@ -115,7 +104,20 @@ class Gateway:
         #: Called with every event after the rules (the control socket's `events --follow`,
         #: metrics). Listeners must be quick and must not raise.
         self.listeners: list[Callable[[Event], None]] = []
+        self.service = CommandService(
+            self.bus_runner.driver_of,
+            lambda a: self.engine.permit(a, self.world),
+            lambda d: self.audit.unrecorded(self.house.family_of(d)),
+        )
         self.actuator = Actuator(self, self._spawn)
+        #: What people do about alarms (acknowledge, reset, end fire mode).
+        self.responses = Responses(
+            config.gateway_id,
+            self.keeper,
+            self.audit,
+            lambda a: self.engine.permit_reset(a, self.world),
+            self.handle_event,
+        )
         self.control: control.ControlServer | None = None
         self.commands = CommandHandler(self)
 
@@ -134,6 +136,7 @@ class Gateway:
             on_acked=self.publisher.on_acked,
             on_disconnected=self.publisher.on_disconnected,
             subscriptions=(self.topics.cmd,),
+            farewell=lambda: (self.topics.status, self.publisher.status_payload(False)),
         )
         self.publisher.bind(self.link, self.alarms.active, lambda: self.alarms.fire_mode)
         from gatewayd import metrics  # lazy: only a running daemon serves metrics
@@ -141,52 +144,44 @@ class Gateway:
         metrics_handle: metrics.MetricsHandle | None = None
         try:
             async with asyncio.TaskGroup() as tg:
-                self._tg = tg
-                link_task = tg.create_task(self.link.run(), name="mqtt")
-                services = [tg.create_task(self._ticks(), name="ticks")]
                 outbox_task = tg.create_task(self.outbox.run(), name="outbox")
-                self._start_buses(self.config)
-                self._state_lost()
-                self._running = True
-                for damaged, path in self._damaged:  # found while starting
-                    self._outbox_damaged(damaged, path)
-                if sdnotify.enabled():  # the watchdog, and a STATUS= kept current
-                    services.append(
-                        tg.create_task(
-                            sdnotify.report(
-                                self.health, self.status_line, sdnotify.watchdog_interval()
-                            ),
-                            name="systemd",
+                async with self.link:  # leaving it says "offline" and awaits the PUBACK
+                    services = [tg.create_task(self._ticks(), name="ticks")]
+                    if sdnotify.enabled():  # the watchdog, and a STATUS= kept current
+                        report = sdnotify.report(
+                            self.health, self.status_line, sdnotify.watchdog_interval()
                         )
+                        services.append(tg.create_task(report, name="systemd"))
+                    self.bus_runner.start(tg, self.config)
+                    self._state_lost()
+                    self._devices_changed(set(self.keeper.recall("devices") or ()))
+                    self._running = True
+                    for damaged, path in self._damaged:  # found while starting
+                        self._outbox_damaged(damaged, path)
+                    log.info(
+                        "ready: gateway %s, %d buses, %d devices%s",
+                        self.config.gateway_id,
+                        len(self.config.buses),
+                        len(self.config.devices),
+                        ", FIRE MODE" if self.alarms.fire_mode else "",
                     )
-                log.info(
-                    "ready: gateway %s, %d buses, %d devices%s",
-                    self.config.gateway_id,
-                    len(self.config.buses),
-                    len(self.config.devices),
-                    ", FIRE MODE" if self.alarms.fire_mode else "",
-                )
-                ctl = self.control = await control.serve(self)
-                self.ready()
-                sdnotify.notify(f"READY=1\nSTATUS={self.status_line()}")
-                # After READY: prometheus_client's import (~70 ms on a Pi) never delays start-up.
-                metrics_handle = metrics.attach(self)
-                # What start-up built lives as long as the daemon: out of the collector's
-                # sight, so full collections (pauses in a scrape or a burst) stay short.
-                gc.freeze()
-                await self._stop.wait()
-                log.info("stopping")
-                sdnotify.notify("STOPPING=1")
-                await ctl.close()
-                for task in services:
-                    task.cancel()
-                for task in self._bus_tasks.values():
-                    task.cancel()
-                await self._flush()
-                await self.link.close(
-                    final=(self.topics.status, self.publisher.status_payload(False))
-                )
-                link_task.cancel()
+                    ctl = self.control = await control.serve(self)
+                    self.ready()
+                    sdnotify.notify(f"READY=1\nSTATUS={self.status_line()}")
+                    # After READY: prometheus_client's import (~70 ms on a Pi) never delays
+                    # start-up.
+                    metrics_handle = metrics.attach(self)
+                    # What start-up built lives as long as the daemon: out of the collector's
+                    # sight, so full collections (pauses in a scrape or a burst) stay short.
+                    gc.freeze()
+                    await self._stop.wait()
+                    log.info("stopping")
+                    sdnotify.notify("STOPPING=1")
+                    await ctl.close()
+                    for task in services:
+                        task.cancel()
+                    await self.bus_runner.stop()
+                    await self._flush()  # the backlog's PUBACKs, within FLUSH_TIMEOUT
                 outbox_task.cancel()  # its last commit keeps whatever the broker has not taken
                 for task in self._tasks:
                     task.cancel()
@@ -205,17 +200,9 @@ class Gateway:
     def stop(self) -> None:
         self._stop.set()
 
-    @property
-    def results(self) -> dict[str, int]:
-        """Command results by code since start, for metrics."""
-        return self.commands.results
-
     def health(self) -> str | None:
         """None when healthy, else why not: feeds the systemd watchdog."""
-        for name, task in self._bus_tasks.items():
-            if task.done():
-                return f"supervisor of bus {name} has ended"
-        return None
+        return self.bus_runner.health()
 
     def status_line(self) -> str:
         broker = (
@@ -247,68 +234,31 @@ class Gateway:
             log.error("reload refused, keeping the running config: %s", exc)
             return str(exc)
         old = self.config
-        if (new.gateway_id, new.mqtt, new.data_dir, new.command_key) != (
-            old.gateway_id,
-            old.mqtt,
-            old.data_dir,
-            old.command_key,
-        ):
+        if new.keeping_identity(old) != new:
             log.warning(
                 "reload: [gateway], [mqtt] and [security] changes take effect after a restart"
             )
-            new = _keep_identity(new, old)
+            new = new.keeping_identity(old)
         self.config = new
+        self._devices_changed({d.id for d in old.devices})
         if new.rules != old.rules:  # unchanged rules keep what they know (timers, sightings)
             self.engine = Engine.from_config(new.rules)
         self.world.devices = {d.id: d for d in new.devices}
-        self.gate.device_actions = self._device_actions(new)
         self.gate.limiter.capacity = float(new.commands_per_minute)
-        same = {b.name for b in new.buses if _bus_of(new, b.name) == _bus_of(old, b.name)}
-        stale = [self._bus_tasks.pop(n) for n in [n for n in self._bus_tasks if n not in same]]
-        for task in stale:
-            task.cancel()
-            self.buses.pop(task.get_name().removeprefix("bus:"), None)
-        self._spawn(self._restart_buses(stale, new, same), "reload")
+        restarted, restart = self.bus_runner.reload(old, new)
+        self._spawn(restart, "reload")
         log.info(
             "reloaded %s: %d buses (%d restarted), %d devices",
             new.path,
             len(new.buses),
-            len(new.buses) - len(same),
+            restarted,
             len(new.devices),
         )
         return None
 
-    async def _restart_buses(
-        self, stale: list[asyncio.Task[None]], config: Config, skip: Collection[str]
-    ) -> None:
-        """Start the changed buses once their old drivers have let go of the ports: a new
-        driver opening a port the old one still holds would fail and cry "offline"."""
-        await asyncio.gather(*stale, return_exceptions=True)
-        if self.config is config:  # not overtaken by a newer reload
-            self._start_buses(config, skip=skip)
-
-    def _start_buses(self, config: Config, skip: Collection[str] = ()) -> None:
-        for bus in config.buses:
-            if bus.name in skip:
-                continue
-            devices = list(config.devices_on(bus.name))
-            sup = Supervised(bus.name, self._driver_factory(bus, devices), self._driver_failed)
-            self.buses[bus.name] = sup
-            self._bus_tasks[bus.name] = self._tg.create_task(sup.run(), name=f"bus:{bus.name}")
-
-    def _driver_factory(self, bus: BusConfig, devices: list[Any]) -> Callable[[], Driver]:
-        cls = plugins.load_driver(bus.driver)
-        return lambda: cls(bus, devices, DriverPort(self, bus.name))
-
     def _driver_failed(self, bus: str, reason: str, restarts: int) -> None:
-        self.handle_event(
-            Event(
-                self.config.gateway_id,
-                "gateway.driver_failed",
-                "warning",
-                {"bus": bus, "reason": reason, "restarts": restarts},
-            )
-        )
+        data = {"bus": bus, "reason": reason, "restarts": restarts}
+        self.handle_event(Event(self.config.gateway_id, events.DRIVER_FAILED, "warning", data))
 
     async def _ticks(self) -> None:
         while True:
@@ -327,6 +277,16 @@ class Gateway:
             retry=(self.replay.retry, self.audit.retry),
         )
 
+    def _devices_changed(self, before: set[str]) -> None:
+        """The platform learns the house: the devices list, and a removed device's retained
+        state cleared (remembered across restarts: a device removed while the daemon was
+        stopped is cleared too)."""
+        now = [d.id for d in self.config.devices]
+        for gone in sorted(before - set(now)):
+            self.publisher.forget(gone)
+        self.publisher.devices_changed()
+        self.keeper.remember("devices", now)
+
     def _state_lost(self) -> None:
         """At start: if the SD card lost the state, say so everywhere; the rules cut every
         charger (a port cut for heat must not come back on because its alarm was lost)."""
@@ -340,11 +300,14 @@ class Gateway:
 
     def handle_event(self, event: Event) -> None:
         """One event through the rules, then out. Never raises: a bad event is logged."""
-        if event.kind == "door":
-            event = self.audit.attribute(event)
-            self.audit.event(event)
+        device = self.world.devices.get(event.device)
+        family = self.families.get(device.kind) if device is not None else None
+        if family is not None and family.audited:
+            event = self.audit.attribute(event, family)
+            self.audit.event(event, family)
         self.world.now = event.ts if event.type != TICK else time.time()
-        fire_mode = self.world.fire_mode = self.alarms.fire_mode
+        fire_mode = self.world.fire_mode  # as last published; a person may have reset it
+        self.world.fire_mode = self.alarms.fire_mode
         outcome = self.engine.handle(event, self.world)
         if outcome.actions:  # actuation first: nothing below may delay a cut
             self.actuator.run(outcome.actions)
@@ -381,15 +344,22 @@ class Gateway:
             self._damaged.append((records, path))
             return
         data = {"records": records, "file": os.path.basename(path)}
-        self.handle_event(Event(self.config.gateway_id, "gateway.outbox_damaged", "warning", data))
+        self.handle_event(Event(self.config.gateway_id, events.OUTBOX_DAMAGED, "warning", data))
 
     def _outbox_full(self, full: bool) -> None:
         gid = self.config.gateway_id
         if full:
             detail = self.outbox.disk_error or f"over its {self.config.outbox.budget_mb} MB budget"
-            self.alarms.raise_(gid, "gateway.outbox_full", {"detail": detail})
+            self.alarms.raise_(gid, OUTBOX_FULL, {"detail": detail})
         else:
-            self.alarms.clear(gid, "gateway.outbox_full")
+            self.alarms.clear(gid, OUTBOX_FULL)
+
+    def telemetry(self, device: str, values: Mapping[str, Any]) -> None:
+        self.publisher.telemetry(device, values)
+
+    def snapshot(self) -> Snapshot:
+        """A read-only picture for one metrics scrape (taken on the event loop)."""
+        return take_snapshot(self)
 
     def set_state(self, device: str, state: Mapping[str, Any]) -> None:
         self.world.states.setdefault(device, {}).update(state)
@@ -414,96 +384,14 @@ class Gateway:
 
     # -- actions and commands ------------------------------------------------------------
 
-    async def execute(self, action: Action) -> Mapping[str, Any]:
-        device = self.config.device(action.device)
-        if device is None:
-            raise DeviceError(action.device, "unknown_device")
-        sup = self.buses.get(device.bus)
-        if action.ready is not None and not (sup and sup.driver and sup.driver.overlaps_ready):
-            # Shielded: a command given up on must not cancel the sync the id is waiting for.
-            await asyncio.shield(action.ready)
-            sup = self.buses.get(device.bus)  # the driver may have been replaced meanwhile
-        if sup is None or sup.driver is None:
-            raise DeviceError(action.device, "driver_down", f"bus {device.bus} is not running")
-        try:
-            async with asyncio.timeout(ACTION_TIMEOUT):
-                return await sup.driver.execute(action)
-        except TimeoutError:
-            raise DeviceTimeout(action.device, f"no answer within {ACTION_TIMEOUT:.0f} s") from None
+    def family_of(self, device: str) -> Family | None:
+        return self.house.family_of(device)
 
     def _on_message(self, topic: str, payload: bytes) -> None:
         if topic == self.topics.cmd:
             self._spawn(self.commands.handle(payload), "command")
 
-    # -- what people may do from the platform or the local control socket ------------------
-
-    def ack_alarm(
-        self, alarm_id: str, user: str, note: str | None = None, source: str = "platform"
-    ) -> Alarm:
-        """Acknowledge an alarm; raises ``Refusal`` (code ``invalid``) for an unknown id."""
-        alarm = self.keeper.ack(alarm_id, user, note)
-        self._person("gateway.alarm_acked", "info", alarm, user, note, source)
-        return alarm
-
-    def reset_alarm(
-        self, alarm_id: str, user: str, note: str | None = None, source: str = "platform"
-    ) -> Alarm:
-        """Reset a latched alarm whose condition is over; raises ``Refusal`` saying why not
-        (still active, not latched, unknown). Resetting fire mode relocks the escape doors."""
-        alarm = self.keeper.reset(
-            alarm_id, user, lambda a: self.engine.permit_reset(a, self.world), note
-        )
-        self._person("gateway.alarm_reset", "warning", alarm, user, note, source)
-        if alarm.type == FIRE_MODE:
-            self.world.fire_mode = self.alarms.fire_mode
-            self.publisher.status_changed()
-            data = {"user": user, "note": note, "source": source}
-            self.handle_event(Event(self.config.gateway_id, "gateway.fire_reset", "warning", data))
-        return alarm
-
-    def fire_reset(self, user: str, note: str | None = None, source: str = "platform") -> bool:
-        """End fire mode (a person has seen to the fire). False when not in fire mode;
-        raises ``Refusal`` while a detector or pile still reports smoke or heat."""
-        if not self.alarms.fire_mode:
-            return False
-        self.reset_alarm(self.alarms.fire_id, user, note, source)
-        return True
-
-    def _person(
-        self, type_: str, severity: Any, alarm: Alarm, user: str, note: str | None, source: str
-    ) -> None:
-        action = type_.rsplit("_", 1)[-1]  # acked, reset
-        self.audit.alarm(action, alarm.id, user, source, note)
-        data = {"alarm": alarm.id, "type": alarm.type, "user": user, "note": note, "source": source}
-        self.handle_event(Event(self.config.gateway_id, type_, severity, data))
-
     def _spawn(self, coro: Any, name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    def _device_actions(config: Config) -> dict[str, Mapping[str, Any]]:
-        out: dict[str, Mapping[str, Any]] = {}
-        for device in config.devices:
-            driver = plugins.load_driver(config.bus(device.bus).driver)
-            out[device.id] = driver.actions.get(device.kind, {})
-        return out
-
-
-def _keep_identity(new: Config, old: Config) -> Config:
-    from dataclasses import replace
-
-    return replace(
-        new,
-        gateway_id=old.gateway_id,
-        mqtt=old.mqtt,
-        data_dir=old.data_dir,
-        command_key=old.command_key,
-    )
-
-
-def _bus_of(config: Config, name: str) -> tuple[Any, ...] | None:
-    """A bus's settings and its devices: what its driver was built from."""
-    bus = next((b for b in config.buses if b.name == name), None)
-    return None if bus is None else (bus, config.devices_on(name))

@@ -10,7 +10,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gatewayd.errors import ConfigError, SecretFileError
@@ -33,6 +33,9 @@ class Field:
     #: The value is a list of device ids (or "*"): the config checks each one exists, since
     #: a typo would silently narrow what the setting covers.
     device_ids: bool = False
+    #: What ``convert`` accepts, as JSON Schema (``{"type": "integer", "minimum": 1}``): the
+    #: generated contract (docs/contract/) says it to the platform. Empty: any JSON value.
+    json: Mapping[str, Any] = field(default_factory=dict)
 
 
 Schema = Mapping[str, Field]
@@ -89,7 +92,8 @@ def Int(lo: int, hi: int, default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return v
 
-    return Field(f"an integer {lo}..{hi}", convert, default, doc)
+    spec = {"type": "integer", "minimum": lo, "maximum": hi}
+    return Field(f"an integer {lo}..{hi}", convert, default, doc, json=spec)
 
 
 def Float(lo: float, hi: float, default: Any = REQUIRED, doc: str = "") -> Field:
@@ -98,7 +102,8 @@ def Float(lo: float, hi: float, default: Any = REQUIRED, doc: str = "") -> Field
             raise ValueError
         return float(v)
 
-    return Field(f"a number {lo:g}..{hi:g}", convert, default, doc)
+    spec = {"type": "number", "minimum": lo, "maximum": hi}
+    return Field(f"a number {lo:g}..{hi:g}", convert, default, doc, json=spec)
 
 
 def Bool(default: Any = REQUIRED, doc: str = "") -> Field:
@@ -107,7 +112,7 @@ def Bool(default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return v
 
-    return Field("true or false", convert, default, doc)
+    return Field("true or false", convert, default, doc, json={"type": "boolean"})
 
 
 def Str(
@@ -124,7 +129,9 @@ def Str(
             raise ValueError
         return transform(v) if transform else v
 
-    return Field(expected, convert, default, doc)
+    # Python's fullmatch, as an ECMA-262 pattern (which matches anywhere unless anchored).
+    spec = {"type": "string", **({"pattern": f"^(?:{pattern})$"} if pattern else {})}
+    return Field(expected, convert, default, doc, json=spec)
 
 
 def OneOf(*choices: str, default: Any = REQUIRED, doc: str = "") -> Field:
@@ -133,7 +140,8 @@ def OneOf(*choices: str, default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return str(v)
 
-    return Field("one of " + ", ".join(f'"{c}"' for c in choices), convert, default, doc)
+    expected = "one of " + ", ".join(f'"{c}"' for c in choices)
+    return Field(expected, convert, default, doc, json={"enum": list(choices)})
 
 
 def StrList(default: Any = REQUIRED, doc: str = "") -> Field:
@@ -142,7 +150,8 @@ def StrList(default: Any = REQUIRED, doc: str = "") -> Field:
             raise ValueError
         return tuple(v)
 
-    return Field("a list of strings", convert, default, doc)
+    spec = {"type": "array", "items": {"type": "string"}}
+    return Field("a list of strings", convert, default, doc, json=spec)
 
 
 def DeviceIds(default: Any = REQUIRED, doc: str = "") -> Field:
@@ -171,7 +180,23 @@ def Baud(lo: int = 1200, hi: int = 115200, default: Any = REQUIRED, doc: str = "
             raise ValueError
         return int(v)
 
-    return Field(f"a standard baud rate: {', '.join(map(str, rates))}", convert, default, doc)
+    expected = f"a standard baud rate: {', '.join(map(str, rates))}"
+    return Field(expected, convert, default, doc, json={"enum": list(rates)})
+
+
+def Listen(default: Any = REQUIRED, doc: str = "") -> Field:
+    """``host:port`` a socket can bind (port 0..65535; 0 takes any free one), or "" for none."""
+
+    def convert(v: Any) -> str:
+        if not isinstance(v, str):
+            raise ValueError
+        host, sep, port = v.rpartition(":")
+        if v and (not sep or not host or " " in host or not port.isdigit() or int(port) > 65535):
+            raise ValueError
+        return v
+
+    expected = "host:port with a port 0..65535, or empty to disable"
+    return Field(expected, convert, default, doc, json={"type": "string"})
 
 
 def describe(schema: Schema) -> list[tuple[str, str, str, str]]:

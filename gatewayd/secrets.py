@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass, field
+from typing import Any
 
 from gatewayd.errors import SecretFileError
+from gatewayd.schema import Field
 
 
 def read_secret(path: str) -> str:
@@ -57,3 +60,28 @@ def write_secret(path: str, text: str) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret read from a 0600 file. Its repr shows the path only, so it never leaks into
+    logs or tracebacks."""
+
+    path: str
+    value: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"Secret({self.path!r})"
+
+
+def SecretFile(nbytes: int | None = None, default: Any = None, doc: str = "") -> Field:
+    """A path to a mode-0600 file; the value is its content (hex of ``nbytes`` if given)."""
+
+    def convert(v: Any) -> Secret:
+        if not isinstance(v, str) or not v:
+            raise ValueError
+        data = read_hex_key(v, nbytes) if nbytes else read_secret(v).encode()
+        return Secret(v, data)
+
+    what = f"a mode-0600 file with {2 * nbytes} hex digits" if nbytes else "a mode-0600 file"
+    return Field(what, convert, default, doc, path=True, json={"type": "string", "minLength": 1})

@@ -12,15 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from drivers.modbus import events as ev
 from gatewayd.alarms.catalogue import AlarmSpec
-from gatewayd.model import Event
+from gatewayd.model import TICK, Event
 from gatewayd.schema import Float, Schema
 from rules.charger_base import SAMPLE, ChargerRule, celsius, cut, part_active
 from rules.charger_timers import FullRule, SessionCapRule
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, World
 
-OVERHEAT, CABINET, SENSOR = "charger.overheat", "charger.cabinet_overheat", "charger.sensor_fault"
-OVERPOWER = "charger.overpower"
+OVERHEAT, CABINET, SENSOR = ev.OVERHEAT, ev.CABINET_OVERHEAT, ev.SENSOR_FAULT
+OVERPOWER = ev.OVERPOWER
 CABINET_PART = "cabinet"
 
 _LOOK = "Someone must look at the pile (charger, battery, socket) before the alarm is reset and "
@@ -54,7 +55,7 @@ class OverheatRule(ChargerRule):
         self._sensor_reported: set[tuple[str, int]] = set()
 
     def on_event(self, event: Event, world: World) -> Outcome | None:
-        if event.type == "charger.port_fault" and event.data.get("fault") == "over_temperature":
+        if event.type == ev.PORT_FAULT and event.data.get("fault") == "over_temperature":
             port = int(event.data["port"])  # the pile's own 85 °C trip has opened it already
             data = {"port": port, "temperature_c": None, "cut_by": "pile_trip"}
             return Outcome(alarms=[RaiseAlarm(event.device, OVERHEAT, data, part=str(port))])
@@ -152,7 +153,7 @@ class OverpowerRule(ChargerRule):
         self._since: dict[tuple[str, int], float] = {}
 
     def on_event(self, event: Event, world: World) -> Outcome | None:
-        if event.type not in (SAMPLE, "gateway.tick"):
+        if event.type not in (SAMPLE, TICK):
             return None
         self.readings(event)
         out = Outcome()

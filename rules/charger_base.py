@@ -17,10 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
+from drivers.modbus import events as ev
 from gatewayd.model import Action, Alarm, Event, alarm_id
 from rules.engine import Rule, World
 
-SAMPLE = "charger.sample"
+SAMPLE = ev.SAMPLE
 ACTIVE = ("charging", "full")
 CLOCK_STEP_SECONDS = 120.0  # between two of a timer rule's events (ticks come every second)
 MIN_PLAUSIBLE_C = -40.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from drivers.modbus.events import PORT_STARTED
 from gatewayd.model import TICK, Event
 from gatewayd.schema import Float, Schema
 from rules.charger_base import ACTIVE, CLOCK_STEP_SECONDS, SAMPLE, ChargerRule, Key, cut
@@ -34,11 +35,11 @@ class TimerRule(ChargerRule):
         raise NotImplementedError
 
     def on_event(self, event: Event, world: World) -> Outcome | None:
-        if event.type not in (SAMPLE, TICK, "charger.port_started"):
+        if event.type not in (SAMPLE, TICK, PORT_STARTED):
             return None
         self.readings(event)
         self._follow_clock(world.now)
-        if event.type == "charger.port_started":
+        if event.type == PORT_STARTED:
             self._since.setdefault((event.device, int(event.data["port"])), world.now)
         out = Outcome()
         for dev, ports in self.ports.items():

@@ -19,12 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from drivers.modbus import events as ev
+from drivers.modbus.family import ChargerFamily
 from gatewayd.alarms.catalogue import STATE_LOST, AlarmSpec
+from gatewayd.events import ACTION_FAILED
 from gatewayd.model import Action, Alarm, Event
 from rules.charger_base import SAMPLE, ChargerRule, part_active
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, World
 
-WELDED, CUT_FAILED = "charger.relay_welded", "charger.cut_failed"
+WELDED, CUT_FAILED = ev.RELAY_WELDED, ev.CUT_FAILED
+KIND = ChargerFamily.kind
 CUTS = ("port_off", "all_off")
 ALL = "all"  # the part of a failed all_off: every port of the pile
 
@@ -52,7 +56,7 @@ class ChargerTripRule(ChargerRule):
                 actions=[
                     Action(d.id, "all_off", reason=reason, origin=self.name)
                     for d in world.devices.values()
-                    if d.kind == "charger"
+                    if d.kind == KIND
                 ]
             )
         if event.type == WELDED:
@@ -60,11 +64,11 @@ class ChargerTripRule(ChargerRule):
             return Outcome(alarms=[RaiseAlarm(event.device, WELDED, dict(event.data), part=part)])
         if event.type == CUT_FAILED:
             return self._failed(event.device, event.data.get("ports"), dict(event.data))
-        if event.type == "gateway.action_failed" and event.data.get("action") in CUTS:
+        if event.type == ACTION_FAILED and event.data.get("action") in CUTS:
             if event.data.get("code") == WELDED.partition(".")[2]:
                 return None  # the pile said so itself: charger.relay_welded has it
             device = world.devices.get(event.device)
-            if device is None or device.kind != "charger":
+            if device is None or device.kind != KIND:
                 return None
             port = (event.data.get("args") or {}).get("port")
             return self._failed(event.device, [port] if port else None, dict(event.data))

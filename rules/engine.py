@@ -17,15 +17,23 @@ from typing import Any, ClassVar
 
 from gatewayd.alarms.catalogue import AlarmSpec, Catalogue
 from gatewayd.driver import DeviceConfig
+from gatewayd.family import Family
 from gatewayd.model import Action, Alarm, Event
 from gatewayd.schema import Schema
 
 log = logging.getLogger("gatewayd.rules")
 
 
+def _installed_families() -> Mapping[str, Family]:
+    from gatewayd import plugins
+
+    return plugins.families()
+
+
 @dataclass
 class World:
-    """What rules may look at: configuration, latest device states, alarms, fire mode."""
+    """What rules may look at: configuration, latest device states, alarms, fire mode, and the
+    device families (what each kind of device is)."""
 
     gateway_id: str
     devices: Mapping[str, DeviceConfig]
@@ -33,9 +41,16 @@ class World:
     alarms: Mapping[str, Alarm] = field(default_factory=dict)
     fire_mode: bool = False
     now: float = 0.0
+    families: Mapping[str, Family] = field(default_factory=_installed_families)
 
     def state(self, device: str) -> Mapping[str, Any]:
         return self.states.get(device, {})
+
+    def family(self, device: DeviceConfig) -> Family:
+        return self.families.get(device.kind) or Family()
+
+    def devices_of(self, kind: str) -> list[DeviceConfig]:
+        return [d for d in self.devices.values() if d.kind == kind]
 
 
 @dataclass(frozen=True)
@@ -129,7 +144,12 @@ class Engine:
         return total
 
     def catalogue(self) -> Catalogue:
-        return Catalogue(spec for rule in self.rules for spec in rule.alarm_types)
+        """Every alarm type: the gateway's own, the families' and the rules'."""
+        families = _installed_families().values()
+        return Catalogue(
+            [*(s for f in families for s in f.alarm_types),
+             *(s for rule in self.rules for s in rule.alarm_types)]
+        )  # fmt: skip
 
     def permit(self, action: Action, world: World) -> str | None:
         for rule in self.rules:

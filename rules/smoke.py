@@ -23,28 +23,36 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from drivers.srb433.events import (
+    ALARM_ENDED,
+    CLEARED,
+    FAULT,
+    FROM_DETECTORS,
+    HEARTBEAT,
+    LOW_BATTERY,
+    MISSING,
+    RECEIVER_OFFLINE,
+    RECEIVER_ONLINE,
+    RETURNED,
+    TAMPER,
+    TEST,
+    TEST_FAILED,
+)
+from drivers.srb433.events import FIRE as ALARMS
+from drivers.srb433.family import SmokeFamily
 from gatewayd.alarms.catalogue import AlarmSpec
 from gatewayd.model import TICK, Event, alarm_id
 from gatewayd.schema import Float, Int, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 
-MISSING, RETURNED = "smoke.missing", "smoke.returned"
-RECEIVER_OFFLINE, RECEIVER_ONLINE = "gateway.receiver_offline", "gateway.receiver_online"
-ALARMS = ("smoke.alarm", "smoke.heat_alarm")
 #: event type -> the data key worth carrying into the alarm
-WARNINGS = {"smoke.low_battery": "battery_mv", "smoke.fault": "fault"}
-LOW_BATTERY, FAULT, TAMPER, TEST_FAILED = (
-    "smoke.low_battery",
-    "smoke.fault",
-    "smoke.tamper",
-    "smoke.test_failed",
-)
+WARNINGS = {LOW_BATTERY: "battery_mv", FAULT: "fault"}
 
 _FIRE_ACTION = "Call the house and dispatch; the chargers are already cut (fire mode)."
 ALARM_TYPES = (
-    AlarmSpec("smoke.alarm", "critical", False, "when the detector reports clear air, or stops "
+    AlarmSpec(ALARMS[0], "critical", False, "when the detector reports clear air, or stops "
               "repeating its alarm (alarm_silence_seconds)", _FIRE_ACTION),
-    AlarmSpec("smoke.heat_alarm", "critical", False, "when the detector reports clear, or stops "
+    AlarmSpec(ALARMS[1], "critical", False, "when the detector reports clear, or stops "
               "repeating its alarm (alarm_silence_seconds)", _FIRE_ACTION),
     AlarmSpec(MISSING, "warning", False, "when the detector is heard again",
               "No heartbeat for three periods: battery out, removed, destroyed or out of range. "
@@ -105,12 +113,12 @@ class SmokeRule(Rule):
             return self._tick(world)
         if event.type in (RECEIVER_OFFLINE, RECEIVER_ONLINE):
             return self._receiver(event)
-        if event.kind == "smoke" and event.device not in world.devices:
+        if event.device not in world.devices:
             return None  # a detector removed from the config: nothing to alarm about
-        if event.kind != "smoke" or event.type in (MISSING, RETURNED):
-            return None  # our own derived events say nothing about the radio
+        if event.type not in FROM_DETECTORS:
+            return None  # our own derived events (missing, returned) say nothing of the radio
         out = self._detector_event(event)
-        if event.type == "smoke.heartbeat":
+        if event.type == HEARTBEAT:
             out.alarms.extend(self._battery_fine(event, world))
         return out
 
@@ -150,7 +158,7 @@ class SmokeRule(Rule):
         if type_ in ALARMS:
             self.alarm_at[device, type_] = event.ts
             out.alarms.append(RaiseAlarm(device, type_, dict(data)))
-        elif type_ == "smoke.cleared":
+        elif type_ == CLEARED:
             for t in ALARMS:
                 self.alarm_at.pop((device, t), None)
             out.alarms.extend(ClearAlarm(device, t) for t in ALARMS)
@@ -164,7 +172,7 @@ class SmokeRule(Rule):
                 out.alarms.append(RaiseAlarm(device, type_, {"removed": True}))
             else:
                 out.alarms.append(ClearAlarm(device, type_))
-        elif type_ == "smoke.test":
+        elif type_ == TEST:
             # A detector that fails its own test will not sound in a fire: worth a warning.
             # One that passes shows its fault (a cleaned chamber) is over.
             if data.get("result") == "fail":
@@ -189,7 +197,7 @@ class SmokeRule(Rule):
         self._last_tick = now
         out: Outcome | None = None
         for device, config in world.devices.items():
-            if config.kind != "smoke":
+            if config.kind != SmokeFamily.kind:
                 continue
             # Lazily at first sight, so a restart does not instantly flag every detector.
             seen = self.last_seen.setdefault(device, now)
@@ -215,7 +223,7 @@ class SmokeRule(Rule):
                 out = out or Outcome()
                 out.alarms.append(ClearAlarm(alarm.device, alarm.type))
                 out.events.append(
-                    Event(alarm.device, "smoke.alarm_ended", "info",
+                    Event(alarm.device, ALARM_ENDED, "info",
                           {"alarm": aid, "silent_seconds": round(now - last)}, ts=now)
                 )  # fmt: skip
         return out

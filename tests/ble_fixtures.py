@@ -65,6 +65,7 @@ def make_driver(
 ) -> Any:
     """A BleDriver from raw config tables, validated as ``gateway.toml`` would be."""
     from drivers.ble.driver import BleDriver
+    from drivers.ble.family import DoorFamily
 
     bus = BusConfig(
         "ble", "ble", validate(bus_settings, BleDriver.bus_schema, "test.toml", "buses[0]")
@@ -75,7 +76,7 @@ def make_driver(
             "door_lock",
             "ble",
             validate(
-                table, BleDriver.device_schemas["door_lock"], "test.toml", f"devices.{dev_id}"
+                table, DoorFamily.schema(), "test.toml", f"devices.{dev_id}"
             ),
         )
         for dev_id, table in devices.items()

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.harness import Broker, Daemon, Probe, ReceiverThread, Site, make_site
+from tests.harness import REPO, Broker, Daemon, Probe, ReceiverThread, Site, make_site
 
 
 @pytest.fixture
@@ -43,3 +46,26 @@ def smoke_receiver(tmp_path: Path) -> Iterator[ReceiverThread]:
     emu = ReceiverThread(tmp_path / "srb433")
     yield emu
     emu.close()
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """`make demo`'s scenario played once (`--once`): what it printed, its working directory,
+    and every message it published, recorded by a subscriber (one JSON line each)."""
+
+    out: subprocess.CompletedProcess[str]
+    dir: Path
+    record: Path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One play of the demo for every test that reads it (it takes some 20 s)."""
+    work = tmp_path_factory.mktemp("demo-run")
+    record = work / "messages.jsonl"
+    out = subprocess.run(
+        [sys.executable, "-m", "demo", "--once", "--pace", "0.1", "--dir", str(work / "demo"),
+         "--record", str(record)],
+        capture_output=True, text=True, timeout=50, cwd=REPO,
+    )  # fmt: skip
+    return DemoRun(out, work / "demo", record)

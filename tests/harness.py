@@ -22,8 +22,8 @@ import paho.mqtt.client as mqtt
 
 from firmware_stubs.broker import Broker, free_port
 from firmware_stubs.srb433 import ReceiverEmulator
+from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
-from gatewayd.signing import sign
 
 __all__ = [
     "Broker",
@@ -202,9 +202,12 @@ class Daemon:
             )
         if wait_ready:
             # Ready, and subscribed: a command published after this is not lost.
-            wait_until(
-                lambda: "listening for commands" in self.output(), 10.0, "the daemon to be ready"
-            )
+            try:
+                wait_until(
+                    lambda: "listening for commands" in self.output(), 10.0, "the daemon to be ready"
+                )
+            except AssertionError as exc:  # say what the daemon said instead
+                raise AssertionError(f"{exc}; its output:\n{self.output()[-4000:]}") from None
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")[self._mark :]
@@ -224,17 +227,26 @@ class Daemon:
 
 
 def install_plugin(
-    where: Path, module: str, source: str, drivers: dict[str, str]
+    where: Path,
+    module: str,
+    source: str,
+    drivers: dict[str, str],
+    families: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Write a third-party plugin package (module + dist-info with entry points) into
-    ``where``; return the environment a daemon needs to find it (PYTHONPATH)."""
+    """Write a third-party plugin package (module + dist-info with entry points for its
+    drivers and device families) into ``where``; return the environment a daemon or the CLI
+    needs to find it (PYTHONPATH)."""
     where.mkdir(parents=True, exist_ok=True)
     (where / f"{module}.py").write_text(source)
     dist = where / f"{module}-1.0.dist-info"
     dist.mkdir(exist_ok=True)
     (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 1.0\n")
-    lines = "".join(f"{name} = {module}:{cls}\n" for name, cls in drivers.items())
-    (dist / "entry_points.txt").write_text(f"[gatewayd.drivers]\n{lines}")
+    text = ""
+    for group, entries in (("gatewayd.drivers", drivers), ("gatewayd.families", families or {})):
+        if entries:
+            lines = "".join(f"{name} = {module}:{cls}\n" for name, cls in entries.items())
+            text += f"[{group}]\n{lines}\n"
+    (dist / "entry_points.txt").write_text(text)
     return {"PYTHONPATH": f"{where}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
 
 

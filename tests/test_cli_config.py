@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from gatewayd import config
 from gatewayd.cli.main import cli
-from gatewayd.signing import fingerprint
+from gatewayd.commands.signing import fingerprint
 from tests.cli_support import gatewayd, one_clear_line
 
 

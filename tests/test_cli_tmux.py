@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from gatewayd import config
-from gatewayd.signing import fingerprint
+from gatewayd.commands.signing import fingerprint
 from tests.harness import REPO
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

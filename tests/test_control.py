@@ -89,7 +89,7 @@ def test_socket_path_prefers_run_dir_only_when_it_exists(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(control.ENV_VAR, raising=False)
-    monkeypatch.setattr(control, "RUN_DIR", str(tmp_path / "run-gatewayd"))
+    monkeypatch.setattr(control.server, "RUN_DIR", str(tmp_path / "run-gatewayd"))
     assert control.socket_path("/var/lib/x") == "/var/lib/x/control.sock"
     (tmp_path / "run-gatewayd").mkdir()
     assert control.socket_path("/var/lib/x") == str(tmp_path / "run-gatewayd" / "control.sock")
@@ -240,7 +240,7 @@ def test_events_stream_until_the_client_leaves_and_pair_call_reaches_the_receive
                 assert wrong == {
                     "ok": False,
                     "code": "invalid",
-                    "error": "pair: missing a required argument: 'seconds'",
+                    "error": "pair: args.s: unknown key (known keys: seconds)",
                 }
 
                 events.close()

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.conftest import DemoRun
 from tests.harness import REPO
 
 # Each step's header (as the demo prints it) and what a person watching must see after it.
@@ -28,14 +29,8 @@ STORY = [
 ]
 
 
-def test_demo_scenario_plays_through(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "demo", "--once", "--pace", "0.1", "--dir", str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        timeout=50,
-        cwd=REPO,
-    )
+def test_demo_scenario_plays_through(demo_run: DemoRun) -> None:
+    out = demo_run.out
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     text = out.stdout
     at = 0
@@ -44,14 +39,11 @@ def test_demo_scenario_plays_through(tmp_path: Path) -> None:
         assert at >= 0, f"step {header!r} missing or out of order"
         for outcome in outcomes:
             assert text.find(outcome, at) >= 0, f"after {header!r}: {outcome!r} never shown"
-    assert "Traceback" not in out.stderr + (tmp_path / "demo" / "gatewayd.log").read_text()
+    assert "Traceback" not in out.stderr + (demo_run.dir / "gatewayd.log").read_text()
 
 
-def test_the_view_shows_what_changed_in_words_and_units(tmp_path: Path) -> None:
-    out = subprocess.run(
-        [sys.executable, "-m", "demo", "--once", "--pace", "0.1", "--dir", str(tmp_path / "demo")],
-        capture_output=True, text=True, timeout=50, cwd=REPO,
-    )  # fmt: skip
+def test_the_view_shows_what_changed_in_words_and_units(demo_run: DemoRun) -> None:
+    out = demo_run.out
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     lines = out.stdout.splitlines()
     assert not [ln for ln in lines if "None" in ln], "a None shown to people"

@@ -27,9 +27,9 @@ import pytest
 from gatewayd import config as config_mod
 from gatewayd.alarms import FIRE_MODE, STATE_LOST
 from gatewayd.audit import AuditLog
-from gatewayd.outbox import URGENT
-from gatewayd.replay import ReplayCache
+from gatewayd.commands.replay import ReplayCache
 from gatewayd.runtime import Gateway
+from gatewayd.uplink.lanes import URGENT
 from tests.harness import make_site
 from tests.test_outbox_damage import extents
 

@@ -27,6 +27,7 @@ import pytest
 from drivers.ble import protocol as lp
 from drivers.srb433.codec import Frame, encode
 from drivers.srb433.driver import SerialDriver
+from drivers.srb433.family import SmokeFamily
 from firmware_stubs.ebc_model import Pile, Port
 from firmware_stubs.ebc_pile import EbcEmulator
 from firmware_stubs.srb433 import ReceiverEmulator
@@ -234,7 +235,7 @@ def test_replies_from_the_wrong_unit_are_never_read_as_that_pile(transport: str)
 def make_serial_driver(port: str, ctx: RecordingContext) -> SerialDriver:
     fast = {"port": port, "ping_seconds": 0.2, "ping_timeout": 0.3, "reconnect_max_seconds": 0.4}
     bus = validate(fast, SerialDriver.bus_schema, "gw.toml", "buses")
-    schema = SerialDriver.device_schemas["smoke"]
+    schema = SmokeFamily.schema()
     device = validate({"address": "1A2B3C4D"}, schema, "gw.toml", "smoke-101")
     return SerialDriver(
         BusConfig("house", "serial", bus),
@@ -376,6 +377,6 @@ def test_a_lock_that_refuses_connections_is_never_reported_ok(
 
     errors = run(scenario())
     # The daemon's command path turns DeviceTimeout into "timeout" and DeviceError into
-    # "device_error" (gatewayd/dispatch.py); "ok" needs the lock's own ACK.
+    # "device_error" (gatewayd/commands/dispatch.py); "ok" needs the lock's own ACK.
     assert len(errors) == 2
     assert ble_world.emu.call(lambda: (lock.lock_state, lock.commands)) == (0, [])

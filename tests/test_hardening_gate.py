@@ -25,17 +25,17 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from drivers.ble.driver import BleDriver
-from drivers.modbus.driver import ModbusDriver
-from gatewayd.commands import CODES, ID_RX, MAX_FUTURE_SKEW, MAX_LIFETIME, Gate, Refused
-from gatewayd.replay import ReplayCache
-from gatewayd.signing import sign
+from drivers.ble.family import DoorFamily
+from drivers.modbus.family import ChargerFamily
+from gatewayd.commands.gate import CODES, ID_RX, MAX_FUTURE_SKEW, MAX_LIFETIME, Gate, Refused
+from gatewayd.commands.replay import ReplayCache
+from gatewayd.commands.signing import sign
 
 KEY = bytes(range(32))
 GW = "gw-test"
 DEVICES = {
-    "door-main": BleDriver.actions["door_lock"],
-    "pile-1": ModbusDriver.actions["charger"],
+    "door-main": DoorFamily.action_schemas(),
+    "pile-1": ChargerFamily.action_schemas(),
 }
 T0 = 1_763_798_400.0
 SETTINGS = settings(
@@ -419,10 +419,10 @@ def test_a_forward_wall_clock_jump_never_forgets_a_live_command(
 ) -> None:
     """Defect 10: after the wall clock jumped forward, pruning evicted a live id; when the
     clock was set right again, the same signed command was accepted twice."""
-    import gatewayd.replay
+    import gatewayd.commands.replay
 
     clock = _Clock(T0)
-    monkeypatch.setattr(gatewayd.replay, "time", clock)
+    monkeypatch.setattr(gatewayd.commands.replay, "time", clock)
     gate = make_gate(tmp_path, per_minute=6000)
     unlock = json.dumps(signed("door-main", "unlock", {"seconds": 3}, iat=T0, lifetime=60))
     assert verdict(gate, unlock.encode(), T0 + 1) == "ok"

@@ -9,9 +9,9 @@
   and the lock's advertisement data.
 - The smoke receiver's frames to events (``drivers.srb433.profile``) for any TYPE and payload
   (the codec itself is fuzzed in tests/test_srb433_codec.py).
-- A line on the control socket (``gatewayd.control_wire``): a request or an ``invalid``
+- A line on the control socket (``gatewayd.control.wire``): a request or an ``invalid``
   refusal, never another exception; nesting counted before ``json.loads`` can recurse; a
-  client's note (``gatewayd.control_peer``) one short printable line.
+  client's note (``gatewayd.control.peer``) one short printable line.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from drivers.modbus import readings as rd
 from drivers.modbus.profiles import EBC, bits_named
 from drivers.srb433 import profile as smoke_profile
 from drivers.srb433.codec import MAX_PAYLOAD, Frame
-from gatewayd import config, control_peer, control_wire
+from gatewayd import config
 from gatewayd.alarms import FIRE_MODE
+from gatewayd.control import peer as control_peer
+from gatewayd.control import wire as control_wire
 from gatewayd.errors import ConfigError, DeviceError
 from gatewayd.model import Event
 from rules.charger import FullRule, OverheatRule, OverpowerRule, SessionCapRule
@@ -376,7 +378,7 @@ def _smoke_device() -> Any:
     return DeviceConfig("smoke-1", "smoke", "rx", {"address": "1A2B3C4D", "room": "301"})
 
 
-# -- the control socket's requests (gatewayd.control_wire, gatewayd.control_peer) ---------------
+# -- the control socket's requests (gatewayd.control.wire, gatewayd.control.peer) ---------------
 
 # JSON whose strings are full of what confuses a bracket counter: brackets, quotes, backslashes.
 tricky_text = st.text(st.sampled_from('[]{}"\\/:,a 火\n\x1b'), max_size=8)

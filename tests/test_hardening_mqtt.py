@@ -20,7 +20,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from gatewayd.signing import sign
+from gatewayd.commands.signing import sign
 from tests.hardening_support import PLUGIN, PLUGIN_DRIVERS, rss_kb
 from tests.harness import Broker, Daemon, Probe, Site, install_plugin, make_site, wait_until
 

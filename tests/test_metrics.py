@@ -20,14 +20,27 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from drivers.ble import protocol as lock_proto
-from gatewayd import metrics
-from gatewayd.metrics_families import CATALOGUE, EventCounters
+from gatewayd import metrics, plugins
+from gatewayd.metrics.families import EventCounters, catalogue
 from gatewayd.model import Event
 from gatewayd.runtime import Gateway
 from gatewayd.supervisor import Supervised
 from tests import metrics_site as ms
 from tests.harness import Broker, Daemon, free_port, make_site, wait_until
 from tests.harness import ReceiverThread as EmulatorThread
+
+CATALOGUE = catalogue(plugins.families())
+
+
+def charger_counters() -> EventCounters:
+    """Counters for a house whose every device is a charging pile."""
+    charger = plugins.family("charger")
+    return EventCounters(plugins.families(), lambda _device: charger)
+
+
+def energy(counters: EventCounters, device: str, port: str) -> float | None:
+    return counters.tally.of("energy_wh", device).get(port)
+
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -130,21 +143,21 @@ def test_scrape_reports_what_the_devices_said(gateway: Gateway) -> None:
 
 
 def test_energy_counter_only_grows_across_sessions() -> None:
-    counters = EventCounters()
+    counters = charger_counters()
 
     def sample(wh: float, state: str = "charging") -> None:
         port = {"port": 2, "state": state, "energy_wh": wh, "power_w": 200}
         counters(Event("pile-1", "charger.sample", data={"source": "ports", "ports": [port]}))
 
     sample(0, "idle")
-    assert ("pile-1", "2") not in counters.energy  # no series for a port that never charged
+    assert energy(counters, "pile-1", "2") is None  # no series for a port that never charged
     sample(5)
     sample(40)
     sample(40, "full")
     sample(0, "idle")  # unplugged: the pile's session register starts again
     sample(12)
-    assert counters.energy["pile-1", "2"] == 52
-    fresh = EventCounters()  # a daemon that starts mid-session does not claim what came before
+    assert energy(counters, "pile-1", "2") == 52
+    fresh = charger_counters()  # a daemon that starts mid-session does not claim what came before
     fresh(
         Event(
             "pile-1",
@@ -159,7 +172,7 @@ def test_energy_counter_only_grows_across_sessions() -> None:
             data={"source": "ports", "ports": [{"port": 1, "state": "charging", "energy_wh": 310}]},
         )
     )
-    assert fresh.energy["pile-1", "1"] == 10
+    assert energy(fresh, "pile-1", "1") == 10
 
 
 class StatsDriver:
@@ -174,6 +187,7 @@ class StatsDriver:
             "errors_total": 3,
             "timeouts_total": 2,
             "utilisation_ratio": 0.25,
+            "watched_piles": 1,
             "bogus": 9,
         }
 
@@ -199,6 +213,7 @@ def test_bus_stats_and_last_seen_from_drivers_that_offer_them(gateway: Gateway) 
     assert value(s, "gatewayd_bus_requests_total", bus="smoke-rx") == 120
     assert value(s, "gatewayd_bus_timeouts_total", bus="smoke-rx") == 2
     assert value(s, "gatewayd_bus_utilisation_ratio", bus="smoke-rx") == 0.25
+    assert value(s, "gatewayd_bus_watched_piles", bus="smoke-rx") == 1
     assert value(s, "gatewayd_driver_restarts_total", bus="smoke-rx") == 2
     assert value(s, "gatewayd_bus_up", bus="smoke-rx", driver="serial") == 1
     assert value(s, "gatewayd_bus_up", bus="rs485", driver="modbus") == 0  # not running
@@ -392,8 +407,8 @@ def test_exposition_means_what_prometheus_clients_own_says(tmp_path: Path) -> No
     from prometheus_client import CollectorRegistry, generate_latest
     from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-    from gatewayd.metrics_families import build
-    from gatewayd.metrics_text import TextFormat
+    from gatewayd.metrics.families import build
+    from gatewayd.metrics.text import TextFormat
 
     gw = ms.make_gateway(tmp_path, chargers=3, detectors=4, locks=2)
     try:
@@ -403,7 +418,7 @@ def test_exposition_means_what_prometheus_clients_own_says(tmp_path: Path) -> No
         odd.add_metric(["大厅"], float("inf"))
         total = CounterMetricFamily("gatewayd_odd_things", "a counter", labels=["k"])
         total.add_metric(["a"], 7, created=1700000000.0)
-        families = [*build(gw, EventCounters()), odd, total]
+        families = [*build(gw.snapshot(), EventCounters(gw.families, gw.family_of)), odd, total]
 
         class Static:
             def collect(self) -> list:
@@ -427,14 +442,13 @@ def test_fire_mode_cuts_are_counted_as_fire_not_unknown() -> None:
     """Defect 5: the fire linkage's batched cut (one broadcast e-stop, then each pile's) was
     counted with reason="unknown": its events did not say which rule asked."""
     from firmware_stubs.ebc_pile import EbcEmulator, Pile
-    from gatewayd.metrics_families import EventCounters
     from gatewayd.model import Action
     from tests.charger_harness import RulesLoop, on_emulator, running
 
     piles = [Pile(unit=u, ports_n=4) for u in (1, 2)]
     for p in piles:
         p.plug(1)
-    counters = EventCounters()
+    counters = charger_counters()
 
     async def body(emu: EbcEmulator, bus: dict) -> None:
         loop = RulesLoop()
@@ -447,5 +461,6 @@ def test_fire_mode_cuts_are_counted_as_fire_not_unknown() -> None:
             counters(event)
 
     on_emulator(body, piles, "rtu", {"fast_seconds": 0.2})
-    assert counters.cuts == {"pile-1": {"fire": 1}, "pile-2": {"fire": 1}}
+    cuts = {d: counters.tally.of("cuts", d) for d in ("pile-1", "pile-2")}
+    assert cuts == {"pile-1": {"fire": 1}, "pile-2": {"fire": 1}}
     assert not any(port.relay for p in piles for port in p.ports)

@@ -21,9 +21,12 @@ from typing import Any
 import pytest
 
 from firmware_stubs.ebc_pile import EbcEmulator, Pile
-from gatewayd.metrics_families import CATALOGUE
+from gatewayd import plugins
+from gatewayd.metrics.families import catalogue
 from tests.harness import REPO, Broker, Daemon, free_port, make_site, wait_until
 from tests.harness import ReceiverThread as EmulatorThread
+
+CATALOGUE = catalogue(plugins.families())
 
 MON = REPO / "monitoring"
 RULES = sorted((MON / "rules").glob("*.yml"))

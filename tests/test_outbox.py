@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd import outbox as outbox_mod
-from gatewayd.outbox import INFO, URGENT, Outbox
-from gatewayd.segments import list_segments, scan
+from gatewayd.uplink import lanes as lanes_mod
+from gatewayd.uplink.lanes import INFO, URGENT
+from gatewayd.uplink.outbox import Outbox
+from gatewayd.uplink.segments import list_segments, scan
 
 
 def records(directory: Path, lane: int) -> list[int]:
@@ -120,7 +121,7 @@ def test_requeue_after_disconnect_keeps_order(tmp_path: Path) -> None:
 def test_long_backlog_spills_to_disk_and_comes_back_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(outbox_mod, "MEMORY_MESSAGES", 100)
+    monkeypatch.setattr(lanes_mod, "MEMORY_MESSAGES", 100)
 
     async def go() -> list[bytes]:
         box = Outbox(str(tmp_path))
@@ -148,7 +149,7 @@ def test_long_backlog_spills_to_disk_and_comes_back_in_order(
 def test_budget_drops_oldest_info_keeps_urgent_and_says_so(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("gatewayd.segments.SEGMENT_BYTES", 20_000)
+    monkeypatch.setattr("gatewayd.uplink.segments.SEGMENT_BYTES", 20_000)
     fullness: list[bool] = []
 
     async def go() -> Outbox:
@@ -175,3 +176,49 @@ def test_budget_drops_oldest_info_keeps_urgent_and_says_so(
     info = [t for t, _ in sent if t == "events/x"]
     assert len(info) + box.lanes[INFO].dropped == 2000
     box.close()
+
+
+def test_an_idle_outbox_sleeps_and_a_message_wakes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was 10 wake-ups a second with nothing to write (issue 17). Now: no commit while idle;
+    a message is written one window after it arrives; its acknowledgement is saved within
+    MARKS_EVERY; then the outbox sleeps again."""
+    from gatewayd.uplink import outbox as outbox_mod
+
+    monkeypatch.setattr(outbox_mod, "MARKS_EVERY", 0.3)
+
+    async def go() -> list[int]:
+        box = Outbox(str(tmp_path), window=0.05)
+        commits: list[int] = []
+        real = box.commit
+
+        async def counted(final: bool = False) -> None:
+            commits.append(box.bytes_written)
+            await real(final)
+
+        box.commit = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(box.run())
+        seen = []
+        await asyncio.sleep(0.6)
+        seen.append(len(commits))  # idle from the start
+        box.put("t", b"x" * 100, lane=URGENT)
+        await asyncio.sleep(0.15)
+        seen.append(len(commits))  # written one window later
+        written = box.bytes_written
+        drain(box)  # sent and acknowledged
+        await asyncio.sleep(0.6)
+        seen.append(len(commits))  # the watermarks saved
+        await asyncio.sleep(0.6)
+        seen.append(len(commits))  # asleep again
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        box.close()
+        assert written > 100
+        return seen
+
+    idle, after_put, after_ack, later = asyncio.run(go())
+    assert idle == 0
+    assert after_put == 1
+    assert after_ack - after_put in (1, 2)
+    assert later == after_ack

@@ -22,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from gatewayd import outbox as outbox_mod
-from gatewayd import segments
-from gatewayd.outbox import INFO, URGENT, Outbox
+from gatewayd.uplink import lanes as lanes_mod
+from gatewayd.uplink import segments
+from gatewayd.uplink.lanes import INFO, URGENT
+from gatewayd.uplink.outbox import Outbox
 
 MAGIC = b"\xffOB2"
 HEADER = 36  # magic 4, header crc 4, body length 4, body crc 4, seq 8, created 8, lane, qos, topic length 2
@@ -168,7 +169,7 @@ def test_a_damaged_segment_costs_only_its_damaged_records(
 ) -> None:
     rng = random.Random(f"{seed}-{kind}")
     if seed % 2:  # half the seeds with a backlog longer than memory: read back from disk
-        monkeypatch.setattr(outbox_mod, "MEMORY_MESSAGES", 30)
+        monkeypatch.setattr(lanes_mod, "MEMORY_MESSAGES", 30)
     built = build(tmp_path, rng)
     files = segment_files(tmp_path)
     assert len(files) >= 3, files

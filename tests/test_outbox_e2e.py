@@ -10,7 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from gatewayd.segments import list_segments, scan
+from gatewayd.uplink.segments import list_segments, scan
 from tests.harness import Broker, Daemon, Probe, Site, install_plugin, make_site, wait_until
 
 LOADGEN = '''
@@ -101,7 +101,9 @@ def test_outage_with_sigkill_loses_no_event_and_keeps_order(tmp_path: Path, brok
     assert set(got_ids) == {row[0] for row in emitted}  # exactly the ids generated
     assert len(got_ids) - len(set(got_ids)) <= 100  # duplicates only for PUBACKs lost in the kill
     # Order: per device and class of service, in the order generated.
-    urgent = lambda e: e["severity"] != "info" or e["type"].startswith("door.")
+    # The load generator's devices belong to no family, so no event type of theirs is declared
+    # urgent (as a door's access decisions are): severity alone sorts them.
+    urgent = lambda e: e["severity"] != "info"
     for dev in ("dev-0", "dev-1", "dev-2"):
         for cls in (True, False):
             seq = [
@@ -114,7 +116,7 @@ def test_outage_with_sigkill_loses_no_event_and_keeps_order(tmp_path: Path, brok
     # Urgent before info in the drain of each phase's backlog.
     first_info = next(i for i, e in enumerate(got) if not urgent(e))
     assert all(urgent(e) for e in got[:first_info])
-    assert first_info >= 300  # 600 urgent events in all; the first ones drained before any info
+    assert first_info >= 300  # 400 urgent events in all; the first ones drained before any info
     # Telemetry: memory only, so phase 1's died with the process; phase 2 kept its newest 50.
     assert [t["n"] for t in telemetry] == list(range(70, 120))
     assert all(t["phase"] == 1 for t in telemetry)

@@ -24,10 +24,12 @@ from pathlib import Path
 import pytest
 
 from gatewayd import config as config_mod
-from gatewayd.outbox import INFO, URGENT, Outbox
-from gatewayd.publisher import Publisher, Topics
-from gatewayd.segments import read_segment
-from gatewayd.uplink import MqttLink
+from gatewayd.uplink.lanes import INFO, URGENT
+from gatewayd.uplink.link import MqttLink
+from gatewayd.uplink.outbox import Outbox
+from gatewayd.uplink.publisher import BareHouse, Publisher
+from gatewayd.uplink.segments import read_segment
+from gatewayd.uplink.topics import Topics
 from tests.harness import Broker, Probe
 from tests.test_outbox_damage import acknowledge
 
@@ -56,7 +58,7 @@ def drain(box: Outbox) -> list[int]:
 async def deliver(box: Outbox, broker: Broker, until: Callable[[], bool]) -> None:
     """Connect the real uplink to the broker and publish from ``box`` until ``until()``."""
     cfg = config_mod.parse({"gateway": {"id": "gw-test"}, "mqtt": {"url": broker.url}})
-    pub = Publisher(Topics("t/gw-test"), box, time.time(), "")
+    pub = Publisher(Topics("t/gw-test"), box, time.time(), "", BareHouse())
     link = MqttLink(
         cfg,
         will=("t/gw-test/status", b"{}"),
@@ -67,17 +69,12 @@ async def deliver(box: Outbox, broker: Broker, until: Callable[[], bool]) -> Non
         subscriptions=(),
     )
     pub.bind(link, list, lambda: False)
-    task = asyncio.create_task(link.run())
-    try:
+    async with link:
         for _ in range(1000):
             if until():
                 break
             await asyncio.sleep(0.01)
         assert until(), "not delivered in time"
-    finally:
-        await link.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 def received(probe: Probe) -> list[int]:

@@ -159,7 +159,7 @@ def test_a_command_reaches_the_driver_before_its_id_is_durable_only_if_it_overla
         async def scenario() -> tuple[bool, dict[str, str]]:
             ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             action = Action("pile-1", "port_on", {"port": 1}, ready=ready)
-            task = asyncio.ensure_future(gw.execute(action))
+            task = asyncio.ensure_future(gw.service.execute(action))
             await asyncio.sleep(0.1)
             called_early = bool(calls)
             ready.set_result(None)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from gatewayd import signing
+from gatewayd.commands import signing
 from tests.signers import make_vectors
 from tests.test_signing_vectors import REFUSALS, VECTORS, VECTORS_FILE, verify
 

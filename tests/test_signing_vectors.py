@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 
-from drivers.ble.driver import BleDriver
-from drivers.modbus.driver import ModbusDriver
-from gatewayd import signing
-from gatewayd.commands import Gate, Refused
-from gatewayd.replay import ReplayCache
+from drivers.ble.family import DoorFamily
+from drivers.modbus.family import ChargerFamily
+from gatewayd.commands import Gate, Refused, signing
+from gatewayd.commands.replay import ReplayCache
 from gatewayd.schema import Field
 from tests.signers import make_vectors
 
@@ -81,8 +80,8 @@ ANY = Field("any JSON value", lambda v: v, None)
 def gate(directory: Path, key: bytes, probe_args: Any = ()) -> Gate:
     """A gate for the vectors' devices; ``test-probe``/``echo`` takes whatever args it is sent."""
     devices = {
-        "door-main": BleDriver.actions["door_lock"],
-        "pile-1": ModbusDriver.actions["charger"],
+        "door-main": DoorFamily.action_schemas(),
+        "pile-1": ChargerFamily.action_schemas(),
         make_vectors.PROBE: {"echo": dict.fromkeys(probe_args, ANY)},
     }
     directory.mkdir(parents=True, exist_ok=True)

@@ -56,9 +56,10 @@ def test_alarm_reported_once_with_contract_shape_then_cleared(
     }
     assert abs(alarm["since"] - time.time()) < 10
     event = probe.wait(f"{root}/events/smoke-301", lambda e: e["type"] == "smoke.alarm")
-    assert set(event) == {"id", "ts", "device", "type", "severity", "data"}
-    assert (event["device"], event["severity"], event["data"]["density"]) == (
+    assert set(event) == {"id", "ts", "device", "room", "type", "severity", "data"}
+    assert (event["device"], event["room"], event["severity"], event["data"]["density"]) == (
         "smoke-301",
+        "301",  # where the responders go: the room the installer gave the detector
         "critical",
         90,
     )

@@ -17,6 +17,7 @@ import pytest
 
 from drivers.srb433.codec import Frame
 from drivers.srb433.driver import SerialDriver
+from drivers.srb433.family import SmokeFamily
 from drivers.srb433.transport import SerialTransport
 from firmware_stubs.srb433 import ReceiverEmulator
 from gatewayd.driver import BusConfig, DeviceConfig
@@ -42,7 +43,7 @@ def make_driver(
 ) -> SerialDriver:
     fast = {"ping_seconds": 0.2, "ping_timeout": 0.3, "reconnect_max_seconds": 0.4}
     bus = validate({"port": port, **fast, **settings}, SerialDriver.bus_schema, "gw.toml", "buses")
-    schema = SerialDriver.device_schemas["smoke"]
+    schema = SmokeFamily.schema()
     devices = [
         DeviceConfig(dev, "smoke", BUS, validate({"address": addr}, schema, "gw.toml", dev))
         for dev, addr in detectors.items()
@@ -396,10 +397,10 @@ def test_commands_refuse_bad_arguments_and_a_missing_receiver(link: str) -> None
 def test_defaults_and_address_normalised(link: str) -> None:
     bus = validate({"port": link}, SerialDriver.bus_schema, "gw.toml", "buses")
     assert (bus["baudrate"], bus["ping_seconds"]) == (9600, 60.0)
-    dev = validate({"address": "cafebabe"}, SerialDriver.device_schemas["smoke"], "gw.toml", "d")
+    dev = validate({"address": "cafebabe"}, SmokeFamily.schema(), "gw.toml", "d")
     assert dev == {"address": "CAFEBABE", "room": ""}
     with pytest.raises(ConfigError, match="8 hex digits"):
-        validate({"address": "1A2B3C"}, SerialDriver.device_schemas["smoke"], "gw.toml", "d")
+        validate({"address": "1A2B3C"}, SmokeFamily.schema(), "gw.toml", "d")
 
 
 def test_duplicate_address_is_a_config_error(link: str) -> None:

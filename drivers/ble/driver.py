@@ -13,14 +13,22 @@ import asyncio
 import contextlib
 import importlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from gatewayd.config import SecretFile
-from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from drivers.ble.family import DoorFamily
+from gatewayd.driver import (
+    BusConfig,
+    Check,
+    Commands,
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    Seen,
+)
 from gatewayd.errors import ConfigError, DeviceError, TransientError
 from gatewayd.model import Action
-from gatewayd.schema import Bool, Field, Float, Int, Schema, Str, validate
+from gatewayd.schema import Field, Float, Int, Schema, Str, validate
 
 if TYPE_CHECKING:
     from bleak.backends.device import BLEDevice
@@ -28,7 +36,6 @@ if TYPE_CHECKING:
 
     from drivers.ble.link import LockLink
 
-MAC_PATTERN = r"[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}"
 BACKEND_PATTERN = r"([A-Za-z_][\w.]*:[A-Za-z_]\w*)?"
 SCANNER_STOP_TIMEOUT = 5.0
 #: The STATUS that confirms a lock or hold-open gets at least this long, whatever of the
@@ -80,30 +87,21 @@ class BleDriver(Driver):
         "max_connections": Int(1, 10, default=4, doc="connections the adapter holds at once"),
         "connect_timeout_seconds": Float(1, 60, default=10.0),
     }
-    device_schemas: ClassVar[Mapping[str, Schema]] = {
-        "door_lock": {
-            "address": Str(
-                pattern=MAC_PATTERN,
-                expected="a Bluetooth address like C0:FF:EE:00:00:01",
-                transform=str.upper,
-            ),
-            "key_file": SecretFile(
-                16, doc="the lock's 16-byte device key, 32 hex digits, mode 0600"
-            ),
-            "escape_route": Bool(default=False, doc="the door is on an evacuation route"),
-            "unlock_timeout_seconds": Float(
-                0.5, 30, default=4.0, doc="deadline for an action, connection included"
-            ),
-        }
-    }
-    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {
-        "door_lock": {
-            "unlock": {"seconds": Int(1, 30, default=5, doc="relock after this many seconds")},
-            "lock": {},
-            "hold_open": {},
-            "status": {},
-        }
-    }
+    commands: ClassVar[Commands] = {"scan": {"ble": "drivers.ble.scan:scan_ble"}}
+
+    @classmethod
+    def check_host(cls) -> Iterator[Check]:
+        from drivers.ble.check import check_host
+
+        return check_host()
+
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check]:
+        from drivers.ble.check import check_online
+
+        return check_online(bus, devices, seen)
 
     def __init__(self, bus: BusConfig, devices: Sequence[DeviceConfig], ctx: DriverContext) -> None:
         super().__init__(bus, devices, ctx)
@@ -209,9 +207,10 @@ class BleDriver(Driver):
         link = self.links.get(action.device)
         if link is None:
             raise DeviceError(action.device, "unknown_device", f"not on bus {self.bus.name}")
-        schema = self.actions["door_lock"].get(action.name)
+        spec = DoorFamily.actions.get(action.name)
+        schema = spec.args if spec is not None else None
         if schema is None:
-            known = ", ".join(self.actions["door_lock"])
+            known = ", ".join(DoorFamily.actions)
             raise DeviceError(action.device, "unsupported", f"no action {action.name!r} ({known})")
         try:
             args = validate(dict(action.args), schema, "action", action.name)

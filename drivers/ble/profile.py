@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from drivers.ble import events as ev
 from drivers.ble import protocol as p
 from gatewayd.model import Severity
 
@@ -53,35 +54,35 @@ def _unlocked_unsure(r: p.Unlocked) -> bool:
 # Keyed by record class; ACK is not an event (it answers a command) and STATUS only moves state.
 EVENTS: Final[Mapping[type[p.Notification], EventSpec]] = {
     p.Unlocked: EventSpec(
-        "door.unlocked",
+        ev.UNLOCKED,
         "info",
         lambda r: {"method": p.name_of(p.UNLOCK_METHODS, r.method), "user": _user(r.user)},
         _unlocked_state,
         _unlocked_unsure,
     ),
     p.Locked: EventSpec(
-        "door.locked",
+        ev.LOCKED,
         "info",
         lambda r: {"method": p.name_of(p.LOCK_METHODS, r.method)},
         lambda r: {"lock": "locked"},
     ),
-    p.DoorOpened: EventSpec("door.opened", "info", state=lambda r: {"door": "open"}),
-    p.DoorClosed: EventSpec("door.closed", "info", state=lambda r: {"door": "closed"}),
-    p.HeldOpen: EventSpec("door.held_open", "warning", lambda r: {"seconds": r.seconds}),
-    p.Forced: EventSpec("door.forced", "critical", state=lambda r: {"door": "open"}),
+    p.DoorOpened: EventSpec(ev.OPENED, "info", state=lambda r: {"door": "open"}),
+    p.DoorClosed: EventSpec(ev.CLOSED, "info", state=lambda r: {"door": "closed"}),
+    p.HeldOpen: EventSpec(ev.HELD_OPEN, "warning", lambda r: {"seconds": r.seconds}),
+    p.Forced: EventSpec(ev.FORCED, "critical", state=lambda r: {"door": "open"}),
     p.AccessDenied: EventSpec(
-        "door.access_denied",
+        ev.ACCESS_DENIED,
         "warning",
         lambda r: {"method": p.name_of(p.UNLOCK_METHODS, r.method), "user": _user(r.user)},
     ),
     p.OnBattery: EventSpec(
-        "door.on_battery",
+        ev.ON_BATTERY,
         "warning",
         lambda r: {"battery_mv": r.battery_mv},
         lambda r: {"mains": False, "battery_mv": r.battery_mv},
     ),
     # An opened cover on an entrance controller is how such locks are bypassed.
-    p.Tamper: EventSpec("door.tamper", "critical"),
+    p.Tamper: EventSpec(ev.TAMPER, "critical"),
 }
 
 

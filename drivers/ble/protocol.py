@@ -21,6 +21,7 @@ CHALLENGE_UUID: Final = "5a1e0001-7c1a-4d2b-9e3f-a0b1c2d3e4f5"
 COMMAND_UUID: Final = "5a1e0002-7c1a-4d2b-9e3f-a0b1c2d3e4f5"
 EVENTS_UUID: Final = "5a1e0003-7c1a-4d2b-9e3f-a0b1c2d3e4f5"
 COMPANY_ID: Final = 0xFFFF
+NAME_PREFIX: Final = "DL-B2"  # the advertised local name: DL-B2-XXXX (the address's last digits)
 
 KEY_LEN: Final = 16
 CHALLENGE_LEN: Final = 16

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from drivers.modbus import events as ev
 from drivers.modbus.line import Priority
 from drivers.modbus.pile import PileSession
 from drivers.modbus.transport import ExceptionReply
@@ -62,7 +63,7 @@ async def cut(pile: PileSession, ports: list[int], reason: str, origin: str) -> 
         closed, attempts = await _open_and_verify(pile, ports)
     except DeviceTimeout:
         pile.emit(
-            "charger.cut_failed",
+            ev.CUT_FAILED,
             "critical",
             {"ports": ports, "reason": reason, "error": "no_reply"},
         )
@@ -76,7 +77,7 @@ async def cut(pile: PileSession, ports: list[int], reason: str, origin: str) -> 
         )
         for p in closed:
             pile.emit(
-                "charger.relay_welded",
+                ev.RELAY_WELDED,
                 "critical",
                 {"port": p, "reason": reason, "estop": estop["done"], "power_w": estop["power_w"]},
             )
@@ -94,7 +95,7 @@ def _cut_event(
 ) -> None:
     # Always a list, so the platform reads one shape whether one port or all were cut.
     data = {"ports": ports, "reason": reason, "origin": origin, "done": done, "attempts": attempts}
-    pile.emit("charger.port_cut", "warning", data)
+    pile.emit(ev.PORT_CUT, "warning", data)
 
 
 def _mark_open(pile: PileSession, ports: list[int]) -> None:

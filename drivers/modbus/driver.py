@@ -11,26 +11,34 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 from drivers.modbus import actions
+from drivers.modbus import events as ev
 from drivers.modbus.line import Line, Priority
 from drivers.modbus.pile import PileConfig, PileSession, Timing
 from drivers.modbus.profiles import PROFILES
 from drivers.modbus.transport import Link, LinkConfig, PymodbusLink, rtu_sizes
-from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from gatewayd.driver import (
+    BusConfig,
+    Check,
+    Commands,
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    Seen,
+)
 from gatewayd.errors import ConfigError, DeviceError
 from gatewayd.model import Action, Severity
 from gatewayd.schema import Baud, Float, Int, OneOf, Schema, Str
 
 log = logging.getLogger("gatewayd.drivers.modbus")
 
-_PORT = Int(1, 16, doc="port number on the pile, 1..N")
-
 
 class ModbusDriver(Driver):
     name: ClassVar[str] = "modbus"
+    commands: ClassVar[Commands] = {"scan": {"modbus": "drivers.modbus.scan:scan_modbus"}}
     bus_schema: ClassVar[Schema] = {
         "port": Str(
             default=None,
@@ -69,24 +77,12 @@ class ModbusDriver(Driver):
         "write_attempts": Int(
             1, 10, default=3, doc="relay write + read-back attempts before escalating"
         ),
-    }
-    device_schemas: ClassVar[Mapping[str, Schema]] = {
-        "charger": {
-            "unit": Int(1, 247, doc="Modbus slave address"),
-            "profile": OneOf(*PROFILES, default="ebc", doc="pile model"),
-            "failsafe_seconds": Int(
-                0,
-                65535,
-                default=300,
-                doc="pile opens every relay after this long without the gateway; 0 disables",
-            ),
-            "power_limit_watts": Int(
-                50, 65535, default=None, doc="per-port hardware trip; the pile's own when absent"
-            ),
-        }
-    }
-    actions: ClassVar[Mapping[str, Mapping[str, Schema]]] = {
-        "charger": {"port_on": {"port": _PORT}, "port_off": {"port": _PORT}, "all_off": {}}
+        "watch_celsius": Float(
+            30,
+            100,
+            default=50.0,
+            doc="while a port of a pile is at or above this (or in over-temperature fault), the blocks of that pile's ports whose relay may be closed are read at the fast period; must be below charger_overheat.port_max_celsius",
+        ),
     }
 
     def __init__(
@@ -143,6 +139,8 @@ class ModbusDriver(Driver):
             "errors_total": s.garbled + s.exceptions + s.errors,
             "timeouts_total": s.timeouts,
             "utilisation_ratio": self.line.utilisation(),
+            # Piles whose powered ports are read each fast period (the charger watch).
+            "watched_piles": sum(p.watch.watching for p in self.piles.values()),
         }
 
     def last_seen(self) -> Mapping[str, float]:
@@ -173,6 +171,28 @@ class ModbusDriver(Driver):
         if (settings.get("port") is None) == (settings.get("host") is None):
             return "expected exactly one of port (RTU) or host (TCP)"
         return None
+
+    @classmethod
+    def check_rules(
+        cls, settings: Mapping[str, Any], rules: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[str, str, Any] | None:
+        # The watch is for a pile with a port cut hot: started above the cut, a port cut and
+        # still hot between the two would hide a second port until the next full read; at
+        # the cut itself there is no margin. So it must begin below it.
+        cut = rules.get("charger_overheat", {}).get("port_max_celsius")
+        watch = settings.get("watch_celsius", Timing.watch_celsius)
+        if cut is not None and watch >= cut:
+            key = "rules.charger_overheat.port_max_celsius"
+            return "watch_celsius", f"expected below {key} ({cut:g})", watch
+        return None
+
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check]:
+        from drivers.modbus.check import check_online
+
+        return check_online(bus, devices, seen)
 
     async def execute_batch(
         self, actions: Sequence[Action]
@@ -229,7 +249,7 @@ class ModbusDriver(Driver):
             )
             ports = list(range(1, pile.ports_n + 1))
             data = {**result, "ports": ports, "origin": origin, "how": "emergency_stop"}
-            pile.emit("charger.port_cut", severity, data)
+            pile.emit(ev.PORT_CUT, severity, data)
             out[pile.device] = result
         return out
 

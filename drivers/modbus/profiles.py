@@ -71,6 +71,11 @@ class ChargerProfile:
             self.summary_span(),
         ]
 
+    @property
+    def label(self) -> str:
+        """How people name the model: "EBC"."""
+        return self.name.upper()
+
 
 def _length(regs: tuple[Reg, ...]) -> int:
     return max(r.offset + r.words for r in regs)

@@ -17,17 +17,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
+from drivers.srb433 import events as ev
 from drivers.srb433 import profile
 from drivers.srb433.codec import Decoder, Deduplicator, Frame, encode
+from drivers.srb433.family import ADDRESS
 from drivers.srb433.transport import SerialTransport, Transport
 from gatewayd.backoff import Backoff
-from gatewayd.driver import BusConfig, DeviceConfig, Driver, DriverContext
+from gatewayd.driver import (
+    BusConfig,
+    Check,
+    Commands,
+    DeviceConfig,
+    Driver,
+    DriverContext,
+    Seen,
+)
 from gatewayd.errors import ConfigError, DeviceError, TransientError
 from gatewayd.model import Event, Severity
-from gatewayd.schema import Baud, Float, Schema, Str
+from gatewayd.schema import Baud, Float, Int, Schema, Str
 
 RECEIVER = 0  # DEVICE of frames to and from the receiver itself
 STATUS, PAIRED = 0x70, 0x71
@@ -38,18 +48,17 @@ RECONNECT_FIRST_SECONDS = 0.5
 #: failures are the start itself (a port another process is still letting go of).
 STARTUP_GRACE_SECONDS = 3.0
 
-ADDRESS = Str(
-    pattern=r"[0-9A-Fa-f]{8}",
-    expected="8 hex digits (the detector id on its label)",
-    transform=str.upper,
-    doc="Detector id printed on its label, e.g. 1A2B3C4D.",
-)
-
 
 class SerialDriver(Driver):
     """SRB-433 receiver on a serial port; devices of kind ``smoke`` are its detectors."""
 
     name: ClassVar[str] = "serial"
+    commands: ClassVar[Commands] = {"scan": {"serial": "drivers.srb433.scan:scan_serial"}}
+    bus_methods: ClassVar[Mapping[str, Schema]] = {
+        "pair": {"seconds": Int(1, 255, doc="how long the receiver accepts new detectors")},
+        "hush_all": {},
+        "remove": {"address": ADDRESS},
+    }
     bus_schema: ClassVar[Schema] = {
         "port": Str(
             expected="a serial device path",
@@ -67,13 +76,6 @@ class SerialDriver(Driver):
             0.1, 600, 30.0, doc="Upper bound of the wait between attempts to reopen the port."
         ),
     }
-    device_schemas: ClassVar[dict[str, Schema]] = {
-        "smoke": {
-            "address": ADDRESS,
-            "room": Str(default="", doc="Where the detector hangs, for people reading alarms."),
-        }
-    }
-    actions: ClassVar[dict[str, dict[str, Schema]]] = {"smoke": {}}
 
     def __init__(
         self,
@@ -206,6 +208,14 @@ class SerialDriver(Driver):
     def last_seen(self) -> Mapping[str, float]:
         return dict(self._heard)
 
+    @classmethod
+    def check_online(
+        cls, bus: BusConfig, devices: Sequence[DeviceConfig], seen: Seen | None
+    ) -> Iterator[Check]:
+        from drivers.srb433.check import check_online
+
+        return check_online(bus, devices, seen)
+
     # -- receiver commands -------------------------------------------------------------------
 
     async def pair(self, seconds: int) -> int:
@@ -268,7 +278,7 @@ class SerialDriver(Driver):
             return
         self.ctx.emit(event)
         self.ctx.publish_state(device_id, profile.state_update(event))
-        if event.type == "smoke.heartbeat":
+        if event.type == ev.HEARTBEAT:
             self.ctx.publish_telemetry(
                 device_id,
                 {"battery_mv": event.data["battery_mv"], "rssi_dbm": event.data["rssi_dbm"]},
@@ -286,7 +296,7 @@ class SerialDriver(Driver):
             address,
         )
         self._emit(
-            "gateway.unknown_detector",
+            ev.UNKNOWN_DETECTOR,
             "warning",
             {"address": address, "first_type": kind.event if kind else f"{frame.type:#04x}"},
             now,
@@ -308,7 +318,7 @@ class SerialDriver(Driver):
             configured = new in self._by_address
             self.ctx.log.info("bus %s: detector %s paired", self.bus.name, address)
             self._emit(
-                "gateway.detector_paired",
+                ev.DETECTOR_PAIRED,
                 "info",
                 {"address": address, "model": frame.payload[4], "configured": configured},
                 now,
@@ -335,10 +345,10 @@ class SerialDriver(Driver):
         if online:
             self.ctx.log.info("bus %s: receiver on %s answers", self.bus.name, self.port)
             # Also at first contact: it ends a receiver_offline alarm from before a restart.
-            self._emit("gateway.receiver_online", "info", {}, time.time())
+            self._emit(ev.RECEIVER_ONLINE, "info", {}, time.time())
         else:
             self.ctx.log.warning("bus %s: receiver offline: %s", self.bus.name, reason)
-            self._emit("gateway.receiver_offline", "warning", {"reason": reason}, time.time())
+            self._emit(ev.RECEIVER_OFFLINE, "warning", {"reason": reason}, time.time())
         self._publish_receiver(online=online)
 
     def _publish_receiver(self, **changes: Any) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from drivers.srb433 import events as ev
 from drivers.srb433.codec import Frame
 from gatewayd.errors import DeviceError
 from gatewayd.model import Event, Severity
@@ -44,29 +45,27 @@ class Kind:
 
 
 KINDS: Mapping[int, Kind] = {
-    0x01: Kind("smoke.alarm", "critical", (PayloadField("density", "B"),)),
-    0x02: Kind("smoke.cleared", "info"),
+    0x01: Kind(ev.ALARM, "critical", (PayloadField("density", "B"),)),
+    0x02: Kind(ev.CLEARED, "info"),
     0x03: Kind(
-        "smoke.test",
+        ev.TEST,
         "info",
         (PayloadField("result", "B", lambda v: "pass" if v == 0 else "fail"),),
         severity_when=(("result", "fail", "warning"),),
     ),
-    0x04: Kind("smoke.low_battery", "warning", (PayloadField("battery_mv", "H"),)),
+    0x04: Kind(ev.LOW_BATTERY, "warning", (PayloadField("battery_mv", "H"),)),
     0x05: Kind(
-        "smoke.tamper",
+        ev.TAMPER,
         "warning",
         (PayloadField("removed", "B", bool),),
         severity_when=(("removed", False, "info"),),
     ),
-    0x06: Kind(
-        "smoke.fault", "warning", (PayloadField("code", "B"),), label=("code", "fault", FAULTS)
-    ),
+    0x06: Kind(ev.FAULT, "warning", (PayloadField("code", "B"),), label=("code", "fault", FAULTS)),
     0x07: Kind(
-        "smoke.heartbeat", "info", (PayloadField("battery_mv", "H"), PayloadField("rssi_dbm", "b"))
+        ev.HEARTBEAT, "info", (PayloadField("battery_mv", "H"), PayloadField("rssi_dbm", "b"))
     ),
-    0x08: Kind("smoke.hushed", "info"),
-    0x09: Kind("smoke.heat_alarm", "critical", (PayloadField("temperature_c", "B"),)),
+    0x08: Kind(ev.HUSHED, "info"),
+    0x09: Kind(ev.HEAT_ALARM, "critical", (PayloadField("temperature_c", "B"),)),
 }
 
 _LAYOUTS: Mapping[int, struct.Struct] = {code: kind.layout for code, kind in KINDS.items()}
@@ -114,25 +113,25 @@ def state_update(event: Event) -> dict[str, Any]:
     data = event.data
     state: dict[str, Any] = {"last_seen": event.ts, "address": data.get("address")}
     match event.type:
-        case "smoke.alarm":
+        case ev.ALARM:
             state.update(alarm="smoke", density=data["density"], hushed=False)
-        case "smoke.heat_alarm":
+        case ev.HEAT_ALARM:
             state.update(alarm="heat", temperature_c=data["temperature_c"], hushed=False)
-        case "smoke.cleared":
+        case ev.CLEARED:
             state.update(alarm="none", hushed=False)
-        case "smoke.hushed":
+        case ev.HUSHED:
             state.update(hushed=True)
-        case "smoke.heartbeat":
+        case ev.HEARTBEAT:
             state.update(battery_mv=data["battery_mv"], rssi_dbm=data["rssi_dbm"])
-        case "smoke.low_battery":
+        case ev.LOW_BATTERY:
             # No frame ever says "battery fine again", so record when, not a flag that sticks.
             state.update(battery_mv=data["battery_mv"], low_battery_at=event.ts)
-        case "smoke.tamper":
+        case ev.TAMPER:
             state.update(tamper=data["removed"])
-        case "smoke.fault":
+        case ev.FAULT:
             state.update(
                 last_fault=data["fault"], last_fault_code=data["code"], last_fault_at=event.ts
             )
-        case "smoke.test":
+        case ev.TEST:
             state.update(last_test=data["result"], last_test_at=event.ts)
     return state

@@ -103,6 +103,20 @@ class AlarmKeeper:
     def _persist(self, doc: dict[str, Any]) -> None:
         self._writer.submit(self._table.upsert, _document(doc))
 
+    # -- other small documents the gateway remembers -----------------------------------------
+
+    def recall(self, table: str) -> Any:
+        """The value last remembered under ``table`` (None: never, or unreadable)."""
+        try:
+            doc = self.db.table(table).get(doc_id=1)
+        except (ValueError, TypeError, AttributeError, KeyError):
+            return None
+        return doc.get("value") if isinstance(doc, dict) else None
+
+    def remember(self, table: str, value: Any) -> None:
+        if self.recall(table) != value:
+            self._writer.submit(self.db.table(table).upsert, _document({"value": value}))
+
     # -- people ------------------------------------------------------------------------------
 
     def ack(self, aid: str, user: str, note: str | None = None) -> Alarm:

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from gatewayd.cli.check_local import check_data_dir, check_dbus_fast, check_files
+from gatewayd.cli.check_local import check_data_dir, check_drivers, check_files
 from gatewayd.cli.common import FAILED, config_option, json_option, load_config, print_json
 from gatewayd.cli.i18n import t
 
@@ -70,7 +70,7 @@ def check(config_path: str, everything: bool, user: str, as_json: bool) -> None:
     service = _service_user(user)
     check_files(out, cfg, service)
     check_data_dir(out, cfg.data_dir, service, user)
-    check_dbus_fast(out, cfg)
+    check_drivers(out, cfg)
     if everything:
         from gatewayd.cli.check_online import check_online
 

@@ -1,5 +1,5 @@
 """The offline half of `gatewayd check`: the files the daemon reads and the directory it
-writes, as the service user will meet them, and whether the Bluetooth stack runs compiled.
+writes, as the service user will meet them, and what the drivers in use need of the host.
 
 Nothing here changes anything: a directory's creatability is tried with a temporary directory
 removed at once. The service user (``--user``, "gatewayd") is who must own the secrets and the
@@ -8,8 +8,6 @@ data; before install-service made it, whoever runs the check stands in for it.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import os
 import pwd
 import stat
@@ -29,7 +27,7 @@ OWNER_SCAN_LIMIT = 5000
 
 def secrets_of(cfg: Config) -> list[str]:
     """Every secret file the config names (mode 0600 was enforced when it was loaded)."""
-    from gatewayd.config import Secret
+    from gatewayd.secrets import Secret
 
     found = [cfg.mqtt.password, cfg.command_key, cfg.metrics_password]
     for table in [b.settings for b in cfg.buses] + [d.settings for d in cfg.devices]:
@@ -119,33 +117,14 @@ def check_data_dir(out: Checklist, path: str, service: pwd.struct_passwd | None,
     out.add("data_dir", True, t("data_dir_ok", path=path))
 
 
-def check_dbus_fast(out: Checklist, cfg: Config) -> None:
-    """bleak talks to BlueZ through dbus-fast; without its compiled part (no wheel for 32-bit
-    ARM, and no compiler when pip built it) every D-Bus message is parsed in pure Python."""
-    if not any(b.driver == "ble" for b in cfg.buses):
-        return
-    compiled = dbus_fast_compiled()
-    if compiled is None:
-        out.add("dbus_fast", False, t("dbus_fast_missing"))
-    elif compiled:
-        out.add("dbus_fast", True, t("dbus_fast_ok"))
-    else:
-        out.add("dbus_fast", None, t("dbus_fast_slow"))
+def check_drivers(out: Checklist, cfg: Config) -> None:
+    """What each driver in use needs of the host (``Driver.check_host``: Bluetooth's D-Bus
+    library running compiled), once per driver."""
+    from gatewayd import plugins
 
-
-def dbus_fast_compiled() -> bool | None:
-    """True when dbus-fast's message parser is its compiled extension, False when Python
-    falls back to the .py beside it, None when dbus-fast is not installed. Found without
-    importing it (that alone takes a noticeable while on a Pi)."""
-    spec = importlib.util.find_spec("dbus_fast")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    suffixes = importlib.machinery.EXTENSION_SUFFIXES
-    for folder in spec.submodule_search_locations:
-        private = Path(folder) / "_private"
-        if any((private / f"unmarshaller{suffix}").is_file() for suffix in suffixes):
-            return True
-    return False
+    for driver in dict.fromkeys(b.driver for b in cfg.buses):
+        for name, passed, text in plugins.load_driver(driver).check_host():
+            out.add(name, passed, text)
 
 
 def _cannot_create(path: str) -> str | None:

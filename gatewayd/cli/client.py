@@ -28,7 +28,7 @@ from gatewayd.cli.common import (
 from gatewayd.cli.i18n import refused, t
 
 TIMEOUT = 20.0
-#: A refusal's code (gatewayd.control_wire) -> the exit code scripts see: no such alarm or
+#: A refusal's code (gatewayd.control.wire) -> the exit code scripts see: no such alarm or
 #: device is "nothing found"; too many clients is "not reachable" (try again).
 EXIT_BY_CODE = {"not_found": NOT_FOUND, "busy": NO_DAEMON}
 

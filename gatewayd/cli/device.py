@@ -49,6 +49,12 @@ def open_doc(path: str) -> ConfigText:
         fail(say(exc), USAGE)
 
 
+def _kinds() -> list[str]:
+    from gatewayd import plugins
+
+    return list(plugins.families())
+
+
 def _driver_of(doc: ConfigText, bus: str) -> str:
     for table in doc.tables("buses"):
         if table.get("name") == bus:
@@ -66,12 +72,13 @@ def _schema_for(doc: ConfigText, bus: str, kind: str | None) -> tuple[str, dict[
         driver = plugins.load_driver(driver_name)
     except PluginError as exc:
         fail(say(exc), USAGE)
-    kinds = list(driver.device_schemas)
+    served = plugins.kinds_on(driver.name)
+    kinds = sorted(served)
     if kind is None:
         if len(kinds) != 1:
             fail(t("dev_give_kind", bus=bus, driver=driver_name, kinds=", ".join(kinds)), USAGE)
         kind = kinds[0]
-    if kind not in driver.device_schemas:
+    if kind not in served:
         fail(
             t(
                 "dev_wrong_kind",
@@ -82,7 +89,7 @@ def _schema_for(doc: ConfigText, bus: str, kind: str | None) -> tuple[str, dict[
             ),
             USAGE,
         )
-    return kind, dict(driver.device_schemas[kind])
+    return kind, dict(served[kind])
 
 
 def typed_value(key: str, text: str, schema: dict[str, Any]) -> Any:
@@ -138,7 +145,7 @@ def _only_bus(doc: ConfigText, kind: str | None) -> str:
         buses = [
             str(b.get("name"))
             for b in doc.tables("buses")
-            if kind in plugins.load_driver(str(b.get("driver"))).device_schemas
+            if kind in plugins.kinds_on(str(b.get("driver")))
         ]
     if len(buses) != 1:
         fail(t("dev_give_bus"), USAGE)
@@ -150,7 +157,7 @@ def _only_bus(doc: ConfigText, kind: str | None) -> str:
 @click.argument("settings", nargs=-1, metavar="[KEY=VALUE]...")
 @click.option(
     "--kind",
-    type=click.Choice(["charger", "smoke", "door_lock"]),
+    type=click.Choice(sorted(_kinds())),
     help="Default: what the bus serves.",
 )
 @click.option("--bus", help="The [[buses]] name (default: the only bus that fits).")
@@ -264,6 +271,6 @@ def device_show(dev_id: str, config_path: str, as_json: bool) -> None:
 
 def _public(table: dict[str, Any]) -> dict[str, Any]:
     """Secrets show as their file path, never their content."""
-    from gatewayd.config import Secret
+    from gatewayd.secrets import Secret
 
     return {k: (v.path if isinstance(v, Secret) else v) for k, v in table.items()}

@@ -192,10 +192,19 @@ class ConfigText:
 
 # -- devices and buses -------------------------------------------------------------------------
 
-ADDRESS_KEYS = {"charger": "unit", "smoke": "address", "door_lock": "address"}
+
+def address_key(kind: str) -> str:
+    """The setting that tells two devices of ``kind`` on one bus apart (its family's)."""
+    from gatewayd import plugins
+    from gatewayd.errors import PluginError
+
+    try:
+        return plugins.family(kind).address or "address"
+    except PluginError:
+        return "address"
 
 
-def same_address(kind: str, a: Any, b: Any) -> bool:
+def same_address(a: Any, b: Any) -> bool:
     if isinstance(a, str) and isinstance(b, str):
         return a.upper() == b.upper()
     return bool(a == b)
@@ -207,7 +216,7 @@ def check_new_device(doc: ConfigText, table: Mapping[str, Any]) -> None:
     gateway = doc.data.get("gateway", {})
     if isinstance(gateway, dict) and gateway.get("id") == dev_id:
         raise EditError(t("edit_gateway_id", device=dev_id))
-    key = ADDRESS_KEYS.get(table.get("kind", ""), "address")
+    key = address_key(str(table.get("kind", "")))
     for other in doc.tables("devices"):
         if other.get("id") == dev_id:
             raise EditError(t("edit_device_exists", device=dev_id, bus=other.get("bus")))
@@ -215,7 +224,7 @@ def check_new_device(doc: ConfigText, table: Mapping[str, Any]) -> None:
             other.get("bus") == table.get("bus")
             and key in table
             and key in other
-            and same_address(table["kind"], other[key], table[key])
+            and same_address(other[key], table[key])
         ):
             raise EditError(
                 t("edit_taken", key=key, value=table[key], bus=table["bus"], other=other.get("id"))

@@ -1,6 +1,6 @@
 """`gatewayd events`: what happens in the house, as it happens, and what happened lately.
 
-The daemon keeps the recent events in memory (gatewayd.control_history): ``--since 1h`` shows
+The daemon keeps the recent events in memory (gatewayd.control.history): ``--since 1h`` shows
 them first. Following survives a daemon restart: the stream ends, the command waits for the
 daemon to come back and goes on from the last event it showed (nothing shown twice; what the
 daemon saw while it was down is nothing: it was not watching).

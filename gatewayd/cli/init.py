@@ -234,8 +234,8 @@ def init(
           --site "柳墅村 17号" --broker mqtts://broker.example.cn:8883 \\
           --username xz-liushu-017 --password-file /etc/gatewayd/mqtt.password
     """
+    from gatewayd.commands.signing import fingerprint
     from gatewayd.secrets import read_hex_key, write_secret
-    from gatewayd.signing import fingerprint
 
     exists = os.path.exists(config_path)
     if exists and not force:

@@ -79,9 +79,9 @@ def render_unit(
     return re.sub(r"^Group=.*$", f"Group={user}", text, flags=re.M)
 
 
-def _exists(kind: str, name: str) -> bool:
+def _exists(what: str, name: str) -> bool:
     try:
-        (pwd.getpwnam if kind == "user" else grp.getgrnam)(name)
+        (pwd.getpwnam if what == "user" else grp.getgrnam)(name)
     except KeyError:
         return False
     return True

@@ -263,8 +263,8 @@ def keygen(path: str, force: bool) -> None:
     fingerprint for the platform. The key itself is never printed."""
     import secrets as pysecrets
 
+    from gatewayd.commands.signing import fingerprint
     from gatewayd.secrets import write_secret
-    from gatewayd.signing import fingerprint
 
     if os.path.exists(path) and not force:
         fail(t("init_exists", path=path), USAGE)

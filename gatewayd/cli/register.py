@@ -59,7 +59,7 @@ def register(
     config_path: str, relay_url: str, code: str, ca_file: str | None, timeout: float
 ) -> None:
     """Enroll this gateway with the relay: send its id and command key once, over TLS."""
-    from gatewayd.signing import fingerprint
+    from gatewayd.commands.signing import fingerprint
 
     url = enroll_url(relay_url)
     cfg = load_config(config_path)

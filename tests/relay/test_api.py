@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from gatewayd.signing import verify
+from gatewayd.commands.signing import verify
 from tests.harness import Broker
 from tests.relay.relay_proc import PASSWORD, Api, RelayData, RelayProcess
 

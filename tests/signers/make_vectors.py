@@ -1,7 +1,7 @@
 """Writes docs/contract/signing-vectors.json: the command-signing test vectors.
 
 The inputs are chosen here, by hand, one per rule of docs/contract/signing.md; the outputs
-(canonical bytes and signatures) come from the Python signer, ``gatewayd.signing``. The Node
+(canonical bytes and signatures) come from the Python signer, ``gatewayd.commands.signing``. The Node
 signer (tests/signers/sign.mjs), written from the spec alone, must reproduce every one of them,
 and tests/test_signing_vectors.py fails when this file is not current.
 
@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from gatewayd import signing
+from gatewayd.commands import signing
 
 OUT = Path(__file__).resolve().parents[2] / "docs" / "contract" / "signing-vectors.json"
 

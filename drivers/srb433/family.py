@@ -1,0 +1,179 @@
+"""The smoke-detector family: wireless detectors heard through an SRB-433 receiver.
+
+Everything the rest of the house knows about smoke detectors is here: their settings, events
+and state, what they mean for a fire, how they become metrics. The driver
+(``drivers.srb433.driver``) knows the wire; the smoke rule (``rules.smoke``) judges silences
+and batteries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from drivers.srb433 import events as ev
+from gatewayd.family import AddMetric, EventSpec, Family, FireSignal, Tally, fields, problems_shown
+from gatewayd.model import Alarm, Event, alarm_id
+from gatewayd.schema import Str
+from gatewayd.settings import Settings, setting
+
+if TYPE_CHECKING:
+    from gatewayd.driver import Commands
+
+ADDRESS = Str(
+    pattern=r"[0-9A-Fa-f]{8}",
+    expected="8 hex digits (the detector id on its label)",
+    transform=str.upper,
+    doc="Detector id printed on its label, e.g. 1A2B3C4D.",
+)
+ROOM = Str(default="", doc="Where it is, for people reading alarms: 301, 车棚 (the bike shed).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeSettings(Settings):
+    address: str = setting(ADDRESS)
+    room: str = setting(ROOM)
+
+
+_DETECTOR = fields(address="string", seq="integer")
+_RX = fields(bus="string", port="string")
+
+EVENTS: Mapping[str, EventSpec] = {
+    ev.ALARM: EventSpec("critical", "Smoke in the detector's chamber (repeated every 30 s while "
+                        "it lasts).", {**_DETECTOR, **fields(density="integer")}),
+    ev.HEAT_ALARM: EventSpec("critical", "Heat alarm of a combined smoke/heat detector.",
+                             {**_DETECTOR, **fields(temperature_c="integer")}),
+    ev.CLEARED: EventSpec("info", "The chamber is clear again.", _DETECTOR),
+    ev.TEST: EventSpec("info", "The test button was pressed; warning when the test failed.",
+                       {**_DETECTOR, **fields(result="string")}, severities=("info", "warning")),
+    ev.LOW_BATTERY: EventSpec("warning", "Low battery (checked at power-up and every 24 h).",
+                              {**_DETECTOR, **fields(battery_mv="integer")}),
+    ev.TAMPER: EventSpec("warning", "Taken off its base (info: put back).",
+                         {**_DETECTOR, **fields(removed="boolean")},
+                         severities=("warning", "info")),
+    ev.FAULT: EventSpec("warning", "A fault: chamber_dirty, sensor_failure, end_of_life.",
+                        {**_DETECTOR, **fields(code="integer", fault="string")}),
+    ev.HEARTBEAT: EventSpec("info", "The hourly sign of life.",
+                            {**_DETECTOR, **fields(battery_mv="integer", rssi_dbm="integer")}),
+    ev.HUSHED: EventSpec("info", "Silenced by its button during an alarm.", _DETECTOR),
+    ev.MISSING: EventSpec("warning", "Silent for missing_after_periods heartbeat periods.",
+                          fields(last_seen="number", silent_seconds="integer"),
+                          from_device=False),
+    ev.RETURNED: EventSpec("info", "Heard again after it was missing.", fields(after="string"),
+                           from_device=False),
+    ev.ALARM_ENDED: EventSpec("info", "An alarm no longer repeated: over.",
+                              fields(alarm="string", silent_seconds="integer"),
+                              from_device=False),
+    ev.RECEIVER_OFFLINE: EventSpec("warning", "The receiver does not answer (device: the "
+                                   "gateway).", {**_RX, **fields(reason="string")}),
+    ev.RECEIVER_ONLINE: EventSpec("info", "The receiver answers (also at start).", _RX),
+    ev.DETECTOR_PAIRED: EventSpec("info", "A detector joined during pair mode.",
+                                  {**_RX, **fields(address="string", model="integer",
+                                                   configured="boolean")}),
+    ev.UNKNOWN_DETECTOR: EventSpec("warning", "A detector paired to the receiver but not in "
+                                   "gateway.toml.",
+                                   {**_RX, **fields(address="string", first_type="string")}),
+}  # fmt: skip
+
+STATE = fields(
+    address="string", last_seen="number", alarm="string", density="integer",
+    temperature_c="integer", hushed="boolean", battery_mv="integer", rssi_dbm="integer",
+    low_battery_at="number", tamper="boolean", last_fault="string", last_fault_code="integer",
+    last_fault_at="number", last_test="string", last_test_at="number",
+)  # fmt: skip
+
+#: What the driver keeps of each receiver in the gateway's state, under ``receiver.<bus>``.
+RECEIVER = {
+    "type": "object",
+    "properties": fields(online="boolean?", port="string", firmware="integer", paired="integer",
+                         bad_crc="integer", bad_len="integer"),
+    "additionalProperties": False,
+}  # fmt: skip
+
+METRICS: Mapping[str, tuple[tuple[str, ...], str]] = {
+    "gatewayd_smoke_alarm_active": (("device", "room"), "1 while the detector reports smoke or heat."),
+    "gatewayd_smoke_missing": (("device",), "1 while the detector has been silent too long (battery out, removed, out of range)."),
+    "gatewayd_smoke_rssi_dbm": (("device",), "Radio signal of the detector's last heartbeat, dBm."),
+    "gatewayd_receiver_up": (("bus",), "1 while the smoke receiver answers the gateway."),
+    "gatewayd_receiver_bad_frames_total": (("bus", "reason"), "Damaged radio frames dropped (crc, len); fast growth means a bad cable or adapter."),
+}  # fmt: skip
+
+
+class SmokeFamily(Family):
+    kind: ClassVar[str] = "smoke"
+    title: ClassVar[str] = "smoke detector"
+    buses: ClassVar[tuple[str, ...]] = ("serial",)
+    Settings = SmokeSettings
+    address: ClassVar[str | None] = "address"
+    commands: ClassVar[Commands] = {"pair": {"smoke": "drivers.srb433.pairing:pair_smoke"}}
+    id_prefix: ClassVar[str] = "smoke-"
+    events = EVENTS
+    state = STATE
+    telemetry = fields(battery_mv="integer", rssi_dbm="integer")
+    gateway_state: ClassVar[Mapping[str, Any]] = {r"^receiver\.": RECEIVER}
+    metrics = METRICS
+
+    def fire_signal(self, event: Event, device: Any) -> FireSignal | None:
+        if event.type == ev.ALARM:
+            return FireSignal(device.id, "alarm", "smoke")
+        if event.type == ev.HEAT_ALARM:
+            return FireSignal(device.id, "alarm", "heat")
+        return None
+
+    def fire_over(self, event: Event, device: Any) -> bool:
+        return event.type in (ev.CLEARED, ev.ALARM_ENDED)
+
+    def reports_fire(
+        self, device: Any, alarms: Mapping[str, Alarm], state: Mapping[str, Any]
+    ) -> bool:
+        return any(
+            (a := alarms.get(alarm_id(device.id, t))) is not None and a.active for t in ev.FIRE
+        )
+
+    def export(
+        self,
+        device: Any,
+        state: Mapping[str, Any],
+        alarms: Mapping[str, Alarm],
+        tally: Tally,
+        add: AddMetric,
+    ) -> bool:
+        fire = state.get("alarm") in ("smoke", "heat") or self.reports_fire(device, alarms, state)
+        missing = alarm_id(device.id, ev.MISSING) in alarms
+        add("gatewayd_smoke_alarm_active", 1 if fire else 0, device.id, self.room(device))
+        add("gatewayd_smoke_missing", 1 if missing else 0, device.id)
+        rssi = state.get("rssi_dbm")
+        if isinstance(rssi, int | float) and not isinstance(rssi, bool):
+            add("gatewayd_smoke_rssi_dbm", float(rssi), device.id)
+        return not missing
+
+    def export_gateway(self, gateway_state: Mapping[str, Any], add: AddMetric) -> None:
+        """The receivers' own figures, which the driver keeps in the gateway's state."""
+        for key, rx in sorted(gateway_state.items()):
+            if key.startswith("receiver.") and isinstance(rx, Mapping):
+                bus = key.removeprefix("receiver.")
+                add("gatewayd_receiver_up", 1 if rx.get("online") else 0, bus)
+                for what in ("crc", "len"):
+                    bad = rx.get(f"bad_{what}")
+                    add("gatewayd_receiver_bad_frames_total", float(bad or 0), bus, what)
+
+    def self_test(self, device: Any, bus: Any, gateway_id: str) -> tuple[bool, dict[str, Any]]:
+        from drivers.srb433.probe import self_test
+
+        return self_test(device, bus)
+
+    def verdict(
+        self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
+    ) -> tuple[bool, dict[str, str]]:
+        problems = []
+        receiver = gateway_state.get(f"receiver.{bus}") or {}
+        answers = bool(receiver.get("online"))
+        if not answers:
+            problems.append("its receiver does not answer")
+        if state.get("alarm") in ("smoke", "heat"):
+            problems.append(f"reports {state['alarm']}")
+        if state.get("tamper"):
+            problems.append("off its base")
+        shown = {"receiver": "answers" if answers else "does not answer"}
+        return not problems, {**shown, **problems_shown(problems)}

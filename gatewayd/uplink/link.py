@@ -1,0 +1,267 @@
+"""The MQTT link to the platform's broker (paho-mqtt 2, driven by the daemon's event loop).
+
+paho runs without its own thread: its socket hooks register the socket with asyncio, so every
+callback runs on the loop and nothing races the daemon's state. The blocking part of connecting
+(DNS, TCP, TLS handshake) runs in the executor before the hooks are installed. The link
+reconnects forever with capped, jittered backoff. It knows topics and bytes, nothing of devices.
+
+Used as ``async with MqttLink(...) as link``: entering starts the connection loop; leaving
+publishes the farewell (the offline status), awaits its PUBACK, disconnects cleanly (so the
+broker drops the last will) and awaits the loop's end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from gatewayd.backoff import Backoff
+from gatewayd.config import Config, MqttConfig
+
+log = logging.getLogger("gatewayd.uplink.link")
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+class MqttLink:
+    def __init__(
+        self,
+        config: Config,
+        will: tuple[str, bytes],
+        on_message: MessageHandler,
+        on_connected: Callable[[], None],
+        on_acked: Callable[[int], None],
+        on_disconnected: Callable[[], None],
+        subscriptions: tuple[str, ...],
+        farewell: Callable[[], tuple[str, bytes]] | None = None,
+    ) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self._mqtt = mqtt
+        self.config = config
+        self.on_message = on_message
+        self.on_connected = on_connected
+        self.on_acked = on_acked
+        self.on_disconnected = on_disconnected
+        self.subscriptions = subscriptions
+        self.farewell = farewell
+        self._runner: asyncio.Task[None] | None = None
+        self.connected = False
+        self.connects = 0
+        self._loop = asyncio.get_running_loop()
+        self._closed = asyncio.Event()
+        self._misc: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._fd = -1
+        self._was_up = False
+        c = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=config.gateway_id,
+            clean_session=True,
+        )
+        c.max_inflight_messages_set(100)
+        c.max_queued_messages_set(0)
+        c.enable_logger(logging.getLogger("gatewayd.paho"))
+        log_in(c, config.mqtt)
+        c.will_set(will[0], will[1], qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
+        self.client = c
+
+    # -- public face ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> MqttLink:
+        self._runner = asyncio.create_task(self.run(), name="mqtt")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self.close(self.farewell() if self.farewell is not None else None)
+        finally:
+            if self._runner is not None:
+                self._runner.cancel()
+                await asyncio.gather(self._runner, return_exceptions=True)
+
+    async def run(self) -> None:
+        """Connect, stay connected, reconnect: until cancelled."""
+        mq = self.config.mqtt
+        backoff = Backoff(min(1.0, mq.reconnect_max_seconds), mq.reconnect_max_seconds)
+        while not self._stopping:
+            try:
+                await self._connect()
+            except (OSError, ssl.SSLError) as exc:
+                delay = backoff.next()
+                log.warning(
+                    "broker %s:%d unreachable (%s); retrying in %.1f s",
+                    mq.host,
+                    mq.port,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            await self._closed.wait()
+            if self._stopping:
+                return
+            if self._was_up:  # a session that came up starts the backoff afresh
+                backoff.reset()
+            delay = backoff.next()
+            log.warning("broker connection lost; reconnecting in %.1f s", delay)
+            await asyncio.sleep(delay)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
+        """Hand a message to paho; returns its mid, or None when not connected."""
+        if not self.connected:
+            return None
+        info = self.client.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
+            return None
+        return int(info.mid)
+
+    async def close(self, final: tuple[str, bytes] | None = None, timeout: float = 2.0) -> None:
+        """Publish ``final`` (the offline status), wait for its PUBACK, then disconnect cleanly
+        so the broker discards the last will."""
+        self._stopping = True
+        if self.connected and final is not None:
+            info = self.client.publish(final[0], final[1], qos=1, retain=True)
+            try:
+                async with asyncio.timeout(timeout):
+                    while not info.is_published() and self.connected:
+                        await asyncio.sleep(0.01)
+            except TimeoutError:
+                log.warning("offline status not acknowledged within %.1f s", timeout)
+        if self.client.is_connected():
+            self.client.disconnect()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._closed.wait()
+            except TimeoutError:
+                pass
+        self._teardown_socket()
+
+    # -- connection plumbing -------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        c = self.client
+        mq = self.config.mqtt
+        self._was_up = False
+        self._closed.clear()
+        for hook in (
+            "on_socket_open",
+            "on_socket_close",
+            "on_socket_register_write",
+            "on_socket_unregister_write",
+        ):
+            setattr(c, hook, None)
+        await self._loop.run_in_executor(None, c.connect, mq.host, mq.port, mq.keepalive)
+        sock = c.socket()
+        if sock is None:
+            raise OSError("connection closed during connect")
+        # paho leaves Nagle on: a small alarm written right behind another would wait ~40 ms for
+        # the broker's delayed ACK. Safety messages go out at once.
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
+        # Register by fd number: paho closes the socket object before telling us.
+        self._fd = sock.fileno()
+        self._loop.add_reader(self._fd, self._read)
+        if c.want_write():
+            self._loop.add_writer(self._fd, self._write)
+        self._misc = self._loop.create_task(self._misc_loop(), name="mqtt-misc")
+
+    def _read(self) -> None:
+        self.client.loop_read()
+
+    def _write(self) -> None:
+        self.client.loop_write()
+
+    def _on_register_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        if self._fd >= 0:
+            self._loop.add_writer(self._fd, self._write)
+
+    def _on_unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
+        if self._fd >= 0:
+            self._loop.remove_writer(self._fd)
+
+    def _on_socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
+        self._teardown_socket()
+        self._mark_down()
+
+    async def _misc_loop(self) -> None:
+        # Keepalive pings and timeouts: paho wants loop_misc about once a second.
+        while self.client.loop_misc() == self._mqtt.MQTT_ERR_SUCCESS:
+            await asyncio.sleep(1.0)
+
+    def _teardown_socket(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+            self._fd = -1
+        if self._misc is not None and self._misc is not asyncio.current_task():
+            self._misc.cancel()
+
+    def _mark_down(self) -> None:
+        if self.connected:
+            self.connected = False
+            self.on_disconnected()
+        if self._misc is not None and self._misc is not asyncio.current_task():
+            self._misc.cancel()
+        self._closed.set()
+
+    # -- paho callbacks (all on the loop thread) ----------------------------------------------
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            client.disconnect()
+            return
+        self.connected = True
+        self._was_up = True
+        self.connects += 1
+        mq = self.config.mqtt
+        log.info("connected to broker %s:%d%s", mq.host, mq.port, " (TLS)" if mq.tls else "")
+        for topic in self.subscriptions:
+            client.subscribe(topic, qos=1)
+        self.on_connected()
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        if any(r.is_failure for r in reasons):
+            log.error("broker refused the subscription to %s", ", ".join(self.subscriptions))
+        else:
+            log.info("listening for commands on %s", ", ".join(self.subscriptions))
+
+    def _on_disconnect(
+        self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any
+    ) -> None:
+        self._mark_down()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        self.on_message(msg.topic, msg.payload)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, props: Any) -> None:
+        self.on_acked(mid)
+
+
+def log_in(client: Any, mq: MqttConfig) -> None:
+    """Give a paho client this gateway's credentials: user and password, and TLS with the
+    configured CA (and client certificate). Raises ``OSError``/``ssl.SSLError`` for TLS
+    files that cannot be read or used."""
+    if mq.username is not None:
+        password = mq.password.value.decode() if mq.password else None
+        client.username_pw_set(mq.username, password)
+    if mq.tls:
+        ctx = ssl.create_default_context(cafile=mq.ca_file)
+        if mq.cert_file and mq.key_file:
+            ctx.load_cert_chain(mq.cert_file, mq.key_file)
+        client.tls_set_context(ctx)

@@ -1,0 +1,179 @@
+"""What the gateway tells the platform, per the MQTT contract, and how it gets there.
+
+Events and command results go through the outbox (QoS 1, in order, until PUBACK): critical and
+warning events and every access decision (``EventSpec.urgent``) ahead of the rest. Retained
+topics (status, alarms, the devices list, device state) are current state, not history: they
+are published when they change and republished whole on every (re)connect; a device taken out
+of the config has its retained state cleared (an empty retained message). Events and state
+carry the device's ``room`` where it has one. Telemetry is best-effort QoS 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from gatewayd import __version__
+from gatewayd.model import Alarm, Event
+from gatewayd.uplink.lanes import INFO, URGENT
+from gatewayd.uplink.link import MqttLink
+from gatewayd.uplink.outbox import Outbox
+from gatewayd.uplink.topics import Topics, dumps
+
+log = logging.getLogger("gatewayd.uplink.publisher")
+
+INFLIGHT_WINDOW = 100
+
+
+class House(Protocol):
+    """What the publisher needs to know of the house (the runtime answers from the config and
+    the device families)."""
+
+    def urgent(self, event: Event) -> bool:
+        """Whether ``event`` goes ahead of other info events (an access decision)."""
+
+    def room(self, device: str) -> str:
+        """Where the device is, for people ("" when it has no room)."""
+
+    def devices(self) -> list[dict[str, Any]]:
+        """The retained ``{root}/devices`` list."""
+
+
+class BareHouse:
+    """A house with no rooms, no access decisions and no devices list (tools, benchmarks)."""
+
+    def urgent(self, event: Event) -> bool:
+        return False
+
+    def room(self, device: str) -> str:
+        return ""
+
+    def devices(self) -> list[dict[str, Any]]:
+        return []
+
+
+class Publisher:
+    def __init__(
+        self, topics: Topics, outbox: Outbox, started: float, site: str, house: House
+    ) -> None:
+        self.topics = topics
+        self.outbox = outbox
+        self.started = started
+        self.site = site
+        self.house = house
+        self.link: MqttLink | None = None
+        self.states: dict[str, dict[str, Any]] = {}
+        self.forgotten: set[str] = set()
+        self._alarms: Callable[[], list[Alarm]] = list
+        self._fire_mode: Callable[[], bool] = lambda: False
+
+    def bind(
+        self, link: MqttLink, alarms: Callable[[], list[Alarm]], fire_mode: Callable[[], bool]
+    ) -> None:
+        self.link = link
+        self._alarms = alarms
+        self._fire_mode = fire_mode
+
+    # -- payloads ------------------------------------------------------------------------
+
+    def status_payload(self, online: bool) -> bytes:
+        body: dict[str, Any] = {"online": online, "version": __version__, "started": self.started}
+        if online:
+            body.update(fire_mode=self._fire_mode(), site=self.site)
+        return dumps(body)
+
+    def will(self) -> tuple[str, bytes]:
+        return self.topics.status, self.status_payload(False)
+
+    # -- publishing ----------------------------------------------------------------------
+
+    def event(self, event: Event) -> None:
+        body = event.to_json()
+        room = self.house.room(event.device)
+        if room:
+            body["room"] = room
+        lane = URGENT if event.severity != "info" or self.house.urgent(event) else INFO
+        self.outbox.put(self.topics.event(event.device), dumps(body), lane=lane)
+        self.pump()
+
+    def result(self, body: Mapping[str, Any]) -> None:
+        self.outbox.put(self.topics.cmd_result, dumps(body), lane=URGENT)
+        self.pump()
+
+    def state(self, device: str, changes: Mapping[str, Any]) -> None:
+        current = self.states.get(device)
+        if current is None:
+            room = self.house.room(device)
+            current = self.states[device] = {"room": room} if room else {}
+        if all(current.get(k) == v for k, v in changes.items()):
+            return
+        current.update(changes)
+        self._retained(self.topics.state(device), {**current, "ts": time.time()})
+
+    def forget(self, device: str) -> None:
+        """A device taken out of the config: its retained state is cleared (now, and on every
+        connect while this process lives, in case the broker did not get it)."""
+        self.states.pop(device, None)
+        self.forgotten.add(device)
+        self._clear(self.topics.state(device))
+
+    def devices_changed(self) -> None:
+        self._retained(self.topics.devices, {"ts": time.time(), "devices": self.house.devices()})
+
+    def telemetry(self, device: str, values: Mapping[str, Any]) -> None:
+        topic = self.topics.telemetry(device)
+        payload = dumps({"ts": time.time(), "values": dict(values)})
+        link = self.link
+        if link is None or link.publish(topic, payload, qos=0) is None:
+            self.outbox.put_telemetry(topic, payload)  # best effort: memory only, bounded
+
+    def alarms_changed(self) -> None:
+        self._retained(
+            self.topics.alarms, {"ts": time.time(), "active": [a.to_json() for a in self._alarms()]}
+        )
+
+    def status_changed(self) -> None:
+        if self.link is not None:
+            self.link.publish(self.topics.status, self.status_payload(True), qos=1, retain=True)
+
+    def on_connected(self) -> None:
+        """Republish the current retained picture, then drain the outbox."""
+        self.status_changed()
+        self.alarms_changed()
+        self.devices_changed()
+        for device in self.forgotten:
+            self._clear(self.topics.state(device))
+        for device, state in self.states.items():
+            self._retained(self.topics.state(device), {**state, "ts": time.time()})
+        self.pump()
+
+    def on_disconnected(self) -> None:
+        self.outbox.requeue()
+
+    def on_acked(self, mid: int) -> None:
+        self.outbox.acked(mid)
+        self.pump()
+
+    def pump(self) -> None:
+        link = self.link
+        if link is None or not link.connected:
+            return
+        outbox = self.outbox
+        while len(outbox.inflight) < INFLIGHT_WINDOW:
+            msg = outbox.next()
+            if msg is None:
+                return
+            mid = link.publish(msg.topic, msg.payload, qos=msg.qos)
+            if mid is None:
+                return
+            outbox.sent(msg, mid)
+
+    def _clear(self, topic: str) -> None:
+        if self.link is not None:
+            self.link.publish(topic, b"", qos=1, retain=True)
+
+    def _retained(self, topic: str, body: Mapping[str, Any]) -> None:
+        if self.link is not None:
+            self.link.publish(topic, dumps(body), qos=1, retain=True)
