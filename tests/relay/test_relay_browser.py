@@ -73,6 +73,18 @@ def mend_requests(driver: WebDriver) -> None:
     driver.execute_script("window.__failing = '';")
 
 
+def wait_logged(house: World, user: str) -> None:
+    """Until the house's unlock log (the landlord's API) holds an unlock by ``user``."""
+    until(
+        lambda: any(
+            r["user"] == user and r["type"] == "door.unlocked"
+            for r in house.api("wang").get(f"/api/houses/{house.house_id}/log")
+        ),
+        10,
+        "the unlock in the log",
+    )
+
+
 def phone_relay(house: World) -> str:
     return house.relays[-1].url  # the other process than the landlord's, when there are two
 
@@ -275,14 +287,7 @@ def test_the_landlords_page_catches_up_with_an_unlock_made_while_it_was_cut_off(
         network.cut()
         until(lambda: live_state(landlord) == "no", 10, "the page to lose its stream")
         assert tap(phone, house.door_id)[0] == "ok"
-        until(
-            lambda: any(
-                r["user"] == "sun.li" and r["type"] == "door.unlocked"
-                for r in house.api("wang").get(f"/api/houses/{house.house_id}/log")
-            ),
-            10,
-            "the unlock in the log",
-        )
+        wait_logged(house, "sun.li")
         assert not landlord.find_elements(By.CSS_SELECTOR, "tr[data-user='sun.li']")
         network.mend()
         row = wait_for(landlord, "tr[data-type='door.unlocked'][data-user='sun.li']", 15)
@@ -317,14 +322,7 @@ def test_the_landlords_page_is_live_only_once_its_unlock_log_has_loaded(
     _, invite = house.tenant("冯刚", "feng.gang")
     bind_phone(phone, invite, phone_relay(house))
     assert tap(phone, house.door_id)[0] == "ok"
-    until(
-        lambda: any(
-            r["user"] == "feng.gang" and r["type"] == "door.unlocked"
-            for r in house.api("wang").get(f"/api/houses/{house.house_id}/log")
-        ),
-        10,
-        "the unlock in the log",
-    )
+    wait_logged(house, "feng.gang")
     fail_requests(landlord, "/log?")
     login(landlord, house.relays[0].url, "wang")
     wait_for(landlord, "section.house")  # the house is shown; its log could not be loaded
