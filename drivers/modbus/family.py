@@ -15,11 +15,12 @@ from typing import Any, ClassVar
 
 from drivers.modbus import events as ev
 from drivers.modbus.profiles import PROFILES
+from drivers.modbus.unit import ModbusFamily, UnitBus, UnitSession
+from gatewayd.driver import DeviceConfig
 from gatewayd.family import (
     ActionSpec,
     AddMetric,
     EventSpec,
-    Family,
     FireSignal,
     Found,
     Role,
@@ -125,12 +126,10 @@ def cut_reason(origin: str) -> str:
     return origin.removeprefix("charger_") or "unknown"
 
 
-class ChargerFamily(Family):
+class ChargerFamily(ModbusFamily):
     kind: ClassVar[str] = "charger"
     title: ClassVar[str] = "charging pile"
-    buses: ClassVar[tuple[str, ...]] = ("modbus",)
     Settings = ChargerSettings
-    address: ClassVar[str | None] = "unit"
     plural: ClassVar[str] = "piles"
     id_prefix: ClassVar[str] = "pile-"
     actions: ClassVar[Mapping[str, ActionSpec]] = {
@@ -143,6 +142,19 @@ class ChargerFamily(Family):
     telemetry = TELEMETRY
     metrics = METRICS
     refused_in_fire: ClassVar[Mapping[str, str]] = {"port_on": "chargers stay off"}
+
+    def session(self, device: DeviceConfig, bus: UnitBus) -> UnitSession:
+        from drivers.modbus.pile import PileConfig, PileSession
+
+        st = device.settings
+        cfg = PileConfig(
+            device=device.id,
+            unit=st["unit"],
+            profile=PROFILES[st.get("profile", "ebc")],
+            failsafe_seconds=st.get("failsafe_seconds", 300),
+            power_limit_watts=st.get("power_limit_watts"),
+        )
+        return PileSession(cfg, bus)
 
     def model(self, device: Any) -> str | None:
         profile = device.settings.get("profile")  # a foreign driver's pile may not say
