@@ -132,8 +132,9 @@ class FireRule(Rule):
             for stage in STAGES:
                 for role, action in family.fire_actions(device, stage):
                     if role in wanted:
-                        action = dataclasses.replace(action, reason=reason, origin=self.name)
-                        out.actions.append(action)
+                        out.actions.append(
+                            dataclasses.replace(action, reason=reason, origin=self.name)
+                        )
         return out
 
     def _reset(self, world: World) -> Outcome:
