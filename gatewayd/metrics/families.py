@@ -68,7 +68,7 @@ CATALOGUE: Mapping[str, tuple[tuple[str, ...], str]] = {
     "gatewayd_fire_mode": ((), "1 while the house is in fire mode (ends only with fire_reset)."),
     "gatewayd_outbox_depth": ((), "Messages waiting for the broker's acknowledgement."),
     "gatewayd_outbox_oldest_age_seconds": ((), "Age of the oldest message not yet acknowledged by the broker."),
-    "gatewayd_outbox_dropped_total": (("lane",), "Messages given up for lack of room (lane urgent, info or telemetry); urgent drops are lost safety events."),
+    "gatewayd_outbox_dropped_total": (("lane",), "Messages given up for lack of room (lane critical, urgent, info or telemetry); critical and urgent drops are lost safety events."),
     "gatewayd_outbox_disk_bytes": ((), "Bytes the outbox holds on the SD card while the broker is away."),
     "gatewayd_critical_delivery_seconds": ((), "Per critical event (a fire, a smoke alarm), seconds from its frame to the broker's acknowledgement, outages included; GB 50440 allows a fire alarm 10 s."),
     "gatewayd_outbox_damaged_records_total": ((), "Damaged outbox records (or runs of bytes) skipped since start: the SD card garbled what was stored; the rest was kept."),
