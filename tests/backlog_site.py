@@ -27,7 +27,7 @@ import paho.mqtt.client as mqtt
 from prometheus_client.parser import text_string_to_metric_families
 
 from firmware_stubs.broker import Broker
-from tests.harness import Msg, install_plugin
+from tests.harness import Msg, install_plugin, wait_on
 
 BACKLOG = '''
 import asyncio, json, os
@@ -127,14 +127,7 @@ class Platform:
 
     def wait(self, pred: Callable[[], Any], timeout: float, what: str) -> Any:
         """``pred()``'s first true value (called under the lock, at each message)."""
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not (value := pred()):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no {what} within {timeout:.0f} s")
-                self.cond.wait(min(left, 0.5))
-            return value
+        return wait_on(self.cond, pred, timeout, what)
 
     def first(
         self, topic: str, match: Callable[[Any], bool], timeout: float, what: str, start: int = 0

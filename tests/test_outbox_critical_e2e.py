@@ -45,16 +45,10 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     b.stop()
 
 
-@pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[ReceiverThread]:
-    r = ReceiverThread(tmp_path / "srb433")
-    yield r
-    r.close()
-
-
 def test_a_smoke_alarm_overtakes_a_ten_thousand_message_backlog(
-    tmp_path: Path, broker: Broker, receiver: ReceiverThread
+    tmp_path: Path, broker: Broker, smoke_receiver: ReceiverThread
 ) -> None:
+    receiver = smoke_receiver
     port = free_port()
     trigger = tmp_path / "backlog.json"
     body = (
