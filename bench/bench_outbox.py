@@ -42,10 +42,12 @@ ROOT = "pingan/v1/gw-bench"
 
 
 def payloads(n: int) -> list[tuple[str, bytes, int]]:
-    kinds = [("smoke-301", "smoke.heartbeat", "info", {"battery_mv": 3010, "rssi_dbm": -61}),
-             ("pile-7", "charger.port_started", "info", {"port": 4, "power_w": 412}),
-             ("door-main", "door.unlocked", "info", {"method": "card", "user": 4711}),
-             ("smoke-302", "smoke.alarm", "critical", {"density": 150})]
+    kinds = [
+        ("smoke-301", "smoke.heartbeat", "info", {"battery_mv": 3010, "rssi_dbm": -61}),
+        ("pile-7", "charger.port_started", "info", {"port": 4, "power_w": 412}),
+        ("door-main", "door.unlocked", "info", {"method": "card", "user": 4711}),
+        ("smoke-302", "smoke.alarm", "critical", {"density": 150}),
+    ]
     out = []
     for i in range(n):
         dev, typ, sev, data = kinds[i % len(kinds)]
@@ -88,11 +90,15 @@ def intake_sqlite(directory: str, msgs: list[tuple[str, bytes, int]], batch: int
     db = sqlite3.connect(os.path.join(directory, "bare.db"))
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE m (seq INTEGER PRIMARY KEY, lane INT, created REAL, topic TEXT, payload BLOB)")
+    db.execute(
+        "CREATE TABLE m (seq INTEGER PRIMARY KEY, lane INT, created REAL, topic TEXT, payload BLOB)"
+    )
     t0 = time.perf_counter()
     for start in range(0, len(msgs), batch):
-        rows = [(start + i, lane, time.time(), topic, payload)
-                for i, (topic, payload, lane) in enumerate(msgs[start:start + batch])]
+        rows = [
+            (start + i, lane, time.time(), topic, payload)
+            for i, (topic, payload, lane) in enumerate(msgs[start : start + batch])
+        ]
         db.executemany("INSERT INTO m VALUES (?,?,?,?,?)", rows)
         db.commit()
     elapsed = time.perf_counter() - t0
@@ -104,8 +110,12 @@ def intake_sqlite(directory: str, msgs: list[tuple[str, bytes, int]], batch: int
 
 
 def drain_outbox(directory: str, port: int, n: int) -> float:
-    cfg = config_mod.parse({"gateway": {"id": "gw-bench", "data_dir": directory},
-                            "mqtt": {"url": f"mqtt://127.0.0.1:{port}"}})
+    cfg = config_mod.parse(
+        {
+            "gateway": {"id": "gw-bench", "data_dir": directory},
+            "mqtt": {"url": f"mqtt://127.0.0.1:{port}"},
+        }
+    )
 
     async def go() -> float:
         box = Outbox(directory, window=0.05)  # the backlog written by the intake run
@@ -124,9 +134,15 @@ def drain_outbox(directory: str, port: int, n: int) -> float:
             started = time.perf_counter()
             pub.on_connected()
 
-        link = MqttLink(cfg, will=(f"{ROOT}/status", b"{}"), on_message=lambda *_: None,
-                        on_connected=connected, on_acked=acked,
-                        on_disconnected=pub.on_disconnected, subscriptions=())
+        link = MqttLink(
+            cfg,
+            will=(f"{ROOT}/status", b"{}"),
+            on_message=lambda *_: None,
+            on_connected=connected,
+            on_acked=acked,
+            on_disconnected=pub.on_disconnected,
+            subscriptions=(),
+        )
         pub.bind(link, list, lambda: False)
         async with link:
             await asyncio.wait_for(done.wait(), 120)
@@ -256,9 +272,17 @@ def run(quick: bool) -> list[dict[str, Any]]:
         io_intake = io_written() - io0
         t_sql = intake_sqlite(str(tmp / "sqlite"), msgs, batch=2000)
         r_box, r_sql = n / t_box, n / t_sql
-        rows.append(row("intake into the outbox (broker down, all fsynced)", r_box, "events/s",
-                        "bare batched SQLite insert (WAL, synchronous=FULL)", r_sql,
-                        "≥ 20,000/s and ≥ 0.5 × baseline", r_box >= 20_000 and r_box >= 0.5 * r_sql))
+        rows.append(
+            row(
+                "intake into the outbox (broker down, all fsynced)",
+                r_box,
+                "events/s",
+                "bare batched SQLite insert (WAL, synchronous=FULL)",
+                r_sql,
+                "≥ 20,000/s and ≥ 0.5 × baseline",
+                r_box >= 20_000 and r_box >= 0.5 * r_sql,
+            )
+        )
         broker = Broker(tmp)
         broker.start()
         try:
@@ -269,16 +293,40 @@ def run(quick: bool) -> list[dict[str, Any]]:
         finally:
             broker.stop()
         d_box, d_bare = n / t_drain, n / t_bare
-        rows.append(row("drain backlog to local mosquitto (QoS 1, acknowledged)", d_box, "events/s",
-                        "bare paho QoS 1 publish loop", d_bare, "≥ 10,000/s and ≥ 0.5 × baseline",
-                        d_box >= 10_000 and d_box >= 0.5 * d_bare))
+        rows.append(
+            row(
+                "drain backlog to local mosquitto (QoS 1, acknowledged)",
+                d_box,
+                "events/s",
+                "bare paho QoS 1 publish loop",
+                d_bare,
+                "≥ 10,000/s and ≥ 0.5 × baseline",
+                d_box >= 10_000 and d_box >= 0.5 * d_bare,
+            )
+        )
         box_written = io_intake + (io2 - io1)  # the outbox's own writes: intake, then drain
         left = sum(f.stat().st_size for f in (tmp / "box").iterdir())
         per_event = box_written / n
-        rows.append(row("bytes written per event, whole life (stored, acked, removed)", per_event, "B",
-                        "the event's JSON size", avg_json, "≤ 3 × baseline", per_event <= 3 * avg_json))
-        rows.append(row("outbox left on disk after the drain", left, "B", target="≤ 4 KiB (the watermarks)",
-                        ok=left <= 4096))
+        rows.append(
+            row(
+                "bytes written per event, whole life (stored, acked, removed)",
+                per_event,
+                "B",
+                "the event's JSON size",
+                avg_json,
+                "≤ 3 × baseline",
+                per_event <= 3 * avg_json,
+            )
+        )
+        rows.append(
+            row(
+                "outbox left on disk after the drain",
+                left,
+                "B",
+                target="≤ 4 KiB (the watermarks)",
+                ok=left <= 4096,
+            )
+        )
         rows += startup_rows(tmp, msgs, quick)
     return rows
 

@@ -58,6 +58,7 @@ class Port:
     battery: Battery | None = None
     forced_w: float | None = None  # fault injection: a load drawing this much
     hot_c: float | None = None  # fault injection: a bad contact holding the socket here
+    held_c: float | None = None  # fault injection: heat no relay switches off
     sensor_broken: bool = False
     power_w: float = 0.0
     energy_wh: float = 0.0
@@ -116,6 +117,20 @@ class Pile:
         p.hot_c = celsius
         p.temp_c = celsius
 
+    def hold_temperature(self, port: int, celsius: float) -> None:
+        """Heat the pile cannot switch off (a neighbour burning, a sunlit cabinet wall): the
+        socket reads ``celsius`` whatever its relay does, until ``cool_port``."""
+        p = self.port(port)
+        p.held_c = celsius
+        p.temp_c = celsius
+
+    def cool_port(self, port: int) -> None:
+        """The bad contact mended and the socket at once as cool as its load makes it."""
+        p = self.port(port)
+        p.hot_c = None
+        p.held_c = None
+        p.temp_c = AMBIENT_C + 0.06 * p.power_w
+
     def heat_cabinet(self, celsius: float) -> None:
         self.cabinet_extra_c = celsius - self.cabinet_c()
 
@@ -164,6 +179,8 @@ class Pile:
                 target = max(target, p.hot_c)
                 p.temp_c = max(p.temp_c, p.hot_c)
             p.temp_c += (target - p.temp_c) * min(1.0, dt / 120)
+            if p.held_c is not None:
+                p.temp_c = p.held_c
             if p.fault == F_NONE and p.relay:
                 if want >= limit_w:
                     self._trip(p, F_OVERPOWER)

@@ -240,10 +240,10 @@ class EbcEmulator:
                 if not pile.ignore_broadcast and not pile.silent:
                     pile.handle(pdu, broadcast=True)
             return None
-        pile = self.piles.get(unit)
-        if pile is None or pile.silent:
+        addressed = self.piles.get(unit)
+        if addressed is None or addressed.silent:
             return None
-        return pile.handle(pdu)
+        return addressed.handle(pdu)
 
 
 def _units(text: str) -> list[int]:

@@ -206,6 +206,10 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
     buses = _buses(raw.get("buses", []), name)
     devices = _devices(raw.get("devices", []), buses, gw["id"], name)
     rules = _rules(raw.get("rules", {}), name)
+    for i, bus in enumerate(buses):
+        wrong = plugins.load_driver(bus.driver).check_rules(bus.settings, rules)
+        if wrong is not None:
+            raise ConfigError(name, f"buses[{i}].{wrong[0]}", *wrong[1:])
     _known_devices(rules, devices, name)
     return Config(
         path=name,

@@ -101,6 +101,14 @@ class Driver(ABC):
         what is wrong (the config loader names the file and the bus), or None."""
         return None
 
+    @classmethod
+    def check_rules(
+        cls, settings: Mapping[str, Any], rules: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[str, str, Any] | None:
+        """Checks of a ``[[buses]]`` table against the rules' settings (defaults filled in):
+        return (the bus key, what was expected, what it is), or None."""
+        return None
+
     # -- `gatewayd check` (the CLI on site; the code lives in the driver's package) ------------
 
     @classmethod

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,6 +72,47 @@ def test_overheat_cuts_that_port_only_and_port_on_is_refused(
     wait_until(lambda: not pile.ports[3].relay, 5, "port 4 off by command")
     telemetry = probe.wait(f"{site.root}/telemetry/{device}", timeout=10)
     assert "ts" in telemetry and telemetry["values"]
+
+
+@pytest.mark.parametrize("device", ["pile-2", "pile-3"])  # on the RTU line, and over TCP
+def test_second_hot_port_behind_a_cut_one_is_cut_within_the_fast_bound(
+    device: str, tmp_path: Path, broker: Broker, probe: Probe
+) -> None:
+    # Slow reads two minutes apart: only the charger watch can see the second port in time.
+    plan = SitePlan(locks={}, ports=12, fast_seconds=0.4, slow_seconds=120.0)
+    site_emu = EmulatedSite(tmp_path, plan).start()
+    daemon = Daemon(make_site(tmp_path, broker.url, site_emu.config(tmp_path)))
+    daemon.start()
+    try:
+        site = daemon.site
+        probe.wait(f"{site.root}/state/{device}", lambda s: s.get("online") is True, timeout=15)
+        pile = site_emu.pile(device)
+
+        async def act(fn: Any, *args: Any) -> None:
+            fn(*args)
+
+        site_emu.call(act(pile.hold_temperature, 3, 72.0))  # cut, and hot for minutes after
+        wait_until(lambda: not pile.ports[2].relay, 5, "port 3's relay to open")
+        time.sleep(1.0)
+        start = time.monotonic()
+        site_emu.call(act(pile.heat_port, 7, 62.0))  # the summary still names port 3 (72 °C)
+        wait_until(lambda: not pile.ports[6].relay, 2 * 0.4 + 0.5, "port 7's relay to open")
+        took = time.monotonic() - start
+        cut = probe.wait(
+            f"{site.root}/events/{device}",
+            lambda e: e["type"] == "charger.port_cut" and e["data"]["ports"] == [7],
+        )
+        assert site_emu.call(_summary(pile)) == [720, 3]
+    finally:
+        daemon.stop()
+        site_emu.stop()
+    assert took < 2 * 0.4 + 0.5
+    assert "port 7" in cut["data"]["reason"] and cut["data"]["done"] == "relay_opened"
+    assert [p.number for p in pile.ports if not p.relay] == [3, 7]
+
+
+async def _summary(pile: Any) -> list[int]:
+    return list(pile.input_registers(256, 2))
 
 
 def test_a_port_beyond_the_piles_own_count_is_invalid(

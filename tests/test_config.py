@@ -138,3 +138,40 @@ def test_check_command_exit_codes_and_one_line(tmp_path: Path) -> None:
     assert "chmod 600" in bad.stderr
     missing = run(tmp_path / "nope.toml")
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+MODBUS = """
+[[buses]]
+name = "rs485"
+driver = "modbus"
+port = "/dev/ttyUSB0"
+"""
+
+
+@pytest.mark.parametrize(
+    ("bus", "rules", "message"),
+    [
+        ("watch_celsius = 60.0", "", "(60), got 60.0"),  # the overheat rule's default cut
+        (
+            "watch_celsius = 58",
+            "\n[rules.charger_overheat]\nport_max_celsius = 55\n",
+            "(55), got 58.0",
+        ),
+        ("", "\n[rules.charger_overheat]\nport_max_celsius = 50\n", "(50), got 50.0"),  # default
+    ],
+)
+def test_a_charger_watch_not_below_the_overheat_cut_is_refused(
+    tmp_path: Path, bus: str, rules: str, message: str
+) -> None:
+    path = write(tmp_path, BASE + MODBUS + bus + "\n" + rules)
+    with pytest.raises(ConfigError) as exc:
+        config.load(str(path))
+    expected = "buses[0].watch_celsius: expected below rules.charger_overheat.port_max_celsius "
+    assert str(exc.value) == f"{path}: {expected}{message}"
+
+
+def test_a_charger_watch_below_the_overheat_cut_is_accepted(tmp_path: Path) -> None:
+    rules = "\n[rules.charger_overheat]\nport_max_celsius = 65\n"
+    cfg = config.load(str(write(tmp_path, BASE + MODBUS + "watch_celsius = 64.5\n" + rules)))
+    assert cfg.buses[0].settings["watch_celsius"] == 64.5
+    assert cfg.rules["charger_overheat"]["port_max_celsius"] == 65

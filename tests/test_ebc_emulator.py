@@ -189,6 +189,25 @@ def test_charging_curve_heat_and_energy() -> None:
     assert pile.state(pile.port(2)) == IDLE
 
 
+def test_held_heat_outlasts_the_cut_and_cooling_ends_it() -> None:
+    pile = Pile(unit=1, ports_n=4)
+    pile.holding[2] = 0
+    pile.plug(2)
+    pile.hold_temperature(2, 70.0)
+    pile.handle(bytes([5, 0, 1, 0, 0]))  # cut
+    pile.advance(600)
+    assert pile.port(2).temp_c == 70.0 and not pile.port(2).relay
+    summary = pile.input_registers(256, 2)
+    assert summary == [700, 2]  # the summary names it: the other ports hide behind it
+    pile.cool_port(2)
+    pile.advance(1)
+    assert pile.port(2).temp_c < 30
+    pile.heat_port(3, 66.0)
+    pile.cool_port(3)
+    pile.advance(600)
+    assert pile.port(3).temp_c < 30  # a mended contact no longer holds the socket hot
+
+
 def test_hardware_overtemperature_trip() -> None:
     pile = Pile(unit=1, ports_n=2)
     pile.plug(1)

@@ -190,6 +190,7 @@ class StatsDriver:
             "errors_total": 3,
             "timeouts_total": 2,
             "utilisation_ratio": 0.25,
+            "watched_piles": 1,
             "bogus": 9,
         }
 
@@ -215,6 +216,7 @@ def test_bus_stats_and_last_seen_from_drivers_that_offer_them(gateway: Gateway) 
     assert value(s, "gatewayd_bus_requests_total", bus="smoke-rx") == 120
     assert value(s, "gatewayd_bus_timeouts_total", bus="smoke-rx") == 2
     assert value(s, "gatewayd_bus_utilisation_ratio", bus="smoke-rx") == 0.25
+    assert value(s, "gatewayd_bus_watched_piles", bus="smoke-rx") == 1
     assert value(s, "gatewayd_driver_restarts_total", bus="smoke-rx") == 2
     assert value(s, "gatewayd_bus_up", bus="smoke-rx", driver="serial") == 1
     assert value(s, "gatewayd_bus_up", bus="rs485", driver="modbus") == 0  # not running

@@ -77,6 +77,12 @@ class ModbusDriver(Driver):
         "write_attempts": Int(
             1, 10, default=3, doc="relay write + read-back attempts before escalating"
         ),
+        "watch_celsius": Float(
+            30,
+            100,
+            default=50.0,
+            doc="while a port of a pile is at or above this (or in over-temperature fault), the blocks of that pile's ports whose relay may be closed are read at the fast period; must be below charger_overheat.port_max_celsius",
+        ),
     }
 
     def __init__(
@@ -133,6 +139,8 @@ class ModbusDriver(Driver):
             "errors_total": s.garbled + s.exceptions + s.errors,
             "timeouts_total": s.timeouts,
             "utilisation_ratio": self.line.utilisation(),
+            # Piles whose powered ports are read each fast period (the charger watch).
+            "watched_piles": sum(p.watch.watching for p in self.piles.values()),
         }
 
     def last_seen(self) -> Mapping[str, float]:
@@ -162,6 +170,20 @@ class ModbusDriver(Driver):
     def check_bus(cls, settings: Mapping[str, Any]) -> str | None:
         if (settings.get("port") is None) == (settings.get("host") is None):
             return "expected exactly one of port (RTU) or host (TCP)"
+        return None
+
+    @classmethod
+    def check_rules(
+        cls, settings: Mapping[str, Any], rules: Mapping[str, Mapping[str, Any]]
+    ) -> tuple[str, str, Any] | None:
+        # The watch is for a pile with a port cut hot: started above the cut, a port cut and
+        # still hot between the two would hide a second port until the next full read; at
+        # the cut itself there is no margin. So it must begin below it.
+        cut = rules.get("charger_overheat", {}).get("port_max_celsius")
+        watch = settings.get("watch_celsius", Timing.watch_celsius)
+        if cut is not None and watch >= cut:
+            key = "rules.charger_overheat.port_max_celsius"
+            return "watch_celsius", f"expected below {key} ({cut:g})", watch
         return None
 
     @classmethod

@@ -10,6 +10,12 @@ may be served before fresher ones of higher priority (never before safety), but 
 budget of ``aged_share`` of the line's time, one at a time (the budget never saves up).
 Without that every starved full read would jump the queue at once and hold the summary polls
 — the ones that see heat — for seconds.
+
+Watch reads (the powered ports of a pile with a hot port, see ``watch``) rank below the summary
+polls but may go ahead of them within ``watch_share`` of the line's time: on a line the
+summaries already fill they would otherwise never run, and without the cap a hot summer day
+that put every pile under watch would stretch the summary round, and so the first-port bound
+of every pile, several times over.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ class Priority(IntEnum):
     SAFETY = 0  # relay off, e-stop: ahead of everything
     COMMAND = 1  # remote commands, start-up configuration writes
     FAST = 2  # the summary block of every pile, every fast period
-    CHANGED = 3  # port blocks right after a summary showed a change
-    SLOW = 4  # the periodic full read
+    WATCH = 3  # a watched pile's powered ports, after each of its summaries (watch_share)
+    CHANGED = 4  # port blocks right after a summary showed a change
+    SLOW = 5  # the periodic full read
 
 
 @dataclass(order=True)
@@ -49,12 +56,32 @@ class _Job:
     wire: float = field(compare=False, default=0.0)
 
 
+class _Share:
+    """Line time some requests may take ahead of their rank: it accrues at ``share`` of wall
+    time and is capped at zero, so a quiet minute does not buy a burst later. A request may go
+    when the account is not in debt; its wire time is then owed."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self._balance = 0.0
+        self._at = time.monotonic()
+
+    def available(self, now: float) -> bool:
+        self._balance = min(0.0, self._balance + (now - self._at) * self.share)
+        self._at = now
+        return self._balance >= 0.0
+
+    def spend(self, wire: float) -> None:
+        self._balance -= wire
+
+
 @dataclass
 class LineStats:
     transactions: int = 0
     wire_seconds: float = 0.0  # what the transactions cost at the line rate, gaps included
     busy_seconds: float = 0.0  # wall time from first send to the end of the last gap
     max_wait: dict[int, float] = field(default_factory=dict)  # per priority, queue wait
+    by_priority: dict[int, int] = field(default_factory=dict)  # transactions per priority
 
 
 class Line:
@@ -66,12 +93,18 @@ class Line:
         busy = sum(b for end, b in self._recent if end >= horizon)
         return min(1.0, busy / UTILISATION_WINDOW)
 
-    def __init__(self, link: Link, *, age_seconds: float = 5.0, aged_share: float = 0.1) -> None:
+    def __init__(
+        self,
+        link: Link,
+        *,
+        age_seconds: float = 5.0,
+        aged_share: float = 0.1,
+        watch_share: float = 0.5,
+    ) -> None:
         self.link = link
         self.age_seconds = age_seconds
-        self.aged_share = aged_share
-        self._budget = 0.0  # line time aged requests may take: up to 0, negative while in debt
-        self._budget_at = time.monotonic()
+        self._aged = _Share(aged_share)
+        self._watch = _Share(watch_share)
         self.stats = LineStats()
         self._recent: deque[tuple[float, float]] = deque()  # (end, busy s) of recent ones
         self._heap: list[_Job] = []
@@ -119,6 +152,7 @@ class Line:
         start = time.monotonic()
         if start - queued > self.stats.max_wait.get(priority, 0.0):
             self.stats.max_wait[priority] = start - queued
+        self.stats.by_priority[priority] = self.stats.by_priority.get(priority, 0) + 1
         try:
             result = await call(self.link)
         finally:
@@ -143,20 +177,24 @@ class Line:
 
     def _next(self) -> _Job:
         now = time.monotonic()
-        # The budget accrues with wall time and is capped at zero, so a quiet minute does not
-        # buy a burst of aged requests later: at most one goes ahead, then it is paid back.
-        self._budget = min(0.0, self._budget + (now - self._budget_at) * self.aged_share)
-        self._budget_at = now
         head = self._heap[0]
         if head.priority > Priority.SAFETY:
             oldest = min(self._heap, key=lambda j: j.queued)
             aged = now - oldest.queued > self.age_seconds
-            if oldest is not head and aged and self._budget >= 0.0:
-                self._budget -= oldest.wire
-                self._heap.remove(oldest)
-                heapq.heapify(self._heap)
-                return oldest
+            if oldest is not head and aged and self._aged.available(now):
+                self._aged.spend(oldest.wire)
+                return self._take(oldest)
+        if head.priority == Priority.FAST and self._watch.available(now):
+            watch = min((j for j in self._heap if j.priority == Priority.WATCH), default=None)
+            if watch is not None:
+                self._watch.spend(watch.wire)
+                return self._take(watch)
         return heapq.heappop(self._heap)
+
+    def _take(self, job: _Job) -> _Job:
+        self._heap.remove(job)
+        heapq.heapify(self._heap)
+        return job
 
     async def run(self) -> None:
         while True:

@@ -1,10 +1,12 @@
 """One charging pile on a bus: its polling loops, its circuit breaker, its events and state.
 
-Two loops per pile share what they read: the fast loop reads the six-register summary block
+Three loops per pile share what they read: the fast loop reads the six-register summary block
 every ``fast_seconds``; the slow loop reads the port blocks and relays every ``slow_seconds``,
-and at once (only the ports concerned) when the summary moved. A pile that stops answering
-gets short timeouts, then an open breaker: no polls until a probe, retried with capped,
-jittered backoff, so it cannot stall the other piles on its line.
+and at once (only the ports concerned) when the summary moved; while a port is hot the watch
+(``watch.PortWatch``) reads its powered ports at the fast period, since the summary names only
+the hottest port. A pile that stops answering gets short timeouts, then an open breaker: no
+polls until a probe, retried with capped, jittered backoff, so it cannot stall the other
+piles on its line.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from drivers.modbus.coalesce import coalesce
 from drivers.modbus.line import Line, Priority
 from drivers.modbus.profiles import ChargerProfile, bits_named
 from drivers.modbus.transport import ExceptionReply, Link, rtu_sizes
+from drivers.modbus.watch import PortWatch
 from gatewayd.driver import DriverContext
 from gatewayd.errors import TransientError
 from gatewayd.model import Event, Severity
@@ -46,6 +49,7 @@ class Timing:
     max_gap: int = 16
     max_read_registers: int = 125
     write_attempts: int = 3
+    watch_celsius: float = 50.0
 
 
 @dataclass
@@ -82,6 +86,7 @@ class PileSession:
         self.reachable = asyncio.Event()  # cleared while offline: only the fast loop probes
         self._refresh = asyncio.Event()
         self._refresh_ports: set[int] = set()
+        self.watch = PortWatch(self)
         self._sample_keys: dict[str, tuple[Any, ...]] = {}
         self._published: dict[str, Any] = {}
 
@@ -203,6 +208,7 @@ class PileSession:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._fast_loop(), name=f"modbus-{self.device}-fast")
             tg.create_task(self._slow_loop(), name=f"modbus-{self.device}-slow")
+            tg.create_task(self.watch.run(), name=f"modbus-{self.device}-watch")
 
     async def _configure(self) -> None:
         """Identify the pile and write its settings; repeat until it answers."""
@@ -288,30 +294,49 @@ class PileSession:
         self._refresh_ports.update(ports)
         self._refresh.set()
 
-    async def read_ports(
-        self, ports: list[int], priority: Priority, *, pile_block: bool = False
-    ) -> None:
+    def plan(self, ports: list[int], pile_block: bool = False) -> list[tuple[int, int]]:
         spans = [self.profile.port_span(p) for p in ports]
         if pile_block:
             spans.append(self.profile.pile_span())
         per_request = min(self.profile.max_read_registers, self.timing.max_read_registers)
-        plan = coalesce(
+        return coalesce(
             spans, per_request, self.timing.max_gap, self.profile.readable(self.ports_n)
         )
-        for start, count in plan:
-            regs = await self.read(priority, start, count)
-            self.image.update(zip(range(start, start + count), regs, strict=True))
+
+    async def read_span(self, priority: Priority, start: int, count: int) -> None:
+        regs = await self.read(priority, start, count)
+        self.image.update(zip(range(start, start + count), regs, strict=True))
+
+    async def read_ports(
+        self, ports: list[int], priority: Priority, *, pile_block: bool = False
+    ) -> None:
+        for start, count in self.plan(ports, pile_block):
+            await self.read_span(priority, start, count)
         relays = await self.read_relays(priority)
         if pile_block:
             self.pile = rd.decode_pile(self.profile, self.image)
             self._on_status(self.pile["status_bits"])
+        self.judge(ports, relays, telemetry=True)
+        if pile_block:
+            pile_values = {k: self.pile[k] for k in ("cabinet_c", "mains_v", "total_power_w")}
+            self.ctx.publish_telemetry(self.device, pile_values)
+        self.publish_state()
+
+    # -- turning readings into events and state ---------------------------------------------
+
+    def judge(self, ports: list[int], relays: list[bool], *, telemetry: bool) -> bool:
+        """Decode ``ports`` from the image, emit their events and a sample; True if a port
+        changed state or fault."""
         status = bits_named(self.profile.status_bits, self.status_bits or 0)
+        changed = False
         for p in ports:
-            new = rd.decode_port(self.profile, self.image, p, relays[p - 1])
+            relay = relays[p - 1] if p <= len(relays) else None
+            new = rd.decode_port(self.profile, self.image, p, relay)
             for type_, sev, data in rd.port_events(self.ports.get(p), new, status):
                 self.emit(type_, sev, data)
+                changed = True
             self.ports[p] = new
-            if new["state"] in rd.ACTIVE or new["power_w"]:
+            if telemetry and (new["state"] in rd.ACTIVE or new["power_w"]):
                 self.ctx.publish_telemetry(self.device, {k: new[k] for k in _TELEMETRY})
         self._sample(
             {
@@ -323,17 +348,14 @@ class PileSession:
                 "status": status,
             }
         )
-        if pile_block:
-            pile_values = {k: self.pile[k] for k in ("cabinet_c", "mains_v", "total_power_w")}
-            self.ctx.publish_telemetry(self.device, pile_values)
-        self.publish_state()
-
-    # -- turning readings into events and state ---------------------------------------------
+        self.watch.update()
+        return changed
 
     def _on_summary(self, summary: dict[str, Any]) -> None:
         prev, self.summary = self.summary, summary
         self._on_status(summary["status_bits"])
         self._sample({"source": "summary", **summary})
+        self.watch.update(summary=True)
         if rd.summary_changed(prev, summary):
             self.request_refresh(rd.ports_to_refresh(prev, summary, self.ports_n))
 

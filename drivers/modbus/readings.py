@@ -6,7 +6,7 @@ readings use the profile's normalised names, so rules never see register numbers
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from drivers.modbus import events as ev
@@ -28,6 +28,9 @@ ACTIVE = frozenset({"charging", "full"})
 # How far a summary must move before the port blocks are read again at once.
 SUMMARY_TEMP_STEP_C = 1.0
 SUMMARY_POWER_STEP_W = 30
+# A watched pile stays watched until every port is this far below the watch temperature, so
+# a socket hovering at it does not switch the extra reads on and off every period.
+WATCH_HYSTERESIS_C = 2.0
 
 
 def decode_pile(profile: ChargerProfile, image: Image) -> dict[str, Any]:
@@ -110,6 +113,83 @@ def ports_to_refresh(
     wanted |= set(prev["charging"]) ^ set(new["charging"])
     wanted |= set(prev["faulted"]) ^ set(new["faulted"])
     return sorted(p for p in wanted if 1 <= p <= ports)
+
+
+def watch_cause(
+    watching: bool,
+    summary: Mapping[str, Any] | None,
+    ports: Iterable[Mapping[str, Any]],
+    watch_c: float,
+    read: Collection[int] | None = None,
+) -> str | None:
+    """Why a pile's powered ports must be read at the fast period, or None if they need not.
+
+    The summary names only the hottest port: while one port is hot (or was cut hot and is
+    cooling), a second port crossing the cut threshold hides behind it. So a pile is watched
+    while any reading is at or above ``watch_c`` (the summary's hottest port, or any port
+    block), while a port is in the pile's own over-temperature fault (latched until cleared),
+    and while the summary's hottest reading is a broken sensor (it then vouches for no port).
+    Once watched, temperatures must fall ``WATCH_HYSTERESIS_C`` below ``watch_c`` to end it.
+    Decided from readings only; the text is for the log.
+
+    ``read``: the ports the watch reads (``watch_ports``); the temperature of any other port
+    is taken from the summary only, since its block may be old (a port cut hot and since
+    cooled would otherwise keep the pile watched until the next full read). Its fault counts.
+    """
+    level = watch_c - WATCH_HYSTERESIS_C if watching else watch_c
+    hottest: tuple[float, int] | None = None
+    for p in ports:
+        if p["fault"] == "over_temperature":
+            return f"port {p['port']} in over-temperature fault"
+        temp = p["temperature_c"] if read is None or p["port"] in read else None
+        if temp is not None and temp >= level and (hottest is None or temp > hottest[0]):
+            hottest = (temp, p["port"])
+    if summary is not None:
+        temp = summary["hottest_c"]
+        if temp is None and summary["hottest_port"]:
+            return f"summary's hottest port {summary['hottest_port']} has a broken sensor"
+        if temp is not None and temp >= level and (hottest is None or temp > hottest[0]):
+            hottest = (temp, summary["hottest_port"])
+    if hottest is None:
+        return None
+    return f"port {hottest[1]} at {hottest[0]:.1f} °C"
+
+
+# Port states the datasheet gives a port whose relay is open: opened by command, or by the
+# pile's own trip (a welded relay also reads "fault", but its coil reads closed).
+RELAY_OPEN_STATES = frozenset({"disabled", "fault"})
+
+
+def watch_ports(
+    ports_n: int,
+    relays: Sequence[bool],
+    ports: Mapping[int, Mapping[str, Any]],
+    summary: Mapping[str, Any] | None,
+) -> list[int]:
+    """The ports of a watched pile the watch reads: every port whose relay may be closed.
+
+    A port whose relay is open carries no current, so there is nothing to cut there; its heat
+    still shows in the summary and the full reads. A port is left out only when everything
+    known agrees that its relay is open: the last coil read says open, its last port block
+    says ``disabled`` or ``fault``, and the latest summary does not count it as charging (a
+    port the pile switched on by itself, or one switched on after the coils were read, draws
+    current there before anything else shows it). A port never read, or whose relay was never
+    read, is watched.
+    """
+    charging = set(summary["charging"]) if summary is not None else set()
+    out = []
+    for p in range(1, ports_n + 1):
+        relay = relays[p - 1] if p <= len(relays) else None
+        reading = ports.get(p)
+        open_ = (
+            relay is False
+            and reading is not None
+            and reading["state"] in RELAY_OPEN_STATES
+            and p not in charging
+        )
+        if not open_:
+            out.append(p)
+    return out
 
 
 def port_events(

@@ -85,6 +85,10 @@ CATALOGUE: Mapping[str, tuple[tuple[str, ...], str]] = {
     "gatewayd_bus_errors_total": (("bus",), "Requests answered with an error or a garbled reply."),
     "gatewayd_bus_timeouts_total": (("bus",), "Requests that got no reply in time."),
     "gatewayd_bus_utilisation_ratio": (("bus",), "Share of time the bus was busy, 0 to 1."),
+    "gatewayd_bus_watched_piles": (
+        ("bus",),
+        "Charging piles under the charger watch (a port at or above watch_celsius): their powered ports are read every round, at a cost in line time.",
+    ),
     # every device
     "gatewayd_device_up": (("device", "kind"), "1 while the device is reachable and reporting."),
     "gatewayd_device_last_seen_age_seconds": (("device",), "Seconds since the gateway last heard from the device."),
