@@ -49,6 +49,19 @@ def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condi
     raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
 
 
+def wait_on(cond: threading.Condition, pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``pred()``'s first true value, tried under ``cond`` each time it is notified (whoever
+    changes what ``pred`` reads notifies); TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    with cond:
+        while not (value := pred()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {what} within {timeout:.0f} s")
+            cond.wait(left)
+        return value
+
+
 @dataclass
 class Msg:
     topic: str

@@ -125,11 +125,11 @@ def test_broker_unreachable_for_hours_nothing_lost_retries_paced_memory_bounded(
     ]
     assert max(delays) <= RECONNECT_MAX
     assert HOURS * 3600 / RECONNECT_MAX <= attempts <= HOURS * 3600 / (RECONNECT_MAX / 2) + 10
-    # In order within each class of service: urgent (critical, warning) and info.
+    # In order within each class of service: critical, urgent (warning) and info.
     order: dict[str, int] = {}
     for n, i in enumerate(got()):  # first arrival: a resend after a drop may come again later
         order.setdefault(i, n)
-    for lane in (("critical", "warning"), ("info",)):
+    for lane in (("critical",), ("warning",), ("info",)):
         sent = [i for _, sev, i in emitted if sev in lane]
         assert [order[i] for i in sent] == sorted(order[i] for i in sent), lane
     # Telemetry is best effort: only the last TTL's worth (10 min, 60 readings) survived;

@@ -25,6 +25,7 @@ from gatewayd import plugins
 from gatewayd.metrics.families import catalogue
 from tests.harness import REPO, Broker, Daemon, free_port, make_site, wait_until
 from tests.harness import ReceiverThread as EmulatorThread
+from tests.metrics_site import catalogued
 
 CATALOGUE = catalogue(plugins.families())
 
@@ -96,7 +97,7 @@ def test_rules_and_dashboard_use_only_what_the_gateway_and_the_rollups_export() 
     recorded = set(re.findall(r"record: (\S+)", rollups))
     sources = {p.name: p.read_text() for p in [*RULES, DASHBOARD]}
     for name, text in sources.items():
-        used = set(re.findall(r"(?<![:\w])gatewayd_\w+", text))
+        used = {catalogued(n, CATALOGUE) for n in re.findall(r"(?<![:\w])gatewayd_\w+", text)}
         assert used, name
         assert used <= set(CATALOGUE), f"{name} uses {used - set(CATALOGUE)}"
         assert set(re.findall(r"\b(?:village|township):gatewayd_\w+:\w+", text)) <= recorded, name

@@ -1,7 +1,9 @@
 """What the gateway tells the platform, per the MQTT contract, and how it gets there.
 
-Events and command results go through the outbox (QoS 1, in order, until PUBACK): critical and
-warning events and every access decision (``EventSpec.urgent``) ahead of the rest. Retained
+Events and command results go through the outbox (QoS 1, in order, until PUBACK): critical
+events (a fire, a smoke alarm) ahead of everything, then warning events, command results and
+every access decision (``EventSpec.urgent``), then the rest. How long each critical event took
+from its frame to the broker's PUBACK is kept in ``delivery`` (docs/monitoring.md). Retained
 topics (status, alarms, the devices list, device state) are current state, not history: they
 are published when they change and republished whole on every (re)connect; a device taken out
 of the config has its retained state cleared (an empty retained message). Events and state
@@ -17,7 +19,8 @@ from typing import Any, Protocol
 
 from gatewayd import __version__
 from gatewayd.model import Alarm, Event
-from gatewayd.uplink.lanes import INFO, URGENT
+from gatewayd.uplink.delivery import DeliveryTimes
+from gatewayd.uplink.lanes import CRITICAL, INFO, URGENT
 from gatewayd.uplink.link import MqttLink
 from gatewayd.uplink.outbox import Outbox
 from gatewayd.uplink.topics import Topics, dumps
@@ -68,6 +71,7 @@ class Publisher:
         self.forgotten: set[str] = set()
         self._alarms: Callable[[], list[Alarm]] = list
         self._fire_mode: Callable[[], bool] = lambda: False
+        self.delivery = DeliveryTimes()  # critical events: their ts -> the broker's PUBACK
 
     def bind(
         self, link: MqttLink, alarms: Callable[[], list[Alarm]], fire_mode: Callable[[], bool]
@@ -94,9 +98,16 @@ class Publisher:
         room = self.house.room(event.device)
         if room:
             body["room"] = room
-        lane = URGENT if event.severity != "info" or self.house.urgent(event) else INFO
-        self.outbox.put(self.topics.event(event.device), dumps(body), lane=lane)
+        self.outbox.put(
+            self.topics.event(event.device), dumps(body), lane=self.lane(event), created=event.ts
+        )
         self.pump()
+
+    def lane(self, event: Event) -> int:
+        """The class of service ``event`` travels in."""
+        if event.severity == "critical":
+            return CRITICAL
+        return URGENT if event.severity == "warning" or self.house.urgent(event) else INFO
 
     def result(self, body: Mapping[str, Any]) -> None:
         self.outbox.put(self.topics.cmd_result, dumps(body), lane=URGENT)
@@ -153,7 +164,9 @@ class Publisher:
         self.outbox.requeue()
 
     def on_acked(self, mid: int) -> None:
-        self.outbox.acked(mid)
+        msg = self.outbox.acked(mid)
+        if msg is not None and msg.lane == CRITICAL:  # from its event's ts, outages included
+            self.delivery.observe(time.time() - msg.created)
         self.pump()
 
     def pump(self) -> None:
