@@ -25,6 +25,7 @@ from demo.record import Recorder
 from demo.relay import RelayDemo, relay_step, start_relay
 from demo.view import LiveView
 from firmware_stubs.broker import Broker
+from firmware_stubs.lifetime import tied_to_parent
 from firmware_stubs.site import EmulatedSite
 from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
@@ -236,7 +237,7 @@ async def main(args: argparse.Namespace) -> int:
             # Its own session, like the broker's and the bus's: Ctrl-C reaches the demo alone,
             # which then stops the gateway first and its peers after it (a clean shutdown).
             gateway = subprocess.Popen(
-                [sys.executable, "-m", "gatewayd", "run", "-c", str(cfg)],
+                tied_to_parent([sys.executable, "-m", "gatewayd", "run", "-c", str(cfg)]),
                 stdout=log,
                 stderr=log,
                 start_new_session=True,

@@ -21,6 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from firmware_stubs.broker import Broker, free_port
+from firmware_stubs.lifetime import tied_to_parent
 from firmware_stubs.srb433 import ReceiverEmulator
 from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
@@ -197,17 +198,19 @@ class Daemon:
     def start(self, wait_ready: bool = True) -> None:
         self._mark = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as logf:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gatewayd",
-                    "run",
-                    "-c",
-                    str(self.site.config),
-                    "--tick",
-                    str(self.tick),
-                ],
+            self.proc = subprocess.Popen(  # a killed test run leaves no daemon behind
+                tied_to_parent(
+                    [
+                        sys.executable,
+                        "-m",
+                        "gatewayd",
+                        "run",
+                        "-c",
+                        str(self.site.config),
+                        "--tick",
+                        str(self.tick),
+                    ]
+                ),
                 stdout=logf,
                 stderr=logf,
                 env=self.env,
@@ -217,7 +220,9 @@ class Daemon:
             # Ready, and subscribed: a command published after this is not lost.
             try:
                 wait_until(
-                    lambda: "listening for commands" in self.output(), 10.0, "the daemon to be ready"
+                    lambda: "listening for commands" in self.output(),
+                    10.0,
+                    "the daemon to be ready",
                 )
             except AssertionError as exc:  # say what the daemon said instead
                 raise AssertionError(f"{exc}; its output:\n{self.output()[-4000:]}") from None
