@@ -25,6 +25,7 @@ from gatewayd.cli.common import (
 )
 from gatewayd.cli.editing import ConfigText, EditError, add_device, remove_device
 from gatewayd.cli.i18n import expected, say, t
+from gatewayd.cli.show import columns, pairs_lines
 
 
 @click.group()
@@ -236,12 +237,13 @@ def device_list(config_path: str, as_json: bool) -> None:
         return
     if not devices:
         click.echo(t("dev_none", path=config_path))
+    rows = []
     for d in devices:
         where = d.get("unit", d.get("address", ""))
-        room = f"  room {d['room']}" if d.get("room") else ""
-        click.echo(
-            f"{d.get('id', '?'):<16} {d.get('kind', '?'):<10} {d.get('bus', '?'):<10} {where}{room}"
-        )
+        room = t("dev_room", room=d["room"]) if d.get("room") else ""
+        rows.append([str(d.get(k, "?")) for k in ("id", "kind", "bus")] + [str(where), room])
+    for line in columns(rows):  # as wide as the longest id, kind and bus name
+        click.echo(line)
 
 
 @device.command("show")
@@ -265,8 +267,8 @@ def device_show(dev_id: str, config_path: str, as_json: bool) -> None:
     if as_json:
         print_json(full)
         return
-    for key, value in full.items():
-        click.echo(f"{key:<24} {value}")
+    for line in pairs_lines(full.items(), indent=""):
+        click.echo(line)
 
 
 def _public(table: dict[str, Any]) -> dict[str, Any]:

@@ -21,4 +21,17 @@ VISIT: dict[str, tuple[str, str]] = {
         "{device}: not connected; is it in range and powered? gatewayd scan ble",
         "{device}：未连接；门锁是否在范围内并已通电？gatewayd scan ble",
     ),
+    # -- device state in words and units (gatewayd.cli.show)
+    "show_yes": ("yes", "是"),
+    "show_no": ("no", "否"),
+    "show_ago": ("{ago} ago", "{ago}前"),
+    # -- gatewayd test
+    "test_no_device": (
+        "no device {device} in {path} (devices: {known})",
+        "{path} 中没有设备 {device}（现有设备：{known}）",
+    ),
+    # -- gatewayd status
+    "status_seen": ("last seen {ago} ago", "{ago}前最后一次收到"),
+    # -- gatewayd device list
+    "dev_room": ("room {room}", "房间 {room}"),
 }
