@@ -34,4 +34,59 @@ VISIT: dict[str, tuple[str, str]] = {
     "status_seen": ("last seen {ago} ago", "{ago}前最后一次收到"),
     # -- gatewayd device list
     "dev_room": ("room {room}", "房间 {room}"),
+    # -- gatewayd bus
+    "bus_added": (
+        "added bus {bus} (driver {driver}) to {path}",
+        "已将总线 {bus}（驱动 {driver}）添加到 {path}",
+    ),
+    "bus_next": (
+        "add its devices: gatewayd scan --help, or: gatewayd device add ID --bus {bus}",
+        "添加其上的设备：gatewayd scan --help，或：gatewayd device add ID --bus {bus}",
+    ),
+    "bus_in_use": (
+        "bus {bus} carries {devices}; remove them first (gatewayd device remove ID), or add --with-devices",
+        "总线 {bus} 上还有设备 {devices}；请先删除它们（gatewayd device remove ID），或加 --with-devices",
+    ),
+    "bus_removed": ("removed bus {bus}", "已删除总线 {bus}"),
+    "bus_removed_devices": (" and its devices {devices}", "及其设备 {devices}"),
+    "bus_no_such": (
+        "no bus {bus} in {path} (buses: {names})",
+        "{path} 中没有总线 {bus}（现有总线：{names}）",
+    ),
+    "bus_none": (
+        "no buses in {path}; add one: gatewayd bus add --help",
+        "{path} 中没有总线；添加：gatewayd bus add --help",
+    ),
+    "bus_devices": ("{count} device(s)", "{count} 台设备"),
+    # -- gatewayd scan ble
+    "ble_no_adapter": (
+        "Bluetooth {adapter}: {reason}; check: bluetoothctl list",
+        "蓝牙 {adapter}：{reason}；检查：bluetoothctl list",
+    ),
+    "ble_configured": ("  (configured: {device})", "（已配置为 {device}）"),
+    "ble_none": (
+        "no locks heard; is the lock powered and within 10 m?",
+        "未发现门锁；门锁是否已通电并在 10 米内？",
+    ),
+    "ble_add_hint": (
+        "add it: gatewayd scan ble --add --key-file FILE (or: gatewayd device add door-main --kind {kind} --bus ble --address ADDRESS --key-file FILE)",
+        "添加：gatewayd scan ble --add --key-file FILE（或：gatewayd device add door-main --kind {kind} --bus ble --address ADDRESS --key-file FILE）",
+    ),
+    "ble_not_heard": (
+        "{address} was not heard in this scan; is it powered and within 10 m?",
+        "本次扫描未发现 {address}；门锁是否已通电并在 10 米内？",
+    ),
+    "ble_which": (
+        "several new locks heard ({addresses}); add one at a time: --address ADDRESS --key-file FILE",
+        "发现多把新门锁（{addresses}）；请逐把添加：--address ADDRESS --key-file FILE",
+    ),
+    "ble_key_of": (
+        "key file of {address} (empty: do not add)",
+        "{address} 的密钥文件（留空则不添加）",
+    ),
+    "ble_no_key": (
+        "{address}: not added without its key file; add it: gatewayd device add door-main --kind {kind} --bus {bus} --address {address} --key-file FILE",
+        "{address}：没有密钥文件，未添加；添加：gatewayd device add door-main --kind {kind} --bus {bus} --address {address} --key-file FILE",
+    ),
+    "ble_added": ("added {device} ({address})", "已添加 {device}（{address}）"),
 }
