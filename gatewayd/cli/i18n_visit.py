@@ -89,4 +89,34 @@ VISIT: dict[str, tuple[str, str]] = {
         "{address}：没有密钥文件，未添加；添加：gatewayd device add door-main --kind {kind} --bus {bus} --address {address} --key-file FILE",
     ),
     "ble_added": ("added {device} ({address})", "已添加 {device}（{address}）"),
+    "ble_bad_key": (
+        "{address}: the lock refused our key (bad_mac); is key_file this lock's key? (the commissioning card inside its cover)",
+        "{address}：门锁拒绝了密钥（bad_mac）；key_file 是这把锁的密钥吗？（见锁盖内的调试卡）",
+    ),
+    "ble_no_answer": (
+        "{address}: {problem}; in range and powered? gatewayd scan ble",
+        "{address}：{problem}；门锁是否在范围内并已通电？gatewayd scan ble",
+    ),
+    # -- before a scan opens a line (gatewayd.cli.lines)
+    "line_daemon_holds": (
+        "{port}: busy: the running daemon holds it (bus {bus}); see what it sees: gatewayd status, or stop it first: sudo systemctl stop gatewayd",
+        "{port}：被占用：运行中的守护进程正在使用（总线 {bus}）；查看它看到的设备：gatewayd status，或先停止它：sudo systemctl stop gatewayd",
+    ),
+    "line_busy": (
+        "{port}: busy (held by another program; find it: sudo fuser -v {port})",
+        "{port}：被占用（另一个程序正在使用；查找：sudo fuser -v {port}）",
+    ),
+    "line_cannot_open": ("{port}: cannot open it ({reason})", "{port}：无法打开（{reason}）"),
+    "line_refused": (
+        "{host}:{port}: connection refused: nothing listens on that port; is it the device's Modbus TCP port (usually 502) and the right host?",
+        "{host}:{port}：连接被拒绝：该端口无程序监听；这是设备的 Modbus TCP 端口（通常为 502）吗？主机地址对吗？",
+    ),
+    "line_unreachable": (
+        "{host}:{port}: {reason}; check the host address, its power and the network",
+        "{host}:{port}：{reason}；请检查主机地址、设备电源和网络",
+    ),
+    "scan_bus_exists": (
+        "{where} is already bus {bus} in gateway.toml: added there, not to a new bus {asked}",
+        "{where} 在 gateway.toml 中已是总线 {bus}：设备添加到该总线，而不是新建总线 {asked}",
+    ),
 }
