@@ -103,8 +103,9 @@ def scan_ble(
     new = [str(r["address"]) for r in rows if r["lock"] and not r["configured_as"]]
     if add:
         from drivers.ble.adding import add_locks
+        from gatewayd.cli.device import key_values
 
-        extra = dict(item.partition("=")[::2] for item in settings)
+        extra = key_values(settings)
         add_locks(config_path, adapter, new, only, key_file, dev_id, bus_name, extra, as_json)
     if not rows:
         raise click.exceptions.Exit(NOT_FOUND)

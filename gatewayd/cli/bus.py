@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from gatewayd.cli.common import NOT_FOUND, USAGE, config_option, fail, json_option, print_json
-from gatewayd.cli.device import open_doc, save, typed_value
+from gatewayd.cli.device import key_values, open_doc, save, typed_value
 from gatewayd.cli.editing import EditError, add_bus, remove_bus, remove_device
 from gatewayd.cli.i18n import say, t
 from gatewayd.cli.show import columns
@@ -65,13 +65,7 @@ def bus_add(
 ) -> None:
     """Add bus NAME run by DRIVER; its driver's keys as KEY=VALUE."""
     doc = open_doc(config_path)
-    fields: dict[str, str] = {}
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(t("dev_key_value", item=item), USAGE)
-        fields[key.strip()] = value.strip()
-    table = bus_table(name, driver_name, fields)
+    table = bus_table(name, driver_name, key_values(settings))
     try:
         add_bus(doc, table)
     except EditError as exc:

@@ -119,6 +119,17 @@ def typed_value(key: str, text: str, schema: dict[str, Any]) -> Any:
     raise Fail(f"{key}={text}: {t('expected', expected=expected(field.expected))}", USAGE)
 
 
+def key_values(items: tuple[str, ...]) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as a dict; Fail (exit 2) naming the first that is not one."""
+    fields: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(t("dev_key_value", item=item), USAGE)
+        fields[key.strip()] = value.strip()
+    return fields
+
+
 def build_table(
     doc: ConfigText, dev_id: str, kind: str | None, bus: str, fields: dict[str, str]
 ) -> dict[str, Any]:
@@ -187,11 +198,7 @@ def device_add(
         for k, v in (("unit", unit), ("address", address), ("room", room), ("key_file", key_file))
         if v is not None
     }
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(t("dev_key_value", item=item), USAGE)
-        fields[key.strip()] = value.strip()
+    fields.update(key_values(settings))
     bus = bus or _only_bus(doc, kind)
     table = build_table(doc, dev_id, kind, bus, fields)
     try:
