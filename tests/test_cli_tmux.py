@@ -29,7 +29,7 @@ class Terminal:
     """A 120x40 tmux session on a private server socket (never the user's own tmux)."""
 
     def __init__(self, name: str, command: str, width: int = 120) -> None:
-        self.base = ["tmux", "-u", "-L", name]  # -u: UTF-8 whatever this locale says
+        self.base = ["tmux", "-L", name]
         self.name = name
         # The pane stays once the command ends (set before it starts: a quick one would win).
         self.run(
