@@ -232,6 +232,7 @@ async def main(args: argparse.Namespace) -> int:
         )
         print(
             f"mosquitto on 127.0.0.1:{broker.port}; {watch}\ngateway log: {work / 'gatewayd.log'}"
+            f"\ncheck the house: gatewayd check --all -c {cfg}"
         )
         with open(work / "gatewayd.log", "wb") as log:
             # Its own session, like the broker's and the bus's: Ctrl-C reaches the demo alone,

@@ -11,32 +11,28 @@ import click
 from gatewayd.cli import client
 from gatewayd.cli.common import config_option, json_option, print_json
 from gatewayd.cli.i18n import t
+from gatewayd.cli.show import MOMENTS, brief_lines, columns, is_moment
+from gatewayd.cli.show import ago as _ago
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
-
-
-def _state_text(state: dict[str, Any]) -> str:
-    stamps = ("last_seen", "ts")
-    shown = {k: v for k, v in state.items() if k not in stamps}
-    if not shown:
-        return t("status_no_news")
-    text = ", ".join(
-        f"{key}={round(value, 1) if isinstance(value, float) else value}"
-        for key, value in shown.items()
-    )
-    seen = next((state[k] for k in stamps if isinstance(state.get(k), int | float)), None)
-    if seen is not None:
-        text += t("status_last_seen", ago=_ago(time.time() - seen))
-    return text
+def _device_lines(devices: list[dict[str, Any]]) -> list[str]:
+    """Each device: its id, kind and when it last spoke, aligned; below, what it reports."""
+    heads = []
+    for dev in devices:
+        state = dev["state"]
+        seen = next((state[k] for k in MOMENTS if is_moment(k, state.get(k))), None)
+        when = (
+            t("status_seen", ago=_ago(time.time() - seen))
+            if seen is not None
+            else ("" if state else t("status_no_news"))
+        )
+        heads.append([f"  {dev['id']}", dev["kind"], when])
+    lines = []
+    for dev, head in zip(devices, columns(heads), strict=True):
+        lines.append(head)
+        rest = [(k, v) for k, v in dev["state"].items() if k not in MOMENTS]
+        lines += brief_lines(rest, indent="      ")
+    return lines
 
 
 @click.command()
@@ -87,8 +83,8 @@ def status(config_path: str, as_json: bool) -> None:
         mark = "✓" if bus["running"] else "✗"
         restarts = t("status_restarts", count=bus["restarts"]) if bus["restarts"] else ""
         click.echo(f"{mark} {t('status_bus', bus=name, driver=bus['driver'])}{restarts}")
-    for dev in st["devices"]:
-        click.echo(f"  {dev['id']:<16} {dev['kind']:<10} {_state_text(dev['state'])}")
+    for line in _device_lines(st["devices"]):
+        click.echo(line)
 
 
 @click.group()
