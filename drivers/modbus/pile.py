@@ -332,11 +332,13 @@ class PileSession:
         for p in ports:
             relay = relays[p - 1] if p <= len(relays) else None
             new = rd.decode_port(self.profile, self.image, p, relay)
-            for type_, sev, data in rd.port_events(self.ports.get(p), new, status):
+            news = rd.port_events(self.ports.get(p), new, status)
+            for type_, sev, data in news:
                 self.emit(type_, sev, data)
-                changed = True
+            changed = changed or bool(news)
             self.ports[p] = new
-            if telemetry and (new["state"] in rd.ACTIVE or new["power_w"]):
+            # A port that just stopped sends its last reading too (0 W), not only live ones.
+            if telemetry and (new["state"] in rd.ACTIVE or new["power_w"] or news):
                 self.ctx.publish_telemetry(self.device, {k: new[k] for k in _TELEMETRY})
         self._sample(
             {
