@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from gatewayd.uplink.publisher import BareHouse
 from tests import simclock
 
 DAY = 86400.0
@@ -124,7 +125,7 @@ class ModelLink:
         pass
 
 
-class House:
+class House(BareHouse):
     """The publisher's view of the house: each device's family (its deadbands)."""
 
     def __init__(self, kinds: Mapping[str, str]) -> None:
@@ -132,15 +133,6 @@ class House:
 
         self.kinds = kinds
         self.families = plugins.families()
-
-    def urgent(self, event: Any) -> bool:
-        return False
-
-    def room(self, device: str) -> str:
-        return ""
-
-    def devices(self) -> list[dict[str, Any]]:
-        return []
 
     def family_of(self, device: str) -> Any:
         kind = self.kinds.get(device)
