@@ -332,13 +332,16 @@ class PileSession:
         for p in ports:
             relay = relays[p - 1] if p <= len(relays) else None
             new = rd.decode_port(self.profile, self.image, p, relay)
-            news = rd.port_events(self.ports.get(p), new, status)
+            prev = self.ports.get(p)
+            news = rd.port_events(prev, new, status)
             for type_, sev, data in news:
                 self.emit(type_, sev, data)
             changed = changed or bool(news)
             self.ports[p] = new
-            # A port that just stopped sends its last reading too (0 W), not only live ones.
-            if telemetry and (new["state"] in rd.ACTIVE or new["power_w"] or news):
+            # A port that just stopped sends its last readings too (down to 0 W), not only
+            # live ones: the platform's latest telemetry must not stay at a charge's power.
+            was_live = prev is not None and bool(prev["power_w"])
+            if telemetry and (new["state"] in rd.ACTIVE or new["power_w"] or news or was_live):
                 self.ctx.publish_telemetry(self.device, {k: new[k] for k in _TELEMETRY})
         self._sample(
             {

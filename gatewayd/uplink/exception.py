@@ -57,11 +57,14 @@ def discrete(state: Mapping[str, Any], readings: frozenset[str]) -> dict[str, An
 class _Part:
     """What the platform last got of one part of a device (its own values, or one port)."""
 
-    __slots__ = ("pending", "sent", "whole_at")
+    __slots__ = ("fresh", "latest", "sent", "whole_at")
 
     def __init__(self) -> None:
         self.sent: dict[str, Any] = {}
-        self.pending: dict[str, Any] = {}
+        #: The newest reading, kept after a flush held it back: an alarm or an event a moment
+        #: later (the rules judge the same reading after the driver handed it on) sends it.
+        self.latest: dict[str, Any] = {}
+        self.fresh = False  # a reading came since the last flush
         self.whole_at = float("-inf")  # monotonic time it last went whole (max silence)
 
 
@@ -160,7 +163,8 @@ class Exceptions:
             part = parts[key] = _Part()
         for name, value in values.items():
             band = bands.get(name)
-            part.pending[name] = band.rounded(value) if band is not None else value
+            part.latest[name] = band.rounded(value) if band is not None else value
+        part.fresh = True
         self._gathering.add(device)
         self._schedule_flush()
 
@@ -203,11 +207,11 @@ class Exceptions:
         parts = self._parts.get(device, {})
         for key in sorted(parts, key=lambda k: (k is not None, str(k))):
             part = parts[key]
-            if not part.pending:
+            if not (part.fresh or eager):
                 continue
+            part.fresh = False
             whole = now - part.whole_at >= silence
             out = _going(part, bands, whole, eager)
-            part.pending = {}
             if not out:
                 continue
             if whole:
@@ -228,9 +232,9 @@ class Exceptions:
 def _going(part: _Part, bands: Mapping[str, Deadband], whole: bool, eager: bool) -> dict[str, Any]:
     """The values of one part that go now."""
     if whole:
-        return dict(part.pending)
+        return dict(part.latest)
     out = {}
-    for name, value in part.pending.items():
+    for name, value in part.latest.items():
         if name == PART or name not in part.sent:
             if name != PART:
                 out[name] = value
