@@ -163,11 +163,11 @@ async def scenario(view: LiveView, platform: Platform, house: EmulatedSite, pace
         "pile-2's overheat alarm is still on the list: a safety trip stays until a person resets "
         "it. The socket is replaced and has cooled; the landlord resets the alarm"
     )
-    mark = view.mark()
     on_emulators(lambda: house.pile("pile-2").heat_port(3, 30.0))
-    await wait("state/pile-2", lambda s: _port_temp(s, 3) < 50, timeout=30, after=mark)
     alarm = "pile-2/charger.overheat"
-    for _ in range(10):  # the alarm ends (cooled) a moment after the reading
+    # The rules see the cooled reading within a poll; the platform's retained state (report by
+    # exception) only at its next refresh: the reset is refused ("still hot") until then.
+    for _ in range(60):
         answer = await asyncio.to_thread(platform.send, GATEWAY_ID, "reset_alarm", {"alarm": alarm})
         if answer and answer.get("code") == "ok":
             break
@@ -198,13 +198,6 @@ async def scenario(view: LiveView, platform: Platform, house: EmulatedSite, pace
             break
         await asyncio.sleep(0.5)
     await wait("alarms", lambda b: not b.get("active"))
-
-
-def _port_temp(state: dict[str, Any], port: int) -> float:
-    for p in state.get("ports") or []:
-        if p.get("port") == port and isinstance(p.get("temperature_c"), int | float):
-            return float(p["temperature_c"])
-    return 999.0
 
 
 async def main(args: argparse.Namespace) -> int:

@@ -80,7 +80,8 @@ def killed_mid_outage(
 
 
 def test_outage_with_sigkill_loses_no_event_and_keeps_order(tmp_path: Path, broker: Broker) -> None:
-    head = "[outbox]\ntelemetry_buffer = 50\n\n"
+    # Every read sent (no coalescing): the outbox's telemetry buffer is what is under test.
+    head = "[outbox]\ntelemetry_buffer = 50\n\n[uplink]\nreport = \"every_reading\"\n\n"
     with killed_mid_outage(tmp_path, broker, 400, head, "telemetry = 120\n") as (site, daemon, log):
         daemon.start(wait_ready=False)
         wait_until(lambda: stored(tmp_path) == 800, 15, "phase 2 on disk")

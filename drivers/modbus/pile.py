@@ -220,11 +220,16 @@ class PileSession(Session):
         for p in ports:
             relay = relays[p - 1] if p <= len(relays) else None
             new = rd.decode_port(self.profile, self.image, p, relay)
-            for type_, sev, data in rd.port_events(self.ports.get(p), new, status):
+            prev = self.ports.get(p)
+            news = rd.port_events(prev, new, status)
+            for type_, sev, data in news:
                 self.emit(type_, sev, data)
-                changed = True
+            changed = changed or bool(news)
             self.ports[p] = new
-            if telemetry and (new["state"] in rd.ACTIVE or new["power_w"]):
+            # A port that just stopped sends its last readings too (down to 0 W), not only
+            # live ones: the platform's latest telemetry must not stay at a charge's power.
+            was_live = prev is not None and bool(prev["power_w"])
+            if telemetry and (new["state"] in rd.ACTIVE or new["power_w"] or news or was_live):
                 self.ctx.publish_telemetry(self.device, {k: new[k] for k in _TELEMETRY})
         self._sample(
             {

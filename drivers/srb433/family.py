@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.srb433 import events as ev
-from gatewayd.family import AddMetric, EventSpec, Family, FireSignal, Tally, fields, problems_shown
+from gatewayd.family import (
+    AddMetric,
+    Deadband,
+    EventSpec,
+    Family,
+    FireSignal,
+    Tally,
+    fields,
+    problems_shown,
+)
 from gatewayd.model import Alarm, Event, alarm_id
 from gatewayd.schema import Str
 from gatewayd.settings import Settings, setting
@@ -111,6 +120,11 @@ class SmokeFamily(Family):
     events = EVENTS
     state = STATE
     telemetry = fields(battery_mv="integer", rssi_dbm="integer")
+    # An hourly heartbeat: sent whole (max silence is shorter), unless it repeats itself.
+    deadbands: ClassVar[Mapping[str, Deadband]] = {
+        "battery_mv": Deadband(50.0, step=1), "rssi_dbm": Deadband(6.0, step=1),
+    }  # fmt: skip
+    readings: ClassVar[frozenset[str]] = frozenset({"last_seen", "battery_mv", "rssi_dbm"})
     gateway_state: ClassVar[Mapping[str, Any]] = {r"^receiver\.": RECEIVER}
     metrics = METRICS
 
