@@ -60,7 +60,9 @@ class Run:
         tmp, receiver = self.tmp, self.receiver
         self.broker.start()
         self.trigger = tmp / "backlog.json"
-        body = config_body(receiver.rx.path) + "\n" + backlog_bus(self.trigger)
+        # Every reading its own message (no thinning): the backlog is 10,000 messages.
+        body = '[uplink]\nreport = "every_reading"\n\n' + config_body(receiver.rx.path)
+        body += "\n" + backlog_bus(self.trigger)
         # Back within a second of the broker, as a gateway whose outage was short.
         cfg, self.key = write_site(tmp, self.broker.url, body, mqtt="reconnect_max_seconds = 1.0\n")
         found = re.search(r'listen = "127\.0\.0\.1:(\d+)"', cfg.read_text())

@@ -53,6 +53,8 @@ def test_a_smoke_alarm_overtakes_a_ten_thousand_message_backlog(
     trigger = tmp_path / "backlog.json"
     body = (
         f'[metrics]\nlisten = "127.0.0.1:{port}"\n\n'
+        # Every reading its own message: the backlog is 10,000 messages, not thinned.
+        '[uplink]\nreport = "every_reading"\n\n'
         + smoke_config(receiver.rx.path, {"smoke-301": "1A2B3C4D"}, ping_seconds=5)
         + "\n"
         + backlog_bus(trigger)
