@@ -6,12 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck pytest bench contract deps deps-demo venv clean
 
-$(STAMP): pyproject.toml relay/pyproject.toml
+$(STAMP): pyproject.toml relay/pyproject.toml plugins/gatewayd-efm/pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	# The relay (its own package, never on the Pi) and its test tools, in the same venv.
 	$(BIN)/pip install --quiet -e './relay[test]'
+	# Device families shipped as their own packages (plugins/), tested with the rest.
+	$(BIN)/pip install --quiet -e plugins/gatewayd-efm
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,7 +32,7 @@ test: deps venv lint typecheck pytest
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check gatewayd drivers rules relay tests/relay
+	$(BIN)/ruff format --check gatewayd drivers rules relay tests/relay plugins/gatewayd-efm
 
 typecheck: venv
 	$(BIN)/mypy

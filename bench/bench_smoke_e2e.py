@@ -38,6 +38,7 @@ from drivers.srb433.codec import Frame, encode
 from firmware_stubs.broker import Broker
 from firmware_stubs.srb433 import ReceiverEmulator
 from gatewayd.commands.signing import sign
+from tests.harness import wait_on
 
 T = TypeVar("T")
 ROOT = "pingan/v1/gw-bench"  # bench.common.write_site names the gateway gw-bench
@@ -79,14 +80,7 @@ class Watch:
             self.cond.notify_all()
 
     def wait(self, pred: Callable[[], Any], timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not (value := pred()):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"no {what} within {timeout:.0f} s")
-                self.cond.wait(left)
-            return value
+        return wait_on(self.cond, pred, timeout, what)
 
     def command(self, key: bytes, device: str, action: str, timeout: float = 10.0) -> Any:
         now = time.time()

@@ -48,16 +48,17 @@ def row(
 
 
 def write_site(
-    tmp: Path, broker_url: str, body: str = "", per_minute: int = 6000
+    tmp: Path, broker_url: str, body: str = "", per_minute: int = 6000, mqtt: str = ""
 ) -> tuple[Path, bytes]:
-    """A gateway config and command key in ``tmp`` (the benchmarks' own throwaway site)."""
+    """A gateway config and command key in ``tmp`` (the benchmarks' own throwaway site);
+    ``mqtt``: more lines of its ``[mqtt]`` table."""
     key = os.urandom(32)
     key_file = tmp / "command.key"
     write_secret(str(key_file), key.hex())
     cfg = tmp / "gateway.toml"
     cfg.write_text(
         f'[gateway]\nid = "gw-bench"\ndata_dir = "{tmp / "data"}"\n\n'
-        f'[mqtt]\nurl = "{broker_url}"\n\n[security]\ncommand_key_file = "{key_file}"\n'
+        f'[mqtt]\nurl = "{broker_url}"\n{mqtt}\n[security]\ncommand_key_file = "{key_file}"\n'
         f"commands_per_minute = {per_minute}\n\n"
         # Metrics on, as deployed, on a free port (RSS and start-up are measured with them).
         f'[metrics]\nlisten = "127.0.0.1:{free_port()}"\n\n{body}'

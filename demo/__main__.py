@@ -1,5 +1,6 @@
 """Run the demo: a local mosquitto, every device emulator of a rental house, the gateway, and a
-scripted scenario: a phone unlock, a full battery, an overheating socket, a fire in room 301.
+scripted scenario: a phone unlock, a full battery, an overheating socket, a fire in room 301,
+a leakage current in the distribution box (the EFM-4 plugin's detector, on the piles' line).
 
 `python -m demo` (what `make demo` runs); `--once` plays the scenario and exits (for tests).
 """
@@ -24,15 +25,28 @@ from demo.record import Recorder
 from demo.relay import RelayDemo, relay_step, start_relay
 from demo.view import LiveView
 from firmware_stubs.broker import Broker
+from firmware_stubs.lifetime import tied_to_parent
 from firmware_stubs.site import EmulatedSite
 from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
+from gatewayd_efm_stubs.efm4 import Efm4
 
 GATEWAY_ID = "xz-liushu-017"
 ROOT = f"pingan/v1/{GATEWAY_ID}"
 RULES = """
 [rules.charger_full]
 float_minutes = 0.1          # demo only: a full battery floats 6 s, not 45 min, before the cut
+"""
+#: The EFM-4 electrical fire detector in the distribution box, on the piles' RS-485 line.
+EFM_UNIT = 9
+EFM = f"""
+[[devices]]
+id = "efm-{EFM_UNIT}"
+kind = "electrical"
+bus = "rs485"
+unit = {EFM_UNIT}
+room = "一楼配电箱"
+non_fire_power = true
 """
 
 
@@ -45,7 +59,7 @@ def write_config(work: Path, broker: Broker, house: EmulatedSite) -> tuple[Path,
         f'[gateway]\nid = "{GATEWAY_ID}"\nsite = "柳墅村 17号 (demo)"\ndata_dir = "{work / "data"}"\n\n'
         f'[mqtt]\nurl = "{broker.url}"\nreconnect_max_seconds = 2\n\n'
         f'[security]\ncommand_key_file = "{key_file}"\n\n[metrics]\nlisten = ""\n{RULES}\n'
-        f"{house.config(work)}"
+        f"{house.config(work)}{EFM}"
     )
     return cfg, key
 
@@ -149,23 +163,41 @@ async def scenario(view: LiveView, platform: Platform, house: EmulatedSite, pace
         "pile-2's overheat alarm is still on the list: a safety trip stays until a person resets "
         "it. The socket is replaced and has cooled; the landlord resets the alarm"
     )
-    mark = view.mark()
     on_emulators(lambda: house.pile("pile-2").heat_port(3, 30.0))
-    await wait("state/pile-2", lambda s: _port_temp(s, 3) < 50, timeout=30, after=mark)
     alarm = "pile-2/charger.overheat"
-    for _ in range(10):  # the alarm ends (cooled) a moment after the reading
+    # The rules see the cooled reading within a poll; the platform's retained state (report by
+    # exception) only at its next refresh: the reset is refused ("still hot") until then.
+    for _ in range(60):
         answer = await asyncio.to_thread(platform.send, GATEWAY_ID, "reset_alarm", {"alarm": alarm})
         if answer and answer.get("code") == "ok":
             break
         await asyncio.sleep(0.5)
     await wait("alarms", lambda b: not b.get("active"))
 
-
-def _port_temp(state: dict[str, Any], port: int) -> float:
-    for p in state.get("ports") or []:
-        if p.get("port") == port and isinstance(p.get("temperature_c"), int | float):
-            return float(p["temperature_c"])
-    return 999.0
+    efm: Efm4 = house.rtu.piles[EFM_UNIT]  # type: ignore[assignment]
+    await step(
+        "A leakage current creeps up on a ground-floor circuit: held at 300 mA for the "
+        "detector's delay, the EFM-4 in the distribution box raises its electrical fire alarm"
+    )
+    on_emulators(lambda: efm.set_value(1, 340))
+    await wait(
+        "alarms",
+        lambda b: any(a["type"] == "electrical.leakage_alarm" for a in b.get("active", [])),
+    )
+    await step(
+        "An electrician dries out the damp socket; the leakage falls and the landlord resets "
+        "the alarm (and with it the detector's latch)"
+    )
+    mark = view.mark()
+    on_emulators(lambda: efm.set_value(1, 15))
+    await wait(f"state/efm-{EFM_UNIT}", lambda s: (s.get("leakage_ma") or 999) < 300, after=mark)
+    alarm = f"efm-{EFM_UNIT}/electrical.leakage_alarm"
+    for _ in range(10):  # the alarm's condition ends a moment after the reading
+        answer = await asyncio.to_thread(platform.send, GATEWAY_ID, "reset_alarm", {"alarm": alarm})
+        if answer and answer.get("code") == "ok":
+            break
+        await asyncio.sleep(0.5)
+    await wait("alarms", lambda b: not b.get("active"))
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -178,7 +210,9 @@ async def main(args: argparse.Namespace) -> int:
     view: LiveView | None = None
     relay: RelayDemo | None = None
     recorder: Recorder | None = None
-    house = EmulatedSite(work).start()  # exports the fake BlueZ's bus for the gateway
+    house = EmulatedSite(work)
+    house.rtu.piles[EFM_UNIT] = Efm4(unit=EFM_UNIT, delay=1)  # type: ignore[assignment]
+    house.start()  # exports the fake BlueZ's bus for the gateway
     try:
         cfg, key = write_config(work, broker, house)
         view = LiveView(broker.port, ROOT, colour=sys.stdout.isatty())
@@ -191,12 +225,13 @@ async def main(args: argparse.Namespace) -> int:
         )
         print(
             f"mosquitto on 127.0.0.1:{broker.port}; {watch}\ngateway log: {work / 'gatewayd.log'}"
+            f"\ncheck the house: gatewayd check --all -c {cfg}"
         )
         with open(work / "gatewayd.log", "wb") as log:
             # Its own session, like the broker's and the bus's: Ctrl-C reaches the demo alone,
             # which then stops the gateway first and its peers after it (a clean shutdown).
             gateway = subprocess.Popen(
-                [sys.executable, "-m", "gatewayd", "run", "-c", str(cfg)],
+                tied_to_parent([sys.executable, "-m", "gatewayd", "run", "-c", str(cfg)]),
                 stdout=log,
                 stderr=log,
                 start_new_session=True,

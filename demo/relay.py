@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from firmware_stubs.lifetime import tied_to_parent
+
 PASSWORD = "demo-password"
 
 
@@ -108,9 +110,9 @@ def start_relay(work: Path, broker_port: int, gateway_id: str, key: bytes) -> Re
     log = open(work / "relay.log", "wb")  # noqa: SIM115 - the process keeps it
     print(f"relay log: {work / 'relay.log'}")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gatewayd_relay", "serve", "--database", database, "--master-key", str(master),
+        tied_to_parent([sys.executable, "-m", "gatewayd_relay", "serve", "--database", database, "--master-key", str(master),
          "--port", str(port), "--broker", f"mqtt://127.0.0.1:{broker_port}", "--public-url", url,
-         "--notifier", f"file:{where / 'notifications.jsonl'}"],
+         "--notifier", f"file:{where / 'notifications.jsonl'}"]),
         stdout=log, stderr=log, env=dict(os.environ),
     )  # fmt: skip
     deadline = time.monotonic() + 20

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from firmware_stubs.lifetime import tied_to_parent
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -39,7 +41,7 @@ class Broker:
             # Its own session: a Ctrl-C meant for the demo or a test must not stop the broker
             # before the gateway that talks to it.
             self.proc = subprocess.Popen(
-                [mosquitto_path(), "-c", str(self.conf)],
+                tied_to_parent([mosquitto_path(), "-c", str(self.conf)]),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 start_new_session=True,

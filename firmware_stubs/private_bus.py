@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
+from firmware_stubs.lifetime import tied_to_parent
+
 _CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -62,7 +64,9 @@ class PrivateBus:
         config = Path(self._dir.name, "bus.conf")
         config.write_text(_CONFIG.format(socket=socket), encoding="utf-8")
         self._proc = subprocess.Popen(
-            [daemon, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address"],
+            tied_to_parent(
+                [daemon, f"--config-file={config}", "--nofork", "--nopidfile", "--print-address"]
+            ),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             stdin=subprocess.DEVNULL,

@@ -20,7 +20,7 @@ from gatewayd import plugins
 from gatewayd.driver import BusConfig, DeviceConfig
 from gatewayd.errors import ConfigError, PluginError
 from gatewayd.family import Family
-from gatewayd.schema import Field, Float, Int, Listen, Path, Str, resolve, validate
+from gatewayd.schema import Field, Float, Int, Listen, OneOf, Path, Str, resolve, validate
 from gatewayd.secrets import Secret, SecretFile
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
@@ -92,6 +92,19 @@ OUTBOX_SCHEMA = {
     ),
 }
 
+UPLINK_SCHEMA = {
+    "report": OneOf(
+        "by_exception", "every_reading", default="by_exception",
+        doc="every_reading: the pre-2026-12 uplink, every read sent (comparisons only)",
+    ),
+    "state_refresh_seconds": Float(
+        10, 86400, default=900.0, doc="retained state republished for readings at most this often"
+    ),
+    "telemetry_max_seconds": Float(
+        1, 86400, default=300.0, doc="a reading inside its deadband still goes after this long"
+    ),
+}  # fmt: skip
+
 BUS_KEYS = {
     "name": Str(pattern=ID_PATTERN, expected=ID_EXPECTED),
     "driver": Str(expected="a driver name"),
@@ -103,7 +116,9 @@ DEVICE_KEYS = {
     "bus": Str(expected="the name of a [[buses]] entry"),
 }
 
-TOP_LEVEL = ("gateway", "mqtt", "security", "metrics", "outbox", "buses", "devices", "rules")
+TOP_LEVEL = (
+    "gateway", "mqtt", "security", "metrics", "outbox", "uplink", "buses", "devices", "rules",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -130,6 +145,19 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class UplinkConfig:
+    """Report by exception (gatewayd.uplink.exception, docs/integrator.md)."""
+
+    report: str = "by_exception"
+    state_refresh_seconds: float = 900.0
+    telemetry_max_seconds: float = 300.0
+
+    @property
+    def every_reading(self) -> bool:
+        return self.report == "every_reading"
+
+
+@dataclass(frozen=True)
 class Config:
     path: str
     gateway_id: str
@@ -147,6 +175,7 @@ class Config:
     buses: tuple[BusConfig, ...]
     devices: tuple[DeviceConfig, ...]
     rules: Mapping[str, Mapping[str, Any]]
+    uplink: UplinkConfig = UplinkConfig()
 
     @property
     def topic_root(self) -> str:
@@ -198,6 +227,7 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
     sec = _section(raw, "security", SECURITY_SCHEMA, name)
     met = _section(raw, "metrics", METRICS_SCHEMA, name)
     box = _section(raw, "outbox", OUTBOX_SCHEMA, name)
+    up = _section(raw, "uplink", UPLINK_SCHEMA, name)
     if (met["username"] is None) != (met["password_file"] is None):
         raise ConfigError(name, "metrics.password_file", "username and password_file go together")
     if (met["cert_file"] is None) != (met["key_file"] is None):
@@ -228,6 +258,7 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
         buses=buses,
         devices=devices,
         rules=rules,
+        uplink=UplinkConfig(**up),
     )
 
 

@@ -15,6 +15,7 @@ the family's own package and is imported only when called.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -109,6 +110,43 @@ class Found:
     settings: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Deadband:
+    """How far a measurement must move before the uplink sends it at once (report by
+    exception, docs/integrator.md): ``absolute`` in its unit, or ``relative`` to the value last
+    sent (0.05: 5 %); either is enough. Smaller moves wait for ``telemetry_max_seconds``.
+    ``step`` is the sensor's resolution: the value is rounded to it before it is compared or
+    sent (no ``229.70000000000002`` on a 4G card)."""
+
+    absolute: float | None = None
+    relative: float | None = None
+    step: float | None = None
+
+    def rounded(self, value: Any) -> Any:
+        step = self.step
+        if step is None or not _number(value) or not math.isfinite(value):
+            return value  # NaN and the like are "no reading": passed on as they are
+        out = round(round(value / step) * step, 9)  # round(…, 9): no float noise left
+        return int(out) if float(step).is_integer() else out
+
+    def moved(self, sent: Any, value: Any) -> bool:
+        """Whether ``value`` is far enough from ``sent`` (what the platform has) to go now."""
+        if sent == value:
+            return False
+        if not _number(sent) or not _number(value):
+            return True  # a reading appeared, vanished or is not a number: say so
+        delta = abs(value - sent)
+        if self.absolute is None and self.relative is None:
+            return True
+        if self.absolute is not None and delta >= self.absolute:
+            return True
+        return self.relative is not None and delta >= self.relative * abs(sent)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def fields(**types: str) -> dict[str, Any]:
     """JSON Schema ``properties`` in short: ``fields(port="integer", ports="integer[]",
     temperature_c="number?")``: ``[]`` an array of, ``?`` may be null, ``{}`` an object."""
@@ -161,6 +199,16 @@ class Family:
     #: JSON Schema ``properties`` of the retained ``state/<device>`` and of telemetry values.
     state: ClassVar[Mapping[str, Any]] = {}
     telemetry: ClassVar[Mapping[str, Any]] = {}
+    #: Report by exception (gatewayd.uplink.exception): per telemetry value, how far it must
+    #: move to be sent at once and the resolution it is rounded to. A value without one is
+    #: sent whenever it changes at all.
+    deadbands: ClassVar[Mapping[str, Deadband]] = {}
+    #: State fields (also inside a list of objects, such as a pile's ``ports``) that are
+    #: readings, not discrete facts: a change of only these republishes the retained state at
+    #: most every ``state_refresh_seconds``. Every other field is discrete and goes at once
+    #: (online, a port's state, a relay, a fault, a lock, a door, an alarm): a family that
+    #: declares nothing here keeps every change.
+    readings: ClassVar[frozenset[str]] = frozenset()
     #: JSON Schema ``patternProperties`` of what its driver keeps in the gateway's own retained
     #: state (``state/<gateway id>``): a smoke receiver's health under ``receiver.<bus>``.
     gateway_state: ClassVar[Mapping[str, Any]] = {}

@@ -71,7 +71,9 @@ class Gateway:
         )
         self.families: Mapping[str, Family] = plugins.families()
         self.house = Household(lambda: self.config, self.families)
-        self.publisher = Publisher(self.topics, self.outbox, self.started, config.site, self.house)
+        self.publisher = Publisher(
+            self.topics, self.outbox, self.started, config.site, self.house, config.uplink
+        )
         self.engine = Engine.from_config(config.rules)
         self._alarms_flush_pending = False
         self.keeper = AlarmKeeper(
@@ -245,6 +247,7 @@ class Gateway:
             self.engine = Engine.from_config(new.rules)
         self.world.devices = {d.id: d for d in new.devices}
         self.gate.limiter.capacity = float(new.commands_per_minute)
+        self.publisher.exceptions.settings = new.uplink
         restarted, restart = self.bus_runner.reload(old, new)
         self._spawn(restart, "reload")
         log.info(

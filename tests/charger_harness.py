@@ -77,13 +77,16 @@ async def running(
     bus: dict[str, Any],
     units: dict[str, int],
     device_settings: dict[str, Any] | None = None,
+    extra: dict[str, tuple[str, int]] | None = None,
 ) -> AsyncIterator[ModbusDriver]:
-    """Run a ModbusDriver for ``units`` ({device id: unit}) on ``bus`` until the block ends."""
+    """Run a ModbusDriver for ``units`` ({device id: unit}) on ``bus`` until the block ends;
+    ``extra`` adds devices of other families on the same bus ({device id: (kind, unit)})."""
     bus_cfg = BusConfig("rs485", "modbus", bus)
     devices = [
         DeviceConfig(d, "charger", "rs485", {"unit": u, **(device_settings or {})})
         for d, u in units.items()
     ]
+    devices += [DeviceConfig(d, k, "rs485", {"unit": u}) for d, (k, u) in (extra or {}).items()]
     driver = ModbusDriver(bus_cfg, devices, loop)
     loop.driver = driver
     tasks = [

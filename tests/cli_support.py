@@ -77,6 +77,13 @@ def nobody_can_run() -> str | None:
     return None
 
 
+def _nobody_path(purelib: str) -> str:
+    """The checkout, the plugin packages in it (plugins/*: their editable installs are .pth
+    files, which PYTHONPATH does not read) and the venv's site-packages."""
+    plugins = sorted(str(p) for p in (REPO / "plugins").glob("*") if p.is_dir())
+    return os.pathsep.join([str(REPO), *plugins, purelib])
+
+
 def as_nobody(
     *args: str, env: dict[str, str] | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
@@ -84,7 +91,7 @@ def as_nobody(
     installer's own login, or the service user, as the kernel sees them."""
     import sysconfig
 
-    path = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]])
+    path = _nobody_path(sysconfig.get_paths()["purelib"])
     return subprocess.run(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
          NOBODY_PYTHON, "-m", "gatewayd", *args],
@@ -97,7 +104,7 @@ def start_as_nobody(*args: str) -> subprocess.Popen[str]:
     """`gatewayd ARGS` as nobody, left running (a daemon)."""
     import sysconfig
 
-    path = os.pathsep.join([str(REPO), sysconfig.get_paths()["purelib"]])
+    path = _nobody_path(sysconfig.get_paths()["purelib"])
     return subprocess.Popen(
         ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
          NOBODY_PYTHON, "-m", "gatewayd", *args],

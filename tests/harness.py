@@ -4,6 +4,7 @@ records what the gateway publishes, and the real daemon in a subprocess."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from firmware_stubs.broker import Broker, free_port
+from firmware_stubs.lifetime import tied_to_parent
 from firmware_stubs.srb433 import ReceiverEmulator
 from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
@@ -46,6 +48,19 @@ def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "condi
             return value
         time.sleep(0.01)
     raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}")
+
+
+def wait_on(cond: threading.Condition, pred: Callable[[], Any], timeout: float, what: str) -> Any:
+    """``pred()``'s first true value, tried under ``cond`` each time it is notified (whoever
+    changes what ``pred`` reads notifies); TimeoutError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    with cond:
+        while not (value := pred()):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {what} within {timeout:.0f} s")
+            cond.wait(left)
+        return value
 
 
 @dataclass
@@ -183,17 +198,19 @@ class Daemon:
     def start(self, wait_ready: bool = True) -> None:
         self._mark = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as logf:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "gatewayd",
-                    "run",
-                    "-c",
-                    str(self.site.config),
-                    "--tick",
-                    str(self.tick),
-                ],
+            self.proc = subprocess.Popen(  # a killed test run leaves no daemon behind
+                tied_to_parent(
+                    [
+                        sys.executable,
+                        "-m",
+                        "gatewayd",
+                        "run",
+                        "-c",
+                        str(self.site.config),
+                        "--tick",
+                        str(self.tick),
+                    ]
+                ),
                 stdout=logf,
                 stderr=logf,
                 env=self.env,
@@ -203,7 +220,9 @@ class Daemon:
             # Ready, and subscribed: a command published after this is not lost.
             try:
                 wait_until(
-                    lambda: "listening for commands" in self.output(), 10.0, "the daemon to be ready"
+                    lambda: "listening for commands" in self.output(),
+                    10.0,
+                    "the daemon to be ready",
                 )
             except AssertionError as exc:  # say what the daemon said instead
                 raise AssertionError(f"{exc}; its output:\n{self.output()[-4000:]}") from None
@@ -283,3 +302,76 @@ def smoke_config(port: str, detectors: dict[str, str], ping_seconds: float = 0.5
         for dev, addr in detectors.items()
     )
     return f'[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{port}"\nping_seconds = {ping_seconds}\n{devices}'
+
+
+class Gate:
+    """A TCP door in front of a peer (the broker, a relay): closed (connections refused)
+    until ``open()``, then every connection is relayed to the peer. The port is bound from
+    the start and only listened on at ``open()``: held all along, so nothing else (not even
+    one of the daemon's own hundreds of connection attempts, by a TCP self-connect) can take
+    it meanwhile. ``cut()`` drops the connections and turns new ones away (a network drop)
+    until ``mend()``."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.server: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        self.port = self.server.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        self.is_cut = False
+
+    def open(self) -> None:
+        assert self.server is not None
+        self.server.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        assert self.server is not None
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.closed:
+                    client.close()
+                    return
+                if self.is_cut:
+                    client.close()
+                    continue
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+                self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self.lock:
+            self.is_cut = True
+            for s in self.sockets:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self.sockets = []
+
+    def mend(self) -> None:
+        with self.lock:
+            self.is_cut = False
+
+    def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            if self.server is not None:
+                self.server.close()
+            for s in self.sockets:
+                s.close()

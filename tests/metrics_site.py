@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,15 @@ from gatewayd.runtime import Gateway
 from tests.harness import make_site
 
 PORTS = 12
+
+
+def catalogued(name: str, names: Mapping[str, object]) -> str:
+    """The catalogue metric a sample or series name belongs to: itself, or the histogram
+    whose ``_bucket``, ``_sum`` or ``_count`` it is."""
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and name.removesuffix(suffix) in names:
+            return name.removesuffix(suffix)
+    return name
 
 
 def site_body(chargers: int, detectors: int, listen: str = "") -> str:

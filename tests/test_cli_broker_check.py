@@ -73,7 +73,7 @@ def test_check_all_names_a_tls_certificate_it_does_not_trust(tmp_path: Path) -> 
     [line] = untrusted
     assert line.startswith(f"✗ broker {broker.url}: TLS: the broker's certificate is not trusted")
     assert line.endswith("; check mqtt.ca_file")
-    assert not_tls == [
-        f"✗ broker {plain}: 127.0.0.1:{broker.port} closed the connection: is it an MQTT "
-        "broker? (TLS port with mqtt://?)"
+    assert not_tls == [  # diagnosed, not a bare "connection reset by peer" (issue 19 item 4)
+        f"✗ broker {plain}: 127.0.0.1:{broker.port} speaks TLS but the config says mqtt://: "
+        f'use url = "mqtts://127.0.0.1:{broker.port}" in [mqtt] (and its ca_file)'
     ]

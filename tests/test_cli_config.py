@@ -206,6 +206,8 @@ def test_device_add_and_remove_keep_every_comment(tmp_path: Path) -> None:
         "pile-2",
         "--bus",
         "rs485",
+        "--kind",
+        "charger",  # the line carries other families too (an installed plugin's)
         "--unit",
         "2",
         "failsafe_seconds=600",
@@ -245,19 +247,19 @@ def test_device_add_and_remove_keep_every_comment(tmp_path: Path) -> None:
     ("args", "message", "code"),
     [
         (
-            ["pile-1", "--bus", "rs485", "--unit", "5"],
+            ["pile-1", "--bus", "rs485", "--kind", "charger", "--unit", "5"],
             "a device pile-1 exists already (bus rs485)",
             2,
         ),
-        (["pile-9", "--bus", "rs485", "--unit", "1"], "unit 1 is taken on bus rs485 by pile-1", 2),
+        (["pile-9", "--bus", "rs485", "--kind", "charger", "--unit", "1"], "unit 1 is taken on bus rs485 by pile-1", 2),
         (
             ["smoke-9", "--bus", "smoke-rx", "--address", "1a2b3c4d"],
             "address 1a2b3c4d is taken on bus smoke-rx by smoke-301",
             2,
         ),
-        (["pile-9", "--bus", "rs485", "--unit", "300"], "unit=300: expected an integer 1..247", 2),
+        (["pile-9", "--bus", "rs485", "--kind", "charger", "--unit", "300"], "unit=300: expected an integer 1..247", 2),
         (
-            ["pile-9", "--bus", "rs485", "--unit", "9", "colour=red"],
+            ["pile-9", "--bus", "rs485", "--kind", "charger", "--unit", "9", "colour=red"],
             "colour: not a key of this device",
             2,
         ),
@@ -268,7 +270,7 @@ def test_device_add_and_remove_keep_every_comment(tmp_path: Path) -> None:
             2,
         ),
         (["smoke-9", "--bus", "smoke-rx"], "devices[2].address: missing; expected 8 hex digits", 2),
-        (["xz-liushu-017", "--bus", "rs485", "--unit", "9"], "the gateway's own id", 2),
+        (["xz-liushu-017", "--bus", "rs485", "--kind", "charger", "--unit", "9"], "the gateway's own id", 2),
     ],
 )
 def test_device_add_refusals_are_one_line_and_change_nothing(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -67,7 +68,8 @@ def test_status_shows_broker_buses_and_each_device(
     assert text.returncode == 0
     assert "gateway gw-test (柳墅村 17号)" in text.stdout and "broker connected" in text.stdout
     assert "✓ bus smoke-rx (serial)" in text.stdout
-    assert "smoke-301" in text.stdout and "battery_mv=2950" in text.stdout
+    assert re.search(r"^  smoke-301  smoke  last seen \d+ s ago$", text.stdout, re.M), text.stdout
+    assert "      address 1A2B3C4D  battery_mv 2950 mV  rssi_dbm -60 dBm" in text.stdout
 
 
 def test_events_follow_prints_what_happens(daemon: ControlDaemon, receiver: EmulatorThread) -> None:
@@ -110,8 +112,13 @@ def test_alarm_list_ack_and_reset(daemon: ControlDaemon, receiver: EmulatorThrea
     assert "smoke-301" in one_clear_line(early) and "still" in one_clear_line(early)
     receiver.call(receiver.rx.detector(DETECTOR).clear())
     wait_until(
-        lambda: "smoke-301/smoke.alarm"
-        not in [a["id"] for a in json.loads(gatewayd("alarm", "list", "-c", cfg, "--json").stdout)["alarms"]],
+        lambda: (
+            "smoke-301/smoke.alarm"
+            not in [
+                a["id"]
+                for a in json.loads(gatewayd("alarm", "list", "-c", cfg, "--json").stdout)["alarms"]
+            ]
+        ),
         10,
         "the detector's clear",
     )

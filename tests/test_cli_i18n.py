@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,10 @@ def test_the_detector_of_english_sentences_finds_them() -> None:
 
 
 BROKEN = {
-    "unknown-key": ('[[buses]]\nname = "rx"\ndriver = "serial"\nprot = "/dev/ttyUSB0"\n', "buses[0].prot"),
+    "unknown-key": (
+        '[[buses]]\nname = "rx"\ndriver = "serial"\nprot = "/dev/ttyUSB0"\n',
+        "buses[0].prot",
+    ),
     "missing": ('[[buses]]\nname = "rx"\ndriver = "serial"\n', "buses[0].port"),
     "baud": (
         '[[buses]]\nname = "rx"\ndriver = "serial"\nport = "/dev/ttyUSB0"\nbaudrate = 9601\n',
@@ -50,8 +54,14 @@ BROKEN = {
         '[[devices]]\nid = "pile-1"\nkind = "charger"\nbus = "rs485"\nunit = 300\n',
         "devices[0].unit",
     ),
-    "no-bus": ('[[devices]]\nid = "smoke-301"\nkind = "smoke"\nbus = "rx"\naddress = "1A2B3C4D"\n', "devices[0].bus"),
-    "fire-typo": ('[rules.fire]\nrelease_doors_on = ["smoke-3O1"]\n', "rules.fire.release_doors_on"),
+    "no-bus": (
+        '[[devices]]\nid = "smoke-301"\nkind = "smoke"\nbus = "rx"\naddress = "1A2B3C4D"\n',
+        "devices[0].bus",
+    ),
+    "fire-typo": (
+        '[rules.fire]\nrelease_doors_on = ["smoke-3O1"]\n',
+        "rules.fire.release_doors_on",
+    ),
     "listen": ('[metrics]\nlisten = "0.0.0.0:99999"\n', "metrics.listen"),
     "section": ("[gatway]\nid = 1\n", "gatway"),
 }
@@ -97,17 +107,27 @@ def test_clicks_own_messages_in_chinese() -> None:
     assert "Usage:" in gatewayd("staus", env={"LANG": "en_US.UTF-8"}).stderr
 
 
-def test_status_and_alarms_in_chinese(tmp_path: Path, broker: Broker, smoke_receiver: EmulatorThread) -> None:
-    site = make_site(tmp_path, broker.url, smoke_config(smoke_receiver.rx.path, {"smoke-301": DETECTOR}))
+def test_status_and_alarms_in_chinese(
+    tmp_path: Path, broker: Broker, smoke_receiver: EmulatorThread
+) -> None:
+    site = make_site(
+        tmp_path, broker.url, smoke_config(smoke_receiver.rx.path, {"smoke-301": DETECTOR})
+    )
     daemon = ControlDaemon(site)
     daemon.start()
     try:
         cfg = str(site.config)
-        status = gatewayd("status", "-c", cfg, env=ZH)
+        smoke_receiver.call(smoke_receiver.rx.detector(DETECTOR).heartbeat(battery_mv=2950))
+
+        def heard() -> Any:
+            shown = gatewayd("status", "-c", cfg, env=ZH)
+            return shown if "前最后一次收到" in shown.stdout else None
+
+        status = wait_until(heard, 10, "the heartbeat in the status")
         assert status.returncode == 0, status.stderr
         assert "网关 gw-test" in status.stdout and "总线 smoke-rx（serial）" in status.stdout
-        frame = [ln for ln in status.stdout.splitlines() if not ln.startswith("  ")]
-        assert english_sentences("\n".join(frame)) == []  # device states: see item 5 (phase 2)
+        assert english_sentences(status.stdout) == [], status.stdout  # device states too
+        assert "battery_mv 2950 mV  rssi_dbm -60 dBm" in status.stdout
         assert gatewayd("alarm", "list", "-c", cfg, env=ZH).stdout.strip() == "没有告警"
         smoke_receiver.call(smoke_receiver.rx.detector(DETECTOR).alarm(120))
         wait_until(

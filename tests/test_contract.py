@@ -162,9 +162,10 @@ def test_every_message_the_demo_publishes_validates_against_the_contract(
                 failures.append(f"{topic}: device not in the devices list published before")
                 continue
             # Validated again as its kind's own: the whole schema takes any kind's.
-            part = body if r.channel == "state" else body.get("values")
+            parts = [body] if r.channel == "state" else [body.get("values"),
+                                                          *body.get("ports", [])]  # fmt: skip
             failures += [f"{topic}: as a {kind}'s: {p}"
-                         for p in problems(r.schema_file, part, kind)]  # fmt: skip
+                         for part in parts for p in problems(r.schema_file, part, kind)]  # fmt: skip
     assert not failures, f"{len(failures)} of {len(recording)} messages break the contract:\n" + (
         "\n".join(failures[:40])
     )
@@ -192,6 +193,8 @@ ALARM = {"id": "pile-2/charger.overheat", "device": "pile-2", "type": "charger.o
          "severity": "critical", "since": 1763798400.0, "state": "active", "latched": True,
          "acked_by": None, "acked_at": None, "updated": 1763798400.0, "count": 1,
          "parts": {"3": "active"}, "data": {"port": 3}}  # fmt: skip
+TELEMETRY = {"ts": 1763798400.123, "values": {"cabinet_c": 31.5},
+             "ports": [{"port": 1, "power_w": 231}, {"port": 3, "temperature_c": 41.2}]}  # fmt: skip
 DEVICE = {"id": "door-main", "kind": "door_lock", "title": "door lock", "room": "大门",
           "supervised": True, "actions": ["hold_open", "lock", "status", "unlock"]}  # fmt: skip
 
@@ -214,6 +217,8 @@ POSITIVE = [
     ("status", {"online": False, "version": "0.1.0", "started": 1763798000.5}, None),
     ("alarms", {"ts": 1763798400.0, "active": [ALARM]}, None),
     ("devices", {"ts": 1763798400.0, "devices": [DEVICE]}, None),
+    ("telemetry", TELEMETRY, None),
+    ("telemetry", {"ts": 1763798400.5, "values": {"port": 2, "power_w": 120}}, None),
 ]  # fmt: skip
 NEGATIVE = [
     ("an undeclared event type", "event", _with(EVENT, type="smoke.exploded"), None, "/type"),
@@ -248,6 +253,10 @@ NEGATIVE = [
     ("online without fire mode and site", "status", _with(STATUS, fire_mode=_GONE), None, "/"),
     ("an alarm of the wrong severity for its type", "alarms",
      {"ts": 1.0, "active": [_with(ALARM, severity="warning")]}, None, "/active/0/severity"),
+    ("a port's values without the port", "telemetry",
+     _with(TELEMETRY, ports=[{"power_w": 231}]), None, "/ports/0"),
+    ("a telemetry member the envelope does not declare", "telemetry",
+     _with(TELEMETRY, pile={"unit": 1}), None, "/"),
     ("a door offering a charger's action", "devices",
      {"ts": 1.0, "devices": [_with(DEVICE, actions=["port_on"])]}, None, "/devices/0/actions/0"),
 ]  # fmt: skip

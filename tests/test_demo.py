@@ -24,6 +24,8 @@ STORY = [
     ("resets fire mode", ["gateway.fire_reset", "door.restored"]),
     ("forged command", ["bad_signature"]),
     ("overheat alarm is still on the list", ["reset_alarm", "gateway.alarm_reset", "active: none"]),
+    ("leakage current creeps up", ["electrical.leakage_alarm"]),
+    ("electrician dries out", ["electrical.alarm_over", "gateway.alarm_reset", "active: none"]),
     ("taps 'open' on the relay's phone page", ["门已打开 (ok)", "user=li.wei"]),
     ("Demo scenario done.", ["status    online=False"]),
 ]

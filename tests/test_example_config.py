@@ -73,6 +73,7 @@ def test_example_mentions_every_key_of_every_schema() -> None:
         "security": config.SECURITY_SCHEMA,
         "metrics": config.METRICS_SCHEMA,
         **({"outbox": config.OUTBOX_SCHEMA} if hasattr(config, "OUTBOX_SCHEMA") else {}),
+        "uplink": config.UPLINK_SCHEMA,
     }
     for name, schema in core.items():
         body = next((b for h, b in parts if h == name), None)

@@ -26,6 +26,7 @@ import pytest
 
 from gatewayd.driver import DeviceConfig
 from gatewayd.model import TICK, Event
+from gatewayd.uplink.lanes import LANES
 from gatewayd.uplink.segments import list_segments, scan
 from rules.charger import FullRule, SessionCapRule
 from rules.engine import World
@@ -411,7 +412,7 @@ def stored_event_ids(data: Path) -> set[str]:
     """Ids of the events the outbox had on disk (committed and fsynced)."""
     out: set[str] = set()
     d = data / "outbox"
-    for lane in (0, 1):
+    for lane in LANES:
         for path in list_segments(str(d), lane) if d.exists() else []:
             for rec, _ in scan(path):
                 if "/events/" in rec.topic:

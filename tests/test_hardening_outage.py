@@ -14,16 +14,13 @@ then opens the way to the broker and checks:
 
 from __future__ import annotations
 
-import contextlib
 import re
-import socket
-import threading
 from pathlib import Path
 from typing import Any
 
 from bench.soak_peers import proc_figures
 from tests.hardening_support import control, control_env
-from tests.harness import REPO, Broker, Daemon, Probe, install_plugin, make_site
+from tests.harness import REPO, Broker, Daemon, Gate, Probe, install_plugin, make_site
 from tests.harness import wait_until as wait
 from tests.simclock import sitecustomize_for
 
@@ -63,60 +60,6 @@ class Clockwork(Driver):
                 log.flush()
         await asyncio.Event().wait()
 '''
-
-
-class Gate:
-    """A TCP door in front of the broker: closed (connections refused) until ``open()``, then
-    every connection is relayed to the broker. The port is bound from the start and only
-    listened on at ``open()``: held all along, so nothing else (not even one of the daemon's
-    own hundreds of connection attempts, by a TCP self-connect) can take it meanwhile."""
-
-    def __init__(self, target: int) -> None:
-        self.target = target
-        self.server: socket.socket | None = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.server.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
-        self.port = self.server.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.closed = False
-
-    def open(self) -> None:
-        assert self.server is not None
-        self.server.listen()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        assert self.server is not None
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            with self.lock:
-                if self.closed:
-                    client.close()
-                    return
-                upstream = socket.create_connection(("127.0.0.1", self.target))
-                self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := src.recv(65536):
-                dst.sendall(data)
-        for s in (src, dst):
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        with self.lock:
-            self.closed = True
-            if self.server is not None:
-                self.server.close()
-            for s in self.sockets:
-                s.close()
 
 
 def test_broker_unreachable_for_hours_nothing_lost_retries_paced_memory_bounded(
@@ -177,14 +120,16 @@ def test_broker_unreachable_for_hours_nothing_lost_retries_paced_memory_bounded(
     assert outage["outbox"]["depth"] >= len(emitted)
     # Retried all along at the capped pace: a jittered delay in [cap/2, cap] once the backoff
     # has grown (after a few quick first tries), never faster, never given up.
-    delays = [float(d) for d in re.findall(r"unreachable .*; retrying in ([\d.]+) s", daemon.output())]
+    delays = [
+        float(d) for d in re.findall(r"unreachable .*; retrying in ([\d.]+) s", daemon.output())
+    ]
     assert max(delays) <= RECONNECT_MAX
     assert HOURS * 3600 / RECONNECT_MAX <= attempts <= HOURS * 3600 / (RECONNECT_MAX / 2) + 10
-    # In order within each class of service: urgent (critical, warning) and info.
+    # In order within each class of service: critical, urgent (warning) and info.
     order: dict[str, int] = {}
     for n, i in enumerate(got()):  # first arrival: a resend after a drop may come again later
         order.setdefault(i, n)
-    for lane in (("critical", "warning"), ("info",)):
+    for lane in (("critical",), ("warning",), ("info",)):
         sent = [i for _, sev, i in emitted if sev in lane]
         assert [order[i] for i in sent] == sorted(order[i] for i in sent), lane
     # Telemetry is best effort: only the last TTL's worth (10 min, 60 readings) survived;
@@ -196,6 +141,8 @@ def test_broker_unreachable_for_hours_nothing_lost_retries_paced_memory_bounded(
     assert stats["dropped_telemetry"] >= HOURS * 360 - 62
     # Three more hours of outage cost no memory worth the name (the backlog is on disk).
     assert rss_4h - rss_1h < 2048, (rss_1h, rss_4h)
-    print(f"\noutage {HOURS} h: {len(emitted)} events, {attempts} connection attempts "
-          f"(delays {min(delays):.1f}-{max(delays):.1f} s), RSS {rss_1h} -> {rss_4h} kB, "
-          f"telemetry delivered {len(kept)} of {HOURS * 360:.0f}")
+    print(
+        f"\noutage {HOURS} h: {len(emitted)} events, {attempts} connection attempts "
+        f"(delays {min(delays):.1f}-{max(delays):.1f} s), RSS {rss_1h} -> {rss_4h} kB, "
+        f"telemetry delivered {len(kept)} of {HOURS * 360:.0f}"
+    )

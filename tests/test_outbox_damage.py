@@ -1,6 +1,6 @@
 """A damaged outbox loses only what the damage touched (issue 13, defect 9 and build item 4).
 
-For 20 seeds: an outbox with both lanes over several small segments, part of it acknowledged,
+For 20 seeds: an outbox with every lane over several small segments, part of it acknowledged,
 closed; then one segment (or the watermarks file) damaged in each way an SD card does it; then
 reopened and drained as the publisher drains it. What the damage did not touch is delivered, in
 order; the damage is counted and reported; reopening again after new writes loses nothing more.
@@ -24,7 +24,7 @@ import pytest
 
 from gatewayd.uplink import lanes as lanes_mod
 from gatewayd.uplink import segments
-from gatewayd.uplink.lanes import INFO, URGENT
+from gatewayd.uplink.lanes import CRITICAL, INFO, PRIORITY, URGENT
 from gatewayd.uplink.outbox import Outbox
 
 MAGIC = b"\xffOB2"
@@ -50,9 +50,13 @@ class Built:
     acked: set[int] = field(default_factory=set)
 
     def pending(self) -> list[int]:
-        """Still owed to the broker, in the order it must get them: urgent first, each in order."""
+        """Still owed to the broker, in the order it must get them: critical first, then
+        urgent, then info, each in order."""
         left = [n for n in self.lane_of if n not in self.acked]
-        return sorted(left, key=lambda n: (self.lane_of[n] != URGENT, n))
+        return sorted(left, key=self.order)
+
+    def order(self, n: int) -> tuple[int, int]:
+        return PRIORITY.index(self.lane_of[n]), n
 
 
 def payload(n: int, rng: random.Random) -> bytes:
@@ -94,7 +98,8 @@ def acknowledge(box: Outbox, count: int) -> list[int]:
 async def fill(box: Outbox, built: Built, rng: random.Random, count: int) -> None:
     first = len(built.lane_of)
     for n in range(first, first + count):
-        lane = URGENT if rng.random() < 0.35 else INFO
+        draw = rng.random()
+        lane = CRITICAL if draw < 0.1 else URGENT if draw < 0.35 else INFO
         box.put(f"ev/{lane}", payload(n, rng), lane=lane)
         built.lane_of[n] = lane
         if rng.random() < 0.06:
@@ -201,7 +206,7 @@ def test_a_damaged_segment_costs_only_its_damaged_records(
     new = [n for n in built.pending() if n not in pending]
     again = Outbox(str(tmp_path))
     delivered = drain(again)
-    owed = sorted(got + new, key=lambda n: (built.lane_of[n] != URGENT, n))
+    owed = sorted(got + new, key=built.order)
     assert delivered == owed  # what survived the damage, then the new ones: nothing more lost
 
     async def finish() -> None:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from gatewayd.uplink.lanes import LANES
 from gatewayd.uplink.segments import list_segments, scan
 from tests.harness import Broker, Daemon, Probe, Site, install_plugin, make_site, wait_until
 
@@ -52,7 +53,7 @@ def stored(site_dir: Path) -> int:
     d = site_dir / "data" / "outbox"
     if not d.exists():
         return 0
-    return sum(1 for lane in (0, 1) for p in list_segments(str(d), lane) for _ in scan(p))
+    return sum(1 for lane in LANES for p in list_segments(str(d), lane) for _ in scan(p))
 
 
 @contextlib.contextmanager
@@ -79,7 +80,8 @@ def killed_mid_outage(
 
 
 def test_outage_with_sigkill_loses_no_event_and_keeps_order(tmp_path: Path, broker: Broker) -> None:
-    head = "[outbox]\ntelemetry_buffer = 50\n\n"
+    # Every read sent (no coalescing): the outbox's telemetry buffer is what is under test.
+    head = "[outbox]\ntelemetry_buffer = 50\n\n[uplink]\nreport = \"every_reading\"\n\n"
     with killed_mid_outage(tmp_path, broker, 400, head, "telemetry = 120\n") as (site, daemon, log):
         daemon.start(wait_ready=False)
         wait_until(lambda: stored(tmp_path) == 800, 15, "phase 2 on disk")
@@ -103,20 +105,22 @@ def test_outage_with_sigkill_loses_no_event_and_keeps_order(tmp_path: Path, brok
     # Order: per device and class of service, in the order generated.
     # The load generator's devices belong to no family, so no event type of theirs is declared
     # urgent (as a door's access decisions are): severity alone sorts them.
-    urgent = lambda e: e["severity"] != "info"
     for dev in ("dev-0", "dev-1", "dev-2"):
-        for cls in (True, False):
+        for cls in ("critical", "warning", "info"):
             seq = [
                 (e["data"]["phase"], e["data"]["n"])
                 for e in got
-                if e["device"] == dev and urgent(e) == cls
+                if e["device"] == dev and e["severity"] == cls
             ]
             deduped = list(dict.fromkeys(seq))
             assert deduped == sorted(deduped), (dev, cls)
-    # Urgent before info in the drain of each phase's backlog.
-    first_info = next(i for i, e in enumerate(got) if not urgent(e))
-    assert all(urgent(e) for e in got[:first_info])
-    assert first_info >= 300  # 400 urgent events in all; the first ones drained before any info
+    # Critical before warning before info in the drain of the backlog.
+    first_warning = next(i for i, e in enumerate(got) if e["severity"] == "warning")
+    first_info = next(i for i, e in enumerate(got) if e["severity"] == "info")
+    assert all(e["severity"] == "critical" for e in got[:first_warning])
+    assert first_warning >= 150  # 200 critical events in all: the first ones before any other
+    assert all(e["severity"] != "info" for e in got[:first_info])
+    assert first_info >= 300  # 400 critical and warning events; the first ones before any info
     # Telemetry: memory only, so phase 1's died with the process; phase 2 kept its newest 50.
     assert [t["n"] for t in telemetry] == list(range(70, 120))
     assert all(t["phase"] == 1 for t in telemetry)

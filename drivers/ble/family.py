@@ -118,6 +118,7 @@ class DoorFamily(Family):
         lock="string", door="string", battery_mv="integer", battery_pct="integer",
         mains="boolean", connected="boolean", rssi="integer", escape_route="boolean",
     )  # fmt: skip
+    readings: ClassVar[frozenset[str]] = frozenset({"battery_mv", "battery_pct", "rssi"})
     metrics = METRICS
     audited = True
     audit_events = frozenset({ev.UNLOCKED, ev.ACCESS_DENIED, ev.FORCED, ev.RELEASED, ev.LOCKED})

@@ -9,8 +9,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from gatewayd.cli.i18n import t
 from gatewayd.driver import BusConfig, DeviceConfig
-from gatewayd.errors import DriverMissing, GatewayError, ProbeError
+from gatewayd.errors import DeviceError, DriverMissing, GatewayError, ProbeError
 from gatewayd.model import Action, Event
 
 
@@ -53,6 +54,11 @@ def lock_status(dev: DeviceConfig, bus: BusConfig, gateway_id: str) -> dict[str,
                         return dict(
                             await driver.execute(Action(dev.id, "status", {}, origin="cli:test"))
                         )
+                    except DeviceError as exc:
+                        if exc.code == "bad_mac":  # it answered: the key is wrong, not the range
+                            raise ProbeError(t("ble_bad_key", address=address)) from None
+                        problem = str(exc)
+                        await asyncio.sleep(0.5)
                     except GatewayError as exc:  # not seen or not connected yet: try again
                         problem = str(exc)
                         await asyncio.sleep(0.5)
@@ -62,7 +68,7 @@ def lock_status(dev: DeviceConfig, bus: BusConfig, gateway_id: str) -> dict[str,
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
             await close_bleak()
-        raise ProbeError(f"{address}: {problem}; in range and powered? gatewayd scan ble")
+        raise ProbeError(t("ble_no_answer", address=address, problem=problem))
 
     return asyncio.run(ask())
 

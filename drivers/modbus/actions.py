@@ -8,6 +8,7 @@ pile's emergency stop, and a person must come (``charger.relay_welded``, critica
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from drivers.modbus import events as ev
@@ -15,8 +16,24 @@ from drivers.modbus.line import Priority
 from drivers.modbus.pile import PileSession
 from drivers.modbus.transport import ExceptionReply
 from gatewayd.errors import DeviceError, DeviceTimeout, InvalidArgument, TransientError
+from gatewayd.model import Action
 
 log = logging.getLogger("gatewayd.drivers.modbus")
+
+
+async def execute(pile: PileSession, action: Action) -> Mapping[str, Any]:
+    """One of the charger family's actions on ``pile`` (``PileSession.execute``)."""
+    reason = action.reason or action.name
+    if action.name == "port_off":
+        port = check_port(pile, action.args.get("port"))
+        return await cut(pile, [port], reason, action.origin)
+    if action.name == "all_off":
+        await pile.ready.wait()
+        return await cut(pile, list(range(1, pile.ports_n + 1)), reason, action.origin)
+    if action.name == "port_on":
+        port = check_port(pile, action.args.get("port"))
+        return await port_on(pile, port)
+    raise DeviceError(action.device, "unsupported", f"no action {action.name!r}")
 
 
 def check_port(pile: PileSession, port: Any) -> int:

@@ -1,9 +1,12 @@
-"""The ``modbus`` driver: e-bike charging piles on an RS-485 line (RTU) or Modbus TCP.
+"""The ``modbus`` driver: one RS-485 line (RTU) or Modbus TCP link, and the devices on it.
 
 Layers: ``transport`` (pymodbus, errors converted once) → ``line`` (one request at a time,
-safety first) → ``pile`` (polling, breaker, events) with device knowledge in ``profiles``.
-This module holds the config schemas, wires the layers together and carries out actions.
-It never decides policy: thresholds and cuts belong to rules (``rules.charger``).
+safety first) → one ``unit.UnitSession`` per device, built by the device's family
+(``unit.ModbusFamily.session``): charging piles (``pile``, device knowledge in ``profiles``)
+and whatever other family shares the line. This module holds the bus's config schema, wires
+the layers together and hands each action to its device's session; it never decides policy
+(thresholds and cuts belong to rules). It knows piles in one place only: the fire linkage's
+broadcast emergency stop (``execute_batch``).
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ from typing import Any, ClassVar
 from drivers.modbus import actions
 from drivers.modbus import events as ev
 from drivers.modbus.line import Line, Priority
-from drivers.modbus.pile import PileConfig, PileSession, Timing
-from drivers.modbus.profiles import PROFILES
+from drivers.modbus.pile import PileSession
 from drivers.modbus.transport import Link, LinkConfig, PymodbusLink, rtu_sizes
+from drivers.modbus.unit import ModbusFamily, Timing, UnitBus, UnitSession
 from gatewayd.driver import (
     BusConfig,
     Check,
@@ -29,7 +32,7 @@ from gatewayd.driver import (
     DriverContext,
     Seen,
 )
-from gatewayd.errors import ConfigError, DeviceError
+from gatewayd.errors import ConfigError, DeviceError, PluginError
 from gatewayd.model import Action, Severity
 from gatewayd.schema import Baud, Float, Int, OneOf, Schema, Str
 
@@ -110,61 +113,50 @@ class ModbusDriver(Driver):
         self.line = Line(
             self.link, age_seconds=max(self.timing.slow_seconds / 2, self.timing.fast_seconds * 3)
         )
-        self.piles: dict[str, PileSession] = {}
-        for d in devices:
-            st = d.settings
-            cfg = PileConfig(
-                device=d.id,
-                unit=st["unit"],
-                profile=PROFILES[st.get("profile", "ebc")],
-                failsafe_seconds=st.get("failsafe_seconds", 300),
-                power_limit_watts=st.get("power_limit_watts"),
-            )
-            self.piles[d.id] = PileSession(cfg, self.line, ctx, self.timing)
+        unit_bus = UnitBus(bus.name, self.line, ctx, self.timing, self.link_config.is_rtu)
+        self.sessions: dict[str, UnitSession] = {
+            d.id: _family(d).session(d, unit_bus) for d in devices
+        }
+        # The piles, for the broadcast emergency stop of the fire linkage.
+        self.piles: dict[str, PileSession] = {
+            d: s for d, s in self.sessions.items() if isinstance(s, PileSession)
+        }
 
     async def run(self) -> None:
-        log.info("modbus bus %s: %d pile(s)", self.bus.name, len(self.piles))
+        others = len(self.sessions) - len(self.piles)
+        log.info("modbus bus %s: %d pile(s), %d other", self.bus.name, len(self.piles), others)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self.line.run(), name=f"modbus-{self.bus.name}-line")
-                for pile in self.piles.values():
-                    tg.create_task(pile.run(), name=f"modbus-{pile.device}")
+                for unit in self.sessions.values():
+                    tg.create_task(unit.run(), name=f"modbus-{unit.device}")
         finally:
             self.link.close()
 
     def stats(self) -> Mapping[str, float]:
         s = self.link.stats
-        return {
+        out = {
             "requests_total": s.requests,
             "errors_total": s.garbled + s.exceptions + s.errors,
             "timeouts_total": s.timeouts,
             "utilisation_ratio": self.line.utilisation(),
-            # Piles whose powered ports are read each fast period (the charger watch).
-            "watched_piles": sum(p.watch.watching for p in self.piles.values()),
         }
+        # The units' own counters, added up over the bus: ``watched_piles`` (the charger
+        # watch: piles whose powered ports are read each fast period), a plugin's own.
+        totals: dict[str, float] = {"watched_piles": 0.0}
+        for unit in self.sessions.values():
+            for key, value in unit.stats().items():
+                totals[key] = totals.get(key, 0.0) + value
+        return {**out, **totals}
 
     def last_seen(self) -> Mapping[str, float]:
-        return {d: p.answered_at for d, p in self.piles.items() if p.answered_at}
-
-    def _pile(self, device: str) -> PileSession:
-        pile = self.piles.get(device)
-        if pile is None:
-            raise DeviceError(device, "unknown_device", f"not on bus {self.bus.name}")
-        return pile
+        return {d: u.answered_at for d, u in self.sessions.items() if u.answered_at}
 
     async def execute(self, action: Action) -> Mapping[str, Any]:
-        pile = self._pile(action.device)
-        reason = action.reason or action.name
-        if action.name == "port_off":
-            port = actions.check_port(pile, action.args.get("port"))
-            return await actions.cut(pile, [port], reason, action.origin)
-        if action.name == "all_off":
-            await pile.ready.wait()
-            return await actions.cut(pile, list(range(1, pile.ports_n + 1)), reason, action.origin)
-        if action.name == "port_on":
-            port = actions.check_port(pile, action.args.get("port"))
-            return await actions.port_on(pile, port)
-        return await super().execute(action)
+        unit = self.sessions.get(action.device)
+        if unit is None:
+            raise DeviceError(action.device, "unknown_device", f"not on bus {self.bus.name}")
+        return await unit.execute(action)
 
     @classmethod
     def check_bus(cls, settings: Mapping[str, Any]) -> str | None:
@@ -198,13 +190,23 @@ class ModbusDriver(Driver):
         self, actions: Sequence[Action]
     ) -> list[Mapping[str, Any] | BaseException]:
         """``all_off`` for every pile on the bus (the fire linkage) becomes one broadcast
-        emergency stop on an RTU line, then each pile's own stop with read-back."""
-        whole_bus = {a.device for a in actions} == set(self.piles)
-        if actions and whole_bus and all(a.name == "all_off" for a in actions):
-            first = actions[0]
-            by_pile = await self.emergency_stop_all(first.reason or "emergency stop", first.origin)
-            return [by_pile[a.device] for a in actions]
-        return await super().execute_batch(actions)
+        emergency stop on an RTU line, then each pile's own stop with read-back. The other
+        actions of the batch (other families' devices on the line) go to their own devices at
+        the same time; their writes queue behind the broadcast at the same safety priority."""
+        stops = [a for a in actions if a.name == "all_off" and a.device in self.piles]
+        if not self.piles or {a.device for a in stops} != set(self.piles):
+            return await super().execute_batch(actions)
+        chosen = {id(a) for a in stops}
+        rest = [a for a in actions if id(a) not in chosen]
+        first = stops[0]
+        estop = asyncio.ensure_future(
+            self.emergency_stop_all(first.reason or "emergency stop", first.origin)
+        )
+        await asyncio.sleep(0)  # the broadcast takes the line before the others' writes queue
+        others = await super().execute_batch(rest)
+        by_pile = await estop
+        results = dict(zip(map(id, rest), others, strict=True))
+        return [by_pile[a.device] if id(a) in chosen else results[id(a)] for a in actions]
 
     async def emergency_stop_all(
         self, reason: str = "emergency stop", origin: str = ""
@@ -252,6 +254,15 @@ class ModbusDriver(Driver):
             pile.emit(ev.PORT_CUT, severity, data)
             out[pile.device] = result
         return out
+
+
+def _family(device: DeviceConfig) -> ModbusFamily:
+    from gatewayd import plugins
+
+    family = plugins.family(device.kind)
+    if not isinstance(family, ModbusFamily):
+        raise PluginError(f"device family {device.kind!r} does not run on a modbus bus")
+    return family
 
 
 async def _broadcast(link: Link, register: int, value: int, wire: float) -> None:

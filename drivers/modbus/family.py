@@ -15,11 +15,13 @@ from typing import Any, ClassVar
 
 from drivers.modbus import events as ev
 from drivers.modbus.profiles import PROFILES
+from drivers.modbus.unit import ModbusFamily, UnitBus, UnitSession
+from gatewayd.driver import DeviceConfig
 from gatewayd.family import (
     ActionSpec,
     AddMetric,
+    Deadband,
     EventSpec,
-    Family,
     FireSignal,
     Found,
     Role,
@@ -102,6 +104,22 @@ TELEMETRY = fields(
     total_power_w="number",
 )  # fmt: skip
 
+#: Report by exception: what a charge's drift may do unsent (docs/integrator.md). Steps are
+#: the registers' resolution (datasheet: 0.1 V, 0.01 A, 1 W, 1 Wh, 0.1 °C).
+DEADBANDS: Mapping[str, Deadband] = {
+    "voltage_v": Deadband(2.0, step=0.1),
+    "current_a": Deadband(0.1, step=0.01),
+    "power_w": Deadband(10.0, step=1),
+    "energy_wh": Deadband(10.0, step=1),
+    "temperature_c": Deadband(0.5, step=0.1),
+    "cabinet_c": Deadband(0.5, step=0.1),
+    "mains_v": Deadband(2.0, step=0.1),
+    "total_power_w": Deadband(10.0, step=1),
+}
+#: What moves with every read in the retained state; the rest (online, a port's state, its
+#: relay, its fault, the status bits) is discrete and republished at once.
+READINGS = frozenset({"power_w", "temperature_c", "cabinet_c", "mains_v", "total_power_w"})
+
 METRICS: Mapping[str, tuple[tuple[str, ...], str]] = {
     "gatewayd_charger_port_power_watts": (("device", "port"), "Power the port delivers now; absent while idle at 0 W."),
     "gatewayd_charger_port_temperature_celsius": (("device", "port"), "Temperature at the port's socket."),
@@ -125,12 +143,10 @@ def cut_reason(origin: str) -> str:
     return origin.removeprefix("charger_") or "unknown"
 
 
-class ChargerFamily(Family):
+class ChargerFamily(ModbusFamily):
     kind: ClassVar[str] = "charger"
     title: ClassVar[str] = "charging pile"
-    buses: ClassVar[tuple[str, ...]] = ("modbus",)
     Settings = ChargerSettings
-    address: ClassVar[str | None] = "unit"
     plural: ClassVar[str] = "piles"
     id_prefix: ClassVar[str] = "pile-"
     actions: ClassVar[Mapping[str, ActionSpec]] = {
@@ -141,8 +157,23 @@ class ChargerFamily(Family):
     events = EVENTS
     state = STATE
     telemetry = TELEMETRY
+    deadbands = DEADBANDS
+    readings = READINGS
     metrics = METRICS
     refused_in_fire: ClassVar[Mapping[str, str]] = {"port_on": "chargers stay off"}
+
+    def session(self, device: DeviceConfig, bus: UnitBus) -> UnitSession:
+        from drivers.modbus.pile import PileConfig, PileSession
+
+        st = device.settings
+        cfg = PileConfig(
+            device=device.id,
+            unit=st["unit"],
+            profile=PROFILES[st.get("profile", "ebc")],
+            failsafe_seconds=st.get("failsafe_seconds", 300),
+            power_limit_watts=st.get("power_limit_watts"),
+        )
+        return PileSession(cfg, bus)
 
     def model(self, device: Any) -> str | None:
         profile = device.settings.get("profile")  # a foreign driver's pile may not say

@@ -13,43 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from drivers.modbus import events as ev
 from drivers.modbus import readings as rd
 from drivers.modbus.coalesce import coalesce
-from drivers.modbus.line import Line, Priority
+from drivers.modbus.line import Priority
 from drivers.modbus.profiles import ChargerProfile, bits_named
-from drivers.modbus.transport import ExceptionReply, Link, rtu_sizes
+from drivers.modbus.transport import ExceptionReply
+from drivers.modbus.unit import BreakerOpen, Session, Timing, UnitBus
 from drivers.modbus.watch import PortWatch
-from gatewayd.driver import DriverContext
 from gatewayd.errors import TransientError
-from gatewayd.model import Event, Severity
+from gatewayd.model import Action
 
-T = TypeVar("T")
+__all__ = ["BreakerOpen", "PileConfig", "PileSession", "Timing"]
+
 log = logging.getLogger("gatewayd.drivers.modbus")
-
-
-class BreakerOpen(TransientError):
-    """A poll of an offline pile, dropped when its turn came: it costs the line nothing."""
-
-
-@dataclass(frozen=True)
-class Timing:
-    fast_seconds: float = 1.0
-    slow_seconds: float = 10.0
-    timeout_seconds: float = 0.3
-    suspect_timeout_seconds: float = 0.1
-    breaker_failures: int = 3
-    breaker_max_seconds: float = 30.0
-    max_gap: int = 16
-    max_read_registers: int = 125
-    write_attempts: int = 3
-    watch_celsius: float = 50.0
 
 
 @dataclass
@@ -61,15 +43,11 @@ class PileConfig:
     power_limit_watts: int | None
 
 
-class PileSession:
-    def __init__(self, cfg: PileConfig, line: Line, ctx: DriverContext, timing: Timing) -> None:
+class PileSession(Session):
+    def __init__(self, cfg: PileConfig, bus: UnitBus) -> None:
+        super().__init__(cfg.device, cfg.unit, bus)
         self.cfg = cfg
-        self.device = cfg.device
-        self.unit = cfg.unit
         self.profile = cfg.profile
-        self.line = line
-        self.ctx = ctx
-        self.timing = timing
         self.ports_n = 0
         self.image: dict[int, int] = {}
         self.relays: list[bool] = []
@@ -77,130 +55,40 @@ class PileSession:
         self.pile: dict[str, Any] = {}
         self.ports: dict[int, dict[str, Any]] = {}
         self.status_bits: int | None = None
-        self.online: bool | None = None
-        self.answered_at = 0.0  # Unix time of the last valid reply
-        self.failures = 0
-        self.breaker_until = 0.0
-        self.backoff = 1.0
         self.ready = asyncio.Event()
-        self.reachable = asyncio.Event()  # cleared while offline: only the fast loop probes
         self._refresh = asyncio.Event()
         self._refresh_ports: set[int] = set()
         self.watch = PortWatch(self)
         self._sample_keys: dict[str, tuple[Any, ...]] = {}
         self._published: dict[str, Any] = {}
 
-    # -- transactions with failure accounting -----------------------------------------------
+    # -- the unit session (``drivers.modbus.unit``) ---------------------------------------------
 
-    def _timeout(self, wire: float, patient: bool) -> float:
-        short = self.failures and not patient
-        return wire + (
-            self.timing.suspect_timeout_seconds if short else self.timing.timeout_seconds
-        )
+    async def execute(self, action: Action) -> Mapping[str, Any]:
+        from drivers.modbus.actions import execute  # actions build on this module
 
-    async def transact(
-        self,
-        priority: Priority,
-        sizes: tuple[int, int],
-        call: Callable[[Link, float], Awaitable[T]],
-        *,
-        patient: bool = False,
-    ) -> T:
-        """One request through the line; ``patient`` (safety writes) keeps the full timeout
-        even for a pile that went quiet."""
-        wire = self.line.link.wire_seconds(*sizes)
-        timeout = self._timeout(wire, patient)
+        return await execute(self, action)
 
-        async def guarded(link: Link) -> T:
-            # Checked when the request reaches the wire, not when it was queued: requests
-            # queued before the breaker opened must not each cost a timeout.
-            if self.breaker_open() and not patient:
-                raise BreakerOpen(self.device, "offline")
-            return await call(link, timeout)
+    def stats(self) -> Mapping[str, float]:
+        return {"watched_piles": float(self.watch.watching)}
 
-        try:
-            result = await self.line.call(priority, guarded, wire)
-        except BreakerOpen:
-            raise
-        except ExceptionReply:
-            self._answered()  # an exception is an answer: the pile is alive
-            raise
-        except TransientError as exc:
-            self._silent(exc)
-            raise
-        self._answered()
-        return result
+    def went_online(self) -> None:
+        self.emit(ev.ONLINE, "info", {})
+        self.ready.clear()  # it may have rebooted: configure it again before polling
 
-    async def read(
-        self, priority: Priority, address: int, count: int, *, holding: bool = False
-    ) -> list[int]:
-        return await self.transact(
-            priority,
-            rtu_sizes(3 if holding else 4, count),
-            lambda link, t: link.read_registers(self.unit, address, count, t, holding=holding),
-        )
+    def went_offline(self, exc: TransientError) -> None:
+        self.emit(ev.OFFLINE, "warning", {"unit": self.unit, "reason": str(exc)})
+        self.publish_state()
 
     async def read_relays(self, priority: Priority, patient: bool = False) -> list[bool]:
-        n = self.ports_n
-        base = self.profile.relay_base
-        bits = await self.transact(
-            priority,
-            rtu_sizes(1, n),
-            lambda link, t: link.read_coils(self.unit, base, n, t),
-            patient=patient,
+        bits = await self.read_coils(
+            priority, self.profile.relay_base, self.ports_n, patient=patient
         )
         self.relays = bits
         return bits
 
     async def write_relays(self, priority: Priority, first_port: int, values: list[bool]) -> None:
-        address = self.profile.relay_base + first_port - 1
-        fc = 5 if len(values) == 1 else 15
-        await self.transact(
-            priority,
-            rtu_sizes(fc, len(values)),
-            lambda link, t: link.write_coils(self.unit, address, values, t),
-            patient=True,
-        )
-
-    async def write_register(self, priority: Priority, address: int, value: int) -> None:
-        await self.transact(
-            priority,
-            rtu_sizes(6, 1),
-            lambda link, t: link.write_register(self.unit, address, value, t),
-            patient=True,
-        )
-
-    def _answered(self) -> None:
-        self.answered_at = time.time()
-        self.failures = 0
-        self.backoff = 1.0
-        if self.online is False:
-            log.info("%s: answering again", self.device)
-            self.emit(ev.ONLINE, "info", {})
-            self.ready.clear()  # it may have rebooted: configure it again before polling
-        self.online = True
-        self.reachable.set()
-
-    def _silent(self, exc: TransientError) -> None:
-        self.failures += 1
-        if self.online is not False and self.failures < self.timing.breaker_failures:
-            return
-        if self.online is not False:
-            log.warning("%s: not answering (%s)", self.device, exc)
-            self.emit(ev.OFFLINE, "warning", {"unit": self.unit, "reason": str(exc)})
-            self.online = False
-            self.reachable.clear()
-            self.publish_state()
-        jitter = random.uniform(0.8, 1.2)
-        self.breaker_until = time.monotonic() + self.backoff * jitter
-        self.backoff = min(self.backoff * 2, self.timing.breaker_max_seconds)
-
-    def breaker_open(self) -> bool:
-        return self.online is False and time.monotonic() < self.breaker_until
-
-    async def _wait_breaker(self) -> None:
-        while self.breaker_open():
-            await asyncio.sleep(max(0.0, self.breaker_until - time.monotonic()))
+        await self.write_coils(priority, self.profile.relay_base + first_port - 1, values)
 
     # -- loops ------------------------------------------------------------------------------
 
@@ -213,7 +101,7 @@ class PileSession:
     async def _configure(self) -> None:
         """Identify the pile and write its settings; repeat until it answers."""
         while not self.ready.is_set():
-            await self._wait_breaker()
+            await self.wait_breaker()
             try:
                 start, count = self.profile.pile_span()
                 regs = await self.read(Priority.COMMAND, start, count)
@@ -248,7 +136,7 @@ class PileSession:
         while True:
             if not self.ready.is_set():
                 await self._configure()
-            await self._wait_breaker()
+            await self.wait_breaker()
             now = time.monotonic()
             if due > now:
                 await asyncio.sleep(due - now)
@@ -332,11 +220,16 @@ class PileSession:
         for p in ports:
             relay = relays[p - 1] if p <= len(relays) else None
             new = rd.decode_port(self.profile, self.image, p, relay)
-            for type_, sev, data in rd.port_events(self.ports.get(p), new, status):
+            prev = self.ports.get(p)
+            news = rd.port_events(prev, new, status)
+            for type_, sev, data in news:
                 self.emit(type_, sev, data)
-                changed = True
+            changed = changed or bool(news)
             self.ports[p] = new
-            if telemetry and (new["state"] in rd.ACTIVE or new["power_w"]):
+            # A port that just stopped sends its last readings too (down to 0 W), not only
+            # live ones: the platform's latest telemetry must not stay at a charge's power.
+            was_live = prev is not None and bool(prev["power_w"])
+            if telemetry and (new["state"] in rd.ACTIVE or new["power_w"] or news or was_live):
                 self.ctx.publish_telemetry(self.device, {k: new[k] for k in _TELEMETRY})
         self._sample(
             {
@@ -371,9 +264,6 @@ class PileSession:
             return
         self._sample_keys[data["source"]] = key
         self.emit(ev.SAMPLE, "info", {"unit": self.unit, "ports_n": self.ports_n, **data})
-
-    def emit(self, type_: str, severity: Severity, data: dict[str, Any]) -> None:
-        self.ctx.emit(Event(device=self.device, type=type_, severity=severity, data=data))
 
     def publish_state(self) -> None:
         state: dict[str, Any] = {

@@ -30,6 +30,8 @@ from gatewayd.cli.common import (
     parse_ids,
     print_json,
 )
+from gatewayd.cli.i18n import t
+from gatewayd.cli.lines import serial_problem, tcp_problem
 from gatewayd.errors import DriverMissing
 from gatewayd.family import Found
 
@@ -78,6 +80,9 @@ def scan_modbus(
             f"{port}: no such port; is the RS-485 adapter plugged in? (gatewayd scan serial lists ports)",
             USAGE,
         )
+    problem = serial_problem(config_path, port) if port else tcp_problem(str(host), tcp_port)
+    if problem is not None:  # say what happened, not "check the wiring"
+        fail(problem, FAILED)
     families = families_on_modbus()
     what = " or ".join(f.several() for f in families) or "devices"
     many = what if len(families) == 1 else "devices"  # "3 piles found", "3 devices found"
@@ -155,6 +160,9 @@ def _add_found(
 
     doc = open_doc(config_path)
     bus = next((str(b["name"]) for b in doc.tables("buses") if _same_line(b, line)), None)
+    if bus is not None and bus_name is not None and bus_name != bus and not quiet:
+        where = line.get("port") or f"{line['host']}:{line['tcp_port']}"
+        click.echo(f"· {t('scan_bus_exists', where=where, bus=bus, asked=bus_name)}")
     if bus is None:
         bus = free_name(
             {str(b.get("name")) for b in doc.tables("buses")},

@@ -17,6 +17,7 @@ from drivers.srb433 import profile
 from drivers.srb433.profile import BY_NAME, DEFAULT_HEARTBEAT_SECONDS, MODELS, detector_model
 from gatewayd.family import (
     AddMetric,
+    Deadband,
     EventSpec,
     Family,
     FireSignal,
@@ -141,6 +142,11 @@ class SmokeFamily(Family):
     events = EVENTS
     state = STATE
     telemetry = fields(battery_mv="integer", rssi_dbm="integer")
+    # An hourly heartbeat: sent whole (max silence is shorter), unless it repeats itself.
+    deadbands: ClassVar[Mapping[str, Deadband]] = {
+        "battery_mv": Deadband(50.0, step=1), "rssi_dbm": Deadband(6.0, step=1),
+    }  # fmt: skip
+    readings: ClassVar[frozenset[str]] = frozenset({"last_seen", "battery_mv", "rssi_dbm"})
     gateway_state: ClassVar[Mapping[str, Any]] = {r"^receiver\.": RECEIVER}
     metrics = METRICS
 

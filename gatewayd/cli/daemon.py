@@ -11,32 +11,30 @@ import click
 from gatewayd.cli import client
 from gatewayd.cli.common import config_option, json_option, print_json
 from gatewayd.cli.i18n import t
+from gatewayd.cli.show import MOMENTS, brief_lines, columns, is_moment
+from gatewayd.cli.show import ago as _ago
 
 
-def _ago(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 7200:
-        return f"{seconds // 60} min"
-    if seconds < 172800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
-
-
-def _state_text(state: dict[str, Any]) -> str:
-    stamps = ("last_seen", "ts")
-    shown = {k: v for k, v in state.items() if k not in stamps}
-    if not shown:
-        return t("status_no_news")
-    text = ", ".join(
-        f"{key}={round(value, 1) if isinstance(value, float) else value}"
-        for key, value in shown.items()
-    )
-    seen = next((state[k] for k in stamps if isinstance(state.get(k), int | float)), None)
-    if seen is not None:
-        text += t("status_last_seen", ago=_ago(time.time() - seen))
-    return text
+def _device_lines(devices: list[dict[str, Any]]) -> list[str]:
+    """Each device: its id, kind and when it last spoke, aligned; below, what it reports."""
+    heads = []
+    for dev in devices:
+        state = dev["state"]
+        seen = next((state[k] for k in MOMENTS if is_moment(k, state.get(k))), None)
+        when = (
+            t("status_seen", ago=_ago(time.time() - seen))
+            if seen is not None
+            else ("" if state else t("status_no_news"))
+        )
+        if dev.get("supervised") is False:  # it can die unnoticed: say so on every status
+            when += t("status_unsupervised", model=dev.get("model") or "?")
+        heads.append([f"  {dev['id']}", dev["kind"], when])
+    lines = []
+    for dev, head in zip(devices, columns(heads), strict=True):
+        lines.append(head)
+        rest = [(k, v) for k, v in dev["state"].items() if k not in MOMENTS]
+        lines += brief_lines(rest, indent="      ")
+    return lines
 
 
 @click.command()
@@ -92,10 +90,7 @@ def status(config_path: str, as_json: bool) -> None:
     for family in plugins.families().values():
         for line in family.describe_gateway(st.get("gateway_state") or {}):
             click.echo(f"  {line}")
-    for dev in st["devices"]:
-        line = f"  {dev['id']:<16} {dev['kind']:<10} {_state_text(dev['state'])}"
-        if dev.get("supervised") is False:  # it can die unnoticed: say so on every status
-            line += t("status_unsupervised", model=dev.get("model") or "?")
+    for line in _device_lines(st["devices"]):
         click.echo(line)
 
 

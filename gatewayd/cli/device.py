@@ -25,6 +25,7 @@ from gatewayd.cli.common import (
 )
 from gatewayd.cli.editing import ConfigText, EditError, add_device, remove_device
 from gatewayd.cli.i18n import expected, say, t
+from gatewayd.cli.show import columns, pairs_lines
 
 
 @click.group()
@@ -118,6 +119,17 @@ def typed_value(key: str, text: str, schema: dict[str, Any]) -> Any:
     raise Fail(f"{key}={text}: {t('expected', expected=expected(field.expected))}", USAGE)
 
 
+def key_values(items: tuple[str, ...]) -> dict[str, str]:
+    """``KEY=VALUE`` arguments as a dict; Fail (exit 2) naming the first that is not one."""
+    fields: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(t("dev_key_value", item=item), USAGE)
+        fields[key.strip()] = value.strip()
+    return fields
+
+
 def build_table(
     doc: ConfigText, dev_id: str, kind: str | None, bus: str, fields: dict[str, str]
 ) -> dict[str, Any]:
@@ -186,11 +198,7 @@ def device_add(
         for k, v in (("unit", unit), ("address", address), ("room", room), ("key_file", key_file))
         if v is not None
     }
-    for item in settings:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            fail(t("dev_key_value", item=item), USAGE)
-        fields[key.strip()] = value.strip()
+    fields.update(key_values(settings))
     bus = bus or _only_bus(doc, kind)
     table = build_table(doc, dev_id, kind, bus, fields)
     try:
@@ -236,12 +244,13 @@ def device_list(config_path: str, as_json: bool) -> None:
         return
     if not devices:
         click.echo(t("dev_none", path=config_path))
+    rows = []
     for d in devices:
         where = d.get("unit", d.get("address", ""))
-        room = f"  room {d['room']}" if d.get("room") else ""
-        click.echo(
-            f"{d.get('id', '?'):<16} {d.get('kind', '?'):<10} {d.get('bus', '?'):<10} {where}{room}"
-        )
+        room = t("dev_room", room=d["room"]) if d.get("room") else ""
+        rows.append([str(d.get(k, "?")) for k in ("id", "kind", "bus")] + [str(where), room])
+    for line in columns(rows):  # as wide as the longest id, kind and bus name
+        click.echo(line)
 
 
 @device.command("show")
@@ -265,8 +274,8 @@ def device_show(dev_id: str, config_path: str, as_json: bool) -> None:
     if as_json:
         print_json(full)
         return
-    for key, value in full.items():
-        click.echo(f"{key:<24} {value}")
+    for line in pairs_lines(full.items(), indent=""):
+        click.echo(line)
 
 
 def _public(table: dict[str, Any]) -> dict[str, Any]:

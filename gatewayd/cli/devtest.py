@@ -8,7 +8,6 @@ device is reached directly. Exit 0 ✓, 1 ✗, 3 no such device.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import click
@@ -25,6 +24,7 @@ from gatewayd.cli.common import (
     print_json,
 )
 from gatewayd.cli.i18n import t
+from gatewayd.cli.show import pairs_lines
 from gatewayd.errors import ProbeError
 from gatewayd.family import Family
 
@@ -46,7 +46,7 @@ def test(device_id: str, config_path: str, as_json: bool) -> None:
     dev = cfg.device(device_id)
     if dev is None:
         known = ", ".join(d.id for d in cfg.devices) or "none"
-        fail(f"no device {device_id} in {config_path} (devices: {known})", NOT_FOUND)
+        fail(t("test_no_device", device=device_id, path=config_path, known=known), NOT_FOUND)
     bus = cfg.bus(dev.bus)
     family = plugins.family(dev.kind)
     daemon = client.try_connect(config_path)
@@ -61,8 +61,8 @@ def test(device_id: str, config_path: str, as_json: bool) -> None:
     if as_json:
         print_json({"device": device_id, "kind": dev.kind, "ok": passed, **details})
     else:
-        for key, value in details.items():
-            click.echo(f"  {key:<16} {value}")
+        for line in pairs_lines(details.items()):
+            click.echo(line)
         click.echo(
             ("✓ " if passed else "✗ ")
             + t("verdict_ok" if passed else "verdict_bad", device=device_id)
@@ -83,9 +83,4 @@ def _via_daemon(
     st = c.request({"cmd": "status"})
     state: dict[str, Any] = next((d["state"] for d in st["devices"] if d["id"] == dev.id), {})
     passed, shown = family.verdict(state, st.get("gateway_state") or {}, bus.name)
-    details: dict[str, Any] = {"source": "daemon", **state}
-    for key in ("last_seen", "ts"):
-        if isinstance(state.get(key), int | float):
-            details.pop(key)
-            details["last seen"] = f"{time.time() - state[key]:.0f} s ago"
-    return passed, {**details, **shown}
+    return passed, {"source": "daemon", **state, **shown}

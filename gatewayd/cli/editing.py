@@ -242,6 +242,15 @@ def add_bus(doc: ConfigText, table: Mapping[str, Any], comment: str = "") -> Non
     doc.append_table("buses", table, comment, before=("devices", "rules"))
 
 
+def remove_bus(doc: ConfigText, name: str) -> dict[str, Any]:
+    for i, table in enumerate(doc.tables("buses")):
+        if table.get("name") == name:
+            doc.remove_table("buses", i)
+            return table
+    names = ", ".join(str(b.get("name")) for b in doc.tables("buses")) or "-"
+    raise EditError(t("bus_no_such", bus=name, path=doc.path, names=names))
+
+
 def remove_device(doc: ConfigText, dev_id: str) -> dict[str, Any]:
     for i, table in enumerate(doc.tables("devices")):
         if table.get("id") == dev_id:

@@ -7,6 +7,7 @@ one fix: say what happened and what to type next.
 from __future__ import annotations
 
 from gatewayd.cli.i18n_phrases import CLICK, PHRASES, PROBLEMS, REFUSALS
+from gatewayd.cli.i18n_visit import VISIT
 
 __all__ = ["CLICK", "MESSAGES", "PHRASES", "PROBLEMS", "REFUSALS"]
 
@@ -385,3 +386,5 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "下一步：接好总线并添加设备（gatewayd scan --help），然后运行：gatewayd check --all",
     ),
 }
+
+MESSAGES.update(VISIT)  # the installer's visit, phase 2 (issue 19): its own table

@@ -31,6 +31,7 @@ __all__ = ["DEFAULT_CONFIG", "EXIT_CONFIG", "EXIT_FAILED", "cli", "main", "setup
 # name -> "module:attribute", in the order an installer meets them.
 LAZY = {
     "init": "gatewayd.cli.init:init",
+    "bus": "gatewayd.cli.bus:bus",
     "device": "gatewayd.cli.device:device",
     "scan": "gatewayd.cli.scan:scan",
     "pair": "gatewayd.cli.pair:pair",
@@ -164,8 +165,8 @@ def cli(ctx: click.Context, debug: bool, lang: str | None) -> None:
       gatewayd scan modbus --port /dev/ttyUSB0 --ids 1-32 --add
       gatewayd scan serial --add             find the smoke receiver
       gatewayd pair smoke --seconds 60       pair detectors, give each its room
-      gatewayd scan ble                      find the entrance lock
-      gatewayd device add door-main --bus ble --address C0:FF:EE:00:00:01 --key-file FILE
+      gatewayd scan ble --add --key-file FILE  find the entrance lock and add it
+      gatewayd bus list                      the wires configured (bus add/remove)
       gatewayd test pile-1                   a safe, visible check of one device
       gatewayd check --all                   config, permissions, broker, devices
       gatewayd install-service               systemd unit, user, directories

@@ -68,6 +68,7 @@ def check_broker(mqtt: MqttConfig, client_id: str, timeout: float = 5.0) -> str:
             if answers:
                 break
             if rc == MQTTErrorCode.MQTT_ERR_CONN_LOST:
+                _plain_to_tls(mqtt, where)
                 raise ProbeError(
                     f"{where} closed the connection: is it an MQTT broker? (TLS port with mqtt://?)"
                 )
@@ -106,11 +107,41 @@ def _connect(client: Any, mqtt: MqttConfig, where: str, timeout: float) -> None:
         raise ProbeError(f"TLS handshake with {where} failed ({exc})") from None
     except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
         if not mqtt.tls:
+            _plain_to_tls(mqtt, where)
             raise ProbeError(f"cannot connect to {where} ({exc.strerror or exc})") from None
         # Connected, then dropped in the handshake: a listener that does not speak TLS.
         raise ProbeError(f"TLS handshake with {where} failed ({exc})") from None
     except OSError as exc:
         raise ProbeError(f"cannot connect to {where} ({exc.strerror or exc})") from None
+
+
+def _plain_to_tls(mqtt: MqttConfig, where: str) -> None:
+    """mqtt:// was dropped: when the port completes a TLS handshake, raise that diagnosis
+    (a TLS listener meets plain MQTT with a reset or a silent close)."""
+    if mqtt.tls or not speaks_tls(mqtt.host, mqtt.port):
+        return
+    raise ProbeError(
+        f"{where} speaks TLS but the config says mqtt://: "
+        f'use url = "mqtts://{mqtt.host}:{mqtt.port}" in [mqtt] (and its ca_file)'
+    )
+
+
+def speaks_tls(host: str, port: int, timeout: float = 3.0) -> bool:
+    """Whether ``host:port`` answers a TLS handshake (its certificate is not judged here)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=host),
+        ):
+            return True
+    except ssl.SSLError as exc:
+        # A server that wants our certificate still spoke TLS to say so.
+        return "CERTIFICATE" in str(exc).upper() or "ALERT" in str(exc).upper()
+    except OSError:
+        return False
 
 
 # -- network ---------------------------------------------------------------------------------------

@@ -85,9 +85,13 @@ def telemetry(src: Sources) -> dict[str, Any]:
             for kind, props in values.items()}  # fmt: skip
     return top(
         "telemetry",
-        "Measurements (telemetry/<device>, QoS 0): the device kind's values (see $defs).",
-        closed({"ts": TIME, "values": {"anyOf": [ref(k) for k in defs]}}, ["ts", "values"],
-               **{"$defs": defs}),
+        "Measurements (telemetry/<device>, QoS 0), reported by exception: the device kind's "
+        "values that moved (see $defs), its ports' under `ports`, one entry per port that "
+        "changed (docs/integrator.md).",
+        closed({"ts": TIME, "values": {"anyOf": [ref(k) for k in defs]},
+                "ports": {"type": "array", "items": {"anyOf": [ref(k) for k in defs],
+                                                      "required": ["port"]}}},
+               ["ts", "values"], **{"$defs": defs}),
     )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from gatewayd import __version__
 from gatewayd.driver import DeviceConfig
 from gatewayd.model import Alarm
+from gatewayd.uplink.delivery import DeliveryFigures
 
 if TYPE_CHECKING:
     from gatewayd.runtime import Gateway
@@ -41,6 +42,7 @@ class Snapshot:
     fire_mode: bool
     outbox: Mapping[str, float]  # Outbox.stats()
     outbox_oldest_age: float
+    critical_delivery: DeliveryFigures  # critical events: frame -> the broker's PUBACK
     command_results: Mapping[str, int]  # code -> count
     rule_actions: Mapping[str, int]  # rule -> actions started (every active rule listed)
     buses: tuple[BusFigures, ...]
@@ -76,6 +78,7 @@ def take_snapshot(gw: Gateway) -> Snapshot:
         fire_mode=gw.alarms.fire_mode,
         outbox=gw.outbox.stats(),
         outbox_oldest_age=gw.outbox.oldest_age(),
+        critical_delivery=gw.publisher.delivery.figures(),
         command_results=dict(gw.commands.results),
         rule_actions={r: actions.get(r, 0) for r in {*(x.name for x in gw.engine.rules), *actions}},
         buses=tuple(buses),

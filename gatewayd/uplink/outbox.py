@@ -2,8 +2,9 @@
 
 Classes of service (docs/outbox.md argues the design):
 
-- lane URGENT: critical and warning events, access-audit events, command results — durable,
-  never dropped while disk remains, sent first;
+- lane CRITICAL: critical events (a fire, a smoke alarm): sent first, ahead of any backlog;
+- lane URGENT: warning events, access-audit events, command results: sent next;
+  both durable, never dropped while disk remains;
 - lane INFO: other events — durable, sent after URGENT; the oldest go first under the budget;
 - telemetry: memory only, bounded, with a TTL, sent last; drops are counted.
 
@@ -24,7 +25,16 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from gatewayd.uplink.lanes import INFO, LANE_NAMES, LANES, Lane, Message, Segment
+from gatewayd.uplink.lanes import (
+    INFO,
+    LANE_NAMES,
+    LANES,
+    PRIORITY,
+    Lane,
+    Message,
+    Segment,
+    from_record,
+)
 from gatewayd.uplink.outbox_store import Store, load_marks, read_lane, read_records
 from gatewayd.uplink.segments import Record, first_seq
 
@@ -72,9 +82,12 @@ class Outbox:
 
     # -- intake --------------------------------------------------------------------------
 
-    def put(self, topic: str, payload: bytes, qos: int = 1, lane: int = INFO) -> None:
+    def put(
+        self, topic: str, payload: bytes, qos: int = 1, lane: int = INFO, created: float = 0.0
+    ) -> None:
+        """``created``: when what the message says happened (an event's ``ts``); now if 0."""
         self.seq += 1
-        msg = Message(topic, payload, qos, lane, self.seq)
+        msg = Message(topic, payload, qos, lane, self.seq, created or time.time())
         q = self.lanes[lane]
         if q.admit(msg.seq):
             q.queue.append(msg)
@@ -97,8 +110,8 @@ class Outbox:
     # -- sending -------------------------------------------------------------------------
 
     def next(self) -> Message | None:
-        """The message to send next: urgent first, then info, then fresh telemetry."""
-        for n in LANES:
+        """The message to send next: critical first, then urgent, info, fresh telemetry."""
+        for n in PRIORITY:
             q = self.lanes[n]
             if not q.queue and q.spilled:
                 self._refill(q)
@@ -114,11 +127,13 @@ class Outbox:
         self.lanes[msg.lane].queue.popleft()
         self.inflight[mid] = msg
 
-    def acked(self, mid: int) -> None:
+    def acked(self, mid: int) -> Message | None:
+        """The broker acknowledged ``mid``: the message it was, if it was one of ours."""
         msg = self.inflight.pop(mid, None)
         if msg is not None:
             msg.acked = True
             self._wake.set()  # the watermarks moved: saved within MARKS_EVERY
+        return msg
 
     def requeue(self) -> None:
         """The connection dropped: unacknowledged messages go back in front, in order."""
@@ -223,7 +238,8 @@ class Outbox:
 
     def _marks(self) -> tuple[int, ...]:
         marks = []
-        for n, q in self.lanes.items():
+        for n in LANES:  # by number: a watermark's place in the list is its lane's number
+            q = self.lanes[n]
             firsts = [m.seq for m in self.inflight.values() if m.lane == n]
             if q.queue:
                 firsts.append(q.queue[0].seq)
@@ -254,7 +270,7 @@ class Outbox:
         dropping = False
         while self.disk_bytes > self.budget and len(info.segments) > 1:
             dropping = True
-            dropped = self._drop_segment(info, info.segments[0])  # the oldest info data first
+            dropped = info.drop_segment(info.segments[0])  # the oldest info data first
             log.warning(
                 "outbox over its %d-byte budget: dropped %d info messages", self.budget, dropped
             )
@@ -275,24 +291,6 @@ class Outbox:
             self.full = full
             self.on_full(full)
 
-    def _drop_segment(self, q: Lane, seg: Segment) -> int:
-        """Drop a whole segment of ``q``: its messages, queued or spilled, count as dropped."""
-        dropped = 0
-        while q.queue and q.queue[0].seq <= seg.last_seq:
-            q.queue.popleft()
-            dropped += 1
-        if q.spilled and q.spill_from <= seg.last_seq:
-            on_disk = len(read_records(seg.path, after=q.spill_from - 1))
-            q.spilled -= on_disk
-            dropped += on_disk
-            q.spill_from = seg.last_seq + 1 if q.spilled else 0
-        q.watermark = max(q.watermark, seg.last_seq)
-        q.segments.remove(seg)
-        with contextlib.suppress(OSError):  # if it stays, it is not ours to count any more
-            os.unlink(seg.path)
-        q.dropped += dropped
-        return dropped
-
     # -- reading back ----------------------------------------------------------------------
 
     def _refill(self, q: Lane) -> None:
@@ -309,7 +307,7 @@ class Outbox:
                 continue
             for rec in read_records(seg.path, after=start - 1):
                 if rec.seq < below and len(got) < want:
-                    got.append(_message(rec))
+                    got.append(from_record(rec))
                     start = rec.seq + 1  # never the same seq twice
         if len(got) < want and len(got) < q.spilled - len(mem):
             # Every spilled seq on disk has been read and some did not come back: damaged
@@ -363,7 +361,7 @@ class Outbox:
                             continue
                         recovered += 1
                         if q.admit(rec.seq):
-                            q.queue.append(_message(rec))
+                            q.queue.append(from_record(rec))
                     q.segments.append(Segment(seg.path, seg.records[-1].seq, seg.size))
                     adopt = seg.adopt_at
             except OSError as exc:  # the directory cannot be listed
@@ -387,7 +385,3 @@ class Outbox:
     def close(self) -> None:
         self._store.close()
         self._io.shutdown(wait=True)
-
-
-def _message(rec: Record) -> Message:
-    return Message(rec.topic, rec.payload, rec.qos, rec.lane, rec.seq, rec.created, written=True)

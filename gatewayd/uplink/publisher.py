@@ -1,11 +1,14 @@
 """What the gateway tells the platform, per the MQTT contract, and how it gets there.
 
-Events and command results go through the outbox (QoS 1, in order, until PUBACK): critical and
-warning events and every access decision (``EventSpec.urgent``) ahead of the rest. Retained
+Events and command results go through the outbox (QoS 1, in order, until PUBACK): critical
+events (a fire, a smoke alarm) ahead of everything, then warning events, command results and
+every access decision (``EventSpec.urgent``), then the rest. How long each critical event took
+from its frame to the broker's PUBACK is kept in ``delivery`` (docs/monitoring.md). Retained
 topics (status, alarms, the devices list, device state) are current state, not history: they
 are published when they change and republished whole on every (re)connect; a device taken out
 of the config has its retained state cleared (an empty retained message). Events and state
-carry the device's ``room`` where it has one. Telemetry is best-effort QoS 0.
+carry the device's ``room`` where it has one. Telemetry is best-effort QoS 0. What of state
+and telemetry goes, and when, is ``gatewayd.uplink.exception``'s (report by exception).
 """
 
 from __future__ import annotations
@@ -13,14 +16,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gatewayd import __version__
+from gatewayd.config import UplinkConfig
 from gatewayd.model import Alarm, Event
-from gatewayd.uplink.lanes import INFO, URGENT
+from gatewayd.uplink.delivery import DeliveryTimes
+from gatewayd.uplink.exception import Exceptions
+from gatewayd.uplink.lanes import CRITICAL, INFO, URGENT
 from gatewayd.uplink.link import MqttLink
 from gatewayd.uplink.outbox import Outbox
 from gatewayd.uplink.topics import Topics, dumps
+
+if TYPE_CHECKING:
+    from gatewayd.family import Family
 
 log = logging.getLogger("gatewayd.uplink.publisher")
 
@@ -40,6 +49,9 @@ class House(Protocol):
     def devices(self) -> list[dict[str, Any]]:
         """The retained ``{root}/devices`` list."""
 
+    def family_of(self, device: str) -> Family | None:
+        """The device's family (its deadbands and readings); None for the gateway itself."""
+
 
 class BareHouse:
     """A house with no rooms, no access decisions and no devices list (tools, benchmarks)."""
@@ -53,10 +65,19 @@ class BareHouse:
     def devices(self) -> list[dict[str, Any]]:
         return []
 
+    def family_of(self, device: str) -> Family | None:
+        return None
+
 
 class Publisher:
     def __init__(
-        self, topics: Topics, outbox: Outbox, started: float, site: str, house: House
+        self,
+        topics: Topics,
+        outbox: Outbox,
+        started: float,
+        site: str,
+        house: House,
+        uplink: UplinkConfig | None = None,
     ) -> None:
         self.topics = topics
         self.outbox = outbox
@@ -68,6 +89,11 @@ class Publisher:
         self.forgotten: set[str] = set()
         self._alarms: Callable[[], list[Alarm]] = list
         self._fire_mode: Callable[[], bool] = lambda: False
+        self.delivery = DeliveryTimes()  # critical events: their ts -> the broker's PUBACK
+        self._alarmed: dict[str, Any] = {}  # alarm id -> as last published
+        self.exceptions = Exceptions(
+            uplink or UplinkConfig(), house.family_of, self._state_now, self._telemetry_now
+        )
 
     def bind(
         self, link: MqttLink, alarms: Callable[[], list[Alarm]], fire_mode: Callable[[], bool]
@@ -91,12 +117,22 @@ class Publisher:
 
     def event(self, event: Event) -> None:
         body = event.to_json()
+        if not self._every_reading:
+            body["ts"] = round(event.ts, 3)
         room = self.house.room(event.device)
         if room:
             body["room"] = room
-        lane = URGENT if event.severity != "info" or self.house.urgent(event) else INFO
-        self.outbox.put(self.topics.event(event.device), dumps(body), lane=lane)
+        self.outbox.put(
+            self.topics.event(event.device), dumps(body), lane=self.lane(event), created=event.ts
+        )
         self.pump()
+        self.exceptions.eager(event.device)
+
+    def lane(self, event: Event) -> int:
+        """The class of service ``event`` travels in."""
+        if event.severity == "critical":
+            return CRITICAL
+        return URGENT if event.severity == "warning" or self.house.urgent(event) else INFO
 
     def result(self, body: Mapping[str, Any]) -> None:
         self.outbox.put(self.topics.cmd_result, dumps(body), lane=URGENT)
@@ -110,12 +146,14 @@ class Publisher:
         if all(current.get(k) == v for k, v in changes.items()):
             return
         current.update(changes)
-        self._retained(self.topics.state(device), {**current, "ts": time.time()})
+        if self._every_reading or self.exceptions.state_changed(device, current):
+            self._retained(self.topics.state(device), {**current, "ts": self._now()})
 
     def forget(self, device: str) -> None:
         """A device taken out of the config: its retained state is cleared (now, and on every
         connect while this process lives, in case the broker did not get it)."""
         self.states.pop(device, None)
+        self.exceptions.forget(device)
         self.forgotten.add(device)
         self._clear(self.topics.state(device))
 
@@ -123,16 +161,27 @@ class Publisher:
         self._retained(self.topics.devices, {"ts": time.time(), "devices": self.house.devices()})
 
     def telemetry(self, device: str, values: Mapping[str, Any]) -> None:
+        if self._every_reading:
+            self._telemetry_now(device, {"ts": time.time(), "values": dict(values)})
+        else:
+            self.exceptions.telemetry(device, values)
+
+    def _telemetry_now(self, device: str, body: Mapping[str, Any]) -> None:
         topic = self.topics.telemetry(device)
-        payload = dumps({"ts": time.time(), "values": dict(values)})
+        payload = dumps(body)
         link = self.link
         if link is None or link.publish(topic, payload, qos=0) is None:
             self.outbox.put_telemetry(topic, payload)  # best effort: memory only, bounded
 
     def alarms_changed(self) -> None:
-        self._retained(
-            self.topics.alarms, {"ts": time.time(), "active": [a.to_json() for a in self._alarms()]}
-        )
+        active = [a.to_json() for a in self._alarms()]
+        self._retained(self.topics.alarms, {"ts": self._now(), "active": active})
+        # A rule's threshold crossed (or no longer): the device's readings go at once.
+        now = {a["id"]: a for a in active}
+        for key in now.keys() | self._alarmed.keys():
+            if now.get(key) != self._alarmed.get(key):
+                self.exceptions.eager(str((now.get(key) or self._alarmed[key])["device"]))
+        self._alarmed = now
 
     def status_changed(self) -> None:
         if self.link is not None:
@@ -145,15 +194,17 @@ class Publisher:
         self.devices_changed()
         for device in self.forgotten:
             self._clear(self.topics.state(device))
-        for device, state in self.states.items():
-            self._retained(self.topics.state(device), {**state, "ts": time.time()})
+        for device in self.states:
+            self._state_now(device)
         self.pump()
 
     def on_disconnected(self) -> None:
         self.outbox.requeue()
 
     def on_acked(self, mid: int) -> None:
-        self.outbox.acked(mid)
+        msg = self.outbox.acked(mid)
+        if msg is not None and msg.lane == CRITICAL:  # from its event's ts, outages included
+            self.delivery.observe(time.time() - msg.created)
         self.pump()
 
     def pump(self) -> None:
@@ -169,6 +220,19 @@ class Publisher:
             if mid is None:
                 return
             outbox.sent(msg, mid)
+
+    @property
+    def _every_reading(self) -> bool:
+        return self.exceptions.settings.every_reading
+
+    def _now(self) -> float:
+        """Timestamps to the millisecond (the old uplink's for its comparisons)."""
+        return time.time() if self._every_reading else round(time.time(), 3)
+
+    def _state_now(self, device: str) -> None:
+        state = self.states[device]
+        self._retained(self.topics.state(device), {**state, "ts": self._now()})
+        self.exceptions.published(device, state)
 
     def _clear(self, topic: str) -> None:
         if self.link is not None:

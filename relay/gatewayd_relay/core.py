@@ -29,6 +29,7 @@ log = logging.getLogger("gatewayd_relay")
 T = TypeVar("T")
 INGEST_QUEUE = 10_000
 INGEST_BATCH = 200
+RETRY_FIRST, RETRY_MAX = 0.2, 5.0  # seconds between tries of a batch the database refused
 
 
 class Relay:
@@ -116,21 +117,45 @@ class Relay:
                 if not isinstance(body, dict):
                     continue
                 if msg.topic.startswith(internal):
-                    await self._changed_elsewhere(body)
+                    try:
+                        await self._changed_elsewhere(body)
+                    except Exception:  # must not end this loop: the gateways' messages wait
+                        log.exception("could not show a change to the live pages")
                 elif msg.topic.startswith(prefix):
                     gateway_id, _, rest = msg.topic[len(prefix) :].partition("/")
                     items.append((gateway_id, rest, body))
             if not items:
                 continue
-            try:
-                out = await self.db_call(ingest.handle_batch, items, self.settings.escalate_after)
-            except Exception:  # the database is away: the next messages try again
-                log.exception("could not ingest %d messages", len(items))
+            out = await self._ingest(items)
+            if out is None:
                 continue
             for house_id, kind, view in out.updates:
                 self.live.send(house_id, kind, view)
             for push in out.pushes:
                 await self._push(push)
+
+    async def _ingest(self, items: list[tuple[str, str, dict[str, Any]]]) -> ingest.Outcome | None:
+        """The batch into the database, tried again while the database is away or busy
+        (dropped, it would be an unlock missing from the log or an alarm nobody is told
+        of; the batch left nothing behind and every write is idempotent). Messages meanwhile
+        wait in the inbox, up to its bound. None: a fault of ours, not the database's;
+        logged and skipped."""
+        delay = RETRY_FIRST
+        while True:
+            try:
+                return await self.db_call(ingest.handle_batch, items, self.settings.escalate_after)
+            except ingest.DB_AWAY as e:
+                log.warning(
+                    "could not ingest %d messages (%s); trying again in %.1f s",
+                    len(items),
+                    getattr(e, "orig", None) or type(e).__name__,  # never the SQL's values
+                    delay,
+                )
+            except Exception:
+                log.exception("could not ingest %d messages", len(items))
+                return None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX)
 
     # -- changes the gateways cannot show, told to every process ----------------------
 
@@ -158,7 +183,11 @@ class Relay:
                 return None if row is None else views.access(row)
             if kind == "person":
                 p = s.get(Person, ref)
-                return None if p is None else {"id": p.id, "revoked": p.revoked_at is not None}
+                return (
+                    None
+                    if p is None
+                    else {"id": p.id, "house": p.house_id, "revoked": p.revoked_at is not None}
+                )
             return None
 
         v = await self.db_call(view)

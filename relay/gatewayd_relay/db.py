@@ -26,18 +26,34 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 15})
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    # WAL: readers never wait for the writer; several relay processes may share one file.
+    # The sqlite3 module's own transaction handling is off: it begins a transaction only at
+    # the first INSERT/UPDATE, and the release of an outer SAVEPOINT commits; a session
+    # would be several transactions. SQLAlchemy says BEGIN instead (_sqlite_begin).
+    dbapi_conn.isolation_level = None
+    # WAL: several relay processes may share one file; a backup never waits for a writer.
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=15000")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # IMMEDIATE: a session takes the write lock when it begins, waiting its turn (busy
+    # timeout) behind the one writer of the moment. A deferred transaction that has read
+    # and then writes fails at once ("database is locked", SQLITE_BUSY_SNAPSHOT) when
+    # another connection committed in between, busy timeout or not: the ingest lost a
+    # door.unlocked event that way whenever the tap's own write landed between its reads
+    # and its insert. Every session waits its turn, reads included: they are short, and
+    # the order is SQLite's anyway (one writer at a time).
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def rows_changed(s: Session, stmt: Any) -> int:

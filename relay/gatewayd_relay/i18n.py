@@ -34,6 +34,7 @@ TEXT: dict[str, tuple[str, str]] = {
     "open": ("开门", "Open"),
     "opening": ("正在开门…", "Opening…"),
     "no_doors": ("暂无可开的门", "No doors yet"),
+    "load_failed": ("暂时无法加载，正在重试…", "Could not load; trying again…"),
     "login": ("登录", "Log in"),
     "logout": ("退出", "Log out"),
     "username": ("用户名", "Username"),

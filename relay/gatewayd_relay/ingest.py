@@ -4,7 +4,8 @@ gateway status, command results. Runs in a worker thread, one message at a time 
 Every process ingests every message (each must feed its own live pages), so each write is
 idempotent: the unlock log is unique per event id, a result fills a command only once, an
 incident is created by one process only. What to show is returned whether this process won
-the write or another did.
+the write or another did. A batch is one transaction: one the database could not take left
+nothing behind and is tried again as a whole.
 """
 
 from __future__ import annotations
@@ -15,13 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 
 from gatewayd_relay import incidents, views
 from gatewayd_relay.models import AccessEvent, Command, Door, House, Person
 
 log = logging.getLogger("gatewayd_relay.ingest")
+
+#: Errors that say the database is away or busy (locked, connection lost, no connection
+#: free), whatever the message: a batch that meets one is tried again, never dropped.
+DB_AWAY = (OperationalError, InterfaceError, PoolTimeout)
 
 
 @dataclass
@@ -47,6 +53,8 @@ def handle_batch(
         try:
             with s.begin_nested():
                 handle(s, house, rest, body, escalate_after, out)
+        except DB_AWAY:
+            raise  # the database's fault, not the message's: the batch is tried again
         except Exception:
             log.exception("could not ingest a message on %s/%s", gateway_id, rest)
     return out

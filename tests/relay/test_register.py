@@ -8,6 +8,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,31 @@ def register(
         "--code",
         code,
         *extra,
+    )
+
+
+def relay_sees_online(w: World) -> bool | None:
+    online = w.api("admin").get(f"/api/houses/{w.house_id}")["online"]
+    assert online is None or isinstance(online, bool)
+    return online
+
+
+def restart_gateway(w: World) -> None:
+    """Stop and start the daemon; return once the relay saw it go and come back, and the lock
+    is connected again. (The probe's earlier `connected` state does not count: it is the
+    retained one from before the restart, and a tap sent then is answered `offline`.)"""
+    w.daemon.stop()
+    until(lambda: relay_sees_online(w) is False, 10, "the relay to see the gateway go")
+    started = time.monotonic()
+    w.daemon.start()
+    until(lambda: relay_sees_online(w) is True, 20, "the relay to see the gateway back")
+    until(
+        lambda: any(
+            m.at > started and m.json().get("connected") is True
+            for m in w.probe.on(f"{w.site.root}/state/door-main")
+        ),
+        20,
+        "the lock connected again",
     )
 
 
@@ -119,9 +145,7 @@ def rotate_and_check(w: World, phone: Phone, first: str) -> None:
     # Gateway side: a new key, and the daemon restarted with it.
     keygen = gatewayd("keygen", "--force", str(w.site.dir / "command.key"))
     assert keygen.returncode == 0, keygen.stderr
-    w.daemon.stop()
-    w.daemon.start()
-    w.probe.wait(f"{w.site.root}/state/door-main", lambda s: s.get("connected") is True, timeout=20)
+    restart_gateway(w)
     stale = phone.open(w.door_id)
     assert (stale["code"], stale["message"]) == ("bad_signature", "系统设置有误，请联系房东")
     # Relay side: a fresh code for the house, and the gateway registers again.

@@ -63,10 +63,20 @@ function invitePage() {
 
 // ---- the phone -----------------------------------------------------------------------
 
+// A list that could not be loaded (the network, the relay busy or restarting) is said so
+// and tried again: it is not "no doors" to someone standing at the door.
+const LOAD_AGAIN_MS = 3000;
+
 async function phonePage() {
   const box = document.getElementById("doors");
   const result = document.getElementById("result");
-  const r = await api("GET", "/api/phone/doors");
+  let r;
+  try { r = await api("GET", "/api/phone/doors"); } catch (_e) { r = { ok: false, status: 0 }; }
+  if (!r.ok && (r.status === 0 || r.status >= 500)) {
+    box.replaceChildren(el("p", { class: "err load-failed" }, T.load_failed));
+    setTimeout(phonePage, LOAD_AGAIN_MS);
+    return;
+  }
   box.replaceChildren();
   if (!r.ok || r.data.length === 0) { box.append(el("p", { class: "empty" }, T.no_doors)); return; }
   for (const d of r.data) {
@@ -176,7 +186,7 @@ function tenantForm(h, doors, out) {
   const doorBoxes = Object.entries(doors).map(([id, name]) => el("label", { class: "inline" }, el("input", { type: "checkbox", value: id, checked: true }), name));
   const f = el("form", { class: "add-tenant card" }, el("h4", {}, T.add_tenant),
     el("label", {}, T.name, el("input", { name: "name", required: true })),
-    el("label", {}, T.handle, el("input", { name: "handle", pattern: "[A-Za-z0-9._:@-]{1,64}" })),
+    el("label", {}, T.handle, el("input", { name: "handle", pattern: "[A-Za-z0-9._:@\\-]{1,64}" })),
     el("label", {}, T.move_in, el("input", { name: "from", type: "date" })),
     el("label", {}, T.move_out, el("input", { name: "until", type: "date" })),
     el("label", {}, T.hours, el("input", { name: "hours", placeholder: "07:00-22:00" })),
@@ -189,7 +199,7 @@ function tenantForm(h, doors, out) {
       .map((i) => ({ door: Number(i.value), valid_from: ts(v("from")), valid_until: ts(v("until")), hours: v("hours") }));
     const r = await api("POST", `/api/houses/${h.id}/tenants`, { name: v("name"), handle: v("handle"), grants });
     out.replaceChildren(r.ok ? inviteBox(r.data.invite_url) : el("p", { class: "err" }, JSON.stringify(r.data)));
-    if (r.ok) loadHouse(h.id);
+    if (r.ok) loadHouse(h.id).catch(console.error);
   });
   return f;
 }
@@ -206,15 +216,46 @@ function passForm(h, doors, out) {
     const r = await api("POST", `/api/houses/${h.id}/passes`, {
       name: f.elements.name.value, door: Number(sel.value), hours_valid: Number(f.elements.hours.value), max_opens: Number(f.elements.opens.value) });
     out.replaceChildren(r.ok ? inviteBox(r.data.invite_url) : el("p", { class: "err" }, JSON.stringify(r.data)));
-    if (r.ok) loadHouse(h.id);
+    if (r.ok) loadHouse(h.id).catch(console.error);
   });
   return f;
 }
 
-async function loadHouse(id) {
+// Live updates wait while a list is (re)loaded, then apply in order: an update that came
+// during the fetch must not be painted on the section the fetched one replaces.
+let loading = 0;
+const held = [];
+
+async function quietly(work) {
+  loading++;
+  try { return await work(); } finally {
+    loading--;
+    while (loading === 0 && held.length) {
+      const [apply, data] = held.shift();
+      try { apply(data); } catch (e) { console.error(e); }
+    }
+  }
+}
+
+function onLive(es, kind, apply) {
+  es.addEventListener(kind, (e) => {
+    const data = JSON.parse(e.data);
+    if (loading) held.push([apply, data]); else apply(data);
+  });
+}
+
+// Two loads may overlap (the page's first and the first "sync"): only the newest started
+// may paint, since an older answer may lack what happened just before the page subscribed.
+const newest = { all: 0 };
+
+const loadHouse = (id) => quietly(() => renderHouse(id));
+
+async function renderHouse(id) {
+  const mine = newest[id] = (newest[id] || 0) + 1;
   const manage = document.getElementById("houses").dataset.manage === "yes";
   const [h, log] = await Promise.all([api("GET", `/api/houses/${id}`), api("GET", `/api/houses/${id}/log?limit=50`)]);
-  if (!h.ok) return;
+  if (newest[id] !== mine) return;
+  if (!h.ok) throw new Error(`house ${id}: ${h.status}`);
   const house = h.data;
   const doors = Object.fromEntries(house.doors.map((d) => [d.id, d.name]));
   const status = house.online === false ? T.gateway_offline : house.online ? T.online : "";
@@ -230,37 +271,55 @@ async function loadHouse(id) {
     el("thead", {}, el("tr", {}, [T.when, T.doors, T.what, T.who, T.how].map((x) => el("th", {}, x)))),
     el("tbody", {}, (log.ok ? log.data : []).map(accessRow))));
   const old = document.getElementById(`house-${house.id}`);
-  // A fresh invite link stays on screen across the re-render that shows the new person.
+  // A fresh invite link stays on screen across the re-render that shows the new person; it
+  // moves into the new box, which the new forms write to (the old box goes with the old ones).
   const shown = old?.querySelector(".invite-out");
-  if (shown) sec.querySelector(".invite-out")?.replaceWith(shown);
+  if (shown) sec.querySelector(".invite-out")?.replaceChildren(...shown.childNodes);
   if (old) old.replaceWith(sec); else document.getElementById("houses").append(sec);
+  // The house is shown, but an empty log is not the log: the caller tries again.
+  if (!log.ok) throw new Error(`log of house ${id}: ${log.status}`);
 }
 
-async function staffPage() {
-  document.getElementById("logout").addEventListener("click", async () => { await api("POST", "/api/logout"); location.href = "/login"; });
+async function loadAll() {
+  const mine = ++newest.all;
   const [houses, alarms] = await Promise.all([api("GET", "/api/houses"), api("GET", "/api/alarms")]);
+  if (newest.all !== mine) return;
   if (alarms.ok) alarms.data.slice().reverse().forEach(upsertIncident);
   if (houses.ok) for (const h of houses.data) await loadHouse(h.id);
+  if (!houses.ok || !alarms.ok) throw new Error(`lists: ${houses.status} ${alarms.status}`);
+}
+
+function staffPage() {
+  document.getElementById("logout").addEventListener("click", async () => { await api("POST", "/api/logout"); location.href = "/login"; });
   const live = document.getElementById("live");
+  quietly(loadAll).catch(console.error);  // shown at once, even where a proxy holds the stream back
   const es = new EventSource("/api/stream");
-  es.onopen = () => { live.classList.add("on"); document.body.dataset.live = "yes"; };
-  es.onerror = () => { live.classList.remove("on"); document.body.dataset.live = "no"; };
-  es.addEventListener("incident", (e) => upsertIncident(JSON.parse(e.data)));
-  es.addEventListener("door", (e) => {
-    const d = JSON.parse(e.data);
-    document.getElementById(`door-${d.id}`)?.replaceWith(doorRow(d));
-  });
-  es.addEventListener("access", (e) => {
-    const a = JSON.parse(e.data);
+  const setLive = (on) => { live.classList.toggle("on", on); document.body.dataset.live = on ? "yes" : "no"; };
+  // "sync": subscribed from now on (first connection, reconnection, or this page fell behind):
+  // the lists are loaded again, so nothing that happened meanwhile is missing; only then is
+  // the page live. Lists that could not be loaded (any of them: houses, alarms, a house, its
+  // log) are tried again, and the page is not live meanwhile. Only the newest load decides:
+  // an older one that was overtaken says nothing of what the page shows.
+  const catchUp = () => {
+    const load = quietly(loadAll);
+    const mine = newest.all;  // loadAll took its number before its first await
+    load.then(
+      () => { if (newest.all === mine) setLive(true); },
+      (e) => { if (newest.all !== mine) return; console.error(e); setLive(false); setTimeout(catchUp, LOAD_AGAIN_MS); });
+  };
+  es.addEventListener("sync", catchUp);
+  es.onerror = () => setLive(false);
+  onLive(es, "incident", upsertIncident);
+  onLive(es, "door", (d) => document.getElementById(`door-${d.id}`)?.replaceWith(doorRow(d)));
+  onLive(es, "access", (a) => {
     const body = document.querySelector(`#house-${a.house} table.log tbody`);
     if (body && !body.querySelector(`[data-access="${a.id}"]`)) body.prepend(accessRow(a));
   });
-  es.addEventListener("house", (e) => {
-    const h = JSON.parse(e.data);
+  onLive(es, "house", (h) => {
     const s = document.querySelector(`#house-${h.id} .status`);
     if (s) { s.dataset.online = String(h.online); s.textContent = ` ${h.online === false ? T.gateway_offline : T.online}`; }
   });
-  es.addEventListener("person", (e) => loadHouse(JSON.parse(e.data).house || 0));
+  onLive(es, "person", (p) => loadHouse(p.house).catch(console.error));
 }
 
 const PAGES = { login: loginPage, invite: invitePage, phone: phonePage, landlord: staffPage, grid: staffPage };
