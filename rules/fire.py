@@ -77,7 +77,9 @@ class FireRule(Rule):
             STAGES if get["door_release"] == "any_alarm" else ("alarm",)
         )
         self.signals = Signals(get["confirm_window_seconds"])
-        self.done: set[Role] = set()  # the roles this fire episode's linkage issued
+        # The (stage, role)s this fire episode's linkage issued: a role of the confirmed stage
+        # (an EFM-4's trip is a "cut") is not done because the alarm stage cut the chargers.
+        self.done: set[tuple[Stage, Role]] = set()
         self.confirmed = False
         self.asserted = False  # after a restart in fire mode, issue the linkage again
         self.reasserted_at: float | None = None
@@ -201,8 +203,8 @@ class FireRule(Rule):
                 ids = self.triggers.get(role)
                 if sources is None or ids is None or "*" in ids or ids & set(sources):
                     wanted.add(role)
-        wanted -= self.done
-        self.done |= wanted
+        wanted -= {role for done_stage, role in self.done if done_stage == stage}
+        self.done |= {(stage, role) for role in wanted}
         for device in world.devices.values():
             for role, action in world.family(device).fire_actions(device, stage):
                 if role in wanted:
@@ -223,7 +225,7 @@ class FireRule(Rule):
             dataclasses.replace(action, reason="fire (again)", origin=self.name, persist="once")
             for device in world.devices.values()
             for role, action in world.family(device).fire_actions(device, "alarm")
-            if role in REASSERTED and role in self.done
+            if role in REASSERTED and ("alarm", role) in self.done
         ]
         return Outcome(actions=actions) if actions else None
 

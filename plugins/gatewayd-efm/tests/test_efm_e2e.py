@@ -2,8 +2,8 @@
 receiver and a real broker: a confirmed fire trips the detectors on non-fire power and only
 those (GB 50116 §4.10), the piles are cut as ever, and no command re-closes a breaker.
 
-Today one smoke alarm confirms a fire (the fire rule runs every stage's actions at once); when
-the confirmed stage needs a second signal (issue 14), ``confirm_fire`` is where it goes."""
+One smoke alarm is the fire's first stage (chargers cut, no breaker tripped); a second
+detector confirms it (``confirm_fire``), and only then are the breakers tripped."""
 
 from __future__ import annotations
 
@@ -43,8 +43,8 @@ def site(tmp_path: Path, broker: Broker, house: tuple[EmulatedSite, dict[str, Ef
 
 
 def confirm_fire(house: EmulatedSite) -> None:
-    """A confirmed fire (today: one smoke alarm confirms it)."""
-    house.call(house.detector("smoke-301").alarm(150))
+    """A confirmed fire: a second detector's alarm confirms the first one's (issue 14)."""
+    house.call(house.detector("smoke-302").alarm(150))
 
 
 def send(probe: Probe, site: Site, device: str, action: str) -> dict:
@@ -71,6 +71,15 @@ def test_a_confirmed_fire_trips_the_non_fire_power_circuits_only(
             "forbidden",
             "a tripped breaker is switched on by hand at the box; nothing re-closes it remotely",
         )
+        # One detector's alarm: every charger cut, but no breaker tripped before the fire
+        # is confirmed (a single detector may be steam, or a replayed radio code).
+        emulated.call(emulated.detector("smoke-301").alarm(150))
+        wait_until(
+            lambda: not any(p.relay for _, pile in emulated.piles() for p in pile.ports),
+            10, "every charger cut",
+        )  # fmt: skip
+        probe.wait(f"{root}/status", lambda s: s.get("fire_mode") is True)
+        assert efms["efm-9"].coil_writes == [] and not efms["efm-9"].trip_output
         confirm_fire(emulated)
         wait_until(lambda: efms["efm-9"].trip_output, 10, "efm-9 tripped")
         tripped = probe.wait(f"{root}/events/efm-9", lambda e: e["type"] == "electrical.tripped")
