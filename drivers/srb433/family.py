@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from drivers.srb433 import events as ev
 from drivers.srb433 import profile
 from drivers.srb433.profile import BY_NAME, DEFAULT_HEARTBEAT_SECONDS, MODELS, detector_model
+from gatewayd.cli.i18n import t
 from gatewayd.family import (
     AddMetric,
     Deadband,
@@ -231,13 +232,11 @@ class SmokeFamily(Family):
             firmware = rx.get("firmware")
             if not isinstance(firmware, int):
                 continue
-            sound = {
-                "unsupported": "no SOUND ALL (interconnection needs firmware 2.0)",
-                "sounding": "SOUND ALL: every detector sounding",
-            }.get(str(rx.get("sound_all")), "SOUND ALL ready")
+            sound = {"unsupported": "status_sound_all_unsupported", "sounding": "status_sounding"}
             name = key.removeprefix("receiver.")
             version, rev = profile.version(firmware), profile.revision(firmware)
-            lines.append(f"receiver {name}: firmware {version} (rev {rev}): {sound}")
+            what = t(sound.get(str(rx.get("sound_all")), "status_sound_all_ready"))
+            lines.append(t("status_receiver", bus=name, version=version, rev=rev, sound=what))
         return lines
 
     def self_test(self, device: Any, bus: Any, gateway_id: str) -> tuple[bool, dict[str, Any]]:

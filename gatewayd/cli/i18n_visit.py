@@ -7,6 +7,17 @@ what a scan or a check says when the line is busy or refused, and the words and 
 from __future__ import annotations
 
 VISIT: dict[str, tuple[str, str]] = {
+    # -- status: a smoke receiver and what it can sound (rev B: SOUND ALL)
+    "status_receiver": (
+        "receiver {bus}: firmware {version} (rev {rev}): {sound}",
+        "接收器 {bus}：固件 {version}（rev {rev}）：{sound}",
+    ),
+    "status_sound_all_unsupported": (
+        "no SOUND ALL (interconnection needs firmware 2.0)",
+        "不支持 SOUND ALL（全楼联动鸣响需固件 2.0）",
+    ),
+    "status_sounding": ("SOUND ALL: every detector sounding", "SOUND ALL：所有探测器正在鸣响"),
+    "status_sound_all_ready": ("SOUND ALL ready", "SOUND ALL 就绪"),
     # -- check --all, a Bluetooth bus
     "adapter_in_use": (
         "{bus}: Bluetooth adapter {adapter} in use by the daemon ({count} lock(s) connected)",
