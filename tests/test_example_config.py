@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from gatewayd import config, plugins
+from gatewayd import config, config_schema, plugins
 from gatewayd.cli.main import cli
 from tests.harness import REPO
 
@@ -68,12 +68,12 @@ def test_example_mentions_every_key_of_every_schema() -> None:
     missing: list[str] = []
     parts = sections(EXAMPLE.read_text())
     core = {
-        "gateway": config.GATEWAY_SCHEMA,
-        "mqtt": config.MQTT_SCHEMA,
-        "security": config.SECURITY_SCHEMA,
-        "metrics": config.METRICS_SCHEMA,
-        **({"outbox": config.OUTBOX_SCHEMA} if hasattr(config, "OUTBOX_SCHEMA") else {}),
-        "uplink": config.UPLINK_SCHEMA,
+        "gateway": config_schema.GATEWAY_SCHEMA,
+        "mqtt": config_schema.MQTT_SCHEMA,
+        "security": config_schema.SECURITY_SCHEMA,
+        "metrics": config_schema.METRICS_SCHEMA,
+        **({"outbox": config_schema.OUTBOX_SCHEMA} if hasattr(config_schema, "OUTBOX_SCHEMA") else {}),
+        "uplink": config_schema.UPLINK_SCHEMA,
     }
     for name, schema in core.items():
         body = next((b for h, b in parts if h == name), None)

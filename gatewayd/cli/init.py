@@ -76,7 +76,7 @@ def _pad(rendered: str, width: int = 28) -> str:
 def _checker(field_name: str) -> Callable[[str], str]:
     """A prompt's value_proc: the answer as typed, or click's "Error: ..." and the same
     question again (a person learns of a typo at once, not three questions later)."""
-    from gatewayd.config import GATEWAY_SCHEMA, MQTT_SCHEMA
+    from gatewayd.config_schema import GATEWAY_SCHEMA, MQTT_SCHEMA
 
     schema = {"id": GATEWAY_SCHEMA["id"], "url": MQTT_SCHEMA["url"]}
     field = schema.get(field_name)
@@ -122,7 +122,7 @@ def _ask(
 
 def _validate_early(gateway_id: str, url: str, site: str) -> None:
     """The values given as flags, checked before any file is written."""
-    from gatewayd.config import GATEWAY_SCHEMA, MQTT_SCHEMA
+    from gatewayd.config_schema import GATEWAY_SCHEMA, MQTT_SCHEMA
 
     for value, field, flag in (
         (gateway_id, GATEWAY_SCHEMA["id"], "--gateway-id"),

@@ -67,7 +67,7 @@ def installed() -> Sources:
     """The contract of a gateway with the families and rules installed here."""
     from gatewayd import events, plugins
     from gatewayd.commands.gate import CODES, GATEWAY_ACTIONS, ID_RX, TEXT_RX
-    from gatewayd.config import ID_PATTERN, MQTT_SCHEMA
+    from gatewayd.config_schema import ID_PATTERN, MQTT_SCHEMA
 
     families = plugins.families()
     declared: list[AlarmSpec] = [s for f in families.values() for s in f.alarm_types]
