@@ -111,7 +111,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             # this machine sets PYTHONDONTWRITEBYTECODE, which would otherwise make every start
             # compile our sources while the baseline loads bytecode.
             subprocess.run(
-                [sys.executable, "-m", "compileall", "-q", "gatewayd", "drivers", "rules"],
+                [sys.executable, "-m", "compileall", "-q", "gatewayd", "drivers", "rules", "plugins"],
                 check=True,
                 cwd=REPO,
             )
