@@ -89,6 +89,18 @@ def test_smoke_detector_direct_pings_the_receiver(tmp_path: Path, receiver: Emul
     )
 
 
+def test_smoke_detector_direct_in_chinese(tmp_path: Path, receiver: EmulatorThread) -> None:
+    """A Zhejiang installer reads what the receiver answered in Chinese; key names and values
+    (the port, the firmware, the address) stay as written."""
+    cfg = str(make_site(tmp_path, "mqtt://127.0.0.1:9", smoke_body(receiver)).config)
+    ok = gatewayd("test", "smoke-301", "-c", cfg, env={"LANG": "zh_CN.UTF-8"})
+    assert ok.returncode == 0, ok.stderr
+    assert f"{receiver.rx.path} 上有应答，固件 1.2，已配对 1 个探测器" in ok.stdout
+    assert f"{DETECTOR}（房间 301）" in ok.stdout
+    for english in ("answers on", "detectors paired", "shown by", "(room"):
+        assert english not in ok.stdout, ok.stdout
+
+
 def test_smoke_detector_through_the_daemon(
     tmp_path: Path, broker: Broker, receiver: EmulatorThread
 ) -> None:

@@ -14,6 +14,7 @@ from drivers.modbus.driver import ModbusDriver
 from drivers.modbus.family import ChargerFamily
 from drivers.modbus.profiles import PROFILES, ChargerProfile, bits_named
 from drivers.modbus.readings import decode_pile, decode_summary
+from gatewayd.cli.i18n import t
 from gatewayd.errors import DeviceTimeout, DriverMissing, GatewayError, ProbeError
 from gatewayd.family import Family, Found
 
@@ -168,10 +169,10 @@ def self_test(dev: Any, bus: Any) -> tuple[bool, dict[str, Any]]:
         "model": summary["model_name"],
         "firmware": summary["firmware"],
         "ports": summary["port_count"],
-        "hottest": f"{summary['hottest_c']} °C (port {summary['hottest_port']})",
-        "charging": ", ".join(map(str, summary["charging"])) or "none",
-        "in fault": ", ".join(map(str, summary["faulted"])) or "none",
+        "hottest": t("selftest_hottest", c=summary["hottest_c"], port=summary["hottest_port"]),
+        "charging": ", ".join(map(str, summary["charging"])) or t("selftest_none"),
+        "in fault": ", ".join(map(str, summary["faulted"])) or t("selftest_none"),
         "power": f"{summary['total_power_w']} W",
-        "status": ", ".join(summary["status"]) or "normal",
+        "status": ", ".join(summary["status"]) or t("selftest_normal"),
     }
     return not summary["faulted"] and not summary["status"], details

@@ -16,6 +16,7 @@ from typing import Any
 
 from drivers.srb433.codec import Decoder, Frame, encode
 from drivers.srb433.driver import PAIR, PAIRED, PING, RECEIVER, STATUS
+from gatewayd.cli.i18n import t
 from gatewayd.errors import ProbeError
 
 
@@ -117,9 +118,13 @@ def self_test(dev: Any, bus: Any) -> tuple[bool, dict[str, Any]]:
     port = bus.settings["port"]
     rx = find_receiver(port, bus.settings.get("baudrate", 9600))
     if rx is None:
-        return False, {"receiver": f"no answer on {port}"}
+        return False, {"receiver": t("selftest_rx_silent", port=port)}
     return True, {
-        "receiver": f"answers on {port}, firmware {rx.firmware}, {rx.paired} detectors paired",
-        "detector": f"{dev.settings['address']} (room {dev.settings.get('room') or '-'})",
-        "last seen": "shown by `gatewayd status` once the daemon runs; press its test button to hear it",
+        "receiver": t("selftest_rx", port=port, firmware=rx.firmware, paired=rx.paired),
+        "detector": t(
+            "selftest_detector",
+            address=dev.settings["address"],
+            room=dev.settings.get("room") or "-",
+        ),
+        "last seen": t("selftest_last_seen"),
     }

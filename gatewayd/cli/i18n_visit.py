@@ -7,6 +7,20 @@ what a scan or a check says when the line is busy or refused, and the words and 
 from __future__ import annotations
 
 VISIT: dict[str, tuple[str, str]] = {
+    # -- test DEVICE without the daemon: what a pile or the smoke receiver answered
+    "selftest_rx_silent": ("no answer on {port}", "{port} 上无应答"),
+    "selftest_rx": (
+        "answers on {port}, firmware {firmware}, {paired} detectors paired",
+        "{port} 上有应答，固件 {firmware}，已配对 {paired} 个探测器",
+    ),
+    "selftest_detector": ("{address} (room {room})", "{address}（房间 {room}）"),
+    "selftest_last_seen": (
+        "shown by `gatewayd status` once the daemon runs; press its test button to hear it",
+        "守护进程运行后由 `gatewayd status` 显示；按探测器的测试键可听到它",
+    ),
+    "selftest_hottest": ("{c} °C (port {port})", "{c} °C（{port} 号口）"),
+    "selftest_none": ("none", "无"),
+    "selftest_normal": ("normal", "正常"),
     # -- status: a smoke receiver and what it can sound (rev B: SOUND ALL)
     "status_receiver": (
         "receiver {bus}: firmware {version} (rev {rev}): {sound}",
