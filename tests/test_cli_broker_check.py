@@ -12,12 +12,13 @@ from tests.cli_support import gatewayd
 from tests.hardening_support import Pki, TlsBroker, write_site
 
 
-def check_all(tmp: Path, url: str, mqtt_extra: str = "") -> list[str]:
+def check_all(tmp: Path, url: str, mqtt_extra: str = "", lang: str = "en") -> list[str]:
     tmp.mkdir(parents=True, exist_ok=True)
     site = write_site(tmp, url, mqtt_extra=mqtt_extra)
-    result = gatewayd("--lang", "en", "check", "--all", "-c", str(site.config))
+    result = gatewayd("--lang", lang, "check", "--all", "-c", str(site.config))
     assert "Traceback" not in result.stderr, result.stderr
-    return [ln for ln in result.stdout.splitlines() if " broker " in ln]
+    word = " broker " if lang == "en" else " 服务器 "
+    return [ln for ln in result.stdout.splitlines() if word in ln]
 
 
 def test_check_all_says_what_the_broker_made_of_the_login(tmp_path: Path) -> None:
@@ -67,6 +68,9 @@ def test_check_all_names_a_tls_certificate_it_does_not_trust(tmp_path: Path) -> 
         untrusted = check_all(tmp_path / "untrusted", broker.url, f'ca_file = "{stranger.ca}"\n')
         plain = f"mqtt://127.0.0.1:{broker.port}"
         not_tls = check_all(tmp_path / "plain", plain)
+        zh = check_all(tmp_path / "zh", plain, lang="zh") + check_all(
+            tmp_path / "zh-untrusted", broker.url, f'ca_file = "{stranger.ca}"\n', lang="zh"
+        )
     finally:
         broker.stop()
     assert trusted == [f"✓ broker {broker.url}: login accepted over TLS"]
@@ -77,3 +81,10 @@ def test_check_all_names_a_tls_certificate_it_does_not_trust(tmp_path: Path) -> 
         f"✗ broker {plain}: 127.0.0.1:{broker.port} speaks TLS but the config says mqtt://: "
         f'use url = "mqtts://127.0.0.1:{broker.port}" in [mqtt] (and its ca_file)'
     ]
+    # The same diagnoses for a Zhejiang installer: in Chinese, the URL and key names as written.
+    assert zh[0] == (
+        f"✗ 服务器 {plain}：127.0.0.1:{broker.port} 使用 TLS，但配置写的是 mqtt://："
+        f'请在 [mqtt] 中写 url = "mqtts://127.0.0.1:{broker.port}"（并设置 ca_file）'
+    )
+    assert zh[1].startswith(f"✗ 服务器 {broker.url}：TLS：服务器证书不受信任（")
+    assert zh[1].endswith("；请检查 mqtt.ca_file")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gatewayd import plugins
 from gatewayd.cli import client, probes
-from gatewayd.cli.i18n import t
+from gatewayd.cli.i18n import broker_said, t
 from gatewayd.driver import Seen
 from gatewayd.errors import GatewayError
 
@@ -64,6 +64,6 @@ def _broker(out: Checklist, cfg: Config) -> None:
     try:
         detail = probes.check_broker(cfg.mqtt, f"{cfg.gateway_id}-check-{os.getpid()}")
     except probes.ProbeError as exc:
-        out.add("broker", False, t("broker_bad", url=url, detail=exc))
+        out.add("broker", False, t("broker_bad", url=url, detail=broker_said(str(exc))))
         return
-    out.add("broker", True, t("broker_ok", url=url, detail=detail))
+    out.add("broker", True, t("broker_ok", url=url, detail=broker_said(detail)))

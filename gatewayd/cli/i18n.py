@@ -18,6 +18,7 @@ import os
 import re
 from typing import Any
 
+from gatewayd.cli.i18n_phrases import BROKER
 from gatewayd.cli.i18n_text import CLICK, MESSAGES, PHRASES, PROBLEMS, REFUSALS
 
 _lang = ""
@@ -91,6 +92,13 @@ def problem(text: str) -> str:
     if lang() != "zh":
         return text
     return _translate(text, PROBLEMS) or _translate(text, PHRASES) or text
+
+
+def broker_said(text: str) -> str:
+    """What the broker check found (``gatewayd.cli.probes``), in the current language."""
+    if lang() != "zh":
+        return text
+    return _translate(text, BROKER) or text
 
 
 def say(exc: BaseException) -> str:

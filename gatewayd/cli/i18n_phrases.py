@@ -211,3 +211,53 @@ CLICK: dict[str, str] = {
     "required": "必填",
     "Choose from:\n\t{choices}": "可选：\n\t{choices}",
 }
+
+
+# What the broker check found (gatewayd.cli.probes), for `gatewayd check --all`.
+BROKER: list[tuple[str, str]] = [
+    (r"login accepted over TLS", "登录成功（TLS）"),
+    (r"login accepted", "登录成功"),
+    (
+        r"cannot resolve (?P<h>\S+): check DNS and the uplink \(4G/Ethernet\)",
+        "无法解析 {h}：请检查 DNS 和上行网络（4G/以太网）",
+    ),
+    (
+        r"no answer from (?P<w>\S+) in (?P<s>\d+) s \(connecting, or in the TLS handshake\): "
+        r"check the uplink and the firewall",
+        "{w} 在 {s} 秒内无应答（连接中或 TLS 握手中）：请检查上行网络和防火墙",
+    ),
+    (
+        r"no answer from (?P<w>\S+) in (?P<s>\d+) s: check the uplink and the firewall",
+        "{w} 在 {s} 秒内无应答：请检查上行网络和防火墙",
+    ),
+    (
+        r"TLS: the broker's certificate is not trusted \((?P<m>.*)\); check mqtt\.ca_file",
+        "TLS：服务器证书不受信任（{m}）；请检查 mqtt.ca_file",
+    ),
+    (
+        r"TLS files: (?P<e>.*); check mqtt\.ca_file, mqtt\.cert_file and mqtt\.key_file",
+        "TLS 文件：{e}；请检查 mqtt.ca_file、mqtt.cert_file 和 mqtt.key_file",
+    ),
+    (r"TLS handshake with (?P<w>\S+) failed \((?P<e>.*)\)", "与 {w} 的 TLS 握手失败（{e}）"),
+    (r"cannot connect to (?P<w>\S+) \((?P<e>.*)\)", "无法连接 {w}（{e}）"),
+    (
+        r"(?P<w>\S+) closed the connection: is it an MQTT broker\? \(TLS port with mqtt://\?\)",
+        "{w} 关闭了连接：它是 MQTT 服务器吗？（TLS 端口却写了 mqtt://？）",
+    ),
+    (
+        r"(?P<w>\S+) speaks TLS but the config says mqtt://: use url = (?P<u>\S+) in \[mqtt\] "
+        r"\(and its ca_file\)",
+        "{w} 使用 TLS，但配置写的是 mqtt://：请在 [mqtt] 中写 url = {u}（并设置 ca_file）",
+    ),
+    (r"(?P<w>\S+): no MQTT answer in (?P<s>\d+) s", "{w}：{s} 秒内没有 MQTT 应答"),
+    (r"(?P<w>\S+) did not answer like an MQTT broker", "{w} 的应答不像 MQTT 服务器"),
+    (r"the broker refused the MQTT protocol version", "服务器拒绝了该 MQTT 协议版本"),
+    (r"the broker refused the client id", "服务器拒绝了客户端编号"),
+    (r"the broker is unavailable", "服务器暂不可用"),
+    (r"bad username or password", "用户名或密码错误"),
+    (
+        r"not authorized \(check the username and the broker's ACL\)",
+        "未授权（请检查用户名和服务器的 ACL）",
+    ),
+    (r"refused: (?P<n>.+) \(code (?P<c>\d+)\)", "被拒绝：{n}（代码 {c}）"),
+]
