@@ -1,6 +1,7 @@
 """Run the demo: a local mosquitto, every device emulator of a rental house, the gateway, and a
-scripted scenario: a phone unlock, a full battery, an overheating socket, a fire in room 301,
-a leakage current in the distribution box (the EFM-4 plugin's detector, on the piles' line).
+scripted scenario: a phone unlock, a full battery, a fire in room 301 (one alarm: cut and
+sound; a second detector: doors released; the reset), the monthly fire drill, an overheating
+socket, a leakage current in the distribution box (the EFM-4 plugin's detector, on the piles' line).
 
 `python -m demo` (what `make demo` runs); `--once` plays the scenario and exits (for tests).
 """
@@ -26,12 +27,13 @@ from demo.relay import RelayDemo, relay_step, start_relay
 from demo.view import LiveView
 from firmware_stubs.broker import Broker
 from firmware_stubs.lifetime import tied_to_parent
-from firmware_stubs.site import EmulatedSite
+from firmware_stubs.site import EmulatedSite, SitePlan
 from gatewayd.commands.signing import sign
 from gatewayd.secrets import write_secret
 from gatewayd_efm_stubs.efm4 import Efm4
 
 GATEWAY_ID = "xz-liushu-017"
+REV_B = 0x0200  # the receiver's firmware: 2.0 sounds every detector in a fire (SOUND ALL)
 ROOT = f"pingan/v1/{GATEWAY_ID}"
 RULES = """
 [rules.charger_full]
@@ -98,6 +100,11 @@ class Platform:
         return self.view.wait_for("cmd/result", lambda r: r.get("id") == cmd["id"])
 
 
+def sounding(state: Any) -> bool:
+    """The gateway's state says its receiver sounds every detector (SOUND ALL)."""
+    return any(isinstance(v, dict) and v.get("sound_all") == "sounding" for v in state.values())
+
+
 async def scenario(view: LiveView, platform: Platform, house: EmulatedSite, pace: float) -> None:
     async def step(text: str) -> None:
         await asyncio.sleep(pace)
@@ -129,38 +136,69 @@ async def scenario(view: LiveView, platform: Platform, house: EmulatedSite, pace
     await wait("events/pile-1", lambda e: e.get("type") == "charger.port_cut", timeout=30)
 
     await step(
-        "A bad plug heats pile-2 port 3 to 66 °C: the port is cut at once and an alarm raised"
-    )
-    on_emulators(lambda: house.pile("pile-2").plug(3))
-    on_emulators(lambda: house.pile("pile-2").heat_port(3, 66.0))
-    await wait(
-        "alarms", lambda b: any(a["type"] == "charger.overheat" for a in b.get("active", []))
-    )
-
-    await step(
-        "Smoke in room 301: FIRE MODE — every charger cut, both escape doors held open, everyone told"
+        "Smoke in room 301: FIRE MODE — every charger cut, every detector in the house sounding; "
+        "the escape doors stay locked (one detector alone is not yet a confirmed fire)"
     )
     for dev in ("pile-1", "pile-3"):
         on_emulators(lambda d=dev: house.pile(d).plug(1))
+    mark = view.mark()
     house.call(house.detector("smoke-301").alarm(180))
-    await wait("events/door-back", lambda e: e.get("type") == "door.released")
+    await wait(f"state/{GATEWAY_ID}", sounding, after=mark)
+    await wait("events/pile-3", lambda e: e.get("type") == "charger.port_cut", after=mark)
+
+    await step(
+        "The detector in room 302 goes off too: a second, independent alarm confirms the fire: "
+        "the escape doors are released, the EFM-4 trips the non-fire power"
+    )
+    house.call(house.detector("smoke-302").alarm(150))
+    await wait("events/door-back", lambda e: e.get("type") == "door.released", after=mark)
+    await wait("events/door-main", lambda e: e.get("type") == "door.released", after=mark)
     await asyncio.sleep(1.0)
     view.say("Someone tries to switch a charger back on, and to lock the door: both refused")
     await asyncio.to_thread(platform.send, "pile-1", "port_on", {"port": 1})
     await asyncio.to_thread(platform.send, "door-main", "lock")
 
     await step(
-        "The fire brigade has seen to it: the grid worker resets fire mode. Doors lock again; chargers stay off"
+        "The fire brigade has seen to it: the grid worker resets fire mode. Detectors hushed, "
+        "doors lock again; chargers stay off"
     )
-    house.call(house.detector("smoke-301").clear())
+    mark = view.mark()
+    for det in ("smoke-301", "smoke-302"):
+        house.call(house.detector(det).clear())
+        await wait(f"events/{det}", lambda e: e.get("type") == "smoke.cleared", after=mark)
     await asyncio.to_thread(platform.send, GATEWAY_ID, "fire_reset", None, "grid-worker-3")
-    await wait("events/door-main", lambda e: e.get("type") == "door.restored")
+    await wait("events/door-main", lambda e: e.get("type") == "door.restored", after=mark)
+
+    await step(
+        "The monthly fire drill: the grid worker runs the fire linkage in test mode. Nothing "
+        "moves; every message says drill, and the platform knows it is no fire"
+    )
+    answer = await asyncio.to_thread(
+        platform.send, GATEWAY_ID, "drill", {"actuate": False}, "grid-worker-3"
+    )
+    if answer and answer.get("code") == "ok":
+        for st in answer["data"]["steps"]:
+            would = ", ".join(f"{a['device']} {a['action']}" for a in st["actions"])
+            view.say(f"  drill {st['phase']}: would {would or 'do nothing'}")
 
     await step("A forged command (wrong key) is refused")
     await asyncio.to_thread(Platform(view, b"\x00" * 32).send, GATEWAY_ID, "ping")
 
+    # After the fire: no overheat cut lies within the fire's confirmation window before it (a
+    # hot socket and then smoke *is* a confirmed fire: rules/fire_signals.py).
     await step(
-        "pile-2's overheat alarm is still on the list: a safety trip stays until a person resets "
+        "After the fire the landlord switches pile-2 port 3 back on (chargers stay off until a "
+        "person does); a bad plug heats it to 66 °C: the port is cut at once and an alarm raised"
+    )
+    on_emulators(lambda: house.pile("pile-2").plug(3))
+    await asyncio.to_thread(platform.send, "pile-2", "port_on", {"port": 3})
+    on_emulators(lambda: house.pile("pile-2").heat_port(3, 66.0))
+    await wait(
+        "alarms", lambda b: any(a["type"] == "charger.overheat" for a in b.get("active", []))
+    )
+
+    await step(
+        "pile-2's overheat alarm stays on the list: a safety trip stays until a person resets "
         "it. The socket is replaced and has cooled; the landlord resets the alarm"
     )
     on_emulators(lambda: house.pile("pile-2").heat_port(3, 30.0))
@@ -210,7 +248,7 @@ async def main(args: argparse.Namespace) -> int:
     view: LiveView | None = None
     relay: RelayDemo | None = None
     recorder: Recorder | None = None
-    house = EmulatedSite(work)
+    house = EmulatedSite(work, SitePlan(receiver_firmware=REV_B))  # rev B: SOUND ALL
     house.rtu.piles[EFM_UNIT] = Efm4(unit=EFM_UNIT, delay=1)  # type: ignore[assignment]
     house.start()  # exports the fake BlueZ's bus for the gateway
     try:

@@ -27,8 +27,11 @@ def shown(key: str, value: Any) -> str | None:
         value = f"{value:.1f}".rstrip("0").rstrip(".") if abs(value) < 1e9 else None
         if value is None:
             return None  # an epoch in a field the line's time already tells
-    if isinstance(value, list):
-        value = ",".join(map(str, value))
+    if isinstance(value, list):  # a dict in a list (a drill step's actions): its values
+        value = ",".join(
+            " ".join(str(x) for x in v.values() if x is not None) if isinstance(v, dict) else str(v)
+            for v in value
+        )
     if isinstance(value, dict):
         inner = [shown(k, v) for k, v in value.items() if k not in STAMPS]
         value = "(" + " ".join(i for i in inner if i) + ")"
@@ -106,16 +109,19 @@ class LiveView:
             tone = "ok" if body.get("ok") else "warning"
             ms = body.get("ms")
             took = f" ({ms:.1f} ms)" if isinstance(ms, int | float) else ""
-            return self.paint(
-                tone, f"{now}  result    ← {body.get('code')} {body.get('detail') or ''}{took}"
-            )
+            drill = " [DRILL]" if (body.get("data") or {}).get("drill") else ""
+            text = f"{now}  result    ← {body.get('code')} {body.get('detail') or ''}{took}{drill}"
+            return self.paint(tone, text)
         if kind == "events":
             data = " ".join(
                 text for k, v in (body.get("data") or {}).items() if (text := shown(k, v))
             )
+            # A drill's events are no fire: said first, and never in the fire's red.
+            drill = (body.get("data") or {}).get("drill") is True
+            tone = "info" if drill else body.get("severity", "info")
+            head = "DRILL " if drill else "event "
             return self.paint(
-                body.get("severity", "info"),
-                f"{now}  event     {body.get('device'):<12} {body.get('type'):<24} {data}",
+                tone, f"{now}  {head}    {body.get('device'):<12} {body.get('type'):<24} {data}"
             )
         if kind == "alarms":
             active = (

@@ -21,6 +21,19 @@ ALARM_RESET = "gateway.alarm_reset"
 ACTION_FAILED = "gateway.action_failed"
 DRIVER_FAILED = "gateway.driver_failed"
 OUTBOX_DAMAGED = "gateway.outbox_damaged"
+DRILL = "gateway.drill"
+#: The member of an event's ``data`` (and of a command result's) that says it is a fire
+#: drill's (gatewayd.drill), not a fire: ``"drill": true``. Any event type may carry it.
+DRILL_FLAG = "drill"
+#: The ``origin`` of the actions a drill carries out (``Action.origin``).
+DRILL_ORIGIN = "drill"
+
+
+def drill_mark(origin: str) -> dict[str, bool]:
+    """``{"drill": true}`` for a driver's report of what a drill's action did (a pile's cut),
+    else nothing."""
+    return {DRILL_FLAG: True} if origin == DRILL_ORIGIN else {}
+
 
 _PERSON = fields(alarm="string", type="string", user="string", note="string?", source="string")
 
@@ -45,6 +58,14 @@ EVENTS: Mapping[str, EventSpec] = {
                                      first="string?", after_seconds="number")),
     FIRE_RESET: EventSpec("warning", "A person reset fire mode: escape doors lock again.",
                           fields(user="string", note="string?", source="string")),
+    DRILL: EventSpec("warning", "A fire drill (test mode, docs/alarms.md): `phase` started, then "
+                     "alarm, confirmed and reset (each step's `actions`: what moved, or with "
+                     "actuate false what would have), then finished (or aborted: a real fire "
+                     "began). Every message of a drill carries data.drill = true.",
+                     fields(phase="string", user="string", source="string", note="string?",
+                            actuate="boolean", by="string?", device="string?",
+                            actions="{}[]", moved="integer", failed="integer",
+                            reason="string?")),
     ALARM_ACKED: EventSpec("info", "A person acknowledged an alarm.", _PERSON),
     ALARM_RESET: EventSpec("warning", "A person reset a latched alarm whose condition was over.",
                            _PERSON),

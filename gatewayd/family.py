@@ -272,6 +272,12 @@ class Family:
         """The fire this event reports, if any."""
         return None
 
+    def drill_signal(self, device: DeviceConfig) -> Event | None:
+        """The event this device would send in a fire, made up for a fire drill
+        (gatewayd.drill feeds it to a drill's own fire rule; it never reaches the real one).
+        None: the device is no detector a drill can start from."""
+        return None
+
     def fire_over(self, event: Event, device: DeviceConfig) -> bool:
         """Whether this event ends the device's report of a fire."""
         return False

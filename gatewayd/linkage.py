@@ -47,15 +47,37 @@ class Actuator:
         self.retry_seconds = RETRY_SECONDS
 
     def run(self, actions: list[Action]) -> None:
+        by_bus, unknown = self._by_bus(actions)
+        for action in unknown:
+            self._report(action, DeviceError(action.device, "unknown_device"))
+        for bus, batch in by_bus.items():
+            self.spawn(self._batch(bus, batch), f"actions:{bus}")
+
+    async def results(self, actions: list[Action]) -> list[Result]:
+        """Carry ``actions`` out as ``run`` does (a batch per bus, the buses at once), each
+        checked against its ``expect``, and return what each came to: reported to no one,
+        retried never (a fire drill's, gatewayd.drill, which tells it itself)."""
+        by_bus, _unknown = self._by_bus(actions)
+        got: dict[int, Result] = {}
+
+        async def bus_batch(bus: str, batch: list[Action]) -> None:
+            results = await self.gw.service.execute_batch(bus, batch)
+            checked = await asyncio.gather(*map(self._confirmed, batch, results))
+            got.update({id(a): r for a, r in zip(batch, checked, strict=True)})
+
+        await asyncio.gather(*(bus_batch(bus, batch) for bus, batch in by_bus.items()))
+        return [got.get(id(a), DeviceError(a.device, "unknown_device")) for a in actions]
+
+    def _by_bus(self, actions: list[Action]) -> tuple[dict[str, list[Action]], list[Action]]:
         by_bus: dict[str, list[Action]] = {}
+        unknown: list[Action] = []
         for action in actions:
             device = self.gw.config.device(action.device)
             if device is None:
-                self._report(action, DeviceError(action.device, "unknown_device"))
-                continue
-            by_bus.setdefault(device.bus, []).append(action)
-        for bus, batch in by_bus.items():
-            self.spawn(self._batch(bus, batch), f"actions:{bus}")
+                unknown.append(action)
+            else:
+                by_bus.setdefault(device.bus, []).append(action)
+        return by_bus, unknown
 
     async def _batch(self, bus: str, batch: list[Action]) -> None:
         results = await self.gw.service.execute_batch(bus, batch)
@@ -71,19 +93,27 @@ class Actuator:
             self._done(action, result)
 
     async def _verify(self, action: Action) -> None:
-        """Only the device's own report says it is done: ask for its status."""
+        status = await self._confirmed(action, {})
+        if isinstance(status, BaseException):
+            self._failed(action, status)
+        else:
+            self._done(action, status)
+
+    async def _confirmed(self, action: Action, result: Result) -> Result:
+        """``result``, or the device's status when the result does not show ``expect``: only
+        the device's own report says it is done (an exception says why not)."""
+        if isinstance(result, BaseException) or _satisfies(result, action.expect):
+            return result
         try:
             status = await self.gw.service.execute(
                 Action(action.device, "status", reason=action.reason, origin=action.origin)
             )
         except GatewayError as exc:
-            self._failed(action, exc)
-            return
+            return exc
         if not _satisfies(status, action.expect):
             seen = {k: status.get(k) for k in action.expect}
-            self._failed(action, DeviceError(action.device, "not_confirmed", f"reports {seen}"))
-            return
-        self._done(action, status)
+            return DeviceError(action.device, "not_confirmed", f"reports {seen}")
+        return status
 
     def _done(self, action: Action, result: Mapping[str, Any]) -> None:
         gw = self.gw

@@ -31,6 +31,7 @@ from gatewayd.commands.dispatch import CommandHandler
 from gatewayd.commands.replay import ReplayCache
 from gatewayd.commands.service import CommandService
 from gatewayd.config import Config
+from gatewayd.drill import Drill
 from gatewayd.errors import GatewayError
 from gatewayd.family import Family
 from gatewayd.house import Household
@@ -120,6 +121,10 @@ class Gateway:
             lambda a: self.engine.permit_reset(a, self.world),
             self.handle_event,
         )
+        #: Fire drills (test mode): the fire linkage on demand, never the real fire mode.
+        self.drill = Drill(self.world, lambda: self.engine.fresh("fire"), self.alarms.catalogue,
+                           lambda: self.alarms.fire_mode, self.publisher.event,
+                           self.actuator.results)  # fmt: skip
         self.control: control.ControlServer | None = None
         self.commands = CommandHandler(self)
 
@@ -207,11 +212,8 @@ class Gateway:
         return self.bus_runner.health()
 
     def status_line(self) -> str:
-        broker = (
-            "broker connected"
-            if self.link is not None and self.link.connected
-            else "broker offline"
-        )
+        up = self.link is not None and self.link.connected
+        broker = "broker " + ("connected" if up else "offline")
         fire = ", FIRE MODE" if self.alarms.fire_mode else ""
         return (
             f"{len(self.config.devices)} devices, {len(self.alarms.alarms)} alarms, {broker}{fire}"
@@ -250,13 +252,8 @@ class Gateway:
         self.publisher.exceptions.settings = new.uplink
         restarted, restart = self.bus_runner.reload(old, new)
         self._spawn(restart, "reload")
-        log.info(
-            "reloaded %s: %d buses (%d restarted), %d devices",
-            new.path,
-            len(new.buses),
-            restarted,
-            len(new.devices),
-        )
+        log.info("reloaded %s: %d buses (%d restarted), %d devices",
+                 new.path, len(new.buses), restarted, len(new.devices))  # fmt: skip
         return None
 
     def _driver_failed(self, bus: str, reason: str, restarts: int) -> None:

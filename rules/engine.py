@@ -143,6 +143,12 @@ class Engine:
                 total.merge(out)
         return total
 
+    def fresh(self, name: str) -> Rule | None:
+        """A new instance of the rule ``name``, same settings, knowing nothing yet (a fire
+        drill's own fire rule: gatewayd.drill). None when no such rule runs."""
+        rule = next((r for r in self.rules if r.name == name), None)
+        return None if rule is None else type(rule)(rule.settings)
+
     def catalogue(self) -> Catalogue:
         """Every alarm type: the gateway's own, the families' and the rules'."""
         families = _installed_families().values()

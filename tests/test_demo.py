@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import signal
@@ -18,12 +19,26 @@ from tests.harness import REPO
 STORY = [
     ("signed unlock", ["door.unlocked", "user=tenant-302", "door.locked"]),
     ("battery on pile-1 port 2 is full", ["charger.port_full", "charger.port_cut"]),
-    ("heats pile-2 port 3", ["charger.overheat"]),
-    ("FIRE MODE", ["gateway.fire_mode", "door.released", "FIRE MODE"]),
+    ("FIRE MODE", ["gateway.fire_mode", "FIRE MODE", "sound_all=sounding", "charger.port_cut"]),
+    ("confirms the fire", ["gateway.fire_confirmed", "door.released"]),
     ("both refused", ["forbidden"]),
     ("resets fire mode", ["gateway.fire_reset", "door.restored"]),
+    (
+        "monthly fire drill",
+        [
+            "DRILL",
+            "gateway.drill",
+            "gateway.fire_mode",
+            "gateway.fire_confirmed",
+            "[DRILL]",
+            "drill alarm: would",
+            "pile-3 all_off",
+            "drill confirmed: would door-main hold_open",
+        ],
+    ),
     ("forged command", ["bad_signature"]),
-    ("overheat alarm is still on the list", ["reset_alarm", "gateway.alarm_reset", "active: none"]),
+    ("heats it to 66", ["port_on", "charger.overheat"]),
+    ("overheat alarm stays on the list", ["reset_alarm", "gateway.alarm_reset", "active: none"]),
     ("leakage current creeps up", ["electrical.leakage_alarm"]),
     ("electrician dries out", ["electrical.alarm_over", "gateway.alarm_reset", "active: none"]),
     ("taps 'open' on the relay's phone page", ["门已打开 (ok)", "user=li.wei"]),
@@ -42,6 +57,27 @@ def test_demo_scenario_plays_through(demo_run: DemoRun) -> None:
         for outcome in outcomes:
             assert text.find(outcome, at) >= 0, f"after {header!r}: {outcome!r} never shown"
     assert "Traceback" not in out.stderr + (demo_run.dir / "gatewayd.log").read_text()
+
+
+def test_the_fire_scene_keeps_the_doors_locked_until_confirmed_and_the_drill_says_drill(
+    demo_run: DemoRun,
+) -> None:
+    text = demo_run.out.stdout
+    fire = text.index("Smoke in room 301")
+    confirm = text.index("confirms the fire", fire)
+    assert "door.released" not in text[fire:confirm]  # one alarm: cut and sound, doors locked
+    messages = [json.loads(ln) for ln in demo_run.record.read_text(encoding="utf-8").splitlines()]
+    bodies = [(m["topic"], json.loads(m["payload"])) for m in messages if m.get("payload")]
+    drill = [i for i, (t, b) in enumerate(bodies)
+             if t.endswith("/events/xz-liushu-017") and b.get("type") == "gateway.drill"]  # fmt: skip
+    assert len(drill) == 5  # started, alarm, confirmed, reset, finished
+    during = bodies[drill[0] : drill[-1] + 1]
+    events = [b for t, b in during if "/events/" in t]
+    assert {b["type"] for b in events} >= {"smoke.alarm", "gateway.fire_mode",
+                                           "gateway.fire_confirmed", "gateway.fire_reset"}  # fmt: skip
+    assert all(b["data"].get("drill") is True for b in events)
+    assert not [b for t, b in during if t.endswith("/status") and b.get("fire_mode")]
+    assert not [t for t, b in during if t.endswith("/alarms")]  # the list never shows a drill
 
 
 def test_the_view_shows_what_changed_in_words_and_units(demo_run: DemoRun) -> None:
@@ -77,7 +113,9 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 60
         while "the house keeps running" not in (tmp_path / "out.txt").read_text():
-            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "out.txt").read_text()
+            assert time.monotonic() < deadline and proc.poll() is None, (
+                tmp_path / "out.txt"
+            ).read_text()
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGINT)
         assert proc.wait(30) == 0

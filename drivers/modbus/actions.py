@@ -16,6 +16,7 @@ from drivers.modbus.line import Priority
 from drivers.modbus.pile import PileSession
 from drivers.modbus.transport import ExceptionReply
 from gatewayd.errors import DeviceError, DeviceTimeout, InvalidArgument, TransientError
+from gatewayd.events import drill_mark
 from gatewayd.model import Action
 
 log = logging.getLogger("gatewayd.drivers.modbus")
@@ -111,7 +112,8 @@ def _cut_event(
     pile: PileSession, ports: list[int], reason: str, origin: str, done: str, attempts: int
 ) -> None:
     # Always a list, so the platform reads one shape whether one port or all were cut.
-    data = {"ports": ports, "reason": reason, "origin": origin, "done": done, "attempts": attempts}
+    data = {"ports": ports, "reason": reason, "origin": origin, "done": done, "attempts": attempts,
+            **drill_mark(origin)}  # fmt: skip
     pile.emit(ev.PORT_CUT, "warning", data)
 
 

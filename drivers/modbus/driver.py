@@ -33,6 +33,7 @@ from gatewayd.driver import (
     Seen,
 )
 from gatewayd.errors import ConfigError, DeviceError, PluginError
+from gatewayd.events import drill_mark
 from gatewayd.model import Action, Severity
 from gatewayd.schema import Baud, Float, Int, OneOf, Schema, Str
 
@@ -250,7 +251,8 @@ class ModbusDriver(Driver):
                 "critical" if result["relays_closed"] or result["done"] != "written" else "warning"
             )
             ports = list(range(1, pile.ports_n + 1))
-            data = {**result, "ports": ports, "origin": origin, "how": "emergency_stop"}
+            data = {**result, "ports": ports, "origin": origin, "how": "emergency_stop",
+                    **drill_mark(origin)}  # fmt: skip
             pile.emit(ev.PORT_CUT, severity, data)
             out[pile.device] = result
         return out

@@ -172,6 +172,10 @@ class SmokeFamily(Family):
             return FireSignal(device.id, "alarm", "heat")
         return None
 
+    def drill_signal(self, device: Any) -> Event | None:
+        """A smoke alarm from the detector, as a drill plays it (no radio frame: no SEQ)."""
+        return Event(device.id, ev.ALARM, "critical", {"address": device.settings.get("address")})
+
     def fire_actions(self, device: Any, stage: Stage) -> list[tuple[Role, Action]]:
         """In any fire every detector sounds (interconnection): its receiver's driver sends
         one SOUND ALL for them all, again and again while the fire lasts (a rev A receiver

@@ -54,8 +54,10 @@ class AlarmBook:
         saved: Mapping[str, Any] | None = None,
         persist: Callable[[dict[str, Any]], None] = lambda _doc: None,
         on_change: Callable[[], None] = lambda: None,
+        logger: logging.Logger = log,
     ) -> None:
         self.gateway_id = gateway_id
+        self.log = logger  # a drill's book says nothing: "FIRE MODE entered" would be a lie
         self.catalogue = catalogue
         self.persist = persist
         self.on_change = on_change
@@ -107,9 +109,9 @@ class AlarmBook:
             )  # fmt: skip
             self._put(alarm)
             if type_ == FIRE_MODE:
-                log.critical("FIRE MODE entered%s", _at(part))
+                self.log.critical("FIRE MODE entered%s", _at(part))
             else:
-                log.warning("alarm raised: %s%s (%s)", aid, _at(part), spec.severity)
+                self.log.warning("alarm raised: %s%s (%s)", aid, _at(part), spec.severity)
             return alarm
         parts = dict(old.parts)
         news = not old.active or (part is not None and not parts.get(part, False))
@@ -121,7 +123,7 @@ class AlarmBook:
                 acked_by=None, acked_at=None, cleared_at=None,
             )  # fmt: skip
             self._put(alarm)
-            log.warning("alarm raised again: %s%s (%s)", aid, _at(part), spec.severity)
+            self.log.warning("alarm raised again: %s%s (%s)", aid, _at(part), spec.severity)
             return alarm
         if data != old.data and _material(data, old.data):
             self._put(dataclasses.replace(old, data=data, parts=parts))
@@ -149,11 +151,11 @@ class AlarmBook:
         if not old.latched:
             del self.alarms[aid]
             self._changed()
-            log.info("alarm cleared: %s", aid)
+            self.log.info("alarm cleared: %s", aid)
             return True
         now = time.time() if now is None else now
         self._put(dataclasses.replace(old, active=False, parts=parts, cleared_at=now))
-        log.info("alarm %s: condition over, awaiting reset", aid)
+        self.log.info("alarm %s: condition over, awaiting reset", aid)
         return True
 
     # -- what people do ------------------------------------------------------------------

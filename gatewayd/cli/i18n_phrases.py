@@ -144,6 +144,13 @@ REFUSALS: list[tuple[str, str]] = [
         r"fire mode: the door is held open already and stays open until the fire is reset",
         "火警模式：门已保持打开，火警复位前一直打开",
     ),
+    (
+        r"the house is in fire mode: no drill until it is reset",
+        "房屋处于火警模式：复位前不能演练",
+    ),
+    (r"a fire drill is already running", "已有一次消防演练正在进行"),
+    (r"no fire drill: no detector a drill can start from", "无法演练：没有可用于演练的探测器"),
+    (r"no fire drill: no fire rule runs", "无法演练：火警规则未运行"),
     (r"no device (?P<d>'[^']*')", "没有设备 {d}"),
     (r"no bus (?P<b>'[^']*')", "没有总线 {b}"),
     (r"bus (?P<b>\S+) is not running \(restarts: (?P<n>\d+)\)", "总线 {b} 未运行（已重启 {n} 次）"),

@@ -6,6 +6,7 @@ one fix: say what happened and what to type next.
 
 from __future__ import annotations
 
+from gatewayd.cli.i18n_drill import DRILL
 from gatewayd.cli.i18n_phrases import CLICK, PHRASES, PROBLEMS, REFUSALS
 from gatewayd.cli.i18n_visit import VISIT
 
@@ -388,3 +389,4 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 MESSAGES.update(VISIT)  # the installer's visit, phase 2 (issue 19): its own table
+MESSAGES.update(DRILL)  # `gatewayd drill` (issue 14)

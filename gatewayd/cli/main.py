@@ -40,6 +40,7 @@ LAZY = {
     "status": "gatewayd.cli.daemon:status",
     "events": "gatewayd.cli.events:events",
     "alarm": "gatewayd.cli.daemon:alarm",
+    "drill": "gatewayd.cli.drill:drill",
     "install-service": "gatewayd.cli.install:install_service",
     "register": "gatewayd.cli.register:register",
 }

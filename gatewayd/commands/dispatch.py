@@ -21,6 +21,7 @@ from gatewayd.alarms import Refusal
 from gatewayd.commands.gate import Command, Refused, Result
 from gatewayd.commands.service import Forbidden
 from gatewayd.errors import DeviceError, DeviceTimeout, InvalidArgument, StorageFailed
+from gatewayd.events import DRILL_FLAG
 from gatewayd.family import ActionSpec
 from gatewayd.model import Action
 
@@ -61,6 +62,8 @@ class CommandHandler:
     async def _dispatch(self, cmd: Command) -> Result:
         gw = self.gw
         if cmd.device == gw.config.gateway_id:
+            if cmd.action == "drill":
+                return await self._drill(cmd)
             try:
                 return self._gateway_action(cmd)
             except Refusal as exc:
@@ -117,6 +120,23 @@ class CommandHandler:
         if not self.gw.responses.fire_reset(user):  # the only other gateway action
             return Result(cmd.id, "ok", "not in fire mode")
         return Result(cmd.id, "ok")
+
+    async def _drill(self, cmd: Command) -> Result:
+        """A fire drill; its result says what each step moved (or would have moved). One
+        that moves things waits, like a device command, until its id is on disk."""
+        actuate = bool(cmd.args["actuate"])
+        flag = {DRILL_FLAG: True}
+        try:
+            if actuate:
+                await self.gw.replay.sync()
+            summary = await self.gw.drill.run(actuate, cmd.user or "platform", "platform")
+        except StorageFailed as exc:
+            return Result(
+                cmd.id, "storage_failed", f"cannot record the command id ({exc})", data=flag
+            )
+        except Refusal as exc:
+            return Result(cmd.id, exc.code, exc.detail, data=flag)
+        return Result(cmd.id, "ok", data=summary)
 
     def _spec(self, cmd: Command) -> ActionSpec:
         device = self.gw.config.device(cmd.device)

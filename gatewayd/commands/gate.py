@@ -18,7 +18,7 @@ from typing import Any
 from gatewayd.commands import signing
 from gatewayd.commands.replay import ReplayCache
 from gatewayd.errors import ConfigError, StorageFailed
-from gatewayd.schema import Int, Schema, Str, validate
+from gatewayd.schema import Bool, Int, Schema, Str, validate
 
 MAX_PAYLOAD = 8192  # bytes; a command is a few hundred
 MAX_LIFETIME = 300.0  # s, exp - iat
@@ -39,6 +39,15 @@ GATEWAY_ACTIONS: Mapping[str, Schema] = {
     "fire_reset": {},
     # The landlord's page: "it is a real fire" (the second stage: escape doors released).
     "fire_confirm": {"alarm": Str(expected="the fire alarm's id")},
+    # The monthly fire drill (gatewayd.drill): every message of it says "drill": true.
+    "drill": {
+        "actuate": Bool(
+            False,
+            doc="Move what a fire moves (chargers cut and left off, "
+            "detectors sounded then hushed, doors released then relocked); "
+            "false: only say what would move.",
+        ),
+    },
 }
 
 

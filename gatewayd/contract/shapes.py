@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from gatewayd.events import DRILL_FLAG
 from gatewayd.family import EventSpec
 from gatewayd.schema import REQUIRED, Field, Schema
 
@@ -54,9 +55,14 @@ def args_schema(schema: Schema, doc: str = "") -> dict[str, Any]:
     return {**out, "description": doc} if doc else out
 
 
+#: Any event may be a fire drill's (gatewayd.drill): a platform must not act on it as a fire.
+DRILL = {"const": True, "description": "a fire drill's, not a real one (docs/alarms.md)"}
+
+
 def data_schema(spec: EventSpec) -> dict[str, Any]:
-    """An event type's ``data``: the members its descriptor declares, none other."""
-    return closed(spec.data, description=spec.doc)
+    """An event type's ``data``: the members its descriptor declares (and the drill flag),
+    none other."""
+    return closed({**spec.data, DRILL_FLAG: DRILL}, description=spec.doc)
 
 
 def const_if(key: str, value: str, then: Mapping[str, Any]) -> dict[str, Any]:

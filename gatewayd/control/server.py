@@ -1,5 +1,5 @@
-"""The local control socket: how `gatewayd status`, `events`, `alarm` and `pair` reach the
-running daemon without a broker.
+"""The local control socket: how `gatewayd status`, `events`, `alarm`, `drill` and `pair`
+reach the running daemon without a broker.
 
 A Unix stream socket, mode 0660, speaking line-delimited JSON (gatewayd.control.wire): one
 request object per line, one answer object per line (``{"ok": true, ...}``, or a refusal
@@ -8,8 +8,8 @@ event object per line until the client leaves (``since``: the recent ones first,
 gatewayd.control.history; ``devices``, ``types``: only those; ``follow`` false: the recent
 ones only). Peers are checked with SO_PEERCRED
 (gatewayd.control.peer): root, the daemon's own user and members of the socket's group get in;
-anyone else is refused and logged once. Whoever acknowledges an alarm or resets fire mode is
-recorded as the peer's OS account; a name the client gives is only a cleaned note.
+anyone else is refused and logged once. Whoever acknowledges an alarm, resets fire mode or runs a
+fire drill is recorded as the peer's OS account; a name the client gives is only a cleaned note.
 
 What a client can cost the daemon is bounded (gatewayd.control.session): connections at once,
 request size and depth, time to send a request and to take an answer; every request, however
@@ -171,6 +171,7 @@ class ControlServer:
             "reset": self._reset,
             "call": self._call,
             "reload": self._reload,
+            "drill": self._drill,
         }.get(cmd)
         if handler is None:
             return refusal(INVALID, f"unknown command {cmd!r}")
@@ -262,6 +263,14 @@ class ControlServer:
             }
         was = self.gateway.responses.fire_reset(peer.user, note=peer.note, source="control")
         return {**out, "reset": bool(was), "fire_mode": self.gateway.alarms.fire_mode}
+
+    async def _drill(self, req: Mapping[str, Any], peer: Peer) -> dict[str, Any]:
+        """``{"actuate": bool}``: a fire drill (gatewayd.drill), run as the peer's OS account."""
+        actuate = req.get("actuate", False)
+        if not isinstance(actuate, bool):
+            raise Refusal(INVALID, "actuate must be true or false")
+        summary = await self.gateway.drill.run(actuate, peer.user, "control", peer.note)
+        return {**summary, "by": peer.user, "note": peer.note}
 
     def _reload(self, _req: Mapping[str, Any], _peer: Peer) -> dict[str, Any]:
         refused = self.gateway.reload()
