@@ -64,7 +64,8 @@ def sound_alls(house: EmulatedSite) -> list[bytes]:
 def first_stage(probe: Probe, site: Site, house: EmulatedSite, detector: str) -> dict[str, Any]:
     """One detector's alarm: every relay open, fire mode published; the doors stay locked."""
     house.call(house.detector(detector).alarm(150))
-    wait_until(lambda: all(not c for c in relays_closed(house).values()), 5, "every relay open")
+    # 10 s: the RTU line may be busy with the piles' first full reads right after start-up.
+    wait_until(lambda: all(not c for c in relays_closed(house).values()), 10, "every relay open")
     fire = probe.wait(f"{site.root}/events/{GW}", lambda e: e["type"] == "gateway.fire_mode")
     assert (fire["data"]["trigger"], fire["data"]["stage"]) == (detector, "alarm")
     return fire
@@ -218,7 +219,7 @@ def test_any_alarm_releases_on_the_first_frame(
         wait_site_up(probe, daemon.site)
         house.call(house.detector("smoke-302").alarm(150))
         wait_until(lambda: set(lock_states(house).values()) == {S_HELD_OPEN}, 5, "doors open")
-        assert relays_closed(house) == {dev: [] for dev in PILES}
+        wait_until(lambda: relays_closed(house) == {dev: [] for dev in PILES}, 10, "relays open")
         no_confirmation(probe, daemon.site)  # released, yet not confirmed: one signal
     finally:
         daemon.stop()
