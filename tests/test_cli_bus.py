@@ -38,7 +38,13 @@ def test_bus_add_list_and_remove_edit_gateway_toml(tmp_path: Path) -> None:
     assert code == 2 and "baudrate=9601: expected a standard baud rate" in out
     assert run("bus", "add", "ble", "--driver", "ble")[1] == "✗ a bus ble exists already\n"
     assert run("bus", "add", "rs485-basement", "--driver", "modbus", "port=/dev/ttyUSB0")[0] == 0
-    assert run("device", "add", "pile-1", "--bus", "rs485-basement", "--unit", "1")[0] == 0
+    # The line carries piles and electrical fire detectors (the EFM-4 plugin): say which.
+    assert (
+        run(
+            "device", "add", "pile-1", "--bus", "rs485-basement", "--kind", "charger", "--unit", "1"
+        )[0]
+        == 0
+    )
     loaded = config.load(str(cfg))
     assert [(b.name, b.driver) for b in loaded.buses] == [
         ("ble", "ble"),
