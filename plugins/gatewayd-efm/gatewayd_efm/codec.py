@@ -117,7 +117,9 @@ def channel_events(
     elif was in _FAULT_NAMES and now not in _FAULT_NAMES:
         out.append((ev.FAULT, "info", {"channel": ch, "fault": "none", "type": new["type"]}))
     over_before = was == CHANNEL_STATES[ALARM] and prev is not None and below(prev)
-    if now == CHANNEL_STATES[ALARM] and below(new) and not over_before:
+    # In a self-test every channel reports alarm below its threshold: no alarm was latched,
+    # so none is over either.
+    if now == CHANNEL_STATES[ALARM] and below(new) and not over_before and not self_test:
         data = {"channel": ch, "alarm": alarm, "value": new["value"],
                 "threshold": new["threshold"], "unit": new["unit"]}  # fmt: skip
         out.append((ev.ALARM_OVER, "info", data))

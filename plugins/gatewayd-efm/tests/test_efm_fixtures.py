@@ -21,11 +21,6 @@ from tests.charger_harness import RulesLoop
 from tests.fixtures import load
 from tests.fixtures.record import text_of
 
-# The self-test puts every channel in alarm with its value below the threshold; the codec
-# suppresses the alarm but still reports electrical.alarm_over ("a latched channel's value is
-# back below its threshold") for each channel, though nothing latched.
-SELF_TEST_ALARM_OVER = "alarm_over reported for the self-test's alarm state, which no value caused"
-
 
 def span(regs: list[int], start: int, count: int) -> list[int]:
     return regs[start : start + count]
@@ -109,7 +104,7 @@ def test_every_channel(snap: dict[str, Any]) -> None:
     assert channels == snap["readings"]["state"]["channels"]
 
 
-@parametrize_snapshots(xfail={"EFM-4:self-test": SELF_TEST_ALARM_OVER})
+@parametrize_snapshots()
 def test_what_a_first_read_reports_per_channel(snap: dict[str, Any]) -> None:
     _, identity, channels = decoded(snap)
     self_test = "self_test" in codec.status_names(identity["status_bits"])
@@ -126,7 +121,7 @@ def test_what_a_first_read_reports_per_channel(snap: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("transport", ["rtu", "tcp"])
-@parametrize_snapshots(xfail={"EFM-4:self-test": SELF_TEST_ALARM_OVER})
+@parametrize_snapshots()
 def test_a_recorded_dump_is_published_as_its_readings(snap: dict[str, Any], transport: str) -> None:
     """A detector answering with a recorded dump: the retained state, the telemetry and the
     events of the first read are the recording's."""
