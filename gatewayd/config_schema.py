@@ -68,7 +68,7 @@ OUTBOX_SCHEMA = {
 UPLINK_SCHEMA = {
     "report": OneOf(
         "by_exception", "every_reading", default="by_exception",
-        doc="every_reading: the pre-2026-12 uplink, every read sent (comparisons only)",
+        doc="every_reading: the uplink before report by exception, every read sent (comparisons only)",
     ),
     "state_refresh_seconds": Float(
         10, 86400, default=900.0, doc="retained state republished for readings at most this often"
