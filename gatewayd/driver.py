@@ -134,6 +134,11 @@ class Driver(ABC):
         each action is what ``execute`` returned or the exception it raised."""
         import asyncio
 
+        if len(actions) == 1:  # no task in between: a rule's cut starts in the caller's step
+            try:
+                return [await self.execute(actions[0])]
+            except Exception as exc:  # noqa: BLE001 - the result, as gather would return it
+                return [exc]
         return await asyncio.gather(*(self.execute(a) for a in actions), return_exceptions=True)
 
     async def execute(self, action: Action) -> Mapping[str, Any]:

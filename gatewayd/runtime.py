@@ -76,7 +76,6 @@ class Gateway:
             self.topics, self.outbox, self.started, config.site, self.house, config.uplink
         )
         self.engine = Engine.from_config(config.rules)
-        self._alarms_flush_pending = False
         self.keeper = AlarmKeeper(
             config.data_dir, config.gateway_id, self.engine.catalogue(), self._alarms_changed
         )
@@ -366,20 +365,8 @@ class Gateway:
         self.publisher.state(device, state)
 
     def _alarms_changed(self) -> None:
-        """Several alarm changes from one event go out as one retained message."""
+        """The book's changes of one event, told once (the book coalesces and defers them)."""
         self.world.alarms = self.alarms.alarms
-        if self._alarms_flush_pending:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not running yet (start-up): publish now
-            self.publisher.alarms_changed()
-            return
-        self._alarms_flush_pending = True
-        loop.call_soon(self._flush_alarms)
-
-    def _flush_alarms(self) -> None:
-        self._alarms_flush_pending = False
         self.publisher.alarms_changed()
 
     # -- actions and commands ------------------------------------------------------------

@@ -158,7 +158,7 @@ class OverpowerRule(ChargerRule):
         self.readings(event)
         out = Outcome()
         limit = float(self.settings["max_watts"])
-        for dev, ports in self.ports.items():
+        for dev, ports in self.to_judge(event):
             for port, r in ports.items():
                 key = (dev, port)
                 watts = r.get("power_w") or 0

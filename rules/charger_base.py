@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar
 
 from drivers.modbus import events as ev
-from gatewayd.model import Action, Alarm, Event, alarm_id
+from gatewayd.model import TICK, Action, Alarm, Event, alarm_id
 from rules.engine import Rule, World
 
 SAMPLE = ev.SAMPLE
@@ -69,6 +69,15 @@ class ChargerRule(Rule):
             ports = {int(p["port"]): p for p in event.data.get("ports", [])}
             self.ports[event.device] = ports
         return [p for ports in self.ports.values() for p in ports.values()]
+
+    def to_judge(self, event: Event) -> Iterable[tuple[str, Mapping[int, Mapping[str, Any]]]]:
+        """(pile, its ports) to judge on ``event``: a tick judges every pile (timers run
+        between samples); anything else only the pile it is about, so a line of piles does
+        not judge every port of every pile on each pile's reading (the cut waits for that)."""
+        if event.type == TICK:
+            return self.ports.items()
+        ports = self.ports.get(event.device)
+        return [(event.device, ports)] if ports is not None else []
 
     def powered(self, reading: Mapping[str, Any]) -> bool:
         return reading.get("relay") is not False or bool(reading.get("power_w"))

@@ -42,7 +42,7 @@ class TimerRule(ChargerRule):
         if event.type == PORT_STARTED:
             self._since.setdefault((event.device, int(event.data["port"])), world.now)
         out = Outcome()
-        for dev, ports in self.ports.items():
+        for dev, ports in self.to_judge(event):
             for port, r in ports.items():
                 key = (dev, port)
                 if not (self.powered(r) and self.running(r)):

@@ -15,8 +15,11 @@ rules, which know the world better: ``Engine.permit_reset``). Fire mode *is* the
 ``gateway.fire_mode`` alarm: on while it is on the list, over when a person resets it.
 
 The book keeps everything in memory and hands each new picture to ``persist`` (a background
-writer: the event loop never waits for the SD card). It never raises for what was persisted:
-records it cannot read are counted in ``unreadable``.
+writer: the event loop never waits for the SD card) and tells ``on_change``, both through
+``defer``: after the current step of the event loop, so that a cut the same reading caused
+(already queued by then) reaches the wire before the book is serialised, and the changes of one
+event make one write and one message. It never raises for what was persisted: records it cannot
+read are counted in ``unreadable``.
 """
 
 from __future__ import annotations
@@ -55,12 +58,15 @@ class AlarmBook:
         persist: Callable[[dict[str, Any]], None] = lambda _doc: None,
         on_change: Callable[[], None] = lambda: None,
         logger: logging.Logger = log,
+        defer: Callable[[Callable[[], None]], None] = lambda then: then(),
     ) -> None:
         self.gateway_id = gateway_id
         self.log = logger  # a drill's book says nothing: "FIRE MODE entered" would be a lie
         self.catalogue = catalogue
         self.persist = persist
         self.on_change = on_change
+        self.defer = defer
+        self._dirty = False  # a change not yet handed to persist and on_change
         self.alarms: dict[str, Alarm] = {}
         self.unreadable = 0  # persisted records that could not be read back
         self.fire_id = alarm_id(gateway_id, FIRE_MODE)
@@ -208,8 +214,17 @@ class AlarmBook:
         self._changed()
 
     def _changed(self) -> None:
-        self.persist(self.document())
-        self.on_change()
+        if not self._dirty:
+            self._dirty = True
+            self.defer(self.flush)
+
+    def flush(self) -> None:
+        """Hand the changes so far to ``persist`` and ``on_change`` now (the deferred call,
+        and shutdown)."""
+        if self._dirty:
+            self._dirty = False
+            self.persist(self.document())
+            self.on_change()
 
     def _restore(self, saved: Mapping[str, Any]) -> None:
         records = saved.get("alarms", saved.get("active", []))

@@ -12,6 +12,7 @@ arrive, whoever sent them (the platform, the local control socket).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -45,7 +46,9 @@ class AlarmKeeper:
             saved = self._table.get(doc_id=1)
         except (ValueError, TypeError, AttributeError, KeyError):  # a document TinyDB can't use
             report.lost = True
-        self.book = AlarmBook(gateway_id, catalogue, saved, self._persist, on_change)
+        self.book = AlarmBook(
+            gateway_id, catalogue, saved, self._persist, on_change, defer=after_this_step
+        )
         self.lost = report.lost or self.book.unreadable > 0
         self.damaged = list(report.damaged)
         self._retry_at = 0.0
@@ -142,11 +145,21 @@ class AlarmKeeper:
 
     def flush(self) -> None:
         """Wait until every change so far was tried (shutdown, tests)."""
+        self.book.flush()
         self._writer.flush()
 
     def close(self) -> None:
+        self.book.flush()
         self._writer.close()
         self.db.close()
+
+
+def after_this_step(then: Callable[[], None]) -> None:
+    """Call ``then`` once the event loop's current step is over (at once with no loop)."""
+    try:
+        asyncio.get_running_loop().call_soon(then)
+    except RuntimeError:
+        then()
 
 
 def _noted(note: str | None) -> str:
