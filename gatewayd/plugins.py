@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -116,18 +117,46 @@ def rule_classes() -> tuple[type[Rule], ...]:
     return tuple(found)
 
 
-@cache
-def families() -> dict[str, Family]:
-    """Every installed device family, by kind (one instance each: families hold no state)."""
-    from gatewayd.family import Family
+class Families(Mapping[str, "Family"]):
+    """Every installed device family, by kind, each imported the first time it is asked for
+    (one instance each: families hold no state). Names and ``in`` cost no import, so a house
+    without locks never loads the lock family (start-up, issue 15); iterating ``values()`` or
+    ``items()`` loads them all."""
 
-    out: dict[str, Family] = {}
-    for name, value in sorted(_entry_points().get(FAMILY_GROUP, {}).items()):
-        cls: type[Family] = _load(FAMILY_GROUP, name, value, Family)
-        if cls.kind != name:
-            raise PluginError(f"device family {name!r} ({value}) declares kind {cls.kind!r}")
-        out[name] = cls()
-    return out
+    def __init__(self, entries: Mapping[str, str]) -> None:
+        self._entries = dict(sorted(entries.items()))
+        self._loaded: dict[str, Family] = {}
+
+    def __getitem__(self, kind: str) -> Family:
+        family = self._loaded.get(kind)
+        if family is None:
+            from gatewayd.family import Family
+
+            value = self._entries[kind]  # KeyError: no such family, as a dict would say
+            cls: type[Family] = _load(FAMILY_GROUP, kind, value, Family)
+            if cls.kind != kind:
+                raise PluginError(f"device family {kind!r} ({value}) declares kind {cls.kind!r}")
+            family = self._loaded[kind] = cls()
+        return family
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def loaded(self) -> list[Family]:
+        """The families imported so far (what the house has used), without importing more."""
+        return list(self._loaded.values())
+
+
+@cache
+def families() -> Families:
+    """Every installed device family, by kind (imported on first use, see ``Families``)."""
+    return Families(_entry_points().get(FAMILY_GROUP, {}))
 
 
 def kinds_on(driver: str) -> dict[str, Schema]:

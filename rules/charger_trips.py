@@ -20,7 +20,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from drivers.modbus import events as ev
-from drivers.modbus.family import ChargerFamily
 from gatewayd.alarms.catalogue import STATE_LOST, AlarmSpec
 from gatewayd.events import ACTION_FAILED
 from gatewayd.model import Action, Alarm, Event
@@ -28,7 +27,7 @@ from rules.charger_base import SAMPLE, ChargerRule, part_active
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, World
 
 WELDED, CUT_FAILED = ev.RELAY_WELDED, ev.CUT_FAILED
-KIND = ChargerFamily.kind
+KIND = ev.KIND
 CUTS = ("port_off", "all_off")
 ALL = "all"  # the part of a failed all_off: every port of the pile
 

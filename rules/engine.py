@@ -151,10 +151,14 @@ class Engine:
 
     def catalogue(self) -> Catalogue:
         """Every alarm type: the gateway's own, the families' and the rules'."""
-        families = _installed_families().values()
+        from gatewayd.plugins import Families
+
+        families = _installed_families()
+        used = families.loaded() if isinstance(families, Families) else families.values()
         return Catalogue(
-            [*(s for f in families for s in f.alarm_types),
-             *(s for rule in self.rules for s in rule.alarm_types)]
+            [*(s for f in used for s in f.alarm_types),
+             *(s for rule in self.rules for s in rule.alarm_types)],
+            later=lambda: (s for f in families.values() for s in f.alarm_types),
         )  # fmt: skip
 
     def permit(self, action: Action, world: World) -> str | None:

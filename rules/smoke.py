@@ -24,14 +24,17 @@ detector passes a self-test, and a person resets it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from drivers.srb433.events import (
     ALARM_ENDED,
     CLEARED,
+    DEFAULT_HEARTBEAT_SECONDS,
     FAULT,
     FROM_DETECTORS,
     HEARTBEAT,
+    KIND,
     LOW_BATTERY,
     MISSING,
     RECEIVER_OFFLINE,
@@ -43,15 +46,24 @@ from drivers.srb433.events import (
     UNSUPERVISED,
 )
 from drivers.srb433.events import FIRE as ALARMS
-from drivers.srb433.family import SmokeFamily
-from drivers.srb433.profile import DEFAULT_HEARTBEAT_SECONDS
 from gatewayd.alarms.catalogue import AlarmSpec
 from gatewayd.driver import DeviceConfig
 from gatewayd.model import TICK, Event, alarm_id
 from gatewayd.schema import Float, Int, Schema
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 
-_FAMILY = SmokeFamily()  # what a detector's model means (its heartbeat)
+if TYPE_CHECKING:
+    from drivers.srb433.family import SmokeFamily
+
+
+@cache
+def _family() -> SmokeFamily:
+    """What a detector's model means (its heartbeat): imported once a house has detectors."""
+    from drivers.srb433.family import SmokeFamily
+
+    return SmokeFamily()
+
+
 #: event type -> the data key worth carrying into the alarm
 WARNINGS = {LOW_BATTERY: "battery_mv", FAULT: "fault"}
 
@@ -216,7 +228,7 @@ class SmokeRule(Rule):
         self._last_tick = now
         out = self._supervision(world)
         for device, config in world.devices.items():
-            if config.kind != SmokeFamily.kind:
+            if config.kind != KIND:
                 continue
             limit = self.limit(config)
             if limit is None:
@@ -234,13 +246,13 @@ class SmokeRule(Rule):
 
     def limit(self, detector: DeviceConfig) -> float | None:
         """Seconds of silence after which ``detector`` is missing; None: it is unsupervised."""
-        period = _FAMILY.heartbeat_seconds(detector)
+        period = _family().heartbeat_seconds(detector)
         return None if period is None else (self.override or period) * self.periods
 
     def _supervision(self, world: World) -> Outcome | None:
         """A legacy detector is a standing warning while it is configured, and never missing;
         one configured as a supervised model again (or removed) is not."""
-        legacy = {d.id for d in world.devices_of(SmokeFamily.kind) if not _FAMILY.supervised(d)}
+        legacy = {d.id for d in world.devices_of(KIND) if not _family().supervised(d)}
         stale = [
             a for a in world.alarms.values()
             if (a.type == UNSUPERVISED and a.device not in legacy)
@@ -253,7 +265,7 @@ class SmokeRule(Rule):
             return None
         out = Outcome()
         for device in sorted(new):
-            model = _FAMILY.model(world.devices[device])
+            model = _family().model(world.devices[device])
             out.alarms.append(RaiseAlarm(device, UNSUPERVISED, {"model": model}))
         out.alarms += [ClearAlarm(a.device, a.type) for a in stale]
         return out

@@ -3,6 +3,8 @@ charger rules and the family descriptor import these names."""
 
 from __future__ import annotations
 
+KIND = "charger"  # the family's device kind (rules name it without importing the family)
+
 SAMPLE = "charger.sample"  # readings for the rules; never published
 PORT_STARTED = "charger.port_started"
 PORT_FULL = "charger.port_full"

@@ -144,7 +144,7 @@ def cut_reason(origin: str) -> str:
 
 
 class ChargerFamily(ModbusFamily):
-    kind: ClassVar[str] = "charger"
+    kind: ClassVar[str] = ev.KIND
     title: ClassVar[str] = "charging pile"
     Settings = ChargerSettings
     plural: ClassVar[str] = "piles"

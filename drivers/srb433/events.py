@@ -3,6 +3,10 @@ family descriptor import these names (STYLE §13: a string in two modules has no
 
 from __future__ import annotations
 
+KIND = "smoke"  # the family's device kind (rules name it without importing the family)
+#: A detector model's heartbeat period when its model is unknown.
+DEFAULT_HEARTBEAT_SECONDS = 3600.0
+
 ALARM = "smoke.alarm"
 HEAT_ALARM = "smoke.heat_alarm"
 CLEARED = "smoke.cleared"

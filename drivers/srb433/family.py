@@ -133,7 +133,7 @@ METRICS: Mapping[str, tuple[tuple[str, ...], str]] = {
 
 
 class SmokeFamily(Family):
-    kind: ClassVar[str] = "smoke"
+    kind: ClassVar[str] = ev.KIND
     title: ClassVar[str] = "smoke detector"
     buses: ClassVar[tuple[str, ...]] = ("serial",)
     Settings = SmokeSettings

@@ -42,7 +42,7 @@ MODELS: Mapping[int, DetectorModel] = {
 }
 BY_NAME: Mapping[str, DetectorModel] = {m.name: m for m in MODELS.values()}
 #: A detector whose model is not configured is supervised as the keep-alive models are.
-DEFAULT_HEARTBEAT_SECONDS = 3600.0
+DEFAULT_HEARTBEAT_SECONDS = ev.DEFAULT_HEARTBEAT_SECONDS
 
 
 def detector_model(value: object) -> DetectorModel:

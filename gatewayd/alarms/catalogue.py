@@ -9,7 +9,7 @@ until the condition is over **and** a person resets it). Rules declare the types
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from gatewayd.model import Severity
@@ -81,11 +81,24 @@ class Catalogue:
     """Alarm types by name. An undeclared type (a third-party rule's bug) is kept as a
     non-latched warning and logged once, never dropped: an alarm must not vanish."""
 
-    def __init__(self, specs: Iterable[AlarmSpec] = ()) -> None:
+    def __init__(
+        self,
+        specs: Iterable[AlarmSpec] = (),
+        later: Callable[[], Iterable[AlarmSpec]] | None = None,
+    ) -> None:
+        """``later``: more declarations, read the first time a type is not found (the device
+        families a house does not use, whose import start-up need not pay for)."""
         self.specs: dict[str, AlarmSpec] = {}
         self._warned: set[str] = set()
+        self._later = later
         for spec in (*CORE, *specs):
             self.add(spec)
+
+    def _complete(self) -> None:
+        later, self._later = self._later, None
+        if later is not None:
+            for spec in later():
+                self.add(spec)
 
     def add(self, spec: AlarmSpec) -> None:
         known = self.specs.get(spec.type)
@@ -96,6 +109,9 @@ class Catalogue:
 
     def __getitem__(self, type_: str) -> AlarmSpec:
         spec = self.specs.get(type_)
+        if spec is None and self._later is not None:
+            self._complete()
+            spec = self.specs.get(type_)
         if spec is None:
             if type_ not in self._warned:
                 self._warned.add(type_)
@@ -104,7 +120,10 @@ class Catalogue:
         return spec
 
     def __contains__(self, type_: str) -> bool:
+        if type_ not in self.specs:
+            self._complete()
         return type_ in self.specs
 
     def all(self) -> Mapping[str, AlarmSpec]:
+        self._complete()
         return dict(sorted(self.specs.items()))

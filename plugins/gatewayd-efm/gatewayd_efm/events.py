@@ -3,6 +3,12 @@ family descriptor and the rules import these names."""
 
 from __future__ import annotations
 
+KIND = "electrical"  # the family's device kind (its rules name it without importing it)
+#: Why a command that would re-energise a circuit is refused.
+MANUAL_ONLY_WHY = (
+    "a tripped breaker is switched on by hand at the box; nothing re-closes it remotely"
+)
+
 LEAKAGE_ALARM = "electrical.leakage_alarm"
 OVERTEMP_ALARM = "electrical.overtemp_alarm"
 FAULT = "electrical.fault"

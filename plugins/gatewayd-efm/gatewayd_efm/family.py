@@ -116,7 +116,7 @@ METRICS: Mapping[str, tuple[tuple[str, ...], str]] = {
 
 
 class ElectricalFamily(ModbusFamily):
-    kind: ClassVar[str] = "electrical"
+    kind: ClassVar[str] = ev.KIND
     title: ClassVar[str] = "electrical fire detector"
     plural: ClassVar[str] = "electrical fire detectors"
     id_prefix: ClassVar[str] = "efm-"

@@ -23,8 +23,6 @@ from gatewayd.model import Action, Alarm, Event
 from gatewayd.schema import Bool, Schema
 from gatewayd_efm import codec
 from gatewayd_efm import events as ev
-from gatewayd_efm.family import ElectricalFamily
-from gatewayd_efm.session import MANUAL_ONLY_WHY
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 
 _LOOK = ("Send an electrician: {what} on this circuit is a fire starting. Reset the alarm once "
@@ -61,7 +59,7 @@ class ElectricalRule(Rule):
         if event.type == ALARM_RESET:
             return self._reset(event, world)
         device = world.devices.get(event.device)
-        if device is None or device.kind != ElectricalFamily.kind:
+        if device is None or device.kind != ev.KIND:
             return None
         data, part = event.data, str(event.data.get("channel", ""))
         if event.type in ev.ALARMS:
@@ -94,8 +92,8 @@ class ElectricalRule(Rule):
 
     def permit(self, action: Action, world: World) -> str | None:
         device = world.devices.get(action.device)
-        if device is not None and device.kind == ElectricalFamily.kind and action.name == "close":
-            return MANUAL_ONLY_WHY
+        if device is not None and device.kind == ev.KIND and action.name == "close":
+            return ev.MANUAL_ONLY_WHY
         return None
 
     def permit_reset(self, alarm: Alarm, world: World) -> str | None:

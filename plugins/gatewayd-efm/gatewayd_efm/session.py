@@ -33,9 +33,7 @@ log = logging.getLogger("gatewayd.efm")
 
 #: The refusal of a command that would re-energise a circuit.
 MANUAL_ONLY = "manual_only"
-MANUAL_ONLY_WHY = (
-    "a tripped breaker is switched on by hand at the box; nothing re-closes it remotely"
-)
+MANUAL_ONLY_WHY = ev.MANUAL_ONLY_WHY
 
 
 class EfmSession(Session):
