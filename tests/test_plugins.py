@@ -81,3 +81,35 @@ def test_reader_agrees_with_importlib_metadata(third_party: Path) -> None:
         ours = plugins._entry_points().get(group, {})
         theirs = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=group)}
         assert ours == theirs
+
+
+LAZY_PROBE = """
+import sys
+from gatewayd import config
+from gatewayd.runtime import Gateway
+gw = Gateway(config.load(sys.argv[1]))
+loaded = sorted(m for m in ("drivers.modbus.family", "drivers.srb433.family",
+                            "drivers.ble.family", "gatewayd_efm.family") if m in sys.modules)
+spec = gw.alarms.catalogue["door.release_failed"]  # a family not loaded: read on a miss
+print(" ".join(loaded), "|", spec.severity, spec.latched, "drivers.ble.family" in sys.modules)
+"""
+
+
+def test_a_house_imports_only_the_families_it_has(tmp_path: Path) -> None:
+    """Start-up (issue 15): a family no device uses is not imported; its alarm types are
+    still known (read the first time one is looked up, e.g. a persisted alarm)."""
+    import subprocess
+
+    from tests.harness import REPO, make_site, smoke_config
+
+    site = make_site(
+        tmp_path, "mqtt://127.0.0.1:1", smoke_config("/dev/null", {"smoke-1": "1A2B3C4D"})
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", LAZY_PROBE, str(site.config)],
+        capture_output=True, text=True, cwd=REPO, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    loaded, _, known = out.stdout.strip().partition(" | ")
+    assert loaded == "drivers.srb433.family"
+    assert known == "critical False True"
