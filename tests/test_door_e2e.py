@@ -12,6 +12,7 @@ import pytest
 
 from gatewayd import audit
 from tests.ble_fixtures import ADDRESS, KEY, BleWorld, ble_world, key_file
+from tests.cli_support import gatewayd
 from tests.harness import Broker, Daemon, Probe, make_site, wait_until
 
 __all__ = ["ble_world"]
@@ -50,6 +51,7 @@ def test_signed_unlock_opens_door_attributed_to_user_then_relocks(
 ) -> None:  # type: ignore[no-untyped-def]
     site = door_daemon.site
     connected(probe, site.root)
+    probe.wait(f"{site.root}/state/{DOOR}", lambda s: s.get("key_ok") is True, timeout=5)
     cmd = site.command(DOOR, "unlock", {"seconds": 1}, user="tenant-302")
     probe.publish(f"{site.root}/cmd", json.dumps(cmd))
     result = probe.wait(f"{site.root}/cmd/result", lambda r: r["id"] == cmd["id"], timeout=10)
@@ -109,6 +111,16 @@ def test_wrong_device_key_refused_by_the_lock_and_reported(
         assert [c for c in ble_world.emu.call(lock.accepted) if c.op == 1] == []
         entries = audit.read(str(site.dir / "data" / "audit"))
         assert entries[-1]["outcome"] == "device_error"
+        # The link is up but useless: the state and the installer's check say why.
+        probe.wait(
+            f"{site.root}/state/{DOOR}",
+            lambda s: s.get("connected") is True and s.get("key_ok") is False,
+            timeout=10,
+        )
+        check = gatewayd("--lang", "en", "check", "--all", "-c", str(site.config))
+        refused = f"✗ {DOOR}: connected, but the lock refuses its key (bad MAC): is key_file"
+        assert any(line.startswith(refused) for line in check.stdout.splitlines()), check.stdout
+        assert check.returncode == 1
     finally:
         daemon.stop()
 

@@ -59,6 +59,8 @@ def check_online(
     for dev in devices:
         if seen is None:
             yield f"device:{dev.id}", None, t("lock_test_it", device=dev.id)
+        elif dev.id in connected and seen.states.get(dev.id, {}).get("key_ok") is False:
+            yield f"device:{dev.id}", False, t("lock_key_refused", device=dev.id)
         elif dev.id in connected:
             yield f"device:{dev.id}", True, t("lock_connected", device=dev.id)
         else:

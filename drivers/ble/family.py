@@ -117,6 +117,7 @@ class DoorFamily(Family):
     state = fields(
         lock="string", door="string", battery_mv="integer", battery_pct="integer",
         mains="boolean", connected="boolean", rssi="integer", escape_route="boolean",
+        key_ok="boolean",  # the lock took our key (an ok ACK) or refused it (bad MAC)
     )  # fmt: skip
     readings: ClassVar[frozenset[str]] = frozenset({"battery_mv", "battery_pct", "rssi"})
     metrics = METRICS
@@ -220,6 +221,8 @@ class DoorFamily(Family):
         self, state: Mapping[str, Any], gateway_state: Mapping[str, Any], bus: str
     ) -> tuple[bool, dict[str, str]]:
         problems = [] if state.get("connected") else ["not connected"]
+        if state.get("key_ok") is False:
+            problems.append("key refused")
         if state.get("mains") is False:
             problems.append("on battery")
         return not problems, problems_shown(problems)

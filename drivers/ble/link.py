@@ -198,16 +198,10 @@ class LockLink:
         # else may use the link.
         try:
             await self._status_now(client)
-        except DeviceError as exc:
-            # The link is up, the lock refuses: bad_mac means a wrong key file, which no
-            # reconnecting will fix. Say so; actions report the same code.
-            self.ctx.log.warning(
-                "%s: lock %s refused STATUS (%s)%s",
-                self.s.device,
-                self.s.address,
-                exc.code,
-                "; is key_file the key of this lock?" if exc.code == "bad_mac" else "",
-            )
+        except DeviceError as exc:  # bad_mac: a wrong key file, which no reconnecting fixes
+            hint = "; is key_file the key of this lock?" if exc.code == "bad_mac" else ""
+            what = (self.s.device, self.s.address, exc.code, hint)
+            self.ctx.log.warning("%s: lock %s refused STATUS (%s)%s", *what)
         self._up.set()
         self.report.publish({"connected": True})
         self.ctx.log.info("%s: connected to %s", self.s.device, self.s.address)
@@ -345,15 +339,20 @@ class LockLink:
         deadline: float,
         ready: Awaitable[None] | None = None,
     ) -> tuple[p.Ack, p.Status | None]:
-        """One challenge, one command, its ACK; counted for the metrics endpoint."""
+        """One challenge, one command, its ACK; counted for the metrics endpoint. Whether
+        the lock takes our key (``key_ok``: an ok ACK, or bad_mac) goes into its state."""
         try:
-            return await self._transact(client, op, arg, deadline, ready)
+            answer = await self._transact(client, op, arg, deadline, ready)
         except DeviceTimeout:
             self.timeouts += 1
             raise
-        except DeviceError:
+        except DeviceError as exc:
             self.errors += 1
+            if exc.code == "bad_mac":
+                self.report.publish({"key_ok": False})
             raise
+        self.report.publish({"key_ok": True})
+        return answer
 
     async def _transact(
         self,

@@ -42,6 +42,10 @@ VISIT: dict[str, tuple[str, str]] = {
         "{device}：用 gatewayd test {device} 检查",
     ),
     "lock_connected": ("{device}: connected", "{device}：已连接"),
+    "lock_key_refused": (
+        "{device}: connected, but the lock refuses its key (bad MAC): is key_file this lock's key?",
+        "{device}：已连接，但门锁拒绝密钥（MAC 错误）：key_file 是这把锁的密钥吗？",
+    ),
     "lock_not_connected": (
         "{device}: not connected; is it in range and powered? gatewayd scan ble",
         "{device}：未连接；门锁是否在范围内并已通电？gatewayd scan ble",
