@@ -191,7 +191,11 @@ def test_the_watch_reads_only_ports_whose_relay_may_be_closed() -> None:
                 await driver.execute(Action("pile-1", "port_off", {"port": n}))
             pile.hold_temperature(3, 72.0)
             await loop.wait_for("charger.port_cut", count=5)
-            await asyncio.sleep(1.0)  # the refresh after the cut has read port 3 as disabled
+            # The refresh after the cut reads port 3 as disabled, queued behind the summaries
+            # and the watch on this full line: wait for the sweeps alone (or fail here).
+            for _ in range(10):
+                if await spans_in(emu, 1, 0.5) == {range(1, 9)}:
+                    break
             cut_off = await spans_in(emu, 1, 2.0)
             await driver.execute(Action("pile-1", "port_on", {"port": 10}))  # a person
             await asyncio.sleep(1.0)

@@ -120,9 +120,14 @@ class Line:
         wire_seconds: float = 0.0,
     ) -> T:
         """Run ``call`` (one transaction) when its turn comes; return its result or raise."""
-        if not self._busy and not self._heap:
-            # Nobody waiting and the line free: the caller runs it itself, which saves two
-            # task switches through the worker on every uncontended request.
+        ahead = bool(self._heap) and (
+            priority > Priority.SAFETY or self._heap[0].priority == Priority.SAFETY
+        )
+        if not self._busy and not ahead:
+            # The line free and nobody to serve first (nobody waiting, or this is a safety
+            # write and no other is queued): the caller runs it itself. That saves two task
+            # switches through the worker on every uncontended request, and a cut does not
+            # wait for the worker's turn behind whatever else the event loop has queued.
             self._busy = True
             try:
                 return await self._transact(call, time.monotonic(), int(priority), wire_seconds)
@@ -201,6 +206,14 @@ class Line:
             while not self._heap or self._busy:
                 self._wake.clear()
                 await self._wake.wait()
+            # The inter-frame silence first, and at least two turns of the event loop (one for
+            # the caller to judge the reply just in, one for the cut that judgement spawned to
+            # take the line), then the choice: a cut goes first, instead of waiting behind
+            # one more poll. On RTU the silence alone is longer than both turns.
+            await asyncio.sleep(0)
+            await asyncio.sleep(max(0.0, self._quiet_at - time.monotonic()))
+            if not self._heap or self._busy:
+                continue
             job = self._next()
             if job.future.done():  # its caller was cancelled while it queued
                 continue
