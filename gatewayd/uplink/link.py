@@ -47,10 +47,6 @@ class MqttLink:
         subscriptions: tuple[str, ...],
         farewell: Callable[[], tuple[str, bytes]] | None = None,
     ) -> None:
-        import paho.mqtt.client as mqtt
-        from paho.mqtt.enums import CallbackAPIVersion
-
-        self._mqtt = mqtt
         self.config = config
         self.on_message = on_message
         self.on_connected = on_connected
@@ -70,22 +66,33 @@ class MqttLink:
         #: Which of ``[mqtt] url`` the link uses (or tries) now; exported as a metric.
         self.broker_index = 0
         self._last_index: int | None = None  # the node of the last session that came up
+        self._will = will
+        #: paho's client, made by the link's own task: paho's import (~20 ms here, more on a
+        #: Pi) comes after the daemon is ready, since the local rules never wait for it.
+        self.client: Any = None
+        self._mqtt: Any = None
+
+    def _make_client(self) -> Any:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self._mqtt = mqtt
         c = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=config.gateway_id,
+            client_id=self.config.gateway_id,
             clean_session=True,
         )
         c.max_inflight_messages_set(100)
         c.max_queued_messages_set(0)
         c.enable_logger(logging.getLogger("gatewayd.paho"))
-        log_in(c, config.mqtt)
-        c.will_set(will[0], will[1], qos=1, retain=True)
+        log_in(c, self.config.mqtt)
+        c.will_set(self._will[0], self._will[1], qos=1, retain=True)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_publish = self._on_publish
         c.on_subscribe = self._on_subscribe
-        self.client = c
+        return c
 
     # -- public face ---------------------------------------------------------------------
 
@@ -109,6 +116,8 @@ class MqttLink:
         """Connect, stay connected, reconnect (to the next node on failure): until cancelled."""
         mq = self.config.mqtt
         backoff = Backoff(min(1.0, mq.reconnect_max_seconds), mq.reconnect_max_seconds)
+        if self.client is None:
+            self.client = self._make_client()
         while not self._stopping:
             try:
                 await self._connect()
@@ -165,7 +174,7 @@ class MqttLink:
                         await asyncio.sleep(0.01)
             except TimeoutError:
                 log.warning("offline status not acknowledged within %.1f s", timeout)
-        if self.client.is_connected():
+        if self.client is not None and self.client.is_connected():
             self.client.disconnect()
             try:
                 async with asyncio.timeout(timeout):
@@ -196,7 +205,7 @@ class MqttLink:
         # paho leaves Nagle on: a small alarm written right behind another would wait ~40 ms for
         # the broker's delayed ACK. Safety messages go out at once.
         with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = self._on_register_write
         c.on_socket_unregister_write = self._on_unregister_write
