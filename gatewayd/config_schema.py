@@ -4,12 +4,30 @@ keys come from their own schemas). ``gatewayd.config`` validates with them; the 
 
 from __future__ import annotations
 
-from gatewayd.schema import Float, Int, Listen, OneOf, Path, Str
+from typing import Any
+
+from gatewayd.schema import Field, Float, Int, Listen, OneOf, Path, Str
 from gatewayd.secrets import SecretFile
 
 ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 ID_EXPECTED = "an id of letters, digits, '.', '_' or '-' (at most 64)"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+#: Pushed metrics: the longest period keeps every series visible in Prometheus between two
+#: pushes (its look-back is 5 min, and a push is stamped with the gateway's clock); the
+#: shortest keeps a 4G card's month within reason.
+PUSH_MIN, PUSH_MAX = 15.0, 240.0
+
+
+def PushPeriod(doc: str) -> Field:
+    """``[metrics] push_seconds``: 0 (off) or PUSH_MIN..PUSH_MAX."""
+    inner = Float(PUSH_MIN, PUSH_MAX)
+
+    def convert(v: Any) -> float:
+        return 0.0 if v == 0 and not isinstance(v, bool) else float(inner.convert(v))
+
+    expected = f"0 (off) or a number {PUSH_MIN:g}..{PUSH_MAX:g}"
+    spec = {"anyOf": [{"const": 0}, dict(inner.json)]}
+    return Field(expected, convert, 0.0, doc, json=spec)
 
 
 GATEWAY_SCHEMA = {
@@ -50,6 +68,10 @@ METRICS_SCHEMA = {
     "cert_file": Path(default=None, doc="serve https:// with this PEM certificate; needs key_file"),
     "key_file": Path(default=None, doc="the certificate's private key, mode 0600"),
     "listen": Listen(default="127.0.0.1:9108", doc="where Prometheus scrapes"),
+    "push_seconds": PushPeriod(
+        doc="publish the metrics on {root}/metrics this often, for gatewayd-relay exporter "
+        "(no VPN needed); 0 = off; 120 is the suggested period"
+    ),
 }
 
 OUTBOX_SCHEMA = {

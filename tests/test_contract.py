@@ -103,7 +103,7 @@ def test_the_asyncapi_document_is_sane() -> None:
     assert table == {
         "status": (1, True, True), "events": (1, False, True), "telemetry": (0, False, True),
         "state": (1, True, True), "alarms": (1, True, True), "devices": (1, True, True),
-        "cmd": (1, False, False), "cmdResult": (1, False, True),
+        "cmd": (1, False, False), "cmdResult": (1, False, True), "metrics": (0, False, True),
     }  # fmt: skip
     will = api["servers"]["platform"]["bindings"]["mqtt"]["lastWill"]
     assert (will["qos"], will["retain"]) == (1, True)

@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gatewayd.errors import GatewayError
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from gatewayd.config import Config
     from gatewayd.metrics.http import MetricsServer
+    from gatewayd.metrics.push import Link
 
 log = logging.getLogger("gatewayd.metrics")
 
@@ -118,6 +119,13 @@ class MetricsHandle:
 
     def exposition(self) -> bytes:
         return self.text.exposition(self.registry)
+
+    def push(self, link: Link, topic: str) -> Coroutine[Any, Any, None]:
+        """The loop that publishes these metrics on ``topic`` every ``[metrics]
+        push_seconds`` (run it as a task on the daemon's loop)."""
+        from gatewayd.metrics.push import push
+
+        return push(self.registry, link, topic, self.gw.config.metrics_push_seconds)
 
     def close(self) -> None:
         if self.counters in self.gw.listeners:
