@@ -13,9 +13,9 @@ ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
 ID_EXPECTED = "an id of letters, digits, '.', '_' or '-' (at most 64)"
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 #: Pushed metrics: the longest period keeps every series visible in Prometheus between two
-#: pushes (its look-back is 5 min, and a push is stamped with the gateway's clock); the
-#: shortest keeps a 4G card's month within reason.
-PUSH_MIN, PUSH_MAX = 15.0, 240.0
+#: pushes (its look-back is 5 min, and a push is stamped with the gateway's clock). Below
+#: 60 s a 4G card's month grows past 3 MB (docs/benchmarks.md); 1 s is for tests.
+PUSH_MIN, PUSH_MAX = 1.0, 240.0
 
 
 def PushPeriod(doc: str) -> Field:

@@ -71,6 +71,9 @@ class GatewayCollector:
         except RuntimeError:
             self.loop = None  # no loop (benchmarks, tools): collect in the caller's thread
         self.loop_thread = threading.get_ident()
+        #: The loop lag a collection on the loop itself reports (the pusher's timer lateness,
+        #: measured just before it collects); taken once.
+        self.lag_on_loop: float | None = None
 
     def describe(self) -> list[Metric]:
         return []  # registering must not build every family
@@ -78,7 +81,8 @@ class GatewayCollector:
     def collect(self) -> Iterator[Metric]:
         loop = self.loop
         if loop is None or threading.get_ident() == self.loop_thread or loop.is_closed():
-            yield from build(self.snapshot(), self.counters)
+            lag, self.lag_on_loop = self.lag_on_loop, None
+            yield from build(self.snapshot(), self.counters, loop_lag=lag)
             return
         done: concurrent.futures.Future[list[Metric]] = concurrent.futures.Future()
         asked = time.perf_counter()
@@ -125,7 +129,11 @@ class MetricsHandle:
         push_seconds`` (run it as a task on the daemon's loop)."""
         from gatewayd.metrics.push import push
 
-        return push(self.registry, link, topic, self.gw.config.metrics_push_seconds)
+        def lag(seconds: float) -> None:
+            self.collector.lag_on_loop = seconds
+
+        period = self.gw.config.metrics_push_seconds
+        return push(self.registry, link, topic, period, on_lag=lag)
 
     def close(self) -> None:
         if self.counters in self.gw.listeners:

@@ -148,13 +148,23 @@ async def push(
     period: float,
     clock: Callable[[], float] = time.time,
     sent: Callable[[bytes], None] | None = None,
+    on_lag: Callable[[float], None] | None = None,
 ) -> None:
     """Publish ``registry``'s samples on ``topic`` every ``period`` seconds while connected;
-    runs until cancelled. ``sent`` sees each payload (tests, the benchmark)."""
+    runs until cancelled. ``sent`` sees each payload (tests, the benchmark); ``on_lag`` is
+    told how late the loop woke this push (the endpoint's gatewayd_event_loop_lag_seconds)."""
+    loop = asyncio.get_running_loop()
     enc = Encoder(period)
     connects = -1
+    due = loop.time()
     while True:
-        await asyncio.sleep(period)
+        due += period
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        late = max(0.0, loop.time() - due)
+        if late > period:  # the loop was stuck (or the clock jumped): start the beat afresh
+            due = loop.time()
+        if on_lag is not None:
+            on_lag(late)
         if not link.connected:
             continue
         if link.connects != connects:  # a new connection: receivers may have lost the thread
