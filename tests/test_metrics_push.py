@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from gatewayd_relay.exporter import Exporter as RelayExporter
 from prometheus_client.parser import text_string_to_metric_families
 
 from firmware_stubs.lifetime import tied_to_parent
@@ -318,3 +320,78 @@ def test_prometheus_alerts_on_a_pushing_gateway_as_on_a_scraped_one(
             daemon.stop()
         log = (tmp_path / "prometheus.log").read_text(errors="replace")
         print(json.dumps([ln for ln in log.splitlines() if "level=warn" in ln][-5:]))
+
+
+# -- the rules' unit tests on pushed series ---------------------------------------------------
+
+
+def push_job() -> str:
+    """The push job of the example Prometheus config (monitoring/prometheus.yml)."""
+    example = (REPO / "monitoring" / "prometheus.yml").read_text()
+    return example.split("# push:begin\n")[1].split("  # push:end")[0]
+
+
+def renames(job: str) -> list[tuple[re.Pattern[str], str]]:
+    """The job's metric_relabel_configs that rename a series (``target_label: __name__``)."""
+    out = []
+    for rule in job.split("metric_relabel_configs:")[1].split("- source_labels:")[1:]:
+        keys = dict(re.findall(r"^\s+(\w+): (.+)$", rule, flags=re.M))
+        if keys.get("target_label") == "__name__":
+            out.append((re.compile(keys["regex"]), keys["replacement"]))
+    return out
+
+
+def pushed_shape(series: str, tmp: Path, rename: list[tuple[re.Pattern[str], str]]) -> str:
+    """``series`` (a scraped gateway's, as the unit tests write it) as Prometheus stores it
+    when it came through the exporter: the gateway's own labels in a keyframe, the
+    exporter's exposition of it (with the inventory's village and township), then the push
+    job's renames. The scrape's ``up`` is the exporter's gatewayd_push_up."""
+    (fam,) = text_string_to_metric_families(series + " 1\n")
+    (sample,) = fam.samples
+    labels = dict(sample.labels)
+    gid = labels["gateway"]
+    inventory = tmp / "inventory.csv"
+    inventory.write_text(
+        f"gateway_id,village,township\n{gid},{labels.get('village', '')},"
+        f"{labels.get('township', '')}\n"
+    )
+    exporter = RelayExporter("pingan/v1", inventory=str(inventory))
+    if sample.name != "up":
+        own = tuple(x for kv in sorted(labels.items()) if kv[0] not in OURS for x in kv)
+        frame = Encoder(60).frame([(sample.name, "untyped", "", own)], [1], time.time())
+        exporter.receive(f"pingan/v1/{gid}/metrics", encode(frame), time.time())
+    name = sample.name if sample.name != "up" else "gatewayd_push_up"
+    exposed = parse(exporter.exposition(time.time()).decode())
+    (got,) = [labels for n, labels in exposed if n == name]
+    for rx, replacement in rename:
+        name = rx.sub(replacement, name) if rx.fullmatch(name) else name
+    text = ",".join(f'{k}="{v}"' for k, v in got)
+    return f"{name}{{{text}}}"
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool missing")
+def test_rule_unit_tests_pass_on_pushed_series(tmp_path: Path) -> None:
+    """Every alert and roll-up test of monitoring/tests, its input series turned into what the
+    exporter and the push job make of the same gateway's series: the rules need no change."""
+    mon = REPO / "monitoring"
+    shutil.copytree(mon / "rules", tmp_path / "rules")
+    (tmp_path / "tests").mkdir()
+    rename = renames(push_job())
+    assert rename, "the push job renames gatewayd_push_up"
+    changed = 0
+    for test in sorted((mon / "tests").glob("*.yml")):
+        text = test.read_text()
+
+        def shaped(m: re.Match[str]) -> str:
+            nonlocal changed
+            pushed = pushed_shape(m.group(2), tmp_path, rename)
+            changed += parse(pushed + " 1\n") != parse(m.group(2) + " 1\n")
+            return f"{m.group(1)}'{pushed}'"
+
+        text, n = re.subn(r"(- series: )'([^']+)'", shaped, text)
+        assert n > 10, test.name
+        (tmp_path / "tests" / test.name).write_text(text)
+    out = subprocess.run(["promtool", "test", "rules", "alerts_test.yml", "rollups_test.yml"],
+                         cwd=tmp_path / "tests", capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert changed == 0, "the pushed series differ from the scraped ones"
