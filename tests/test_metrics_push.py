@@ -395,3 +395,41 @@ def test_rule_unit_tests_pass_on_pushed_series(tmp_path: Path) -> None:
                          cwd=tmp_path / "tests", capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert changed == 0, "the pushed series differ from the scraped ones"
+
+
+# -- what goes on the wire: the contract, and the bytes ----------------------------------------
+
+
+def test_a_houses_frames_follow_the_contract_and_stay_small(tmp_path: Path) -> None:
+    """A house (a 12-port pile, 6 detectors, a lock, an evening's state) through the real
+    collector and encoder: each frame validates against docs/contract/schemas/metrics.json
+    (the topic routed by the AsyncAPI document), and a quiet minute's delta is tens of bytes."""
+    import asyncio
+
+    from gatewayd.metrics import serve
+    from gatewayd.metrics.push import frames, series_of
+    from tests.contract_support import problems, route
+    from tests.metrics_site import close_gateway, fill, heartbeat, make_gateway
+
+    async def run() -> list[bytes]:
+        gw = make_gateway(tmp_path, chargers=1, detectors=6, locks=1)
+        fill(gw)
+        handle = serve(gw, "")
+        enc, out = Encoder(60), []
+        try:
+            for i in range(3):
+                keys, values = series_of(handle.registry)
+                out.append(encode(enc.frame(keys, values, time.time() + 60 * i)))
+                heartbeat(gw, "smoke-2", 2950 - i, -70)
+        finally:
+            handle.close()
+            close_gateway(gw)
+        return out
+
+    payloads = asyncio.run(run())
+    r, params = route(f"pingan/v1/{GW}/metrics")
+    assert (r.channel, r.qos, r.retain, params) == ("metrics", 0, False, {"gateway": GW})
+    for frame in frames(payloads):
+        assert not problems(r.schema_file, frame), problems(r.schema_file, frame)
+    key, *deltas = payloads
+    assert len(key) < 1500 and all(len(d) < 150 for d in deltas), [len(p) for p in payloads]
