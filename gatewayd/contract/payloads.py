@@ -234,7 +234,7 @@ def metrics(src: Sources) -> dict[str, Any]:
         "type": ["number", "string"],
         "description": "the sample's value; NaN, +Inf and -Inf as strings",
     }
-    sample = {
+    sample: dict[str, Any] = {
         "type": "array",
         "prefixItems": [
             {
@@ -251,7 +251,7 @@ def metrics(src: Sources) -> dict[str, Any]:
         "minItems": 3,
         "maxItems": 3,
     }
-    family = {
+    family: dict[str, Any] = {
         "type": "array",
         "prefixItems": [
             {"type": "string", "description": "the family's name as the exposition shows it"},
@@ -279,17 +279,30 @@ def metrics(src: Sources) -> dict[str, Any]:
         ["v", "t", "n", "p", "f"],
         description="a keyframe: every sample, in order",
     )
+    added = {
+        "type": "array",
+        "prefixItems": [{"type": "string"}, family["prefixItems"][1], *sample["prefixItems"]],
+        "minItems": 5,
+        "maxItems": 5,
+    }
     delta = closed(
         {
             **common,
             "d": {
                 "type": "array",
-                "items": {"type": ["number", "string"]},
-                "description": "index into the keyframe's samples, new value, ...",
+                "items": {"type": ["number", "string", "null"]},
+                "description": "index, new value (null: the series is gone), ...; indices "
+                "count the keyframe's samples, then the added ones in order",
+            },
+            "a": {
+                "type": "array",
+                "items": added,
+                "description": "series new since frame n - 1: [family, type, suffix, labels, "
+                "value]",
             },
         },
         ["t", "n", "d"],
-        description="the values changed since frame n - 1",
+        description="what changed since frame n - 1",
     )
     return top("metrics", "Pushed metrics ({root}/metrics, QoS 0, not retained).",
                {"oneOf": [key, delta]})  # fmt: skip

@@ -30,11 +30,12 @@ from typing import Any
 
 log = logging.getLogger("gatewayd_relay.exporter")
 
-#: A gateway is stale after this many of its push periods without a frame (one lost frame,
-#: or a slow reconnect, is not a gateway down).
-STALE_PERIODS = 3.0
-#: The period assumed before a gateway's first keyframe says its own.
-DEFAULT_PERIOD = 120.0
+#: A gateway is stale after this many of its push periods without a frame (a push late by
+#: a reconnect is not a gateway down): 7.5 min at the suggested 180 s, then GatewayDown's
+#: 10 min.
+STALE_PERIODS = 2.5
+#: The period assumed before a gateway's first keyframe says its own (the suggested one).
+DEFAULT_PERIOD = 180.0
 #: A gateway clock further off than this is not believed: its samples are stamped with the
 #: time they arrived (Prometheus refuses samples far in the past, and a Pi without a real-time
 #: clock may boot in 1970 before NTP answers).
@@ -69,11 +70,12 @@ def render_value(v: Any) -> str:
     return repr(v) if math.isfinite(v) else ("NaN" if math.isnan(v) else "+Inf")
 
 
-def decode(payload: bytes) -> dict[str, Any]:
-    """The frame in ``payload``: JSON, or its raw deflate."""
+def decode(payload: bytes, zdict: bytes = b"") -> tuple[dict[str, Any], bytes]:
+    """The frame in ``payload`` and its JSON text: JSON, or its raw deflate (a delta's with
+    the frame before it, ``zdict``, as the preset dictionary; a keyframe's needs none)."""
     try:
         if payload[:1] != b"{":
-            z = zlib.decompressobj(-15)
+            z = zlib.decompressobj(-15, zdict=zdict) if zdict else zlib.decompressobj(-15)
             payload = z.decompress(payload, MAX_FRAME)
             if z.unconsumed_tail:
                 raise BadFrame("frame too large")
@@ -84,12 +86,13 @@ def decode(payload: bytes) -> dict[str, Any]:
         raise BadFrame("not a frame")
     if not isinstance(frame.get("n"), int):
         raise BadFrame("no sequence number")
-    return frame
+    return frame, payload
 
 
 @dataclass
 class Gateway:
-    """One gateway's latest samples: ``lines[i]`` is the text before the value of sample i."""
+    """One gateway's latest samples: sample i is ``lines[i]`` (its name and labels) with
+    ``values[i]`` (None while the gateway does not have it), of family ``family_of[i]``."""
 
     id: str
     period: float = DEFAULT_PERIOD
@@ -97,13 +100,14 @@ class Gateway:
     t: int = 0  # its clock, ms
     heard: float = -math.inf  # when the last frame arrived (our clock, s)
     skew: float = 0.0  # its clock minus ours, s
-    families: list[tuple[str, str, range]] = field(default_factory=list)  # name, type, samples
+    types: dict[str, str] = field(default_factory=dict)  # family -> type
+    family_of: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
-    values: list[str] = field(default_factory=list)
+    values: list[str | None] = field(default_factory=list)
+    text: bytes = b""  # the last frame's JSON: the next delta's preset dictionary
 
     def keyframe(self, frame: Mapping[str, Any], ours: Mapping[str, str]) -> None:
         """Take a keyframe; ``ours`` are the labels every sample gets (replacing its own)."""
-        text = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(ours.items()))
         if frame.get("v") != 1:
             raise BadFrame(f"format version {frame.get('v')!r}")
         period, fams = frame.get("p"), frame.get("f")
@@ -111,41 +115,54 @@ class Gateway:
             raise BadFrame("no period")
         if not isinstance(fams, list):
             raise BadFrame("no families")
-        families: list[tuple[str, str, range]] = []
-        lines: list[str] = []
-        values: list[str] = []
+        fresh = Gateway(self.id, float(period))
         for fam in fams:
             if not (isinstance(fam, list) and len(fam) == 3 and isinstance(fam[2], list)):
                 raise BadFrame("a family is not [name, type, samples]")
-            name, mtype, samples = fam
-            if not (isinstance(name, str) and _NAME.fullmatch(name) and mtype in TYPES):
-                raise BadFrame(f"family {name!r} of type {mtype!r}")
-            start = len(lines)
-            for s in samples:
-                if not (isinstance(s, list) and len(s) == 3 and isinstance(s[1], list)):
-                    raise BadFrame(f"a sample of {name} is not [suffix, labels, value]")
-                suffix, flat, value = s
-                sample = f"{name}{suffix}" if isinstance(suffix, str) else ""
-                if not _NAME.fullmatch(sample) or len(flat) % 2:
-                    raise BadFrame(f"sample {sample!r} of {name}")
-                lines.append(sample + _labels(flat, ours, text))
-                values.append(render_value(value))
-            families.append((name, mtype, range(start, len(lines))))
-        self.period, self.families, self.lines, self.values = float(period), families, lines, values
+            if not (isinstance(fam[0], str) and _NAME.fullmatch(fam[0]) and fam[1] in TYPES):
+                raise BadFrame(f"family {fam[0]!r} of type {fam[1]!r}")
+            for s in fam[2]:
+                if not (isinstance(s, list) and len(s) == 3):
+                    raise BadFrame(f"a sample of {fam[0]!r} is not [suffix, labels, value]")
+                fresh.add(ours, fam[0], fam[1], *s)
+        self.period, self.types, self.family_of = fresh.period, fresh.types, fresh.family_of
+        self.lines, self.values = fresh.lines, fresh.values
 
-    def delta(self, frame: Mapping[str, Any]) -> None:
-        d = frame.get("d")
-        if not isinstance(d, list) or len(d) % 2:
+    def add(
+        self, ours: Mapping[str, str], name: Any, mtype: Any, suffix: Any, flat: Any, value: Any
+    ) -> None:
+        """One more sample (of a keyframe, or added by a delta)."""
+        if not (isinstance(name, str) and _NAME.fullmatch(name) and mtype in TYPES):
+            raise BadFrame(f"family {name!r} of type {mtype!r}")
+        sample = f"{name}{suffix}" if isinstance(suffix, str) else ""
+        if not _NAME.fullmatch(sample) or not isinstance(flat, list) or len(flat) % 2:
+            raise BadFrame(f"sample {sample!r} of {name}")
+        line = sample + _labels(flat, ours)
+        self.values.append(render_value(value))
+        self.lines.append(line)
+        self.family_of.append(name)
+        self.types.setdefault(name, mtype)
+
+    def delta(self, frame: Mapping[str, Any], ours: Mapping[str, str]) -> None:
+        d, added = frame.get("d"), frame.get("a", [])
+        if not isinstance(d, list) or len(d) % 2 or not isinstance(added, list):
             raise BadFrame("no delta")
-        values = list(self.values)
+        grown = Gateway(self.id, self.period, types=dict(self.types),
+                        family_of=list(self.family_of), lines=list(self.lines),
+                        values=list(self.values))  # fmt: skip
+        for new in added:
+            if not (isinstance(new, list) and len(new) == 5):
+                raise BadFrame("an added sample is not [family, type, suffix, labels, value]")
+            grown.add(ours, *new)
         for i, v in zip(d[::2], d[1::2], strict=True):
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(values):
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(self.values):
                 raise BadFrame(f"index {i!r}")
-            values[i] = render_value(v)
-        self.values = values
+            grown.values[i] = None if v is None else render_value(v)
+        self.types, self.family_of = grown.types, grown.family_of
+        self.lines, self.values = grown.lines, grown.values
 
 
-def _labels(flat: list[Any], ours: Mapping[str, str], text: str) -> str:
+def _labels(flat: list[Any], ours: Mapping[str, str]) -> str:
     """``{a="1",...}``: the sample's labels (those we set replaced by ours) and ours."""
     out = []
     for k, v in zip(flat[::2], flat[1::2], strict=True):
@@ -153,7 +170,7 @@ def _labels(flat: list[Any], ours: Mapping[str, str], text: str) -> str:
             raise BadFrame(f"label {k!r}")
         if k not in ours:
             out.append(f'{k}="{_escape(v)}"')
-    out.append(text)
+    out.extend(f'{k}="{_escape(v)}"' for k, v in sorted(ours.items()))
     return "{" + ",".join(out) + "}"
 
 
@@ -218,24 +235,35 @@ class Exporter:
         gid = self.gateway_of(topic)
         if gid is None:
             return
+        gw = self.gateways.get(gid)
+        if gw is not None:
+            gw.heard = now  # even a frame it cannot read yet says the gateway is alive
         try:
-            frame = decode(payload)
-            gw = self.gateways.setdefault(gid, Gateway(gid))
+            frame, text = decode(payload, gw.text if gw is not None and gw.seq >= 0 else b"")
+        except BadFrame as exc:
+            # Not a frame, or a delta deflated against one this process did not get: the
+            # deltas that follow cannot be read either. Wait for the next keyframe.
+            self.rejected += 1
+            if gw is not None:
+                gw.seq = -1
+            log.debug("metrics of %s unreadable: %s", gid, exc)
+            return
+        gw = self.gateways.setdefault(gid, Gateway(gid))
+        gw.heard = now
+        try:
             if "f" in frame:
                 gw.keyframe(frame, self.labels(gid))
             elif frame["n"] == gw.seq + 1 and gw.seq >= 0:
-                gw.delta(frame)
+                gw.delta(frame, self.labels(gid))
             else:  # a frame was lost (or we started late): wait for the next keyframe
-                if gw.seq >= 0:
-                    self.gaps += 1
+                self.gaps += gw.seq >= 0
                 gw.seq = -1
-                gw.heard = now
                 return
         except BadFrame as exc:
             self.rejected += 1
             log.debug("metrics of %s refused: %s", gid, exc)
             return
-        gw.seq, gw.t, gw.heard = frame["n"], frame["t"], now
+        gw.seq, gw.t, gw.text = frame["n"], frame["t"], text
         gw.skew = frame["t"] / 1000 - now
 
     def stale(self, gw: Gateway, now: float) -> bool:
@@ -256,9 +284,11 @@ class Exporter:
                 continue
             skew.append(f"gatewayd_push_clock_skew_seconds{ours} {gw.skew:.3f}\n")
             t = gw.t if abs(gw.skew) <= MAX_SKEW else int(gw.heard * 1000)
-            for name, mtype, rows in gw.families:
-                lines = by_family.setdefault(name, (mtype, []))[1]
-                lines.extend(f"{gw.lines[i]} {gw.values[i]} {t}\n" for i in rows)
+            for name, line, value in zip(gw.family_of, gw.lines, gw.values, strict=True):
+                if value is not None:
+                    by_family.setdefault(name, (gw.types[name], []))[1].append(
+                        f"{line} {value} {t}\n"
+                    )
         out = [
             "# HELP gatewayd_push_up 1 while the gateway's pushed metrics arrive; 0 once they "
             "stopped (stale). Renamed to up by the scrape config.\n# TYPE gatewayd_push_up gauge\n",
@@ -267,7 +297,7 @@ class Exporter:
             "at its last frame.\n# TYPE gatewayd_push_clock_skew_seconds gauge\n",
             *skew,
             "# HELP gatewayd_push_frames_refused_total Payloads on the metrics topics that were "
-            "not frames of the contract.\n# TYPE gatewayd_push_frames_refused_total counter\n"
+            "not frames of the contract, or deltas against a frame this exporter did not get.\n# TYPE gatewayd_push_frames_refused_total counter\n"
             f"gatewayd_push_frames_refused_total {self.rejected}\n",
             "# HELP gatewayd_push_gaps_total Deltas that did not follow the frame before (lost "
             "in transit); the gateway waits for its next keyframe.\n"

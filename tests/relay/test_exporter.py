@@ -38,17 +38,19 @@ def value(exp: Exporter, name: str, now: float) -> float | None:
 
 def test_a_lost_delta_waits_for_the_next_keyframe() -> None:
     exp, enc, now = Exporter("pingan/v1"), Encoder(60, keyframe_every=4), time.time()
-    sent = [enc.frame(KEYS, [number(v), 1, 0], now + i) for i, v in enumerate((0, 1, 0, 1, 1))]
-    assert ["f" in f for f in sent] == [True, False, False, False, True]
-    exp.receive(TOPIC, encode(sent[0]), now)
-    exp.receive(TOPIC, encode(sent[1]), now + 1)
+    frames = [enc.frame(KEYS, [number(v), 1, 0], now + i) for i, v in enumerate((0, 1, 0, 1, 1))]
+    assert ["f" in f for f in frames] == [True, False, False, False, True]
+    sent = [enc.payload(f) for f in frames]
+    exp.receive(TOPIC, sent[0], now)
+    exp.receive(TOPIC, sent[1], now + 1)
     assert value(exp, "gatewayd_fire_mode", now + 1) == 1
     # sent[2] (fire mode back to 0) is lost: sent[3] must not be applied on top of sent[1]
-    exp.receive(TOPIC, encode(sent[3]), now + 3)
-    assert exp.gaps == 1
+    # (deflated against sent[2], it cannot even be read here)
+    exp.receive(TOPIC, sent[3], now + 3)
+    assert exp.gaps + exp.rejected == 1
     assert value(exp, "gatewayd_fire_mode", now + 3) is None  # nothing rather than a guess
     assert value(exp, "gatewayd_push_up", now + 3) == 1  # it is alive, though
-    exp.receive(TOPIC, encode(sent[4]), now + 4)
+    exp.receive(TOPIC, sent[4], now + 4)
     assert value(exp, "gatewayd_fire_mode", now + 4) == 1
     assert value(exp, "gatewayd_outbox_dropped_total", now + 4) == 0
 
@@ -68,7 +70,7 @@ def test_a_gateway_of_the_inventory_that_never_pushed_is_down(tmp_path: Path) ->
     gw1 = (("gateway", "gw-1"), ("instance", "gw-1"), *place[2:])
     assert got[("gatewayd_push_up", gw1)] == 1
     assert value(exp, "gatewayd_bus_up", now + 1) == 1
-    # Three periods later without a frame, gw-1 is stale too and its samples go.
+    # Three periods later without a frame, gw-1 is stale too (2.5 periods) and its samples go.
     assert all(v == 0 for (n, _), v in samples(exp, now + 181).items() if n == "gatewayd_push_up")
     assert value(exp, "gatewayd_bus_up", now + 181) is None
 
@@ -84,6 +86,16 @@ def test_a_clock_far_off_is_not_believed() -> None:
     assert skew is not None and skew < -1e9
 
 
+def test_a_delta_sent_in_plain_json_after_a_loss_is_a_gap() -> None:
+    exp, enc, now = Exporter("pingan/v1"), Encoder(60), time.time()
+    first = enc.frame(KEYS, [0, 1, 0], now)
+    exp.receive(TOPIC, enc.payload(first), now)
+    enc.frame(KEYS, [1, 1, 0], now + 1)  # lost
+    third = enc.frame(KEYS, [1, 1, 1], now + 2)
+    exp.receive(TOPIC, encode(third), now + 2)
+    assert exp.gaps == 1 and value(exp, "gatewayd_fire_mode", now + 2) is None
+
+
 def test_payloads_that_are_not_frames_change_nothing() -> None:
     exp, now = Exporter("pingan/v1"), time.time()
     exp.receive(TOPIC, encode(Encoder(60).frame(KEYS, [0, 1, 0], now)), now)
@@ -94,12 +106,17 @@ def test_payloads_that_are_not_frames_change_nothing() -> None:
     bad_label = {"v": 1, "t": 1, "n": 2, "p": 60, "f": [["x", "gauge", [["", ["a b", "1"], 1]]]]}
     z = zlib.compressobj(9, zlib.DEFLATED, -15)
     bomb = z.compress(b'{"t":1,"n":1,"d":[' + b"0," * MAX_FRAME + b"0]}") + z.flush()
-    for payload in (b"", b"not json", b"[1,2]", bomb, encode(bad_name), encode(bad_label)):
+    for payload in (encode(bad_name), encode(bad_label)):  # a keyframe: all or nothing
         exp.receive(TOPIC, payload, now)
     after = samples(exp, now)
-    assert after.pop(("gatewayd_push_frames_refused_total", ())) == 6
+    assert after.pop(("gatewayd_push_frames_refused_total", ())) == 2
     assert before.pop(("gatewayd_push_frames_refused_total", ())) == 0
     assert after == before
+    # Unreadable: what follows cannot be trusted to continue the chain; nothing is applied.
+    for payload in (b"", b"not json", b"[1,2]", bomb):
+        exp.receive(TOPIC, payload, now)
+    assert exp.rejected == 6 and value(exp, "gatewayd_fire_mode", now) is None
+    assert value(exp, "gatewayd_push_up", now) == 1
     exp.receive(TOPIC, encode(smuggled), now)  # escaped: one series with an odd label value
     names = {n for n, _ in samples(exp, now)}
     assert "evil_total" not in names and "x" in names
