@@ -145,13 +145,6 @@ def exporters(tmp_path: Path, broker: Broker, inventory: Path) -> Iterator[list[
 
 
 @pytest.fixture
-def receiver(tmp_path: Path) -> Iterator[EmulatorThread]:
-    emu = EmulatorThread(tmp_path / "srb433")
-    yield emu
-    emu.close()
-
-
-@pytest.fixture
 def pile() -> Iterator[PileThread]:
     p = PileThread()
     yield p
@@ -190,11 +183,11 @@ def test_exporter_serves_what_the_gateway_serves_and_marks_it_stale(
     tmp_path: Path,
     broker: Broker,
     exporters: list[Exporter],
-    receiver: EmulatorThread,
+    smoke_receiver: EmulatorThread,
     pile: PileThread,
 ) -> None:
     metrics_port = free_port()
-    site = make_site(tmp_path, broker.url, gateway_body(metrics_port, receiver, pile), GW)
+    site = make_site(tmp_path, broker.url, gateway_body(metrics_port, smoke_receiver, pile), GW)
     watch = Probe(broker.port, f"pingan/v1/{GW}/metrics")
     daemon = Daemon(site)
     daemon.start()
@@ -238,7 +231,7 @@ def test_exporter_serves_what_the_gateway_serves_and_marks_it_stale(
         assert sent and not any(m.retain for m in sent)
 
         # A fire: the pushed series show it as the endpoint does.
-        receiver.call(receiver.rx.detector("1A2B3C4D").alarm(90))
+        smoke_receiver.call(smoke_receiver.rx.detector("1A2B3C4D").alarm(90))
         alarm = ("gatewayd_smoke_alarm_active", (("device", "smoke-301"), ("room", "301")))
         wait_until(lambda: one.series(GW).get(alarm, (0.0, None))[0] == 1, 10, "the alarm pushed")
 
@@ -273,7 +266,7 @@ def test_prometheus_alerts_on_a_pushing_gateway_as_on_a_scraped_one(
     tmp_path: Path,
     broker: Broker,
     exporters: list[Exporter],
-    receiver: EmulatorThread,
+    smoke_receiver: EmulatorThread,
     pile: PileThread,
 ) -> None:
     # The example config's push job, pointed at both replicas.
@@ -283,7 +276,7 @@ def test_prometheus_alerts_on_a_pushing_gateway_as_on_a_scraped_one(
     job = job.replace('"127.0.0.1:9109"', targets)
     assert targets in job and "honor_labels: true" in job
     metrics_port = free_port()
-    site = make_site(tmp_path, broker.url, gateway_body(metrics_port, receiver, pile), GW)
+    site = make_site(tmp_path, broker.url, gateway_body(metrics_port, smoke_receiver, pile), GW)
     daemon = Daemon(site)
     daemon.start()
     prom = Prometheus(tmp_path, None, job)
@@ -299,7 +292,7 @@ def test_prometheus_alerts_on_a_pushing_gateway_as_on_a_scraped_one(
         roll_up = 'township:gatewayd_up:sum{township="新庄镇"}'
         wait_until(lambda: prom.value(roll_up) == 1, 10, "the roll-up to count it")
 
-        receiver.call(receiver.rx.detector("1A2B3C4D").alarm(90))
+        smoke_receiver.call(smoke_receiver.rx.detector("1A2B3C4D").alarm(90))
         fire = wait_until(lambda: alert(prom, "FireAlarmActive", "firing"), 20, "the fire alert")
         assert {k: fire["labels"][k] for k in ("device", "room", "gateway", "instance", "village",
                                                "township", "job")} == {

@@ -1,6 +1,7 @@
-"""`gatewayd-relay`: serve, and the township admin's commands (init, accounts, houses and
-their enrollment codes). Options may also come from the environment (RELAY_DATABASE,
-RELAY_MASTER_KEY, RELAY_BROKER, RELAY_PASSWORD), so secrets stay off command lines."""
+"""`gatewayd-relay`: serve, the township admin's commands (init, accounts, houses and their
+enrollment codes), and exporter (the gateways' pushed metrics for Prometheus). Options may
+also come from the environment (RELAY_DATABASE, RELAY_MASTER_KEY, RELAY_BROKER,
+RELAY_PASSWORD), so secrets stay off command lines."""
 
 from __future__ import annotations
 
