@@ -43,6 +43,7 @@ MAX_SKEW = 300.0
 #: Inflated frames larger than this are refused (a house's keyframe is ~12 KB of JSON).
 MAX_FRAME = 4 * 1024 * 1024
 TYPES = frozenset({"counter", "gauge", "histogram", "summary", "untyped"})
+OWN_PREFIX = "gatewayd_push_"  # the exporter's own series; no gateway exports such a name
 
 _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -119,7 +120,7 @@ class Gateway:
         for fam in fams:
             if not (isinstance(fam, list) and len(fam) == 3 and isinstance(fam[2], list)):
                 raise BadFrame("a family is not [name, type, samples]")
-            if not (isinstance(fam[0], str) and _NAME.fullmatch(fam[0]) and fam[1] in TYPES):
+            if not _family_ok(fam[0], fam[1]):
                 raise BadFrame(f"family {fam[0]!r} of type {fam[1]!r}")
             for s in fam[2]:
                 if not (isinstance(s, list) and len(s) == 3):
@@ -132,7 +133,7 @@ class Gateway:
         self, ours: Mapping[str, str], name: Any, mtype: Any, suffix: Any, flat: Any, value: Any
     ) -> None:
         """One more sample (of a keyframe, or added by a delta)."""
-        if not (isinstance(name, str) and _NAME.fullmatch(name) and mtype in TYPES):
+        if not _family_ok(name, mtype):
             raise BadFrame(f"family {name!r} of type {mtype!r}")
         sample = f"{name}{suffix}" if isinstance(suffix, str) else ""
         if not _NAME.fullmatch(sample) or not isinstance(flat, list) or len(flat) % 2:
@@ -160,6 +161,17 @@ class Gateway:
             grown.values[i] = None if v is None else render_value(v)
         self.types, self.family_of = grown.types, grown.family_of
         self.lines, self.values = grown.lines, grown.values
+
+
+def _family_ok(name: Any, mtype: Any) -> bool:
+    """A family a gateway may push: a valid name of a known type, none of the exporter's own
+    (a second TYPE line for one name would fail the whole scrape, every gateway's)."""
+    return (
+        isinstance(name, str)
+        and _NAME.fullmatch(name) is not None
+        and mtype in TYPES
+        and not name.startswith(OWN_PREFIX)
+    )
 
 
 def _labels(flat: list[Any], ours: Mapping[str, str]) -> str:

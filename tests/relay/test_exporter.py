@@ -104,18 +104,19 @@ def test_payloads_that_are_not_frames_change_nothing() -> None:
                 "f": [["x", "gauge", [["", ["a", 'b"} 1\nevil_total 1\nx{a="'], 1]]]]}  # fmt: skip
     bad_name = {"v": 1, "t": 1, "n": 2, "p": 60, "f": [["x 1\nevil", "gauge", []]]}
     bad_label = {"v": 1, "t": 1, "n": 2, "p": 60, "f": [["x", "gauge", [["", ["a b", "1"], 1]]]]}
+    ours = {"v": 1, "t": 1, "n": 2, "p": 60, "f": [["gatewayd_push_up", "gauge", [["", [], 1]]]]}
     z = zlib.compressobj(9, zlib.DEFLATED, -15)
     bomb = z.compress(b'{"t":1,"n":1,"d":[' + b"0," * MAX_FRAME + b"0]}") + z.flush()
-    for payload in (encode(bad_name), encode(bad_label)):  # a keyframe: all or nothing
+    for payload in (encode(bad_name), encode(bad_label), encode(ours)):  # all or nothing
         exp.receive(TOPIC, payload, now)
     after = samples(exp, now)
-    assert after.pop(("gatewayd_push_frames_refused_total", ())) == 2
+    assert after.pop(("gatewayd_push_frames_refused_total", ())) == 3
     assert before.pop(("gatewayd_push_frames_refused_total", ())) == 0
     assert after == before
     # Unreadable: what follows cannot be trusted to continue the chain; nothing is applied.
     for payload in (b"", b"not json", b"[1,2]", bomb):
         exp.receive(TOPIC, payload, now)
-    assert exp.rejected == 6 and value(exp, "gatewayd_fire_mode", now) is None
+    assert exp.rejected == 7 and value(exp, "gatewayd_fire_mode", now) is None
     assert value(exp, "gatewayd_push_up", now) == 1
     exp.receive(TOPIC, encode(smuggled), now)  # escaped: one series with an odd label value
     names = {n for n, _ in samples(exp, now)}
