@@ -169,8 +169,10 @@ def test_every_message_the_demo_publishes_validates_against_the_contract(
     assert not failures, f"{len(failures)} of {len(recording)} messages break the contract:\n" + (
         "\n".join(failures[:40])
     )
-    # The story reached every channel, and the event types it is about.
-    assert set(seen) == {r.channel for r in routes()}, seen
+    # The story reached every channel, and the event types it is about. Not metrics: the
+    # demo's gateway does not push them (push_seconds is off by default); the frames of a
+    # house are validated in tests/test_metrics_push.py.
+    assert set(seen) == {r.channel for r in routes()} - {"metrics"}, seen
     story = {"door.unlocked", "door.locked", "charger.port_full", "charger.port_cut",
              "gateway.fire_mode", "door.released", "gateway.fire_reset", "door.restored",
              "gateway.alarm_reset", "smoke.alarm"}  # fmt: skip
