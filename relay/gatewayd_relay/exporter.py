@@ -254,8 +254,10 @@ class Exporter:
             frame, text = decode(payload, gw.text if gw is not None and gw.seq >= 0 else b"")
         except BadFrame as exc:
             # Not a frame, or a delta deflated against one this process did not get: the
-            # deltas that follow cannot be read either. Wait for the next keyframe.
-            self.rejected += 1
+            # deltas that follow cannot be read either. Wait for the next keyframe. (While
+            # waiting, a deflated payload is most likely such a delta: not counted.)
+            if (gw is not None and gw.seq >= 0) or payload[:1] == b"{":
+                self.rejected += 1
             if gw is not None:
                 gw.seq = -1
             log.debug("metrics of %s unreadable: %s", gid, exc)

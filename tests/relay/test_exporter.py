@@ -114,12 +114,29 @@ def test_payloads_that_are_not_frames_change_nothing() -> None:
     assert before.pop(("gatewayd_push_frames_refused_total", ())) == 0
     assert after == before
     # Unreadable: what follows cannot be trusted to continue the chain; nothing is applied.
+    # The first is refused; the rest, while waiting for a keyframe, may be deltas deflated
+    # against a frame this exporter missed, and are not counted.
     for payload in (b"", b"not json", b"[1,2]", bomb):
         exp.receive(TOPIC, payload, now)
-    assert exp.rejected == 7 and value(exp, "gatewayd_fire_mode", now) is None
+    assert exp.rejected == 4 and value(exp, "gatewayd_fire_mode", now) is None
     assert value(exp, "gatewayd_push_up", now) == 1
     exp.receive(TOPIC, encode(smuggled), now)  # escaped: one series with an odd label value
     names = {n for n, _ in samples(exp, now)}
     assert "evil_total" not in names and "x" in names
     exp.receive("pingan/v1/../metrics", encode(Encoder(60).frame(KEYS, [1, 1, 1], now)), now)
     assert set(exp.gateways) == {"gw-1"}
+
+
+def test_a_replica_that_joins_late_sees_the_gateway_alive_then_its_series(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.csv"
+    inventory.write_text("gateway_id,village,township\ngw-1,柳墅村,新庄镇\n")
+    enc, now = Encoder(60, keyframe_every=3), time.time()
+    sent = [enc.payload(enc.frame(KEYS, [0, 1, i], now + i)) for i in range(4)]
+    late = Exporter("pingan/v1", inventory=str(inventory))  # the keyframe sent[0] went by
+    for i in (1, 2):
+        late.receive(TOPIC, sent[i], now + i)
+        assert value(late, "gatewayd_push_up", now + i) == 1  # alive: its deltas arrive
+        assert value(late, "gatewayd_bus_up", now + i) is None  # nothing to show yet
+    late.receive(TOPIC, sent[3], now + 3)  # the next keyframe
+    assert value(late, "gatewayd_outbox_dropped_total", now + 3) == 3
+    assert late.rejected == 0
