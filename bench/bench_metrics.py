@@ -66,6 +66,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             static = CollectorRegistry()
             static.register(_Static(build(gw.snapshot(), handle.counters)))  # type: ignore[arg-type]
             floor = _timed(lambda: generate_latest(static), n)
+            pushes, push_sizes = _pushes(handle, n)
         finally:
             handle.close()
         http = _http_scrapes(gw, n)
@@ -83,7 +84,26 @@ def run(quick: bool) -> list[dict[str, Any]]:
         row("scrape over HTTP, p99", percentile(http, 99) * 1e3, "ms"),
         row(f"scrape size, {devices} devices", len(body) / 1024, "KB", target="<= 64 KB", ok=len(body) <= 64 * 1024),
         row(f"scrape size gzip, {devices} devices", len(gzip.compress(body)) / 1024, "KB"),
+        row(f"push ([metrics] push_seconds): collect + encode a frame on the event loop, {devices} devices, p50",
+            percentile(pushes, 50) * 1e3, "ms", "the scrape's collect + exposition, same run", p50),
+        row("push: collect + encode, p99", percentile(pushes, 99) * 1e3, "ms"),
+        row(f"push: keyframe, {devices} devices", push_sizes[0] / 1024, "KB", "the scrape gzip'd",
+            len(gzip.compress(body)) / 1024),
     ]  # fmt: skip
+
+
+def _pushes(handle: Any, n: int) -> tuple[list[float], list[int]]:
+    """What the pusher does each period (gatewayd/metrics/push.py's loop, without the sleep):
+    collect, diff against the frame before, deflate. The first frame is the keyframe."""
+    from gatewayd.metrics.push import Encoder, series_of
+
+    enc, sizes = Encoder(60.0, keyframe_every=n + 2), []
+
+    def one() -> None:
+        keys, values = series_of(handle.registry)
+        sizes.append(len(enc.payload(enc.frame(keys, values, time.time()))))
+
+    return _timed(one, n), sizes
 
 
 _CLIENT = """

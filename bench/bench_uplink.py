@@ -16,6 +16,12 @@ counts what it would put on the wire: the PUBLISH packet (fixed header, remainin
 topic, packet id, payload) and, for QoS 1, the broker's 4-byte PUBACK. TCP/TLS overhead is not
 counted (the same per packet for both).
 
+The same day feeds a real ``Gateway``'s metrics (its event counters and device states, the
+collector the /metrics endpoint uses) and the real pusher of ``[metrics] push_seconds``
+(gatewayd/metrics/push.py) at 60, 120 and 180 s, the suggested period: its MQTT bytes are the
+month's cost of pushed metrics, beside the gzip'd exposition text the endpoint would serve at
+each of those pushes (what a naive push would send).
+
 Run alone: ``python -m bench.bench_uplink [--hours 24] [--fast 1 --slow 10]``;
 ``--fast 1 --slow 1`` is the 1 s polling row (ThingsBoard's gateway sends one message a poll).
 """
@@ -41,6 +47,7 @@ ROOT = "pingan/v1/gw-bench"
 CHARGING_PORTS = (1, 5, 9)
 DETECTORS = 6
 OPENINGS = 50
+PUSH_PERIODS = (60.0, 120.0, 180.0)  # [metrics] push_seconds, side by side; 180 suggested
 
 
 def publish_bytes(topic: str, payload: bytes, qos: int) -> int:
@@ -140,25 +147,29 @@ class House(BareHouse):
 
 
 class Fanout:
-    """The drivers' ``DriverContext``: every call to both publishers."""
+    """The drivers' ``DriverContext``: every call to both publishers, and to the metrics of a
+    real gateway (its event counters and device states)."""
 
     gateway_id = "gw-bench"
     log = logging.getLogger("bench.uplink")
 
-    def __init__(self, publishers: Sequence[Any]) -> None:
+    def __init__(self, publishers: Sequence[Any], metrics: Any) -> None:
         from gatewayd.model import is_internal
 
         self.publishers = publishers
+        self.metrics = metrics  # a MetricsHandle
         self.internal = is_internal
         self.events: Counter[str] = Counter()
 
     def emit(self, event: Any) -> None:
         self.events[event.type] += 1
+        self.metrics.counters(event)
         if not self.internal(event.type):
             for p in self.publishers:
                 p.event(event)
 
     def publish_state(self, device: str, state: Mapping[str, Any]) -> None:
+        self.metrics.gw.world.states.setdefault(device, {}).update(state)
         for p in self.publishers:
             p.state(device, state)
 
@@ -252,6 +263,48 @@ async def _lock(ctx: Fanout, rng: random.Random, until: float) -> None:
         report.notification(frame(0x12, b"\x01"))  # relocked by itself
 
 
+class PushWire:
+    """The MQTT link as the metrics pusher sees it: counts what would be sent, and the gzip'd
+    exposition the endpoint would serve at the same moment (the baseline)."""
+
+    connected = True
+    connects = 1
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.bytes = self.messages = self.keyframes = self.gzip_bytes = 0
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int:
+        import gzip
+
+        self.bytes += publish_bytes(topic, payload, qos)
+        self.messages += 1
+        self.keyframes += payload[:1] != b"{" and len(payload) > 400
+        text = gzip.compress(self.handle.exposition(), compresslevel=9)
+        self.gzip_bytes += publish_bytes(topic, text, qos)
+        return self.messages
+
+
+def metrics_house(tmp: str) -> Any:
+    """The bench house as a real Gateway's metrics see it (no buses run: the day's drivers
+    feed it through ``Fanout``)."""
+    import dataclasses
+    from pathlib import Path
+
+    from gatewayd.driver import BusConfig, DeviceConfig
+    from gatewayd.metrics import serve
+    from tests.metrics_site import make_gateway
+
+    Path(tmp).mkdir(parents=True, exist_ok=True)
+    gw = make_gateway(Path(tmp), chargers=1, detectors=DETECTORS)
+    door = DeviceConfig("door-main", "door_lock", "ble", {"escape_route": True})
+    gw.config = dataclasses.replace(
+        gw.config, buses=(*gw.config.buses, BusConfig("ble", "ble", {})),
+        devices=(*gw.config.devices, door), gateway_id="gw-bench",
+    )  # fmt: skip
+    return serve(gw, "")
+
+
 async def house_day(hours: float, fast: float, slow: float, seed: int = 17) -> dict[str, Any]:
     from drivers.modbus.driver import ModbusDriver
     from firmware_stubs.ebc_model import Pile
@@ -275,7 +328,11 @@ async def house_day(hours: float, fast: float, slow: float, seed: int = 17) -> d
         wire.publisher = pub
         wires[mode] = wire
         pubs.append(pub)
-    ctx = Fanout(pubs)
+    handle = metrics_house(f"{tmp.name}/gateway")
+    ctx = Fanout(pubs, handle)
+    from gatewayd.metrics.push import push
+
+    pushed = {period: PushWire(handle) for period in PUSH_PERIODS}
     pile = Pile(unit=1, ports_n=12)
     bus = BusConfig("rs485", "modbus", {"port": "/dev/null", "fast_seconds": fast,
                                         "slow_seconds": slow})  # fmt: skip
@@ -288,8 +345,18 @@ async def house_day(hours: float, fast: float, slow: float, seed: int = 17) -> d
         drive = tg.create_task(driver.run(), name="pile")
         tg.create_task(_detectors(ctx, rng, until), name="detectors")
         tg.create_task(_lock(ctx, rng, until), name="lock")
+        pushers = [
+            tg.create_task(push(handle.registry, w, f"{ROOT}/metrics", period), name="push")
+            for period, w in pushed.items()
+        ]
         await _physics(pile, rng, until)
         drive.cancel()
+        for task in pushers:
+            task.cancel()
+    from tests.metrics_site import close_gateway
+
+    handle.close()
+    close_gateway(handle.gw)
     for box in (p.outbox for p in pubs):
         box.close()
     tmp.cleanup()
@@ -303,6 +370,12 @@ async def house_day(hours: float, fast: float, slow: float, seed: int = 17) -> d
             "messages_day": sum(wire.messages.values()) * scale,
             "by_channel": {k: (wire.messages[k] * scale, v * scale) for k, v in wire.bytes.items()},
         }
+    out["metrics"] = {
+        str(int(period)): {"bytes_day": w.bytes * scale, "messages_day": w.messages * scale,
+                           "keyframes_day": w.keyframes * scale,
+                           "gzip_text_bytes_day": w.gzip_bytes * scale}
+        for period, w in pushed.items()
+    }  # fmt: skip
     return out
 
 
@@ -326,7 +399,18 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
             new["messages_day"] <= 0.2 * old["messages_day"]),
         row("house, pile polled every 1 s: MQTT messages/s", new_s, "msg/s", "every read",
             old_s, "<= 1 msg/s", new_s <= 1.0),
+        *(_pushed_row(day["metrics"][p], p) for p in ("180", "120", "60")),
     ]  # fmt: skip
+
+
+def _pushed_row(m: dict[str, Any], period: str) -> dict[str, Any]:
+    from bench.common import row
+
+    month, gz = m["bytes_day"] * 30 / 1e6, m["gzip_text_bytes_day"] * 30 / 1e6
+    target = "<= 3 MB" if period == "180" else ""  # the suggested period
+    return row(f"house: pushed metrics MB per 30 days, push_seconds = {period} (keyframe + "
+               "deltas)", month, "MB", "the gzip'd exposition text at each push", gz, target,
+               month <= 3.0 if target else None)  # fmt: skip
 
 
 def _child(hours: float, fast: float, slow: float) -> dict[str, Any]:
@@ -370,6 +454,10 @@ def main() -> None:
               f"MB/30 days  {d['messages_day']:9.0f} msg/day  {d['messages_day'] / DAY:6.3f} msg/s")  # fmt: skip
         for ch, (n, b) in sorted(d["by_channel"].items()):
             print(f"{'':>16}{ch:<10} {n:9.0f} msg/day {b / 1e6:8.3f} MB/day")
+    for period, m in day["metrics"].items():
+        print(f"pushed metrics every {period} s: {m['bytes_day'] * 30 / 1e6:.2f} MB/30 days, "
+              f"{m['messages_day']:.0f} msg/day ({m['keyframes_day']:.0f} keyframes); the gzip'd "
+              f"exposition at each push: {m['gzip_text_bytes_day'] * 30 / 1e6:.2f} MB/30 days")  # fmt: skip
     old, new = day["every_reading"], day["by_exception"]
     print(f"ratio: bytes {new['bytes_day'] / old['bytes_day']:.3f}, messages "
           f"{new['messages_day'] / old['messages_day']:.3f}")  # fmt: skip

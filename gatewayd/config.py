@@ -121,6 +121,8 @@ class Config:
     metrics_password: Secret | None
     metrics_cert_file: str | None
     metrics_key_file: str | None
+    #: Seconds between pushed metrics snapshots on {root}/metrics; 0: none.
+    metrics_push_seconds: float
     outbox: OutboxConfig
     buses: tuple[BusConfig, ...]
     devices: tuple[DeviceConfig, ...]
@@ -204,6 +206,7 @@ def parse(raw: Mapping[str, Any], name: str = "gateway.toml") -> Config:
         metrics_password=met["password_file"],
         metrics_cert_file=met["cert_file"],
         metrics_key_file=met["key_file"],
+        metrics_push_seconds=met["push_seconds"],
         outbox=OutboxConfig(**box),
         buses=buses,
         devices=devices,

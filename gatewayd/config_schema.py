@@ -4,7 +4,9 @@ keys come from their own schemas). ``gatewayd.config`` validates with them; the 
 
 from __future__ import annotations
 
-from gatewayd.schema import Float, Int, Listen, OneOf, Path, Str, StrOrList
+from typing import Any
+
+from gatewayd.schema import Field, Float, Int, Listen, OneOf, Path, Str, StrOrList
 from gatewayd.secrets import SecretFile
 
 #: Gateway and device ids are MQTT topic levels: only characters every broker takes in a topic
@@ -27,6 +29,22 @@ MAX_URLS = 8
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 #: One broker URL (what `gatewayd init --broker` takes; ``[mqtt] url`` takes a list of them too).
 BROKER_URL = Str(pattern=URL_PATTERN, expected=URL_EXPECTED)
+#: Pushed metrics: the longest period keeps every series visible in Prometheus between two
+#: pushes (its look-back is 5 min, and a push is stamped with the gateway's clock). Below
+#: 180 s a busy house's month grows past 3 MB (docs/benchmarks.md); 1 s is for tests.
+PUSH_MIN, PUSH_MAX = 1.0, 240.0
+
+
+def PushPeriod(doc: str) -> Field:
+    """``[metrics] push_seconds``: 0 (off) or PUSH_MIN..PUSH_MAX."""
+    inner = Float(PUSH_MIN, PUSH_MAX)
+
+    def convert(v: Any) -> float:
+        return 0.0 if v == 0 and not isinstance(v, bool) else float(inner.convert(v))
+
+    expected = f"0 (off) or a number {PUSH_MIN:g}..{PUSH_MAX:g}"
+    spec = {"anyOf": [{"const": 0}, dict(inner.json)]}
+    return Field(expected, convert, 0.0, doc, json=spec)
 
 
 GATEWAY_SCHEMA = {
@@ -66,6 +84,10 @@ METRICS_SCHEMA = {
     "cert_file": Path(default=None, doc="serve https:// with this PEM certificate; needs key_file"),
     "key_file": Path(default=None, doc="the certificate's private key, mode 0600"),
     "listen": Listen(default="127.0.0.1:9108", doc="where Prometheus scrapes"),
+    "push_seconds": PushPeriod(
+        doc="publish the metrics on {root}/metrics this often, for gatewayd-relay exporter "
+        "(no VPN needed); 0 = off; 180 is the suggested period (under 3 MB a month)"
+    ),
 }
 
 OUTBOX_SCHEMA = {

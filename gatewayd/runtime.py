@@ -177,6 +177,9 @@ class Gateway:
                     # After READY: prometheus_client's import (~70 ms on a Pi) never delays
                     # start-up.
                     metrics_handle = metrics.attach(self)
+                    if self.config.metrics_push_seconds:
+                        pushing = metrics_handle.push(self.link, self.topics.metrics)
+                        services.append(tg.create_task(pushing, name="metrics-push"))
                     # What start-up built lives as long as the daemon: out of the collector's
                     # sight, so full collections (pauses in a scrape or a burst) stay short.
                     gc.freeze()

@@ -179,3 +179,21 @@ def test_a_charger_watch_below_the_overheat_cut_is_accepted(tmp_path: Path) -> N
     cfg = config.load(str(write(tmp_path, BASE + MODBUS + "watch_celsius = 64.5\n" + rules)))
     assert cfg.buses[0].settings["watch_celsius"] == 64.5
     assert cfg.rules["charger_overheat"]["port_max_celsius"] == 65
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [("", 0.0), ("push_seconds = 0", 0.0), ("push_seconds = 120", 120.0),
+     ("push_seconds = 1.5", 1.5), ("push_seconds = 0.5", None), ("push_seconds = 300", None),
+     ("push_seconds = true", None), ('push_seconds = "60"', None)],
+)  # fmt: skip
+def test_metrics_push_seconds_is_off_or_within_prometheus_look_back(
+    tmp_path: Path, given: str, expected: float | None
+) -> None:
+    path = write(tmp_path, BASE + f"\n[metrics]\n{given}\n")
+    if expected is not None:
+        assert config.load(str(path)).metrics_push_seconds == expected
+        return
+    with pytest.raises(ConfigError) as exc:
+        config.load(str(path))
+    assert "metrics.push_seconds: expected 0 (off) or a number 1..240" in str(exc.value)

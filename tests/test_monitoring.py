@@ -272,17 +272,18 @@ class PileThread:
 class Prometheus:
     """Debian's prometheus on a loopback port, scraping and evaluating every second."""
 
-    def __init__(self, workdir: Path, targets: Path) -> None:
+    def __init__(self, workdir: Path, targets: Path | None, scrape: str = "") -> None:
+        """Scrape the gateways of file_sd ``targets``, or the jobs of ``scrape`` (YAML)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "prometheus.yml"
         self.config.write_text(
             "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\n"
             "rule_files:\n" + "".join(f"  - {r}\n" for r in RULES) + "scrape_configs:\n"
-            "  - job_name: gatewayd\n"
+            + (scrape or "  - job_name: gatewayd\n"
             f"    file_sd_configs:\n      - files: ['{targets}']\n"
-            "    relabel_configs:\n      - source_labels: [gateway]\n        target_label: instance\n"
-        )
+            "    relabel_configs:\n      - source_labels: [gateway]\n        target_label: instance\n")
+        )  # fmt: skip
         self.log = open(workdir / "prometheus.log", "wb")  # noqa: SIM115 -- closed in stop()
         self.proc = subprocess.Popen(
             ["prometheus", f"--config.file={self.config}", f"--storage.tsdb.path={workdir / 'tsdb'}",
@@ -382,7 +383,9 @@ def test_prometheus_sees_fire_and_overheat_alerts_of_a_running_gateway(
             wait_until(
                 lambda t=title: prom.value(queries(house[t])["A"]) == 0, 10, f"{title} reads 0"
             )
-        houses = next(p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"] == "Houses")
+        houses = next(
+            p for p in json.loads(DASHBOARD.read_text())["panels"] if p["title"] == "Houses"
+        )
         for ref in ("B", "D", "H", "I", "J"):  # fire alarms, alarms, fire mode, held open, down
             assert prom.value(queries(houses, HOUSE)[ref]) == 0, ref
 

@@ -45,6 +45,10 @@ CHANNELS = (
             "A signed command from the platform."),
     Channel("cmdResult", "commandResult", "cmd-result", True, 1, False,
             "The answer to one command: exactly one for every payload on cmd."),
+    Channel("metrics", "metrics", "metrics", True, 0, False,
+            "The gateway's Prometheus metrics, when [metrics] push_seconds is set: a keyframe, "
+            "then the values that changed; JSON, or its raw deflate (RFC 1951) when smaller "
+            "(a payload that does not start with '{' is deflated)."),
 )  # fmt: skip
 
 
@@ -60,6 +64,7 @@ def addresses(prefix: str) -> dict[str, str]:
         "devices": t.devices,
         "cmd": t.cmd,
         "cmdResult": t.cmd_result,
+        "metrics": t.metrics,
     }
 
 

@@ -228,6 +228,86 @@ def cmd_result(src: Sources) -> dict[str, Any]:
     )
 
 
+def metrics(src: Sources) -> dict[str, Any]:
+    """gatewayd/metrics/push.py's frames, inflated."""
+    value = {
+        "type": ["number", "string"],
+        "description": "the sample's value; NaN, +Inf and -Inf as strings",
+    }
+    sample: dict[str, Any] = {
+        "type": "array",
+        "prefixItems": [
+            {
+                "type": "string",
+                "description": "the sample's suffix to the family name (_bucket...)",
+            },
+            {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "label names and values, alternating, sorted by name",
+            },
+            value,
+        ],
+        "minItems": 3,
+        "maxItems": 3,
+    }
+    family: dict[str, Any] = {
+        "type": "array",
+        "prefixItems": [
+            {"type": "string", "description": "the family's name as the exposition shows it"},
+            {"enum": ["counter", "gauge", "histogram", "summary", "untyped"]},
+            {"type": "array", "items": sample},
+        ],
+        "minItems": 3,
+        "maxItems": 3,
+    }
+    common = {
+        "t": {"type": "integer", "minimum": 0, "description": "the gateway's clock, Unix ms"},
+        "n": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "sequence; a delta applies only on top of frame n - 1",
+        },
+    }
+    key = closed(
+        {
+            **common,
+            "v": {"const": 1},
+            "p": {"type": "number", "minimum": 0, "description": "push_seconds"},
+            "f": {"type": "array", "items": family},
+        },
+        ["v", "t", "n", "p", "f"],
+        description="a keyframe: every sample, in order",
+    )
+    added = {
+        "type": "array",
+        "prefixItems": [{"type": "string"}, family["prefixItems"][1], *sample["prefixItems"]],
+        "minItems": 5,
+        "maxItems": 5,
+    }
+    delta = closed(
+        {
+            **common,
+            "d": {
+                "type": "array",
+                "items": {"type": ["number", "string", "null"]},
+                "description": "index, new value (null: the series is gone), ...; indices "
+                "count the keyframe's samples, then the added ones in order",
+            },
+            "a": {
+                "type": "array",
+                "items": added,
+                "description": "series new since frame n - 1: [family, type, suffix, labels, "
+                "value]",
+            },
+        },
+        ["t", "n", "d"],
+        description="what changed since frame n - 1",
+    )
+    return top("metrics", "Pushed metrics ({root}/metrics, QoS 0, not retained).",
+               {"oneOf": [key, delta]})  # fmt: skip
+
+
 #: Schema file name -> its generator.
 SCHEMAS: dict[str, Callable[[Sources], dict[str, Any]]] = {
     "status": status,
@@ -238,4 +318,5 @@ SCHEMAS: dict[str, Callable[[Sources], dict[str, Any]]] = {
     "devices": devices,
     "cmd": cmd,
     "cmd-result": cmd_result,
+    "metrics": metrics,
 }

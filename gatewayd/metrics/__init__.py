@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gatewayd.errors import GatewayError
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from gatewayd.config import Config
     from gatewayd.metrics.http import MetricsServer
+    from gatewayd.metrics.push import Link
 
 log = logging.getLogger("gatewayd.metrics")
 
@@ -70,6 +71,9 @@ class GatewayCollector:
         except RuntimeError:
             self.loop = None  # no loop (benchmarks, tools): collect in the caller's thread
         self.loop_thread = threading.get_ident()
+        #: The loop lag a collection on the loop itself reports (the pusher's timer lateness,
+        #: measured just before it collects); taken once.
+        self.lag_on_loop: float | None = None
 
     def describe(self) -> list[Metric]:
         return []  # registering must not build every family
@@ -77,7 +81,8 @@ class GatewayCollector:
     def collect(self) -> Iterator[Metric]:
         loop = self.loop
         if loop is None or threading.get_ident() == self.loop_thread or loop.is_closed():
-            yield from build(self.snapshot(), self.counters)
+            lag, self.lag_on_loop = self.lag_on_loop, None
+            yield from build(self.snapshot(), self.counters, loop_lag=lag)
             return
         done: concurrent.futures.Future[list[Metric]] = concurrent.futures.Future()
         asked = time.perf_counter()
@@ -118,6 +123,17 @@ class MetricsHandle:
 
     def exposition(self) -> bytes:
         return self.text.exposition(self.registry)
+
+    def push(self, link: Link, topic: str) -> Coroutine[Any, Any, None]:
+        """The loop that publishes these metrics on ``topic`` every ``[metrics]
+        push_seconds`` (run it as a task on the daemon's loop)."""
+        from gatewayd.metrics.push import push
+
+        def lag(seconds: float) -> None:
+            self.collector.lag_on_loop = seconds
+
+        period = self.gw.config.metrics_push_seconds
+        return push(self.registry, link, topic, period, on_lag=lag)
 
     def close(self) -> None:
         if self.counters in self.gw.listeners:

@@ -26,6 +26,7 @@ class Topics:
         self.devices = f"{root}/devices"
         self.cmd = f"{root}/cmd"
         self.cmd_result = f"{root}/cmd/result"
+        self.metrics = f"{root}/metrics"  # [metrics] push_seconds (gatewayd/metrics/push.py)
 
     def event(self, device: str) -> str:
         return f"{self.root}/events/{device}"

@@ -1,6 +1,7 @@
-"""`gatewayd-relay`: serve, and the township admin's commands (init, accounts, houses and
-their enrollment codes). Options may also come from the environment (RELAY_DATABASE,
-RELAY_MASTER_KEY, RELAY_BROKER, RELAY_PASSWORD), so secrets stay off command lines."""
+"""`gatewayd-relay`: serve, the township admin's commands (init, accounts, houses and their
+enrollment codes), and exporter (the gateways' pushed metrics for Prometheus). Options may
+also come from the environment (RELAY_DATABASE, RELAY_MASTER_KEY, RELAY_BROKER,
+RELAY_PASSWORD), so secrets stay off command lines."""
 
 from __future__ import annotations
 
@@ -278,3 +279,45 @@ def serve(
     )
     uvicorn.Server(config).run()
     db.close()
+
+
+@main.command()
+@click.option("--broker", envvar="RELAY_BROKER", default="mqtt://127.0.0.1:1883", show_default=True,
+              help="mqtt[s]://[user:password@]host:port (or $RELAY_BROKER, to keep the password "
+              "off the command line).")  # fmt: skip
+@click.option("--broker-ca-file", default=None)
+@click.option("--topic-prefix", default=DEFAULT_PREFIX, show_default=True)
+@click.option("--listen", default="127.0.0.1:9109", show_default=True, help="host:port to serve")
+@click.option("--inventory", default=None,
+              help="The installers' inventory CSV (gateway_id,village,township...): labels, and "
+              "the gateways that must be pushing (stale until they do).")  # fmt: skip
+@click.option("--stale-after", type=float, default=None,
+              help="Seconds without a frame before a gateway is stale [3 of its push periods].")  # fmt: skip
+@click.option("--job", default="gatewayd", show_default=True, help="The job label of the series.")
+def exporter(
+    broker: str,
+    broker_ca_file: str | None,
+    topic_prefix: str,
+    listen: str,
+    inventory: str | None,
+    stale_after: float | None,
+    job: str,
+) -> None:
+    """Serve the gateways' pushed metrics ([metrics] push_seconds) to Prometheus."""
+    import asyncio
+
+    from gatewayd_relay.exporter import Exporter
+    from gatewayd_relay.exporter_serve import parse_listen, serve
+
+    try:
+        settings = Settings(
+            broker=BrokerSettings.from_url(broker, ca_file=broker_ca_file),
+            topic_prefix=topic_prefix,
+        )
+        parse_listen(listen)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        asyncio.run(serve(settings, Exporter(topic_prefix, job, inventory, stale_after), listen))
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {listen}: {exc}") from None
