@@ -12,6 +12,7 @@ piles on its line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -61,12 +62,15 @@ class PileSession(Session):
         self.watch = PortWatch(self)
         self._sample_keys: dict[str, tuple[Any, ...]] = {}
         self._published: dict[str, Any] = {}
+        self._hurry = asyncio.Event()  # set by a command: the summary goes fast at once
+        self._busy_until = 0.0  # monotonic: fast polls at least until then (see _period)
 
     # -- the unit session (``drivers.modbus.unit``) ---------------------------------------------
 
     async def execute(self, action: Action) -> Mapping[str, Any]:
         from drivers.modbus.actions import execute  # actions build on this module
 
+        self.hurry()
         return await execute(self, action)
 
     def stats(self) -> Mapping[str, float]:
@@ -132,15 +136,12 @@ class PileSession(Session):
             self.request_refresh(range(1, self.ports_n + 1))
 
     async def _fast_loop(self) -> None:
-        due = time.monotonic()
+        slot = float("-inf")
         while True:
             if not self.ready.is_set():
                 await self._configure()
             await self.wait_breaker()
-            now = time.monotonic()
-            if due > now:
-                await asyncio.sleep(due - now)
-            due = max(due + self.timing.fast_seconds, time.monotonic())
+            slot = await self._next_poll(slot)
             start, count = self.profile.summary_span()
             try:
                 regs = await self.read(Priority.FAST, start, count)
@@ -177,6 +178,41 @@ class PileSession(Session):
                 log.debug("%s: port read failed: %s", self.device, exc)
                 self._refresh_ports |= ports
                 await asyncio.sleep(self.timing.fast_seconds)
+
+    # -- idle piles (docs/chargers.md, "Idle piles") ----------------------------------------
+
+    def hurry(self) -> None:
+        """A command for this pile: back to the fast period now, for at least ``slow_seconds``."""
+        self._busy_until = time.monotonic() + self.timing.slow_seconds
+        self._hurry.set()
+
+    def _period(self) -> float:
+        """The summary period now: fast while anything goes on and for ``slow_seconds`` after,
+        the idle period for a pile at rest (nothing can be hot without current)."""
+        if self.summary is None or time.monotonic() < self._busy_until:
+            return self.timing.fast_seconds
+        return self.timing.idle_period()
+
+    def _note_activity(self) -> None:
+        """After every reading: a pile not at rest keeps the fast period (and its hold)."""
+        if self.watch.watching or not rd.at_rest(
+            self.summary, self.ports.values(), self.timing.watch_celsius
+        ):
+            self._busy_until = time.monotonic() + self.timing.slow_seconds
+
+    async def _next_poll(self, slot: float) -> float:
+        """Wait until the summary read after the one of ``slot`` is due, by the period the
+        pile's readings call for (again when a command hurries it); its slot. Slots keep a
+        steady cadence; a poll more than a fast period late starts the cadence anew."""
+        while True:
+            due = slot + self._period()
+            now = time.monotonic()
+            if now >= due:
+                return due if now - due < self.timing.fast_seconds else now
+            self._hurry.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(due - now):
+                    await self._hurry.wait()
 
     def request_refresh(self, ports: Any) -> None:
         self._refresh_ports.update(ports)
@@ -242,6 +278,7 @@ class PileSession(Session):
             }
         )
         self.watch.update()
+        self._note_activity()
         return changed
 
     def _on_summary(self, summary: dict[str, Any]) -> None:
@@ -249,6 +286,7 @@ class PileSession(Session):
         self._on_status(summary["status_bits"])
         self._sample({"source": "summary", **summary})
         self.watch.update(summary=True)
+        self._note_activity()
         if rd.summary_changed(prev, summary):
             self.request_refresh(rd.ports_to_refresh(prev, summary, self.ports_n))
 

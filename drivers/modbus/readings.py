@@ -155,6 +155,29 @@ def watch_cause(
     return f"port {hottest[1]} at {hottest[0]:.1f} °C"
 
 
+def at_rest(
+    summary: Mapping[str, Any] | None, ports: Iterable[Mapping[str, Any]], watch_c: float
+) -> bool:
+    """Whether a pile may be polled at the idle period: nothing can be hot without current.
+
+    At rest means the latest summary shows no port charging, no port in fault, no power, no
+    status bit (a smoke input, cabinet heat, a pile fault, an open door, a tripped
+    fail-safe: each keeps the fast period while it lasts), a hottest reading that is valid and
+    below ``watch_c``; and no port's last block says it is active, draws power or is in
+    fault (a ``full`` port floats under 30 W and is not in the charging bitmap). Decided from
+    readings only: anything unknown (no summary yet, a broken hottest sensor) is not rest.
+    """
+    if summary is None or summary["charging"] or summary["faulted"]:
+        return False
+    if summary["total_power_w"] or summary["status_bits"]:
+        return False
+    if summary["hottest_c"] is None or summary["hottest_c"] >= watch_c:
+        return False
+    return not any(
+        p["state"] in ACTIVE or p["power_w"] or p["fault"] != "none" for p in ports
+    )
+
+
 # Port states the datasheet gives a port whose relay is open: opened by command, or by the
 # pile's own trip (a welded relay also reads "fault", but its coil reads closed).
 RELAY_OPEN_STATES = frozenset({"disabled", "fault"})
