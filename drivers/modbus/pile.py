@@ -27,6 +27,7 @@ from drivers.modbus.profiles import ChargerProfile, bits_named
 from drivers.modbus.transport import ExceptionReply
 from drivers.modbus.unit import BreakerOpen, Session, Timing, UnitBus
 from drivers.modbus.watch import PortWatch
+from gatewayd import ticks
 from gatewayd.errors import TransientError
 from gatewayd.model import Action
 
@@ -152,24 +153,25 @@ class PileSession(Session):
 
     async def _slow_loop(self) -> None:
         await self.ready.wait()
-        next_full = time.monotonic()
+        last_full = float("-inf")
         while True:
-            delay = max(0.0, next_full - time.monotonic())
             try:
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout_at(ticks.after(last_full, self._full_period())):
                     await self._refresh.wait()
             except TimeoutError:
                 pass
             await self.reachable.wait()
             await self.ready.wait()
-            full = time.monotonic() >= next_full
+            full = time.monotonic() >= ticks.after(last_full, self._full_period())
             if full:
                 ports = set(range(1, self.ports_n + 1))
-                next_full = time.monotonic() + self.timing.slow_seconds
+                last_full = time.monotonic()
             else:
                 ports = set(self._refresh_ports)
             self._refresh.clear()
             self._refresh_ports.clear()
+            if not ports:
+                continue  # woken to plan again: the pile is busy now
             try:
                 await self.read_ports(
                     sorted(ports), Priority.SLOW if full else Priority.CHANGED, pile_block=full
@@ -182,36 +184,51 @@ class PileSession(Session):
     # -- idle piles (docs/chargers.md, "Idle piles") ----------------------------------------
 
     def hurry(self) -> None:
-        """A command for this pile: back to the fast period now, for at least ``slow_seconds``."""
-        self._busy_until = time.monotonic() + self.timing.slow_seconds
-        self._hurry.set()
+        """A command for this pile, or a reading that is not rest: the fast period from now,
+        for at least ``slow_seconds``; loops sleeping out an idle period start again."""
+        now = time.monotonic()
+        resting = now >= self._busy_until
+        self._busy_until = now + self.timing.slow_seconds
+        if resting:
+            self._hurry.set()
+            self._refresh.set()
+
+    def busy(self) -> bool:
+        return self.summary is None or time.monotonic() < self._busy_until
 
     def _period(self) -> float:
         """The summary period now: fast while anything goes on and for ``slow_seconds`` after,
         the idle period for a pile at rest (nothing can be hot without current)."""
-        if self.summary is None or time.monotonic() < self._busy_until:
-            return self.timing.fast_seconds
-        return self.timing.idle_period()
+        return self.timing.fast_seconds if self.busy() else self.timing.idle_period()
+
+    def _full_period(self) -> float:
+        """The full read's period: ``slow_seconds``, stretched like the summary's at rest
+        (what it brings then, the cabinet and mains readings, the summary's status bits
+        already flag when they matter)."""
+        t = self.timing
+        return t.slow_seconds if self.busy() else t.slow_seconds * t.idle_period() / t.fast_seconds
 
     def _note_activity(self) -> None:
         """After every reading: a pile not at rest keeps the fast period (and its hold)."""
         if self.watch.watching or not rd.at_rest(
             self.summary, self.ports.values(), self.timing.watch_celsius
         ):
-            self._busy_until = time.monotonic() + self.timing.slow_seconds
+            self.hurry()
 
     async def _next_poll(self, slot: float) -> float:
         """Wait until the summary read after the one of ``slot`` is due, by the period the
-        pile's readings call for (again when a command hurries it); its slot. Slots keep a
-        steady cadence; a poll more than a fast period late starts the cadence anew."""
+        pile's readings call for (again when a command hurries it); its slot. Slots are the
+        multiples of the period (``gatewayd.ticks``): the piles of a site, and the daemon's
+        other periodic loops, wake together; a poll more than a fast period late (or hurried)
+        goes at once."""
         while True:
-            due = slot + self._period()
+            due = ticks.after(slot, self._period())
             now = time.monotonic()
             if now >= due:
                 return due if now - due < self.timing.fast_seconds else now
             self._hurry.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(due - now):
+                async with asyncio.timeout_at(due):
                     await self._hurry.wait()
 
     def request_refresh(self, ports: Any) -> None:
