@@ -25,6 +25,9 @@ EventSpec = tuple[str, Severity, dict[str, Any]]
 # Faults that mean heat or a live conductor somebody did not ask for.
 CRITICAL_FAULTS = frozenset({"over_temperature", "short_circuit", "relay_welded", "leakage"})
 ACTIVE = frozenset({"charging", "full"})
+# The registers' resolution (datasheet): a reading that moved by one step is a new sample.
+TEMP_STEP_C = 0.1
+POWER_STEP_W = 1
 # How far a summary must move before the port blocks are read again at once.
 SUMMARY_TEMP_STEP_C = 1.0
 SUMMARY_POWER_STEP_W = 30
@@ -273,8 +276,12 @@ def status_events(profile: ChargerProfile, prev_bits: int | None, bits: int) -> 
 
 
 def sample_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What must change for a new ``charger.sample`` to be worth emitting: temperatures to
-    0.5 °C, power to 5 W, and every state, relay and fault."""
+    """What must change for a new ``charger.sample`` to be worth emitting: any reading at
+    the registers' resolution (0.1 °C, 1 W), every state, relay and fault.
+
+    Coarser steps would hide a threshold crossing from the rules: 59.8 → 60.1 °C is one
+    0.5 °C step (both round to 120 halves), so the overheat rule never saw the socket over
+    60 °C until something else in the key moved (found when the full reads' timing changed)."""
 
     def q(v: Any, step: float) -> Any:
         return None if v is None else round(v / step)
@@ -282,11 +289,11 @@ def sample_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
     if data["source"] == "summary":
         return (
             "s",
-            q(data["hottest_c"], 0.5),
+            q(data["hottest_c"], TEMP_STEP_C),
             data["hottest_port"],
             tuple(data["charging"]),
             tuple(data["faulted"]),
-            q(data["total_power_w"], 5),
+            q(data["total_power_w"], POWER_STEP_W),
             data["status_bits"],
         )
     ports = tuple(
@@ -294,10 +301,10 @@ def sample_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
             p["port"],
             p["state"],
             p["relay"],
-            q(p["power_w"], 5),
-            q(p["temperature_c"], 0.5),
+            q(p["power_w"], POWER_STEP_W),
+            q(p["temperature_c"], TEMP_STEP_C),
             p["fault"],
         )
         for p in data["ports"]
     )
-    return ("p", ports, q(data.get("cabinet_c"), 0.5), data["status_bits"])
+    return ("p", ports, q(data.get("cabinet_c"), TEMP_STEP_C), data["status_bits"])
