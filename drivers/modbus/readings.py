@@ -176,9 +176,7 @@ def at_rest(
         return False
     if summary["hottest_c"] is None or summary["hottest_c"] >= watch_c:
         return False
-    return not any(
-        p["state"] in ACTIVE or p["power_w"] or p["fault"] != "none" for p in ports
-    )
+    return not any(p["state"] in ACTIVE or p["power_w"] or p["fault"] != "none" for p in ports)
 
 
 # Port states the datasheet gives a port whose relay is open: opened by command, or by the

@@ -62,7 +62,9 @@ class Timing:
 
     def idle_period(self) -> float:
         """How often a pile at rest has its summary read (never faster than a busy one)."""
-        idle = self.idle_seconds if self.idle_seconds is not None else IDLE_FACTOR * self.fast_seconds
+        idle = (
+            self.idle_seconds if self.idle_seconds is not None else IDLE_FACTOR * self.fast_seconds
+        )
         return max(idle, self.fast_seconds)
 
 
