@@ -209,6 +209,10 @@ class Family:
     #: (online, a port's state, a relay, a fault, a lock, a door, an alarm): a family that
     #: declares nothing here keeps every change.
     readings: ClassVar[frozenset[str]] = frozenset()
+    #: JSON Schema ``properties`` of what a device says of itself once (a pile's firmware and
+    #: port count): its driver hands them over with its state, and the uplink carries them in
+    #: the device's entry of the retained ``{root}/devices`` list instead of in every state.
+    identity: ClassVar[Mapping[str, Any]] = {}
     #: JSON Schema ``patternProperties`` of what its driver keeps in the gateway's own retained
     #: state (``state/<gateway id>``): a smoke receiver's health under ``receiver.<bus>``.
     gateway_state: ClassVar[Mapping[str, Any]] = {}

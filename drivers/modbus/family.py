@@ -92,10 +92,11 @@ EVENTS: Mapping[str, EventSpec] = {
 }  # fmt: skip
 
 STATE = fields(
-    online="boolean", unit="integer", profile="string", port_count="integer",
-    ports="{}[]", status_bits="integer", status="string[]", firmware="string",
+    online="boolean", unit="integer", ports="{}[]", status_bits="integer", status="string[]",
     cabinet_c="number?", mains_v="number", total_power_w="number",
 )  # fmt: skip
+#: What a pile says of itself (the devices list; its model is the config's ``profile``).
+IDENTITY = fields(firmware="string", port_count="integer")
 STATE["ports"]["items"] = {"type": "object", "properties": _READING}
 
 TELEMETRY = fields(
@@ -159,6 +160,7 @@ class ChargerFamily(ModbusFamily):
     telemetry = TELEMETRY
     deadbands = DEADBANDS
     readings = READINGS
+    identity = IDENTITY
     metrics = METRICS
     refused_in_fire: ClassVar[Mapping[str, str]] = {"port_on": "chargers stay off"}
 

@@ -324,8 +324,6 @@ class PileSession(Session):
         state: dict[str, Any] = {
             "online": bool(self.online),
             "unit": self.unit,
-            "profile": self.profile.name,
-            "port_count": self.ports_n,
             "ports": [
                 {k: p[k] for k in ("port", "state", "relay", "power_w", "temperature_c", "fault")}
                 for p in (self.ports[n] for n in sorted(self.ports))
@@ -333,9 +331,11 @@ class PileSession(Session):
             "status_bits": self.status_bits or 0,
             "status": bits_named(self.profile.status_bits, self.status_bits or 0),
         }
-        for key in ("firmware", "cabinet_c", "mains_v", "total_power_w"):
+        for key in ("cabinet_c", "mains_v", "total_power_w"):
             if key in self.pile:
                 state[key] = self.pile[key]
+        if self.pile:  # identified (the uplink puts these in the devices list: IDENTITY)
+            state.update(firmware=self.pile["firmware"], port_count=self.ports_n)
         if state != self._published:
             self._published = state
             self.ctx.publish_state(self.device, state)
