@@ -57,16 +57,24 @@ class Wire:
 
     connected = True
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: Mapping[str, str]) -> None:
         self.bytes: Counter[str] = Counter()
         self.messages: Counter[str] = Counter()
+        self.kinds = kinds
+        #: (kind, channel) -> bytes, messages: the per-family figures `gatewayd check`'s
+        #: estimate is built on (Family.traffic).
+        self.by_kind: Counter[tuple[str, str, str]] = Counter()
         self.publisher: Any = None
         self._mid = 0
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
-        channel = topic.removeprefix(ROOT + "/").split("/")[0]
-        self.bytes[channel] += publish_bytes(topic, payload, qos)
+        channel, *device = topic.removeprefix(ROOT + "/").split("/")
+        size = publish_bytes(topic, payload, qos)
+        self.bytes[channel] += size
         self.messages[channel] += 1
+        kind = self.kinds.get(device[0], "gateway") if device else "gateway"
+        self.by_kind[kind, channel, "bytes"] += size
+        self.by_kind[kind, channel, "messages"] += 1
         self._mid += 1
         if qos:
             asyncio.get_running_loop().call_soon(self.publisher.on_acked, self._mid)
@@ -268,7 +276,7 @@ async def house_day(hours: float, fast: float, slow: float, seed: int = 17) -> d
     wires, pubs = {}, []
     tmp = tempfile.TemporaryDirectory(prefix="bench-uplink-")
     for mode in ("every_reading", "by_exception"):
-        wire = Wire()
+        wire = Wire(kinds)
         box = Outbox(f"{tmp.name}/{mode}", window=0.1)
         pub = Publisher(Topics(ROOT), box, time.time(), "", house, UplinkConfig(report=mode))
         pub.bind(wire, list, lambda: False)  # type: ignore[arg-type]
@@ -302,6 +310,7 @@ async def house_day(hours: float, fast: float, slow: float, seed: int = 17) -> d
             "bytes_day": sum(wire.bytes.values()) * scale,
             "messages_day": sum(wire.messages.values()) * scale,
             "by_channel": {k: (wire.messages[k] * scale, v * scale) for k, v in wire.bytes.items()},
+            "by_kind": {"/".join(k): v * scale for k, v in sorted(wire.by_kind.items())},
         }
     return out
 
@@ -370,6 +379,10 @@ def main() -> None:
               f"MB/30 days  {d['messages_day']:9.0f} msg/day  {d['messages_day'] / DAY:6.3f} msg/s")  # fmt: skip
         for ch, (n, b) in sorted(d["by_channel"].items()):
             print(f"{'':>16}{ch:<10} {n:9.0f} msg/day {b / 1e6:8.3f} MB/day")
+        kinds = sorted({k.rsplit("/", 1)[0] for k in d["by_kind"]})
+        for k in kinds:
+            n, b = d["by_kind"][f"{k}/messages"], d["by_kind"][f"{k}/bytes"]
+            print(f"{'':>16}{k:<20} {n:9.0f} msg/day {b:11.0f} B/day {b / n:6.0f} B/msg")
     old, new = day["every_reading"], day["by_exception"]
     print(f"ratio: bytes {new['bytes_day'] / old['bytes_day']:.3f}, messages "
           f"{new['messages_day'] / old['messages_day']:.3f}")  # fmt: skip

@@ -27,6 +27,7 @@ from gatewayd.settings import NoSettings, Settings
 
 if TYPE_CHECKING:
     from gatewayd.driver import BusConfig, Commands, DeviceConfig
+    from gatewayd.uplink.volume import Traffic
 
 #: The stages of a fire (GB 50116-2013 §4.1.6): a single alarm, then a fire confirmed by a
 #: second, independent signal.
@@ -255,6 +256,11 @@ class Family:
     def supervised(self, device: DeviceConfig) -> bool:
         """Whether the gateway notices when the device goes silent."""
         return True
+
+    def traffic(self, device: DeviceConfig, bus: Mapping[str, Any]) -> Traffic | None:
+        """What one device sends the platform on a typical day, from its settings and its
+        bus's (``gatewayd.uplink.volume``: `gatewayd check`'s estimate); None: not known."""
+        return None
 
     def describe_gateway(self, gateway_state: Mapping[str, Any]) -> list[str]:
         """Lines for `gatewayd status` about what its driver keeps in the gateway's state (a
