@@ -21,7 +21,9 @@ def after(t: float, period: float) -> float:
     """The first multiple of ``period`` later than ``t`` (``-inf`` for ``t = -inf``: at once)."""
     if t == -math.inf:
         return t
-    return (math.floor(t / period) + 1) * period
+    # A ``t`` that is a multiple computed in floats (0.7 / 0.1 = 6.999…) counts as that
+    # multiple: else its "next" would be itself, and a loop would run twice at once.
+    return (math.floor(t / period + 1e-6) + 1) * period
 
 
 async def tick(period: float) -> None:
