@@ -64,16 +64,24 @@ class Wire:
 
     connected = True
 
-    def __init__(self) -> None:
+    def __init__(self, kinds: Mapping[str, str]) -> None:
         self.bytes: Counter[str] = Counter()
         self.messages: Counter[str] = Counter()
+        self.kinds = kinds
+        #: (kind, channel) -> bytes, messages: the per-family figures `gatewayd check`'s
+        #: estimate is built on (Family.traffic).
+        self.by_kind: Counter[tuple[str, str, str]] = Counter()
         self.publisher: Any = None
         self._mid = 0
 
     def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False) -> int:
-        channel = topic.removeprefix(ROOT + "/").split("/")[0]
-        self.bytes[channel] += publish_bytes(topic, payload, qos)
+        channel, *device = topic.removeprefix(ROOT + "/").split("/")
+        size = publish_bytes(topic, payload, qos)
+        self.bytes[channel] += size
         self.messages[channel] += 1
+        kind = self.kinds.get(device[0], "gateway") if device else "gateway"
+        self.by_kind[kind, channel, "bytes"] += size
+        self.by_kind[kind, channel, "messages"] += 1
         self._mid += 1
         if qos:
             asyncio.get_running_loop().call_soon(self.publisher.on_acked, self._mid)
@@ -321,7 +329,7 @@ async def house_day(hours: float, fast: float, slow: float, seed: int = 17) -> d
     wires, pubs = {}, []
     tmp = tempfile.TemporaryDirectory(prefix="bench-uplink-")
     for mode in ("every_reading", "by_exception"):
-        wire = Wire()
+        wire = Wire(kinds)
         box = Outbox(f"{tmp.name}/{mode}", window=0.1)
         pub = Publisher(Topics(ROOT), box, time.time(), "", house, UplinkConfig(report=mode))
         pub.bind(wire, list, lambda: False)  # type: ignore[arg-type]
@@ -369,6 +377,7 @@ async def house_day(hours: float, fast: float, slow: float, seed: int = 17) -> d
             "bytes_day": sum(wire.bytes.values()) * scale,
             "messages_day": sum(wire.messages.values()) * scale,
             "by_channel": {k: (wire.messages[k] * scale, v * scale) for k, v in wire.bytes.items()},
+            "by_kind": {"/".join(k): v * scale for k, v in sorted(wire.by_kind.items())},
         }
     out["metrics"] = {
         str(int(period)): {"bytes_day": w.bytes * scale, "messages_day": w.messages * scale,
@@ -454,6 +463,10 @@ def main() -> None:
               f"MB/30 days  {d['messages_day']:9.0f} msg/day  {d['messages_day'] / DAY:6.3f} msg/s")  # fmt: skip
         for ch, (n, b) in sorted(d["by_channel"].items()):
             print(f"{'':>16}{ch:<10} {n:9.0f} msg/day {b / 1e6:8.3f} MB/day")
+        kinds = sorted({k.rsplit("/", 1)[0] for k in d["by_kind"]})
+        for k in kinds:
+            n, b = d["by_kind"][f"{k}/messages"], d["by_kind"][f"{k}/bytes"]
+            print(f"{'':>16}{k:<20} {n:9.0f} msg/day {b:11.0f} B/day {b / n:6.0f} B/msg")
     for period, m in day["metrics"].items():
         print(f"pushed metrics every {period} s: {m['bytes_day'] * 30 / 1e6:.2f} MB/30 days, "
               f"{m['messages_day']:.0f} msg/day ({m['keyframes_day']:.0f} keyframes); the gzip'd "

@@ -59,6 +59,8 @@ class SitePlan:
     radio_spacing: float = 0.05
     fast_seconds: float = 0.2
     slow_seconds: float = 2.0
+    #: The piles' period at rest (the driver's own default when None).
+    idle_seconds: float | None = None
 
 
 class EmulatedSite:
@@ -149,13 +151,16 @@ class EmulatedSite:
         out.append(
             f'[[buses]]\nname = "smoke-rx"\ndriver = "serial"\nport = "{self.rx.path}"\nping_seconds = 5\n'
         )
+        periods = f"fast_seconds = {p.fast_seconds}\nslow_seconds = {p.slow_seconds}\n"
+        if p.idle_seconds is not None:
+            periods += f"idle_seconds = {p.idle_seconds}\n"
         out.append(
             f'[[buses]]\nname = "rs485"\ndriver = "modbus"\nport = "{self.rtu_path}"\nbaudrate = 9600\n'
-            f"fast_seconds = {p.fast_seconds}\nslow_seconds = {p.slow_seconds}\n"
+            + periods
         )
         out.append(
             f'[[buses]]\nname = "pile-lan"\ndriver = "modbus"\nhost = "127.0.0.1"\ntcp_port = {self.tcp_port}\n'
-            f"fast_seconds = {p.fast_seconds}\nslow_seconds = {p.slow_seconds}\n"
+            + periods
         )
         if p.locks:
             out.append('[[buses]]\nname = "ble"\ndriver = "ble"\nkeepalive_seconds = 30\n')

@@ -27,6 +27,7 @@ from gatewayd.settings import NoSettings, Settings
 
 if TYPE_CHECKING:
     from gatewayd.driver import BusConfig, Commands, DeviceConfig
+    from gatewayd.uplink.volume import Traffic
 
 #: The stages of a fire (GB 50116-2013 §4.1.6): a single alarm, then a fire confirmed by a
 #: second, independent signal.
@@ -209,6 +210,10 @@ class Family:
     #: (online, a port's state, a relay, a fault, a lock, a door, an alarm): a family that
     #: declares nothing here keeps every change.
     readings: ClassVar[frozenset[str]] = frozenset()
+    #: JSON Schema ``properties`` of what a device says of itself once (a pile's firmware and
+    #: port count): its driver hands them over with its state, and the uplink carries them in
+    #: the device's entry of the retained ``{root}/devices`` list instead of in every state.
+    identity: ClassVar[Mapping[str, Any]] = {}
     #: JSON Schema ``patternProperties`` of what its driver keeps in the gateway's own retained
     #: state (``state/<gateway id>``): a smoke receiver's health under ``receiver.<bus>``.
     gateway_state: ClassVar[Mapping[str, Any]] = {}
@@ -251,6 +256,11 @@ class Family:
     def supervised(self, device: DeviceConfig) -> bool:
         """Whether the gateway notices when the device goes silent."""
         return True
+
+    def traffic(self, device: DeviceConfig, bus: Mapping[str, Any]) -> Traffic | None:
+        """What one device sends the platform on a typical day, from its settings and its
+        bus's (``gatewayd.uplink.volume``: `gatewayd check`'s estimate); None: not known."""
+        return None
 
     def describe_gateway(self, gateway_state: Mapping[str, Any]) -> list[str]:
         """Lines for `gatewayd status` about what its driver keeps in the gateway's state (a

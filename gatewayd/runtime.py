@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from gatewayd import config as config_mod
-from gatewayd import control, events, plugins, sdnotify
+from gatewayd import control, events, plugins, sdnotify, ticks
 from gatewayd.alarms import OUTBOX_FULL, STATE_LOST
 from gatewayd.alarms.keeper import AlarmKeeper
 from gatewayd.alarms.responses import Responses
@@ -264,7 +264,7 @@ class Gateway:
 
     async def _ticks(self) -> None:
         while True:
-            await asyncio.sleep(self.tick_seconds)
+            await ticks.tick(self.tick_seconds)  # with the other periodic loops: one wake-up
             self._check_storage()
             self.handle_event(Event(self.config.gateway_id, TICK))
 

@@ -8,11 +8,12 @@ STATUS= line current (the broker coming and going, alarms, fire mode, sickness a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import socket
 from collections.abc import Callable
+
+from gatewayd import ticks
 
 log = logging.getLogger("gatewayd.systemd")
 
@@ -65,7 +66,7 @@ async def report(
     shown = status()  # what READY=1 carried
     was_sick = False
     while True:
-        await asyncio.sleep(period)
+        await ticks.tick(period)
         reason = healthy()
         line = f"unhealthy: {reason}" if reason is not None else status()
         if line != shown:

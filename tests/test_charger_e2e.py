@@ -37,6 +37,28 @@ def pile_daemon(tmp_path: Path, broker: Broker, piles: EmulatedSite) -> Iterator
         d.stop()
 
 
+def said_of_itself(probe: Probe, site: Site, device: str) -> dict:
+    """The device's entry in the retained devices list, once it carries what the pile said."""
+    body = probe.wait(
+        f"{site.root}/devices",
+        lambda b: any(d["id"] == device and "port_count" in d for d in b["devices"]),
+        timeout=15,
+    )
+    return next(d for d in body["devices"] if d["id"] == device)
+
+
+def test_a_piles_firmware_and_port_count_go_in_the_devices_list_not_in_every_state(
+    pile_daemon: Daemon, piles: EmulatedSite, probe: Probe
+) -> None:
+    """Compact payloads (issue 17): constants of a device are said once, in its devices entry."""
+    site = pile_daemon.site
+    entry = said_of_itself(probe, site, "pile-3")
+    assert (entry["model"], entry["firmware"], entry["port_count"]) == ("ebc", "1.3", 4)
+    state = probe.wait(f"{site.root}/state/pile-3", lambda s: s.get("online") is True)
+    assert not {"profile", "firmware", "port_count"} & set(state), state
+    assert len(state["ports"]) == 4 and state["unit"] == 1
+
+
 def send(probe: Probe, site: Site, device: str, action: str, args: dict | None = None) -> dict:
     cmd = site.command(device, action, args)
     probe.publish(f"{site.root}/cmd", json.dumps(cmd))
@@ -122,8 +144,7 @@ def test_a_port_beyond_the_piles_own_count_is_invalid(
     """docs/integrator.md: arguments out of range are `invalid` (the command's fault, nothing
     moved), judged against the port count the pile itself reported."""
     site = pile_daemon.site
-    state = probe.wait(f"{site.root}/state/pile-2", lambda s: s.get("port_count"), timeout=15)
-    count = state["port_count"]
+    count = said_of_itself(probe, site, "pile-2")["port_count"]
     pile = piles.pile("pile-2")
     before = [p.relay for p in pile.ports]
     answer = send(probe, site, "pile-2", "port_on", {"port": count + 1})

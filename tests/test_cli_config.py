@@ -134,7 +134,9 @@ def test_check_json_is_a_checklist_a_script_can_read(tmp_path: Path) -> None:
     assert result.returncode == 0
     body = json.loads(result.stdout)
     assert body["ok"] is True
-    assert [c["check"] for c in body["checks"]] == ["config", "secrets", "data_dir"]
+    checks = [c["check"] for c in body["checks"]]
+    assert checks == ["config", "secrets", "data_dir", "uplink_volume"]
+    assert body["checks"][-1]["ok"] is None  # the uplink estimate is a note, never a ✗
 
 
 def test_check_all_reports_unreachable_broker_and_missing_port_with_what_to_do(

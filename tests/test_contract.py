@@ -199,6 +199,9 @@ TELEMETRY = {"ts": 1763798400.123, "values": {"cabinet_c": 31.5},
              "ports": [{"port": 1, "power_w": 231}, {"port": 3, "temperature_c": 41.2}]}  # fmt: skip
 DEVICE = {"id": "door-main", "kind": "door_lock", "title": "door lock", "room": "大门",
           "supervised": True, "actions": ["hold_open", "lock", "status", "unlock"]}  # fmt: skip
+PILE = {"id": "pile-1", "kind": "charger", "title": "charging pile", "model": "ebc",
+        "room": "车棚", "supervised": True, "actions": ["all_off", "port_off", "port_on"],
+        "firmware": "1.3", "port_count": 12}  # fmt: skip
 
 
 def _with(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -219,6 +222,7 @@ POSITIVE = [
     ("status", {"online": False, "version": "0.1.0", "started": 1763798000.5}, None),
     ("alarms", {"ts": 1763798400.0, "active": [ALARM]}, None),
     ("devices", {"ts": 1763798400.0, "devices": [DEVICE]}, None),
+    ("devices", {"ts": 1763798400.0, "devices": [PILE]}, None),
     ("telemetry", TELEMETRY, None),
     ("telemetry", {"ts": 1763798400.5, "values": {"port": 2, "power_w": 120}}, None),
 ]  # fmt: skip
@@ -237,6 +241,10 @@ NEGATIVE = [
      "charger", "/total_power_w"),
     ("a state member the kind does not declare", "state", _with(STATE, lock="locked"), "charger",
      "/"),
+    ("a pile's firmware in every state, not once in the devices list", "state",
+     _with(STATE, firmware="1.3"), "charger", "/"),
+    ("a door saying it has ports", "devices",
+     {"ts": 1.0, "devices": [_with(DEVICE, port_count=12)]}, None, "/devices/0"),
     ("a command without its required arg", "cmd", _with(COMMAND, args={}), None, "/args"),
     ("a command without the args it needs", "cmd", _with(COMMAND, args=_GONE), None, "/"),
     ("an arg out of range", "cmd", _with(COMMAND, args={"port": 0}), None, "/args/port"),

@@ -59,6 +59,12 @@ class ModbusDriver(Driver):
         "tcp_port": Int(1, 65535, default=502, doc="TCP port"),
         "fast_seconds": Float(0.1, 60, default=1.0, doc="summary block poll period per pile"),
         "slow_seconds": Float(1, 3600, default=10.0, doc="full port block poll period per pile"),
+        "idle_seconds": Float(
+            0.1,
+            60,
+            default=None,
+            doc="summary poll period of a pile at rest (nothing charging, powered, faulted, hot or flagged, no command for slow_seconds); 5 × fast_seconds when absent; at most fast_seconds keeps every pile fast",
+        ),
         "timeout_seconds": Float(
             0.05, 10, default=0.3, doc="reply allowance beyond the frame's wire time"
         ),

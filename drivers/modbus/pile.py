@@ -12,6 +12,7 @@ piles on its line.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from drivers.modbus.profiles import ChargerProfile, bits_named
 from drivers.modbus.transport import ExceptionReply
 from drivers.modbus.unit import BreakerOpen, Session, Timing, UnitBus
 from drivers.modbus.watch import PortWatch
+from gatewayd import ticks
 from gatewayd.errors import TransientError
 from gatewayd.model import Action
 
@@ -61,12 +63,15 @@ class PileSession(Session):
         self.watch = PortWatch(self)
         self._sample_keys: dict[str, tuple[Any, ...]] = {}
         self._published: dict[str, Any] = {}
+        self._hurry = asyncio.Event()  # set by a command: the summary goes fast at once
+        self._busy_until = 0.0  # monotonic: fast polls at least until then (see _period)
 
     # -- the unit session (``drivers.modbus.unit``) ---------------------------------------------
 
     async def execute(self, action: Action) -> Mapping[str, Any]:
         from drivers.modbus.actions import execute  # actions build on this module
 
+        self.hurry()
         return await execute(self, action)
 
     def stats(self) -> Mapping[str, float]:
@@ -132,15 +137,12 @@ class PileSession(Session):
             self.request_refresh(range(1, self.ports_n + 1))
 
     async def _fast_loop(self) -> None:
-        due = time.monotonic()
+        slot = float("-inf")
         while True:
             if not self.ready.is_set():
                 await self._configure()
             await self.wait_breaker()
-            now = time.monotonic()
-            if due > now:
-                await asyncio.sleep(due - now)
-            due = max(due + self.timing.fast_seconds, time.monotonic())
+            slot = await self._next_poll(slot)
             start, count = self.profile.summary_span()
             try:
                 regs = await self.read(Priority.FAST, start, count)
@@ -151,24 +153,25 @@ class PileSession(Session):
 
     async def _slow_loop(self) -> None:
         await self.ready.wait()
-        next_full = time.monotonic()
+        last_full = float("-inf")
         while True:
-            delay = max(0.0, next_full - time.monotonic())
             try:
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout_at(ticks.after(last_full, self._full_period())):
                     await self._refresh.wait()
             except TimeoutError:
                 pass
             await self.reachable.wait()
             await self.ready.wait()
-            full = time.monotonic() >= next_full
+            full = time.monotonic() >= ticks.after(last_full, self._full_period())
             if full:
                 ports = set(range(1, self.ports_n + 1))
-                next_full = time.monotonic() + self.timing.slow_seconds
+                last_full = time.monotonic()
             else:
                 ports = set(self._refresh_ports)
             self._refresh.clear()
             self._refresh_ports.clear()
+            if not ports:
+                continue  # woken to plan again: the pile is busy now
             try:
                 await self.read_ports(
                     sorted(ports), Priority.SLOW if full else Priority.CHANGED, pile_block=full
@@ -177,6 +180,56 @@ class PileSession(Session):
                 log.debug("%s: port read failed: %s", self.device, exc)
                 self._refresh_ports |= ports
                 await asyncio.sleep(self.timing.fast_seconds)
+
+    # -- idle piles (docs/chargers.md, "Idle piles") ----------------------------------------
+
+    def hurry(self) -> None:
+        """A command for this pile, or a reading that is not rest: the fast period from now,
+        for at least ``slow_seconds``; loops sleeping out an idle period start again."""
+        now = time.monotonic()
+        resting = now >= self._busy_until
+        self._busy_until = now + self.timing.slow_seconds
+        if resting:
+            self._hurry.set()
+            self._refresh.set()
+
+    def busy(self) -> bool:
+        return self.summary is None or time.monotonic() < self._busy_until
+
+    def _period(self) -> float:
+        """The summary period now: fast while anything goes on and for ``slow_seconds`` after,
+        the idle period for a pile at rest (nothing can be hot without current)."""
+        return self.timing.fast_seconds if self.busy() else self.timing.idle_period()
+
+    def _full_period(self) -> float:
+        """The full read's period: ``slow_seconds``, stretched like the summary's at rest
+        (what it brings then, the cabinet and mains readings, the summary's status bits
+        already flag when they matter)."""
+        t = self.timing
+        return t.slow_seconds if self.busy() else t.slow_seconds * t.idle_period() / t.fast_seconds
+
+    def _note_activity(self) -> None:
+        """After every reading: a pile not at rest keeps the fast period (and its hold)."""
+        if self.watch.watching or not rd.at_rest(
+            self.summary, self.ports.values(), self.timing.watch_celsius
+        ):
+            self.hurry()
+
+    async def _next_poll(self, slot: float) -> float:
+        """Wait until the summary read after the one of ``slot`` is due, by the period the
+        pile's readings call for (again when a command hurries it); its slot. Slots are the
+        multiples of the period (``gatewayd.ticks``): the piles of a site, and the daemon's
+        other periodic loops, wake together; a poll more than a fast period late (or hurried)
+        goes at once."""
+        while True:
+            due = ticks.after(slot, self._period())
+            now = time.monotonic()
+            if now >= due:
+                return due if now - due < self.timing.fast_seconds else now
+            self._hurry.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(due):
+                    await self._hurry.wait()
 
     def request_refresh(self, ports: Any) -> None:
         self._refresh_ports.update(ports)
@@ -242,6 +295,7 @@ class PileSession(Session):
             }
         )
         self.watch.update()
+        self._note_activity()
         return changed
 
     def _on_summary(self, summary: dict[str, Any]) -> None:
@@ -249,6 +303,7 @@ class PileSession(Session):
         self._on_status(summary["status_bits"])
         self._sample({"source": "summary", **summary})
         self.watch.update(summary=True)
+        self._note_activity()
         if rd.summary_changed(prev, summary):
             self.request_refresh(rd.ports_to_refresh(prev, summary, self.ports_n))
 
@@ -269,8 +324,6 @@ class PileSession(Session):
         state: dict[str, Any] = {
             "online": bool(self.online),
             "unit": self.unit,
-            "profile": self.profile.name,
-            "port_count": self.ports_n,
             "ports": [
                 {k: p[k] for k in ("port", "state", "relay", "power_w", "temperature_c", "fault")}
                 for p in (self.ports[n] for n in sorted(self.ports))
@@ -278,9 +331,11 @@ class PileSession(Session):
             "status_bits": self.status_bits or 0,
             "status": bits_named(self.profile.status_bits, self.status_bits or 0),
         }
-        for key in ("firmware", "cabinet_c", "mains_v", "total_power_w"):
+        for key in ("cabinet_c", "mains_v", "total_power_w"):
             if key in self.pile:
                 state[key] = self.pile[key]
+        if self.pile:  # identified (the uplink puts these in the devices list: IDENTITY)
+            state.update(firmware=self.pile["firmware"], port_count=self.ports_n)
         if state != self._published:
             self._published = state
             self.ctx.publish_state(self.device, state)

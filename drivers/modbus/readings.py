@@ -25,6 +25,9 @@ EventSpec = tuple[str, Severity, dict[str, Any]]
 # Faults that mean heat or a live conductor somebody did not ask for.
 CRITICAL_FAULTS = frozenset({"over_temperature", "short_circuit", "relay_welded", "leakage"})
 ACTIVE = frozenset({"charging", "full"})
+# The registers' resolution (datasheet): a reading that moved by one step is a new sample.
+TEMP_STEP_C = 0.1
+POWER_STEP_W = 1
 # How far a summary must move before the port blocks are read again at once.
 SUMMARY_TEMP_STEP_C = 1.0
 SUMMARY_POWER_STEP_W = 30
@@ -155,6 +158,27 @@ def watch_cause(
     return f"port {hottest[1]} at {hottest[0]:.1f} °C"
 
 
+def at_rest(
+    summary: Mapping[str, Any] | None, ports: Iterable[Mapping[str, Any]], watch_c: float
+) -> bool:
+    """Whether a pile may be polled at the idle period: nothing can be hot without current.
+
+    At rest means the latest summary shows no port charging, no port in fault, no power, no
+    status bit (a smoke input, cabinet heat, a pile fault, an open door, a tripped
+    fail-safe: each keeps the fast period while it lasts), a hottest reading that is valid and
+    below ``watch_c``; and no port's last block says it is active, draws power or is in
+    fault (a ``full`` port floats under 30 W and is not in the charging bitmap). Decided from
+    readings only: anything unknown (no summary yet, a broken hottest sensor) is not rest.
+    """
+    if summary is None or summary["charging"] or summary["faulted"]:
+        return False
+    if summary["total_power_w"] or summary["status_bits"]:
+        return False
+    if summary["hottest_c"] is None or summary["hottest_c"] >= watch_c:
+        return False
+    return not any(p["state"] in ACTIVE or p["power_w"] or p["fault"] != "none" for p in ports)
+
+
 # Port states the datasheet gives a port whose relay is open: opened by command, or by the
 # pile's own trip (a welded relay also reads "fault", but its coil reads closed).
 RELAY_OPEN_STATES = frozenset({"disabled", "fault"})
@@ -250,8 +274,12 @@ def status_events(profile: ChargerProfile, prev_bits: int | None, bits: int) -> 
 
 
 def sample_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
-    """What must change for a new ``charger.sample`` to be worth emitting: temperatures to
-    0.5 °C, power to 5 W, and every state, relay and fault."""
+    """What must change for a new ``charger.sample`` to be worth emitting: any reading at
+    the registers' resolution (0.1 °C, 1 W), every state, relay and fault.
+
+    Coarser steps would hide a threshold crossing from the rules: 59.8 → 60.1 °C is one
+    0.5 °C step (both round to 120 halves), so the overheat rule never saw the socket over
+    60 °C until something else in the key moved (found when the full reads' timing changed)."""
 
     def q(v: Any, step: float) -> Any:
         return None if v is None else round(v / step)
@@ -259,11 +287,11 @@ def sample_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
     if data["source"] == "summary":
         return (
             "s",
-            q(data["hottest_c"], 0.5),
+            q(data["hottest_c"], TEMP_STEP_C),
             data["hottest_port"],
             tuple(data["charging"]),
             tuple(data["faulted"]),
-            q(data["total_power_w"], 5),
+            q(data["total_power_w"], POWER_STEP_W),
             data["status_bits"],
         )
     ports = tuple(
@@ -271,10 +299,10 @@ def sample_key(data: Mapping[str, Any]) -> tuple[Any, ...]:
             p["port"],
             p["state"],
             p["relay"],
-            q(p["power_w"], 5),
-            q(p["temperature_c"], 0.5),
+            q(p["power_w"], POWER_STEP_W),
+            q(p["temperature_c"], TEMP_STEP_C),
             p["fault"],
         )
         for p in data["ports"]
     )
-    return ("p", ports, q(data.get("cabinet_c"), 0.5), data["status_bits"])
+    return ("p", ports, q(data.get("cabinet_c"), TEMP_STEP_C), data["status_bits"])

@@ -37,6 +37,11 @@ T = TypeVar("T")
 log = logging.getLogger("gatewayd.drivers.modbus")
 
 
+#: A pile at rest is polled this many times less often than a busy one, unless the bus says
+#: ``idle_seconds``: 5 s at the shipped 1 s (docs/chargers.md, "Idle piles").
+IDLE_FACTOR = 5.0
+
+
 @dataclass(frozen=True)
 class Timing:
     """The bus's timing settings (``ModbusDriver.bus_schema``), shared by every unit on it."""
@@ -51,6 +56,16 @@ class Timing:
     max_read_registers: int = 125
     write_attempts: int = 3
     watch_celsius: float = 50.0
+    #: The summary period of a pile at rest (``readings.at_rest``); None: ``IDLE_FACTOR`` ×
+    #: ``fast_seconds``.
+    idle_seconds: float | None = None
+
+    def idle_period(self) -> float:
+        """How often a pile at rest has its summary read (never faster than a busy one)."""
+        idle = (
+            self.idle_seconds if self.idle_seconds is not None else IDLE_FACTOR * self.fast_seconds
+        )
+        return max(idle, self.fast_seconds)
 
 
 @dataclass(frozen=True)

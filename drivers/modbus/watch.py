@@ -98,8 +98,9 @@ class PortWatch:
         driver's own writes (each read back at once) or by the pile's trips (which show in the
         port state just read), and a port the pile switched on shows in the summary's charging
         bitmap. (A pile hot at start-up has its relays read once first: the state published never
-        says a relay is unknown.) Telemetry and the retained state keep the cadence of the ordinary reads: a
-        watched pile multiplies the rules' view, not the uplink's traffic."""
+        says a relay is unknown.) Its readings go to the uplink's report by exception like any
+        other (a hot socket's reading that made a rule act is sent at once, and only what moved
+        past a deadband otherwise); the retained state changes only when a port did."""
         pile = self.pile
         if not pile.relays:  # hot from start-up, before the first full read: one coil read
             await pile.read_relays(Priority.WATCH)
@@ -108,7 +109,7 @@ class PortWatch:
             # Ports between two watched ones arrive too (a skipped block); judge them as well.
             every = range(1, pile.ports_n + 1)
             arrived = [p for p in every if _within(pile.profile.port_span(p), start, count)]
-            if pile.judge(arrived, pile.relays, telemetry=False):
+            if pile.judge(arrived, pile.relays, telemetry=True):
                 pile.publish_state()  # a port changed state: say so now, not at the next read
 
 

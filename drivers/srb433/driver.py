@@ -26,6 +26,7 @@ from drivers.srb433.codec import Decoder, Deduplicator, Frame, encode
 from drivers.srb433.family import ADDRESS
 from drivers.srb433.interconnect import HUSH_ALL, Interconnect
 from drivers.srb433.transport import SerialTransport, Transport
+from gatewayd import ticks
 from gatewayd.backoff import Backoff
 from gatewayd.driver import (
     BusConfig,
@@ -177,7 +178,7 @@ class SerialDriver(Driver):
         # Not every unplug hangs up the open descriptor; a path that now names another device
         # (or nothing) means ours is gone.
         while True:
-            await asyncio.sleep(PORT_CHECK_SECONDS)
+            await ticks.tick(PORT_CHECK_SECONDS)  # with the daemon's other 1 s loops
             if self._transport.vanished():
                 raise TransientError(f"serial {self.port}", "device path vanished")
 
@@ -190,7 +191,7 @@ class SerialDriver(Driver):
             counts = {"bad_crc": self._decoder.bad_crc, "bad_len": self._decoder.bad_len}
             if any(self.receiver.get(k) != v for k, v in counts.items()):
                 self._publish_receiver(**counts)
-            await asyncio.sleep(self._ping_seconds)
+            await ticks.tick(self._ping_seconds)
 
     async def _ping(self) -> bool:
         waiter = asyncio.get_running_loop().create_future()

@@ -34,6 +34,7 @@ from gatewayd.settings import Settings, setting
 
 if TYPE_CHECKING:
     from gatewayd.driver import Commands
+    from gatewayd.uplink.volume import Traffic
 
 ADDRESS = Str(
     pattern=r"[0-9A-Fa-f]{8}",
@@ -164,6 +165,18 @@ class SmokeFamily(Family):
 
     def supervised(self, device: Any) -> bool:
         return self.heartbeat_seconds(device) is not None
+
+    def traffic(self, device: Any, bus: Mapping[str, Any]) -> Traffic:
+        """Its heartbeats: each an event, a state and a telemetry message (sizes as
+        bench/bench_uplink.py measured them); alarms are too rare to count."""
+        from gatewayd.uplink.volume import DAY, Traffic
+
+        period = self.heartbeat_seconds(device)
+        beats = DAY / period if period else 0.0
+        return Traffic(
+            events=beats, event_bytes=224, state_bytes=149, readings=beats,
+            telemetry_bytes=94, part_bytes=109,
+        )  # fmt: skip
 
     def fire_signal(self, event: Event, device: Any) -> FireSignal | None:
         if event.type == ev.ALARM:

@@ -14,7 +14,13 @@ from typing import Any
 
 import click
 
-from gatewayd.cli.check_local import check_data_dir, check_drivers, check_files, check_fire
+from gatewayd.cli.check_local import (
+    check_data_dir,
+    check_drivers,
+    check_files,
+    check_fire,
+    check_uplink,
+)
 from gatewayd.cli.common import FAILED, config_option, json_option, load_config, print_json
 from gatewayd.cli.i18n import t
 
@@ -73,6 +79,7 @@ def check(config_path: str, everything: bool, user: str, as_json: bool) -> None:
     check_data_dir(out, cfg.data_dir, service, user)
     check_drivers(out, cfg)
     check_fire(out, cfg)
+    check_uplink(out, cfg)
     if everything:
         from gatewayd.cli.check_online import check_online
 

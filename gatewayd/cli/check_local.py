@@ -143,6 +143,20 @@ def check_fire(out: Checklist, cfg: Config) -> None:
         out.add("fire_door_release", None, t("fire_any_alarm_legacy", devices=", ".join(legacy)))
 
 
+def check_uplink(out: Checklist, cfg: Config) -> None:
+    """A note: what the site will send the platform a month, estimated from its devices and
+    settings (``gatewayd.uplink.volume``): what an installer on a paid 4G card wants to know."""
+    from gatewayd import plugins
+    from gatewayd.uplink.volume import estimate
+
+    est = estimate(cfg, plugins.families())
+    counted = sum(est.counted.values())
+    out.add("uplink_volume", None, t("uplink_estimate", mb=f"{est.mb_month:.1f}",
+            messages=f"{est.messages_day:.0f}", devices=counted, report=cfg.uplink.report))  # fmt: skip
+    if est.unknown:
+        out.add("uplink_volume", None, t("uplink_unknown", devices=", ".join(est.unknown)))
+
+
 def _cannot_create(path: str) -> str | None:
     """Why ``path`` could not be made (by whoever runs this), or None when it could."""
     probe = os.path.abspath(path)

@@ -27,6 +27,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{path}: owned by {owner}, the service user {user} cannot read it; fix: chown {user}: {path}",
         "{path}：属主为 {owner}，服务用户 {user} 无法读取；修复：chown {user}: {path}",
     ),
+    "uplink_estimate": (
+        "uplink: about {mb} MB a month, {messages} messages a day, an estimate (MQTT bytes, "
+        "no TCP/TLS) from {devices} devices and [uplink] report = {report}, at the use "
+        "docs/integrator.md assumes",
+        "上行流量：约每月 {mb} MB，每天 {messages} 条消息，为估算值（MQTT 字节，不含 TCP/TLS），"
+        "依据 {devices} 台设备与 [uplink] report = {report}，按 docs/integrator.md 假设的使用情况",
+    ),
+    "uplink_unknown": (
+        "uplink estimate leaves out {devices}: their device family says nothing of its traffic",
+        "上行流量估算未计入 {devices}：其设备类型未说明流量",
+    ),
     "fire_any_alarm_legacy": (
         'warning: rules.fire.door_release = "any_alarm" while {devices} cannot be supervised '
         "(legacy SD-1L: no heartbeat, a fixed radio code anyone can record and replay): one "

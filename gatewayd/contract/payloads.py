@@ -149,6 +149,11 @@ def alarms(src: Sources) -> dict[str, Any]:
 
 def devices(src: Sources) -> dict[str, Any]:
     fams = sorted(src.families.items())
+    # What devices say of themselves (Family.identity): each kind's own members, none other's.
+    said: dict[str, Any] = {}
+    for _, f in fams:
+        for key, schema in f.identity.items():
+            said[key] = schema if said.get(key, schema) == schema else {}
     entry = closed(
         {
             "id": _id(src, "the device's id (its topics end with it)"),
@@ -159,10 +164,13 @@ def devices(src: Sources) -> dict[str, Any]:
             "supervised": {"type": "boolean",
                            "description": "the gateway notices when it goes silent"},
             "actions": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+            **{k: {**s, "description": "the device said so (once it answered)"}
+               for k, s in sorted(said.items())},
         },
         ["id", "kind", "title", "supervised", "actions"],
         allOf=[const_if("kind", k, {"title": {"const": f.title},
-                                    "actions": {"items": {"enum": sorted(f.actions)}}})
+                                    "actions": {"items": {"enum": sorted(f.actions)}},
+                                    **dict.fromkeys(said, False), **f.identity})
                for k, f in fams],
     )  # fmt: skip
     return top(

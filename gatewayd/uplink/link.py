@@ -27,6 +27,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from gatewayd import ticks
 from gatewayd.backoff import Backoff
 from gatewayd.config import BrokerUrl, Config, MqttConfig
 
@@ -235,9 +236,10 @@ class MqttLink:
         self._mark_down()
 
     async def _misc_loop(self) -> None:
-        # Keepalive pings and timeouts: paho wants loop_misc about once a second.
+        # Keepalive pings and timeouts: paho wants loop_misc about once a second (on the
+        # shared grid: the same wake-up as the rules' tick).
         while self.client.loop_misc() == self._mqtt.MQTT_ERR_SUCCESS:
-            await asyncio.sleep(1.0)
+            await ticks.tick(1.0)
 
     def _teardown_socket(self) -> None:
         if self._fd >= 0:

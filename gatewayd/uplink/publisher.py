@@ -7,7 +7,9 @@ from its frame to the broker's PUBACK is kept in ``delivery`` (docs/monitoring.m
 topics (status, alarms, the devices list, device state) are current state, not history: they
 are published when they change and republished whole on every (re)connect; a device taken out
 of the config has its retained state cleared (an empty retained message). Events and state
-carry the device's ``room`` where it has one. Telemetry is best-effort QoS 0. What of state
+carry the device's ``room`` where it has one. What a device says of itself once (its family's
+``identity``: a pile's firmware and port count) goes in its entry of the devices list, not in
+every state. Telemetry is best-effort QoS 0. What of state
 and telemetry goes, and when, is ``gatewayd.uplink.exception``'s (report by exception).
 """
 
@@ -86,6 +88,7 @@ class Publisher:
         self.house = house
         self.link: MqttLink | None = None
         self.states: dict[str, dict[str, Any]] = {}
+        self.identities: dict[str, dict[str, Any]] = {}  # device -> its family's identity
         self.forgotten: set[str] = set()
         self._alarms: Callable[[], list[Alarm]] = list
         self._fire_mode: Callable[[], bool] = lambda: False
@@ -139,6 +142,13 @@ class Publisher:
         self.pump()
 
     def state(self, device: str, changes: Mapping[str, Any]) -> None:
+        family = self.house.family_of(device)
+        if family is not None and family.identity:
+            said = {k: v for k, v in changes.items() if k in family.identity}
+            if said:
+                self._identify(device, said)
+            if not self._every_reading:  # the old uplink repeated them in every state
+                changes = {k: v for k, v in changes.items() if k not in family.identity}
         current = self.states.get(device)
         if current is None:
             room = self.house.room(device)
@@ -153,12 +163,23 @@ class Publisher:
         """A device taken out of the config: its retained state is cleared (now, and on every
         connect while this process lives, in case the broker did not get it)."""
         self.states.pop(device, None)
+        self.identities.pop(device, None)
         self.exceptions.forget(device)
         self.forgotten.add(device)
         self._clear(self.topics.state(device))
 
     def devices_changed(self) -> None:
-        self._retained(self.topics.devices, {"ts": time.time(), "devices": self.house.devices()})
+        devices = [{**d, **self.identities.get(d["id"], {})} for d in self.house.devices()]
+        self._retained(self.topics.devices, {"ts": time.time(), "devices": devices})
+
+    def _identify(self, device: str, said: Mapping[str, Any]) -> None:
+        """A device said what it is (at start, after a firmware update): the devices list
+        carries it, republished only when it changed."""
+        known = self.identities.setdefault(device, {})
+        if all(known.get(k) == v for k, v in said.items()):
+            return
+        known.update(said)
+        self.devices_changed()
 
     def telemetry(self, device: str, values: Mapping[str, Any]) -> None:
         if self._every_reading:
