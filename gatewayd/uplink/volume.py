@@ -21,6 +21,7 @@ bill: it never reads anything but the config.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -74,7 +75,7 @@ class Estimate:
         return self.bytes_day * MONTH_DAYS / 1e6
 
 
-def estimate(config: Config, families: dict[str, Family]) -> Estimate:
+def estimate(config: Config, families: Mapping[str, Family]) -> Estimate:
     """The site's uplink a day, from its devices, their buses' settings and ``[uplink]``."""
     out = Estimate()
     buses = {b.name: b.settings for b in config.buses}
