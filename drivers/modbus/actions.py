@@ -53,20 +53,25 @@ async def _open_and_verify(pile: PileSession, ports: list[int]) -> tuple[list[in
     attempts = 0
     last: Exception | None = None
     answered = False
+    write = True  # False once a write was acknowledged and only its read-back is missing
     while closed and attempts < pile.timing.write_attempts:
         attempts += 1
         try:
-            if len(closed) == len(ports) > 1 and closed == list(range(closed[0], closed[-1] + 1)):
+            whole = closed == list(range(closed[0], closed[-1] + 1))
+            span = len(closed) == len(ports) > 1 and whole
+            if write and span:
                 await pile.write_relays(Priority.SAFETY, closed[0], [False] * len(closed))
-            else:
+            elif write:
                 for p in closed:
                     await pile.write_relays(Priority.SAFETY, p, [False])
+            write = False  # acknowledged: a lost read-back is asked again, not the write
             relays = await pile.read_relays(Priority.SAFETY, patient=True)
         except (TransientError, ExceptionReply) as exc:
             last = exc
             continue
         answered = True
         closed = [p for p in closed if relays[p - 1]]
+        write = True  # what the pile still shows closed is written again
     if not answered:
         raise DeviceTimeout(
             pile.device, f"relay write unanswered after {attempts} attempts: {last}"
