@@ -1,0 +1,133 @@
+"""The 3-node NATS cluster as a broker, with plain MQTT clients (no gateway): what the gateway
+and the platform rely on must cross nodes and outlive one of them.
+
+Each kill is aimed at the worst node: the leader of the JetStream stream that holds what the
+test is about, so the survivors must elect another before they serve it (the cluster's own
+recovery, allowed for by NodeClient's bounded waits, not by sleeps)."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+
+from firmware_stubs.nats_cluster import LEADER_LOSS_STALL, NatsCluster
+from tests.cluster_support import NodeClient
+from tests.harness import wait_until
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(120)]
+
+
+def others(cluster: NatsCluster, i: int) -> list[int]:
+    return [j for j in range(len(cluster.nodes)) if j != i]
+
+
+def test_retained_status_crosses_nodes_and_outlives_the_node_it_was_published_on(
+    cluster: NatsCluster,
+) -> None:
+    a = cluster.stream_leader("$MQTT_rmsgs")
+    assert a is not None
+    b, c = others(cluster, a)
+    topic = "pingan/v1/gw-ret/status"
+    pub = NodeClient(cluster.nodes[a].mqtt_port, "gw-ret")
+    for online in (True, False, True):  # the last one is the current picture
+        body = json.dumps({"online": online, "n": int(online) + 1}).encode()
+        pub.publish(topic, body, retain=True).wait_for_publish(10)
+    current = {"online": True, "n": 2}
+
+    for node in (b, c):
+        sub = NodeClient(cluster.nodes[node].mqtt_port, subscribe=topic)
+        got = sub.wait(topic, timeout=10)
+        assert got == current, f"node {node} served {got}"
+        assert [m.retain for m in sub.on(topic)] == [True], "one retained copy, not history"
+        sub.close()
+
+    cluster.kill(a)  # the node it was published on, and the retained stream's leader
+    late = NodeClient(cluster.nodes[b].mqtt_port, subscribe=topic)
+    assert late.wait(topic, timeout=10) == current
+    late.close()
+
+
+def test_last_will_of_a_client_that_vanishes_reaches_subscribers_on_the_other_nodes(
+    cluster: NatsCluster,
+) -> None:
+    a, b, c = range(3)
+    topic = "pingan/v1/+/status"
+    watchers = [NodeClient(cluster.nodes[n].mqtt_port, subscribe=topic) for n in (b, c)]
+    offline = json.dumps({"online": False}).encode()
+    # A control: a client that says goodbye (DISCONNECT) must leave no will behind.
+    polite = NodeClient(
+        cluster.nodes[a].mqtt_port, "gw-polite", will=("pingan/v1/gw-polite/status", offline)
+    )
+    polite.close()
+    dying = NodeClient(
+        cluster.nodes[a].mqtt_port, "gw-dies", will=("pingan/v1/gw-dies/status", offline)
+    )
+    dying.publish("pingan/v1/gw-dies/status", b'{"online": true}', retain=True).wait_for_publish(10)
+    for w in watchers:
+        w.wait("pingan/v1/gw-dies/status", lambda body: body["online"], timeout=10)
+
+    dying.die()
+    for w in watchers:
+        # The broker notices the dead connection at once (the socket closed); the will then
+        # crosses the routes to the other nodes.
+        assert w.wait("pingan/v1/gw-dies/status", lambda body: not body["online"], 10) == {
+            "online": False
+        }
+        assert w.on("pingan/v1/gw-polite/status") == [], "a clean DISCONNECT published its will"
+        w.close()
+    # And it stays as the gateway's retained status, read from the third node.
+    late = NodeClient(cluster.nodes[c].mqtt_port, subscribe="pingan/v1/gw-dies/status")
+    assert late.wait("pingan/v1/gw-dies/status", timeout=10) == {"online": False}
+    late.close()
+
+
+def test_qos1_messages_for_a_subscriber_survive_the_kill_of_its_node(
+    cluster: NatsCluster,
+) -> None:
+    """The platform's persistent session (clean_session false) on the node leading the
+    sessions' stream; the node is killed -9 while a gateway publishes; the platform resumes on
+    a third node and gets every message its session was owed, those published while it was
+    away included."""
+    x = cluster.stream_leader()
+    assert x is not None
+    y, z = others(cluster, x)
+    topic = "pingan/v1/gw-q1/events/smoke-301"
+    platform = NodeClient(
+        cluster.nodes[x].mqtt_port, "platform-q1", clean_session=False, subscribe=topic
+    )
+    gateway = NodeClient(cluster.nodes[y].mqtt_port, "gw-q1")
+    acked: list[str] = []
+
+    def send(ids: range) -> None:
+        for n in ids:
+            gateway.publish(topic, json.dumps({"id": f"e{n}"})).wait_for_publish(10)
+            acked.append(f"e{n}")
+
+    send(range(100))
+    # The kill lands while the gateway keeps publishing: nothing is paused for it.
+    sender = threading.Thread(target=send, args=(range(100, 200),))
+    sender.start()
+    cluster.kill(x)
+    platform.client.loop_stop()  # its process went with the node, as far as it knows
+    sender.join(30)
+    assert not sender.is_alive()
+
+    back = NodeClient(
+        cluster.nodes[z].mqtt_port, "platform-q1", clean_session=False, within=LEADER_LOSS_STALL
+    )
+    assert back.session_present, "the session did not survive its node"
+    send(range(200, 250))
+    assert len(acked) == 250
+
+    def received() -> set[str]:
+        return {m.json()["id"] for m in platform.on(topic) + back.on(topic)}
+
+    wait_until(lambda: received() >= set(acked), 15, "every acknowledged event at the platform")
+    assert received() == set(acked)
+    back.client.disconnect()
+    back.client.loop_stop()
+    gateway.close()
+    # A clean session ends the persistent one, so the module's next test starts without it.
+    NodeClient(cluster.nodes[z].mqtt_port, "platform-q1").close()
