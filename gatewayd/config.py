@@ -52,9 +52,29 @@ TOP_LEVEL = (
 
 
 @dataclass(frozen=True)
-class MqttConfig:
+class BrokerUrl:
+    """One broker node of ``[mqtt] url``."""
+
     host: str
     port: int
+    tls: bool
+
+    @property
+    def url(self) -> str:
+        """As people write it, with the port always shown (logs, `gatewayd check`)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{host}:{self.port}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    #: The broker nodes in the order given: the link starts on the first and moves to the next
+    #: only when a connection fails or is lost (gatewayd.uplink.link).
+    brokers: tuple[BrokerUrl, ...]
     tls: bool
     topic_prefix: str
     username: str | None
@@ -203,24 +223,26 @@ def _validate(table: Any, schema: Mapping[str, Field], name: str, path: str) -> 
 
 
 def _mqtt(mq: dict[str, Any], name: str) -> MqttConfig:
-    expected = "mqtt://host[:port] or mqtts://host[:port] with a port 1..65535"
-    try:
-        url = urlsplit(mq["url"])
-        port = url.port
-    except ValueError:  # a port over 65535, a stray "[" in the host
-        raise ConfigError(name, "mqtt.url", f"expected {expected}", mq["url"]) from None
-    if not url.hostname or port == 0:
-        raise ConfigError(name, "mqtt.url", f"expected {expected}", mq["url"])
+    urls: tuple[str, ...] = mq["url"]
+    brokers = tuple(
+        _broker(url, name, f"mqtt.url[{i}]" if len(urls) > 1 else "mqtt.url")
+        for i, url in enumerate(urls)
+    )
     if mq["password_file"] is not None and mq["username"] is None:
         raise ConfigError(name, "mqtt.username", "missing; a password_file needs a username")
     if (mq["cert_file"] is None) != (mq["key_file"] is None):
         raise ConfigError(name, "mqtt.key_file", "cert_file and key_file go together")
-    tls = url.scheme == "mqtts"
+    # One login and one TLS setup serve every node (paho keeps one TLS context per client).
+    tls = brokers[0].tls
+    for i, b in enumerate(brokers):
+        if b.tls != tls:
+            raise ConfigError(
+                name, f"mqtt.url[{i}]", "every url needs the same scheme as the first", urls[i]
+            )
     if not tls and (mq["ca_file"] or mq["cert_file"]):
-        raise ConfigError(name, "mqtt.url", "ca_file/cert_file need an mqtts:// url", mq["url"])
+        raise ConfigError(name, "mqtt.url", "ca_file/cert_file need an mqtts:// url", urls[0])
     return MqttConfig(
-        host=url.hostname,
-        port=port or DEFAULT_PORTS[url.scheme],
+        brokers=brokers,
         tls=tls,
         topic_prefix=mq["topic_prefix"],
         username=mq["username"],
@@ -231,6 +253,18 @@ def _mqtt(mq: dict[str, Any], name: str) -> MqttConfig:
         keepalive=mq["keepalive"],
         reconnect_max_seconds=mq["reconnect_max_seconds"],
     )
+
+
+def _broker(text: str, name: str, path: str) -> BrokerUrl:
+    expected = "mqtt://host[:port] or mqtts://host[:port] with a port 1..65535"
+    try:
+        url = urlsplit(text)
+        port = url.port
+    except ValueError:  # a port over 65535, a stray "[" in the host
+        raise ConfigError(name, path, f"expected {expected}", text) from None
+    if not url.hostname or port == 0:
+        raise ConfigError(name, path, f"expected {expected}", text)
+    return BrokerUrl(url.hostname, port or DEFAULT_PORTS[url.scheme], url.scheme == "mqtts")
 
 
 def _list_of_tables(value: Any, name: str, key: str) -> list[Any]:

@@ -4,11 +4,26 @@ keys come from their own schemas). ``gatewayd.config`` validates with them; the 
 
 from __future__ import annotations
 
-from gatewayd.schema import Float, Int, Listen, OneOf, Path, Str
+from gatewayd.schema import Float, Int, Listen, OneOf, Path, Str, StrOrList
 from gatewayd.secrets import SecretFile
 
-ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
-ID_EXPECTED = "an id of letters, digits, '.', '_' or '-' (at most 64)"
+#: Gateway and device ids are MQTT topic levels: only characters every broker takes in a topic
+#: (NATS closes the connection on a '.' or a space), so the contract is portable across brokers.
+ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+ID_EXPECTED = "an id of letters A-Z a-z, digits 0-9, '_' or '-' (at most 64)"
+#: Bus names never reach a topic: they keep the dots they always had.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+NAME_EXPECTED = "a name of letters, digits, '.', '_' or '-' (at most 64)"
+#: The topic prefix: levels of the same characters as an id, separated by single '/'.
+PREFIX_PATTERN = r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*"
+PREFIX_EXPECTED = (
+    "topic levels of letters A-Z a-z, digits 0-9, '_' or '-', separated by '/' "
+    "(none leading, trailing or doubled)"
+)
+URL_PATTERN = r"mqtts?://[^/\s:]+(:\d{1,5})?/?"
+URL_EXPECTED = "mqtt://host[:port] or mqtts://host[:port]"
+#: Enough for a cluster's nodes or a primary and its standbys.
+MAX_URLS = 8
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
@@ -19,15 +34,14 @@ GATEWAY_SCHEMA = {
 }
 
 MQTT_SCHEMA = {
-    "url": Str(
-        pattern=r"mqtts?://[^/\s:]+(:\d{1,5})?/?",
-        expected="mqtt://host[:port] or mqtts://host[:port]",
+    "url": StrOrList(
+        URL_PATTERN,
+        URL_EXPECTED,
+        most=MAX_URLS,
+        doc="one broker, or a list: a cluster's nodes (or a primary and its standby), "
+        "tried in turn on connection loss",
     ),
-    "topic_prefix": Str(
-        default="pingan/v1",
-        pattern=r"[^#+\s]+[^#+\s/]",
-        expected="a topic prefix without wildcards",
-    ),
+    "topic_prefix": Str(default="pingan/v1", pattern=PREFIX_PATTERN, expected=PREFIX_EXPECTED),
     "username": Str(default=None),
     "password_file": SecretFile(doc="mode 0600"),
     "ca_file": Path(default=None, doc="CA bundle for mqtts://; the system's when absent"),
@@ -79,7 +93,7 @@ UPLINK_SCHEMA = {
 }  # fmt: skip
 
 BUS_KEYS = {
-    "name": Str(pattern=ID_PATTERN, expected=ID_EXPECTED),
+    "name": Str(pattern=NAME_PATTERN, expected=NAME_EXPECTED),
     "driver": Str(expected="a driver name"),
 }
 

@@ -65,11 +65,24 @@ def validate(
             value = resolve(value, base)
         try:
             out[key] = spec.convert(value)
+        except BadItem as exc:  # one entry of a list: name it, with what an entry must be
+            item = f"{where}[{exc.index}]"
+            raise ConfigError(file, item, f"expected {exc.expected}", exc.value) from None
         except (ValueError, TypeError):
             raise ConfigError(file, where, f"expected {spec.expected}", table[key]) from None
         except SecretFileError as exc:  # a secret file's own problem, with its fix
             raise ConfigError(file, where, str(exc)) from None
     return out
+
+
+class BadItem(ValueError):
+    """One entry of a list value is wrong: ``validate`` names it (``mqtt.url[1]``)."""
+
+    def __init__(self, index: int, value: Any, expected: str) -> None:
+        super().__init__(expected)
+        self.index = index
+        self.value = value
+        self.expected = expected
 
 
 def resolve(value: Any, base: str) -> Any:
@@ -152,6 +165,32 @@ def StrList(default: Any = REQUIRED, doc: str = "") -> Field:
 
     spec = {"type": "array", "items": {"type": "string"}}
     return Field("a list of strings", convert, default, doc, json=spec)
+
+
+def StrOrList(
+    pattern: str, expected: str, most: int, default: Any = REQUIRED, doc: str = ""
+) -> Field:
+    """One string, or a list of 1..``most`` different strings, each matching ``pattern``;
+    always converted to a tuple (one entry for the single string)."""
+    rx = re.compile(pattern)
+
+    def convert(v: Any) -> tuple[str, ...]:
+        if isinstance(v, str):
+            if not rx.fullmatch(v):
+                raise ValueError
+            return (v,)
+        if not isinstance(v, list) or not 1 <= len(v) <= most:
+            raise ValueError
+        for i, item in enumerate(v):
+            if not isinstance(item, str) or not rx.fullmatch(item):
+                raise BadItem(i, item, expected)
+            if item in v[:i]:
+                raise BadItem(i, item, f"{expected}, each once")
+        return tuple(v)
+
+    item = {"type": "string", "pattern": f"^(?:{pattern})$"}
+    spec = {"oneOf": [item, {"type": "array", "items": item, "minItems": 1, "maxItems": most}]}
+    return Field(f"{expected}, or a list of 1..{most} of them", convert, default, doc, json=spec)
 
 
 def DeviceIds(default: Any = REQUIRED, doc: str = "") -> Field:

@@ -29,8 +29,8 @@ from typing import Any
 
 REQUIRED = ("gateway_id", "address", "village", "township")
 DEFAULT_PORT = 9108
-# The same rule as gateway.toml's [gateway] id (gatewayd/config.py ID_PATTERN).
-ID_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# The same rule as gateway.toml's [gateway] id (gatewayd/config_schema.py ID_PATTERN).
+ID_RX = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 HOST_RX = re.compile(r"\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*")
 
 
@@ -71,7 +71,7 @@ def groups(
         addr = target(values["address"], port)
         if not ID_RX.fullmatch(gid):
             problems.append(
-                f"{where}: gateway_id {gid!r} is not a gateway id (letters, digits, . _ -)"
+                f"{where}: gateway_id {gid!r} is not a gateway id (letters A-Z a-z, digits, _ -)"
             )
         if addr is None:
             problems.append(f"{where}: address {values['address']!r} is not host or host:port")

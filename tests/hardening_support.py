@@ -25,7 +25,7 @@ import pytest
 
 from bench.soak_peers import control  # re-exported: the tests reach the daemon through it
 from firmware_stubs.broker import free_port, mosquitto_path
-from tests.harness import REPO, Daemon, Recording, Site, wait_until
+from tests.harness import REPO, Daemon, Recording, Site, toml_url, wait_until
 
 # -- a process, seen from /proc -----------------------------------------------------------------
 
@@ -412,7 +412,7 @@ def remount_ro(where: Path) -> None:
 
 def write_site(
     tmp: Path,
-    url: str,
+    url: str | list[str],
     body: str = "",
     *,
     gateway_id: str = "gw-test",
@@ -429,7 +429,7 @@ def write_site(
     cfg.write_text(
         f'[gateway]\nid = "{gateway_id}"\nsite = "柳墅村 17号"\n'
         f'data_dir = "{data_dir or tmp / "data"}"\n\n'
-        f'[mqtt]\nurl = "{url}"\nreconnect_max_seconds = 1.0\n{mqtt_extra}\n'
+        f"[mqtt]\nurl = {toml_url(url)}\nreconnect_max_seconds = 1.0\n{mqtt_extra}\n"
         f'[security]\ncommand_key_file = "{key_file}"\ncommands_per_minute = 60\n\n{body}'
     )
     return Site(tmp, gateway_id, key, cfg)

@@ -170,7 +170,14 @@ class Site:
         return sign(key or self.key, body)
 
 
-def make_site(tmp: Path, broker_url: str, body: str = "", gateway_id: str = "gw-test") -> Site:
+def toml_url(url: str | list[str]) -> str:
+    """``[mqtt] url`` as TOML: one broker, or a list of nodes (JSON strings are TOML strings)."""
+    return json.dumps(url, ensure_ascii=False)
+
+
+def make_site(
+    tmp: Path, broker_url: str | list[str], body: str = "", gateway_id: str = "gw-test"
+) -> Site:
     key = os.urandom(32)
     key_file = tmp / "command.key"
     write_secret(str(key_file), key.hex())
@@ -179,7 +186,8 @@ def make_site(tmp: Path, broker_url: str, body: str = "", gateway_id: str = "gw-
     cfg = tmp / "gateway.toml"
     cfg.write_text(
         f'[gateway]\nid = "{gateway_id}"\nsite = "柳墅村 17号"\ndata_dir = "{tmp / "data"}"\n\n'
-        f'[mqtt]\nurl = "{broker_url}"\nreconnect_max_seconds = 1.0\n\n[security]\ncommand_key_file = "{key_file}"\n'
+        f"[mqtt]\nurl = {toml_url(broker_url)}\nreconnect_max_seconds = 1.0\n\n"
+        f'[security]\ncommand_key_file = "{key_file}"\n'
         f"commands_per_minute = 20\n\n{no_metrics}{body}"
     )
     return Site(tmp, gateway_id, key, cfg)

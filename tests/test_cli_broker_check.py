@@ -4,6 +4,7 @@ does not trust, TLS on the port but mqtt:// in the config, and nobody listening.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from tests.cli_support import gatewayd
 from tests.hardening_support import Pki, TlsBroker, write_site
 
 
-def check_all(tmp: Path, url: str, mqtt_extra: str = "", lang: str = "en") -> list[str]:
+def check_all(tmp: Path, url: str | list[str], mqtt_extra: str = "", lang: str = "en") -> list[str]:
     tmp.mkdir(parents=True, exist_ok=True)
     site = write_site(tmp, url, mqtt_extra=mqtt_extra)
     result = gatewayd("--lang", lang, "check", "--all", "-c", str(site.config))
@@ -88,3 +89,28 @@ def test_check_all_names_a_tls_certificate_it_does_not_trust(tmp_path: Path) -> 
     )
     assert zh[1].startswith(f"✗ 服务器 {broker.url}：TLS：服务器证书不受信任（")
     assert zh[1].endswith("；请检查 mqtt.ca_file")
+
+
+def test_check_all_tests_every_broker_url_one_line_and_one_json_entry_each(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """A standby that does not answer is found by `check --all` now, not on the day the
+    primary fails: one line per url of [mqtt] url, and with --json an entry per url."""
+    down = f"mqtt://127.0.0.1:{free_port()}"
+    assert check_all(tmp_path / "en", [broker.url, down]) == [
+        f"✓ broker {broker.url}: login accepted",
+        f"✗ broker {down}: cannot connect to {down.removeprefix('mqtt://')} (Connection refused)",
+    ]
+    assert check_all(tmp_path / "zh", [down, broker.url], lang="zh") == [
+        f"✗ 服务器 {down}：无法连接 {down.removeprefix('mqtt://')}（Connection refused）",
+        f"✓ 服务器 {broker.url}：登录成功",
+    ]
+    (tmp_path / "json").mkdir()
+    site = write_site(tmp_path / "json", [broker.url, down])
+    result = gatewayd("check", "--all", "--json", "-c", str(site.config))
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is False
+    entries = [c for c in report["checks"] if c["check"] == "broker"]
+    assert [(c["url"], c["ok"]) for c in entries] == [(broker.url, True), (down, False)]
+    assert entries[1]["message"].startswith(f"broker {down}: cannot connect")

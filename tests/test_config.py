@@ -40,7 +40,8 @@ command_key_file = "KEY"
 def test_valid_config_is_typed_and_frozen(tmp_path: Path) -> None:
     cfg = config.load(str(write(tmp_path, BASE)))
     assert cfg.gateway_id == "xz-liushu-017"
-    assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.tls) == ("broker.example.cn", 8883, True)
+    [node] = cfg.mqtt.brokers
+    assert (node.host, node.port, node.tls, cfg.mqtt.tls) == ("broker.example.cn", 8883, True, True)
     assert cfg.topic_root == "pingan/v1/xz-liushu-017"
     assert cfg.command_key is not None and len(cfg.command_key.value) == 32
     assert str(cfg.command_key.value.hex()) not in repr(cfg)  # secrets never show in a repr
@@ -53,15 +54,18 @@ def test_valid_config_is_typed_and_frozen(tmp_path: Path) -> None:
     [
         (
             ('id = "xz-liushu-017"', 'id = "bad id/with slash"'),
-            "gateway.id: expected an id of letters, digits, '.', '_' or '-' (at most 64), got \"bad id/with slash\"",
+            "gateway.id: expected an id of letters A-Z a-z, digits 0-9, '_' or '-' (at most 64), "
+            'got "bad id/with slash"',
         ),
         (
             ('url = "mqtts://broker.example.cn:8883"', 'url = "http://x"'),
-            'mqtt.url: expected mqtt://host[:port] or mqtts://host[:port], got "http://x"',
+            "mqtt.url: expected mqtt://host[:port] or mqtts://host[:port], or a list of 1..8 of "
+            'them, got "http://x"',
         ),
         (
             ('topic_prefix = "pingan/v1"', 'topic_prefix = "pingan/#"'),
-            "mqtt.topic_prefix: expected a topic prefix",
+            "mqtt.topic_prefix: expected topic levels of letters A-Z a-z, digits 0-9, '_' or '-', "
+            "separated by '/'",
         ),
         (('site = "柳墅村 17号"', 'site = "x"\ncolour = "red"'), "gateway.colour: unknown key"),
         (("[security]", "[securty]"), "securty: unknown section"),

@@ -35,7 +35,7 @@ def with_temp_secrets(tmp_path: Path) -> str:
 def test_example_parses_with_every_builtin_driver_and_rule(tmp_path: Path) -> None:
     text = with_temp_secrets(tmp_path)
     cfg = config.parse(tomllib.loads(text), "gateway.toml")
-    assert cfg.gateway_id == "xz-liushu-017" and cfg.mqtt.tls and cfg.mqtt.port == 8883
+    assert cfg.gateway_id == "xz-liushu-017" and cfg.mqtt.tls and cfg.mqtt.brokers[0].port == 8883
     assert {b.driver for b in cfg.buses} >= {"modbus", "serial", "ble"}
     assert {d.kind for d in cfg.devices} == {"charger", "smoke", "door_lock"}
     door = cfg.device("door-main")

@@ -202,15 +202,17 @@ def test_a_bad_inventory_names_every_problem_and_writes_nothing(tmp_path: Path) 
         "xz 2,10.0.0.2,柳墅村,新庄镇\n"
         "xz-3,10.0.0.1:9108,柳墅村,新庄镇\n"
         "xz-1,10.0.0.4:99999,柳墅村,\n"
+        "xz.5,10.0.0.5,柳墅村,新庄镇\n"
     )
     out = tmp_path / "gatewayd.json"
     out.write_text("[]\n")
     done = run(sys.executable, str(MON / "inventory_to_sd.py"), str(bad), "-o", str(out))
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        f"{bad}:3: gateway_id 'xz 2' is not a gateway id (letters, digits, . _ -)",
+        f"{bad}:3: gateway_id 'xz 2' is not a gateway id (letters A-Z a-z, digits, _ -)",
         f"{bad}:4: address 10.0.0.1:9108 is on line 2 already",
         f"{bad}:5: empty township",
+        f"{bad}:6: gateway_id 'xz.5' is not a gateway id (letters A-Z a-z, digits, _ -)",
         "nothing written",
     ]
     assert out.read_text() == "[]\n"

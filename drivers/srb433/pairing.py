@@ -103,7 +103,7 @@ class Pairing:
         if not room:
             self._say(f"  {t('pair_not_added', bus=self.bus, address=address)}")
             return
-        slug = re.sub(r"[^A-Za-z0-9_.-]", "", room)
+        slug = re.sub(r"[^A-Za-z0-9_-]", "", room)  # an id is a topic level (ID_PATTERN)
         base = f"{self.prefix}{slug}" if slug else f"{self.prefix}{address.lower()}"
         dev_id = free_name({str(d.get("id")) for d in doc.tables("devices")}, base)
         table = {

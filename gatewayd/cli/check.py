@@ -24,9 +24,10 @@ class Checklist:
     items: list[dict[str, Any]] = field(default_factory=list)
     as_json: bool = False
 
-    def add(self, name: str, passed: bool | None, text: str) -> None:
-        """``passed`` None is a note (neither ✓ nor ✗), e.g. the daemon is not running."""
-        self.items.append({"check": name, "ok": passed, "message": text})
+    def add(self, name: str, passed: bool | None, text: str, **extra: str) -> None:
+        """``passed`` None is a note (neither ✓ nor ✗), e.g. the daemon is not running;
+        ``extra`` goes into the JSON entry (the broker's ``url``)."""
+        self.items.append({"check": name, "ok": passed, "message": text, **extra})
         if not self.as_json:
             mark = {True: "✓", False: "✗", None: "·"}[passed]
             click.echo(f"{mark} {text}")

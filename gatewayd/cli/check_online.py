@@ -60,10 +60,15 @@ def _daemon(out: Checklist, config_path: str) -> dict[str, Any] | None:
 
 
 def _broker(out: Checklist, cfg: Config) -> None:
-    url = f"{'mqtts' if cfg.mqtt.tls else 'mqtt'}://{cfg.mqtt.host}:{cfg.mqtt.port}"
-    try:
-        detail = probes.check_broker(cfg.mqtt, f"{cfg.gateway_id}-check-{os.getpid()}")
-    except probes.ProbeError as exc:
-        out.add("broker", False, t("broker_bad", url=url, detail=broker_said(str(exc))))
-        return
-    out.add("broker", True, t("broker_ok", url=url, detail=broker_said(detail)))
+    """One line (one JSON entry, with its ``url``) per node of ``[mqtt] url``: a standby that
+    does not take the login is found now, not on the day the primary fails."""
+    for broker in cfg.mqtt.brokers:
+        url = broker.url
+        try:
+            detail = probes.check_broker(cfg.mqtt, broker, f"{cfg.gateway_id}-check-{os.getpid()}")
+        except probes.ProbeError as exc:
+            out.add(
+                "broker", False, t("broker_bad", url=url, detail=broker_said(str(exc))), url=url
+            )
+            continue
+        out.add("broker", True, t("broker_ok", url=url, detail=broker_said(detail)), url=url)

@@ -25,15 +25,31 @@ PHRASES: list[tuple[str, str]] = [
         '设备编号列表（"*" 表示任意设备）',
     ),
     (
-        r"an id of letters, digits, '\.', '_' or '-' \(at most 64\)",
-        "由字母、数字、'.'、'_'、'-' 组成的编号（最多 64 个字符）",
+        r"an id of letters A-Z a-z, digits 0-9, '_' or '-' \(at most 64\)",
+        "由字母 A-Z a-z、数字 0-9、'_'、'-' 组成的编号（最多 64 个字符）",
+    ),
+    (
+        r"a name of letters, digits, '\.', '_' or '-' \(at most 64\)",
+        "由字母、数字、'.'、'_'、'-' 组成的名称（最多 64 个字符）",
+    ),
+    (
+        r"topic levels of letters A-Z a-z, digits 0-9, '_' or '-', separated by '/' "
+        r"\(none leading, trailing or doubled\)",
+        "由字母 A-Z a-z、数字 0-9、'_'、'-' 组成、以 '/' 分隔的主题层级（首尾不能是 '/'，不能连续两个 '/'）",
+    ),
+    (
+        r"mqtt://host\[:port\] or mqtts://host\[:port\], or a list of 1\.\.(?P<n>\d+) of them",
+        "mqtt://主机[:端口] 或 mqtts://主机[:端口]，或由 1..{n} 个这样的地址组成的列表",
+    ),
+    (
+        r"mqtt://host\[:port\] or mqtts://host\[:port\], each once",
+        "mqtt://主机[:端口] 或 mqtts://主机[:端口]，且不能重复",
     ),
     (
         r"mqtt://host\[:port\] or mqtts://host\[:port\] with a port 1\.\.65535",
         "mqtt://主机[:端口] 或 mqtts://主机[:端口]，端口 1..65535",
     ),
     (r"mqtt://host\[:port\] or mqtts://host\[:port\]", "mqtt://主机[:端口] 或 mqtts://主机[:端口]"),
-    (r"a topic prefix without wildcards", "不含通配符的主题前缀"),
     (
         r"host:port with a port 0\.\.65535, or empty to disable",
         "主机:端口（端口 0..65535），留空则不开启",
@@ -74,6 +90,10 @@ PROBLEMS: list[tuple[str, str]] = [
     (r"not valid TOML \((?P<r>.*)\)", "不是有效的 TOML（{r}）"),
     (r"(?P<a>\w+) and (?P<b>\w+) go together", "{a} 和 {b} 必须同时给出"),
     (r"ca_file/cert_file need an mqtts:// url", "ca_file/cert_file 需要 mqtts:// 地址"),
+    (
+        r"every url needs the same scheme as the first",
+        "每个地址须与第一个使用相同的协议（都是 mqtt:// 或都是 mqtts://）",
+    ),
     (r"a bus of this name exists already", "已有同名总线"),
     (r"this id is taken already", "此编号已被占用"),
     (

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gatewayd.errors import ProbeError
 
 if TYPE_CHECKING:
-    from gatewayd.config import MqttConfig
+    from gatewayd.config import BrokerUrl, MqttConfig
 
 
 # -- broker --------------------------------------------------------------------------------------
@@ -31,16 +31,16 @@ REFUSALS = {
 }
 
 
-def check_broker(mqtt: MqttConfig, client_id: str, timeout: float = 5.0) -> str:
+def check_broker(mqtt: MqttConfig, broker: BrokerUrl, client_id: str, timeout: float = 5.0) -> str:
     """TCP connect, TLS handshake for mqtts, MQTT CONNECT with our credentials (paho, as the
-    daemon connects), DISCONNECT. Returns what worked; raises ProbeError with what did not and
-    what to do."""
+    daemon connects), DISCONNECT, with ``broker`` (one node of ``mqtt``'s urls). Returns what
+    worked; raises ProbeError with what did not and what to do."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
     from gatewayd.uplink.link import log_in
 
-    where = f"{mqtt.host}:{mqtt.port}"
+    where = broker.where
     client = paho.Client(
         callback_api_version=CallbackAPIVersion.VERSION2,
         client_id=client_id,
@@ -58,7 +58,7 @@ def check_broker(mqtt: MqttConfig, client_id: str, timeout: float = 5.0) -> str:
     answers: list[Any] = []
     client.on_connect = lambda _c, _u, _flags, reason, _props: answers.append(reason)
     try:
-        _connect(client, mqtt, where, timeout)
+        _connect(client, broker, timeout)
         deadline = time.monotonic() + timeout
         while not answers:
             left = deadline - time.monotonic()
@@ -68,7 +68,7 @@ def check_broker(mqtt: MqttConfig, client_id: str, timeout: float = 5.0) -> str:
             if answers:
                 break
             if rc == MQTTErrorCode.MQTT_ERR_CONN_LOST:
-                _plain_to_tls(mqtt, where)
+                _plain_to_tls(broker)
                 raise ProbeError(
                     f"{where} closed the connection: is it an MQTT broker? (TLS port with mqtt://?)"
                 )
@@ -86,16 +86,17 @@ def check_broker(mqtt: MqttConfig, client_id: str, timeout: float = 5.0) -> str:
     return f"login accepted{' over TLS' if mqtt.tls else ''}"
 
 
-def _connect(client: Any, mqtt: MqttConfig, where: str, timeout: float) -> None:
+def _connect(client: Any, broker: BrokerUrl, timeout: float) -> None:
     """TCP, the TLS handshake and the CONNECT sent: each failure in a person's words."""
+    where = broker.where
     try:
-        client.connect(mqtt.host, mqtt.port, keepalive=10)
+        client.connect(broker.host, broker.port, keepalive=10)
     except socket.gaierror:
         raise ProbeError(
-            f"cannot resolve {mqtt.host}: check DNS and the uplink (4G/Ethernet)"
+            f"cannot resolve {broker.host}: check DNS and the uplink (4G/Ethernet)"
         ) from None
     except TimeoutError:
-        stage = " (connecting, or in the TLS handshake)" if mqtt.tls else ""
+        stage = " (connecting, or in the TLS handshake)" if broker.tls else ""
         raise ProbeError(
             f"no answer from {where} in {timeout:.0f} s{stage}: check the uplink and the firewall"
         ) from None
@@ -106,8 +107,8 @@ def _connect(client: Any, mqtt: MqttConfig, where: str, timeout: float) -> None:
     except ssl.SSLError as exc:
         raise ProbeError(f"TLS handshake with {where} failed ({exc})") from None
     except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError) as exc:
-        if not mqtt.tls:
-            _plain_to_tls(mqtt, where)
+        if not broker.tls:
+            _plain_to_tls(broker)
             raise ProbeError(f"cannot connect to {where} ({exc.strerror or exc})") from None
         # Connected, then dropped in the handshake: a listener that does not speak TLS.
         raise ProbeError(f"TLS handshake with {where} failed ({exc})") from None
@@ -115,14 +116,14 @@ def _connect(client: Any, mqtt: MqttConfig, where: str, timeout: float) -> None:
         raise ProbeError(f"cannot connect to {where} ({exc.strerror or exc})") from None
 
 
-def _plain_to_tls(mqtt: MqttConfig, where: str) -> None:
+def _plain_to_tls(broker: BrokerUrl) -> None:
     """mqtt:// was dropped: when the port completes a TLS handshake, raise that diagnosis
     (a TLS listener meets plain MQTT with a reset or a silent close)."""
-    if mqtt.tls or not speaks_tls(mqtt.host, mqtt.port):
+    if broker.tls or not speaks_tls(broker.host, broker.port):
         return
     raise ProbeError(
-        f"{where} speaks TLS but the config says mqtt://: "
-        f'use url = "mqtts://{mqtt.host}:{mqtt.port}" in [mqtt] (and its ca_file)'
+        f"{broker.where} speaks TLS but the config says mqtt://: "
+        f'use url = "mqtts://{broker.where}" in [mqtt] (and its ca_file)'
     )
 
 

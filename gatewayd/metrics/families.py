@@ -64,6 +64,7 @@ CATALOGUE: Mapping[str, tuple[tuple[str, ...], str]] = {
     "gatewayd_start_time_seconds": ((), "When the daemon started (Unix time)."),
     "gatewayd_broker_connected": ((), "1 while the MQTT link to the platform's broker is up."),
     "gatewayd_broker_connects_total": ((), "Successful connections to the broker; growth means reconnects."),
+    "gatewayd_broker_url_index": ((), "Which [mqtt] url the link is on, or tries next (0 = the first); a change means a failover to another broker node."),
     "gatewayd_event_loop_lag_seconds": ((), "How long this scrape waited for the daemon's event loop; high means the daemon is overloaded."),
     "gatewayd_fire_mode": ((), "1 while the house is in fire mode (ends only with fire_reset)."),
     "gatewayd_outbox_depth": ((), "Messages waiting for the broker's acknowledgement."),
@@ -161,6 +162,7 @@ def _gateway(f: Families, snap: Snapshot) -> None:
     f.add("gatewayd_start_time_seconds", snap.started)
     f.add("gatewayd_broker_connected", 1 if snap.broker_connected else 0)
     f.add("gatewayd_broker_connects_total", snap.broker_connects)
+    f.add("gatewayd_broker_url_index", snap.broker_url_index)
     f.add("gatewayd_fire_mode", 1 if snap.fire_mode else 0)
     box = snap.outbox
     f.add("gatewayd_outbox_depth", box.get("depth", 0))

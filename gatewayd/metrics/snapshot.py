@@ -39,6 +39,7 @@ class Snapshot:
     started: float
     broker_connected: bool
     broker_connects: int
+    broker_url_index: int  # which of [mqtt] url the link is on (or trying): 0 is the first
     fire_mode: bool
     outbox: Mapping[str, float]  # Outbox.stats()
     outbox_oldest_age: float
@@ -75,6 +76,7 @@ def take_snapshot(gw: Gateway) -> Snapshot:
         started=gw.started,
         broker_connected=bool(gw.link is not None and gw.link.connected),
         broker_connects=gw.link.connects if gw.link is not None else 0,
+        broker_url_index=gw.link.broker_index if gw.link is not None else 0,
         fire_mode=gw.alarms.fire_mode,
         outbox=gw.outbox.stats(),
         outbox_oldest_age=gw.outbox.oldest_age(),

@@ -5,6 +5,13 @@ callback runs on the loop and nothing races the daemon's state. The blocking par
 (DNS, TCP, TLS handshake) runs in the executor before the hooks are installed. The link
 reconnects forever with capped, jittered backoff. It knows topics and bytes, nothing of devices.
 
+Failover: ``[mqtt] url`` may list several broker nodes (a cluster's, or a primary and its
+standby). The link stays on the node that works and moves to the next one in the list only when
+a connection attempt fails or a session is lost, after the same backoff; the publisher then
+republishes the retained picture and drains the outbox there (``on_connected``). When a node
+dies its sessions' last wills die with it: the fresh status sent from the next node is what the
+platform sees.
+
 Used as ``async with MqttLink(...) as link``: entering starts the connection loop; leaving
 publishes the farewell (the offline status), awaits its PUBACK, disconnects cleanly (so the
 broker drops the last will) and awaits the loop's end.
@@ -21,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gatewayd.backoff import Backoff
-from gatewayd.config import Config, MqttConfig
+from gatewayd.config import BrokerUrl, Config, MqttConfig
 
 log = logging.getLogger("gatewayd.uplink.link")
 
@@ -60,6 +67,9 @@ class MqttLink:
         self._stopping = False
         self._fd = -1
         self._was_up = False
+        #: Which of ``[mqtt] url`` the link uses (or tries) now; exported as a metric.
+        self.broker_index = 0
+        self._last_index: int | None = None  # the node of the last session that came up
         c = mqtt.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.gateway_id,
@@ -91,22 +101,25 @@ class MqttLink:
                 self._runner.cancel()
                 await asyncio.gather(self._runner, return_exceptions=True)
 
+    @property
+    def broker(self) -> BrokerUrl:
+        return self.config.mqtt.brokers[self.broker_index]
+
     async def run(self) -> None:
-        """Connect, stay connected, reconnect: until cancelled."""
+        """Connect, stay connected, reconnect (to the next node on failure): until cancelled."""
         mq = self.config.mqtt
         backoff = Backoff(min(1.0, mq.reconnect_max_seconds), mq.reconnect_max_seconds)
         while not self._stopping:
             try:
                 await self._connect()
             except (OSError, ssl.SSLError) as exc:
+                failed = self.broker
+                self._next_broker()
                 delay = backoff.next()
                 log.warning(
-                    "broker %s:%d unreachable (%s); retrying in %.1f s",
-                    mq.host,
-                    mq.port,
-                    exc,
-                    delay,
-                )
+                    "broker %s unreachable (%s); retrying in %.1f s%s",
+                    failed.where, exc, delay, self._on_next(),
+                )  # fmt: skip
                 await asyncio.sleep(delay)
                 continue
             await self._closed.wait()
@@ -114,9 +127,22 @@ class MqttLink:
                 return
             if self._was_up:  # a session that came up starts the backoff afresh
                 backoff.reset()
+            lost = self.broker
+            self._next_broker()
             delay = backoff.next()
-            log.warning("broker connection lost; reconnecting in %.1f s", delay)
+            log.warning(
+                "broker connection lost (%s); reconnecting in %.1f s%s",
+                lost.where, delay, self._on_next(),
+            )  # fmt: skip
             await asyncio.sleep(delay)
+
+    def _on_next(self) -> str:
+        """Where the next attempt goes, for the log line (nothing when there is one url)."""
+        return f" on {self.broker.where}" if len(self.config.mqtt.brokers) > 1 else ""
+
+    def _next_broker(self) -> None:
+        """Rotate to the next node of the list (the same one when there is only one)."""
+        self.broker_index = (self.broker_index + 1) % len(self.config.mqtt.brokers)
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> int | None:
         """Hand a message to paho; returns its mid, or None when not connected."""
@@ -162,7 +188,8 @@ class MqttLink:
             "on_socket_unregister_write",
         ):
             setattr(c, hook, None)
-        await self._loop.run_in_executor(None, c.connect, mq.host, mq.port, mq.keepalive)
+        b = self.broker
+        await self._loop.run_in_executor(None, c.connect, b.host, b.port, mq.keepalive)
         sock = c.socket()
         if sock is None:
             raise OSError("connection closed during connect")
@@ -229,8 +256,18 @@ class MqttLink:
         self.connected = True
         self._was_up = True
         self.connects += 1
-        mq = self.config.mqtt
-        log.info("connected to broker %s:%d%s", mq.host, mq.port, " (TLS)" if mq.tls else "")
+        b, count = self.broker, len(self.config.mqtt.brokers)
+        tls = " (TLS)" if b.tls else ""
+        if self._last_index is not None and self._last_index != self.broker_index:
+            log.warning(
+                "failover: connected to broker %s (url %d of %d)%s instead of %s",
+                b.where, self.broker_index + 1, count, tls,
+                self.config.mqtt.brokers[self._last_index].where,
+            )  # fmt: skip
+        else:
+            node = f" (url {self.broker_index + 1} of {count})" if count > 1 else ""
+            log.info("connected to broker %s%s%s", b.where, node, tls)
+        self._last_index = self.broker_index
         for topic in self.subscriptions:
             client.subscribe(topic, qos=1)
         self.on_connected()
