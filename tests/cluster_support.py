@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -22,7 +23,8 @@ class NodeClient(Recording):
     """A paho client (on its own thread) connected to one node, recording what it receives.
 
     paho retries a refused or stalled CONNECT by itself (every second here); the constructor
-    waits up to ``within`` seconds for CONNACK and then for the SUBACK of ``subscribe``."""
+    waits up to ``within`` seconds for CONNACK, then as long again for a granted SUBACK of
+    ``subscribe``."""
 
     def __init__(
         self,
@@ -31,6 +33,7 @@ class NodeClient(Recording):
         *,
         clean_session: bool = True,
         subscribe: str | None = None,
+        qos: int = 1,
         will: tuple[str, bytes] | None = None,
         within: float = LEADER_LOSS_STALL,
     ) -> None:
@@ -46,23 +49,56 @@ class NodeClient(Recording):
         self.session_present: bool | None = None
         self._connected = threading.Event()
         self._subscribed = threading.Event()
+        self._refused = False
+        self._topic, self._qos = subscribe, qos
         self.client.on_connect = self._on_connect
-        self.client.on_subscribe = lambda *_a: self._subscribed.set()
+        self.client.on_subscribe = self._on_subscribe
+        self.disconnects = 0
+        self.client.on_disconnect = self._on_disconnect
         self.client.connect_async("127.0.0.1", port, keepalive=10)
         self.client.loop_start()
         if not self._connected.wait(within):
             self.close()
             raise AssertionError(f"no MQTT session on port {port} within {within:.0f} s")
         if subscribe is not None:
-            self.client.subscribe(subscribe, qos=1)
-            if not self._subscribed.wait(within):
-                self.close()
-                raise AssertionError(f"no SUBACK for {subscribe} within {within:.0f} s")
+            self._subscribe(subscribe, within)
+
+    def _subscribe(self, topic: str, within: float) -> None:
+        """Subscribe until the broker grants it: NATS refuses a QoS 1 subscription (SUBACK
+        0x80) while JetStream cannot create its consumer in 4 s, which on a loaded machine
+        happens again and again while a node is down; a refused subscription delivers nothing,
+        retained messages included. (A QoS 0 subscription needs no consumer: readers of
+        retained messages use one.)"""
+        deadline = time.monotonic() + within
+        while True:
+            self._subscribed.clear()
+            self.client.subscribe(topic, qos=self._qos)
+            if not self._subscribed.wait(max(0.0, deadline - time.monotonic())):
+                break
+            if not self._refused:
+                return
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
+        self.close()
+        raise AssertionError(f"no granted SUBACK for {topic} within {within:.0f} s")
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reasons: Any, props: Any) -> None:
+        self._refused = any(r.is_failure for r in reasons)
+        self._subscribed.set()
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
-        if not rc.is_failure:
-            self.session_present = bool(flags.session_present)
-            self._connected.set()
+        if rc.is_failure:
+            return
+        self.session_present = bool(flags.session_present)
+        if self._connected.is_set() and self._topic is not None and not self.session_present:
+            # NATS closes a client whose QoS 1 publish it could not store (a stall); paho
+            # reconnects, and a session that did not survive needs its subscription again.
+            client.subscribe(self._topic, qos=self._qos)
+        self._connected.set()
+
+    def _on_disconnect(self, *_a: Any) -> None:
+        self.disconnects += 1
 
     def publish(
         self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False

@@ -41,9 +41,10 @@ def daemon(site: Site) -> Iterator[Daemon]:
         d.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def nats_cluster_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    """One 3-node NATS cluster per test module: starting one takes 5-10 s here."""
+    """One 3-node NATS cluster for the run's tests marked ``cluster``: starting one takes
+    5-10 s here."""
     c = NatsCluster(tmp_path_factory.mktemp("nats"))
     c.start()
     yield c
@@ -52,7 +53,7 @@ def nats_cluster_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nats
 
 @pytest.fixture
 def cluster(nats_cluster_once: NatsCluster) -> Iterator[NatsCluster]:
-    """The module's cluster with all three nodes accepting MQTT; a node a test killed is
+    """The shared cluster with all three nodes accepting MQTT; a node a test killed is
     restarted afterwards, so the next test starts whole (and its own topics keep tests apart)."""
     c = nats_cluster_once
     c.wait_ready()

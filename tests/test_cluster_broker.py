@@ -44,7 +44,10 @@ def test_retained_status_crosses_nodes_and_outlives_the_node_it_was_published_on
         sub.close()
 
     cluster.kill(a)  # the node it was published on, and the retained stream's leader
-    late = NodeClient(cluster.nodes[b].mqtt_port, subscribe=topic)
+    # At QoS 0: with a node down, NATS may take longer than its 4 s to create the JetStream
+    # consumer a QoS 1 subscription needs, again and again on a loaded machine; retained
+    # messages need none.
+    late = NodeClient(cluster.nodes[b].mqtt_port, subscribe=topic, qos=0)
     assert late.wait(topic, timeout=10) == current
     late.close()
 
@@ -124,10 +127,34 @@ def test_qos1_messages_for_a_subscriber_survive_the_kill_of_its_node(
     def received() -> set[str]:
         return {m.json()["id"] for m in platform.on(topic) + back.on(topic)}
 
-    wait_until(lambda: received() >= set(acked), 15, "every acknowledged event at the platform")
+    # The resumed session's consumer may have lost its leader with the node: delivery resumes
+    # once the survivors elect another (the same recovery as above).
+    try:
+        wait_until(lambda: received() >= set(acked), LEADER_LOSS_STALL, "every event")
+    except AssertionError:
+        missing = sorted(set(acked) - received(), key=lambda i: int(i[1:]))
+        raise AssertionError(
+            f"{len(missing)} of {len(acked)} acknowledged events never reached the platform: "
+            f"{missing[:20]}; the cluster refused {dict(cluster.refusals())}"
+        ) from None
     assert received() == set(acked)
     back.client.disconnect()
     back.client.loop_stop()
     gateway.close()
     # A clean session ends the persistent one, so the module's next test starts without it.
     NodeClient(cluster.nodes[z].mqtt_port, "platform-q1").close()
+
+
+@pytest.mark.parametrize("topic", ["pingan/v1/gw.1/status", "pingan/v1/gw 1/status"])
+def test_a_dot_or_a_space_in_a_topic_costs_the_client_its_connection(
+    cluster: NatsCluster, topic: str
+) -> None:
+    """Why the contract limits ids and the prefix to [A-Za-z0-9_-]: NATS maps MQTT levels to
+    subject tokens, where ``.`` separates tokens and a space ends the subject."""
+    client = NodeClient(cluster.nodes[0].mqtt_port)
+    ok = "pingan/v1/gw-1/status"
+    client.publish(ok, b"{}", qos=1).wait_for_publish(10)
+    assert client.disconnects == 0
+    client.publish(topic, b"{}", qos=1)
+    wait_until(lambda: client.disconnects > 0, 10, f"NATS to close the connection over {topic!r}")
+    client.close()
