@@ -90,6 +90,7 @@ class NatsNode:
     cluster_port: int
     mqtt_port: int
     http_port: int
+    base_conf: str = ""  # its configuration without the caller's extra lines
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,7 +113,11 @@ class NatsNode:
 class NatsCluster:
     """``size`` nats-server nodes in one cluster, MQTT on each; start, kill -9, restart, stop."""
 
-    def __init__(self, workdir: Path, size: int = 3, name: str = "gwtest") -> None:
+    def __init__(
+        self, workdir: Path, size: int = 3, name: str = "gwtest", extra_conf: str = ""
+    ) -> None:
+        """``extra_conf``: more lines of every node's configuration (accounts, permissions);
+        ``size`` 1 is a single JetStream server, no cluster."""
         self.workdir = workdir
         self.name = name
         self.nodes: list[NatsNode] = []
@@ -124,18 +129,24 @@ class NatsCluster:
             )
         routes = ", ".join(f"nats-route://127.0.0.1:{n.cluster_port}" for n in self.nodes)
         for n in self.nodes:
-            n.conf.write_text(
+            cluster = (
+                f"cluster {{ name: {name}, listen: 127.0.0.1:{n.cluster_port}, "
+                f"routes: [{routes}] }}\n"
+                if size > 1
+                else ""
+            )
+            n.base_conf = (
                 f"server_name: {n.name}\n"
                 f"listen: 127.0.0.1:{n.client_port}\n"
                 f"http: 127.0.0.1:{n.http_port}\n"
                 f'jetstream {{ store_dir: "{n.dir / "js"}", max_memory_store: 64MB, '
                 "max_file_store: 512MB }\n"
-                f"cluster {{ name: {name}, listen: 127.0.0.1:{n.cluster_port}, "
-                f"routes: [{routes}] }}\n"
+                f"{cluster}"
                 # Every session, retained message and pending QoS 1 message on all three nodes:
                 # any one of them can die without losing any.
                 f"mqtt {{ listen: 127.0.0.1:{n.mqtt_port}, stream_replicas: {size} }}\n"
             )
+            n.conf.write_text(n.base_conf + extra_conf)
 
     # -- life -----------------------------------------------------------------------------
 
@@ -188,6 +199,14 @@ class NatsCluster:
             self.kill(i)
         self._spawn(i)
         self.wait_ready(timeout, nodes=[i])
+
+    def reload(self, extra_conf: str) -> None:
+        """Replace every node's ``extra_conf`` and have it reload its configuration (SIGHUP):
+        permissions change for clients already connected."""
+        for n in self.nodes:
+            n.conf.write_text(n.base_conf + extra_conf)
+            if n.proc is not None and n.proc.poll() is None:
+                n.proc.send_signal(signal.SIGHUP)
 
     def stop(self) -> None:
         for n in self.nodes:
