@@ -50,6 +50,11 @@ LEADER_LOSS_STALL = 20.0
 # A fresh cluster: three processes, routes between them, a meta leader, then the MQTT streams
 # created with three replicas on the first CONNECT (2–4 s here, more under load).
 START_TIMEOUT = 45.0
+# How long NATS waits for a subscriber's PUBACK before it delivers a QoS 1 message again
+# (``mqtt { ack_wait }``; 30 s by default). A message in flight to a subscriber whose node is
+# killed comes again only then, on whichever node the session resumes: shortened here so the
+# tests see it in their time, and a figure the platform must know (docs/monitoring.md).
+ACK_WAIT = 10.0
 REFUSAL = "JetStream system temporarily unavailable"
 # The stream NATS keeps MQTT sessions in: while it has no leader, no session can start.
 SESSIONS = "$MQTT_sess"
@@ -148,7 +153,8 @@ class NatsCluster:
                 f"{cluster}"
                 # Every session, retained message and pending QoS 1 message on all three nodes:
                 # any one of them can die without losing any.
-                f"mqtt {{ listen: 127.0.0.1:{n.mqtt_port}, stream_replicas: {size} }}\n"
+                f"mqtt {{ listen: 127.0.0.1:{n.mqtt_port}, stream_replicas: {size}, "
+                f'ack_wait: "{ACK_WAIT:.0f}s" }}\n'
             )
             n.conf.write_text(n.base_conf + extra_conf)
 

@@ -7,6 +7,7 @@ seconds on a fresh cluster). Those waits are here, explicit and bounded, so that
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -104,6 +105,26 @@ class NodeClient(Recording):
         self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
     ) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def publish_acked(
+        self,
+        topic: str,
+        payload: bytes | str,
+        retain: bool = False,
+        within: float = LEADER_LOSS_STALL,
+    ) -> None:
+        """Publish at QoS 1 until the broker acknowledges it, as a gateway's outbox does: NATS
+        closes a client whose QoS 1 message it cannot store (a stall), and paho reconnects;
+        the message is then sent again (a duplicate at worst: at least once)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            info = self.client.publish(topic, payload, qos=1, retain=retain)
+            with contextlib.suppress(RuntimeError, ValueError):  # not connected (yet)
+                info.wait_for_publish(min(5.0, max(0.0, deadline - time.monotonic())))
+            if info.is_published():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{topic} not acknowledged within {within:.0f} s")
 
     def die(self) -> None:
         """Vanish without DISCONNECT (a process killed, a cable pulled): the broker sees the
