@@ -25,6 +25,8 @@ URL_EXPECTED = "mqtt://host[:port] or mqtts://host[:port]"
 #: Enough for a cluster's nodes or a primary and its standbys.
 MAX_URLS = 8
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+#: One broker URL (what `gatewayd init --broker` takes; ``[mqtt] url`` takes a list of them too).
+BROKER_URL = Str(pattern=URL_PATTERN, expected=URL_EXPECTED)
 
 
 GATEWAY_SCHEMA = {

@@ -240,7 +240,7 @@ def test_a_chinese_installers_visit_has_no_english_sentence(
     term = terminal("init", "-c", str(cfg), "--data-dir", str(tmp_path / "data"))
     term.wait_for("网关编号（例如 xz-liushu-017）:")
     term.type("坏 id")
-    term.wait_for("错误：'坏 id'：应为由字母、数字")
+    term.wait_for("错误：'坏 id'：应为由字母 A-Z a-z、数字 0-9")
     term.type("xz-liushu-017")
     term.wait_for("站点名称（例如 柳墅村 17号）:")
     term.type("柳墅村 17号")

@@ -156,3 +156,26 @@ def test_kill9_the_broker_in_use_failover_loses_nothing_and_sticks(tmp_path: Pat
         for broker in brokers:
             broker.stop()
         receiver.close()
+
+
+def test_a_dead_first_node_is_passed_over_at_start(tmp_path: Path, broker: Broker) -> None:
+    """The first url down when the daemon starts: it tries the next one after its backoff and
+    is ready there; the log names both."""
+    dead = free_port()
+    site = make_site(tmp_path, [f"mqtt://127.0.0.1:{dead}", broker.url])
+    probe = Probe(broker.port)
+    daemon = Daemon(site)
+    try:
+        daemon.start()
+        out = daemon.output()
+        assert re.search(
+            rf"broker 127\.0\.0\.1:{dead} unreachable \(.*\); retrying in [\d.]+ s "
+            rf"on 127\.0\.0\.1:{broker.port}",
+            out,
+        ), out
+        assert f"connected to broker 127.0.0.1:{broker.port} (url 2 of 2)" in out
+        status = probe.wait(f"{site.root}/status", lambda s: s["online"])
+        assert status["online"] is True
+    finally:
+        daemon.stop()
+        probe.close()

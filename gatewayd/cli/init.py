@@ -76,9 +76,9 @@ def _pad(rendered: str, width: int = 28) -> str:
 def _checker(field_name: str) -> Callable[[str], str]:
     """A prompt's value_proc: the answer as typed, or click's "Error: ..." and the same
     question again (a person learns of a typo at once, not three questions later)."""
-    from gatewayd.config_schema import GATEWAY_SCHEMA, MQTT_SCHEMA
+    from gatewayd.config_schema import BROKER_URL, GATEWAY_SCHEMA
 
-    schema = {"id": GATEWAY_SCHEMA["id"], "url": MQTT_SCHEMA["url"]}
+    schema = {"id": GATEWAY_SCHEMA["id"], "url": BROKER_URL}
     field = schema.get(field_name)
 
     def check(value: str) -> str:
@@ -122,11 +122,11 @@ def _ask(
 
 def _validate_early(gateway_id: str, url: str, site: str) -> None:
     """The values given as flags, checked before any file is written."""
-    from gatewayd.config_schema import GATEWAY_SCHEMA, MQTT_SCHEMA
+    from gatewayd.config_schema import BROKER_URL, GATEWAY_SCHEMA
 
     for value, field, flag in (
         (gateway_id, GATEWAY_SCHEMA["id"], "--gateway-id"),
-        (url, MQTT_SCHEMA["url"], "--broker"),
+        (url, BROKER_URL, "--broker"),
     ):
         try:
             field.convert(value)

@@ -126,7 +126,9 @@ def document(src: Sources, schema_dir: str) -> dict[str, Any]:
                 "What a gatewayd gateway publishes to the platform's broker and the commands "
                 "it accepts (contract v1). Generated from the device families installed with "
                 f"it: {kinds}. Topics start with <topic_prefix>/<gateway id>; the default "
-                f"prefix is {src.prefix}. All payloads are UTF-8 JSON objects; times are Unix "
+                f"prefix is {src.prefix}. Gateway and device ids are letters A-Z a-z, digits, "
+                "'_' and '-' (the prefix: levels of those, separated by '/'): characters every "
+                "broker takes in a topic. All payloads are UTF-8 JSON objects; times are Unix "
                 "seconds. Command signing: signing.md. Compatibility policy: README.md."
             ),
         },
@@ -136,8 +138,10 @@ def document(src: Sources, schema_dir: str) -> dict[str, Any]:
                 "host": "{broker}",
                 "protocol": "mqtt",
                 "description": "The platform's broker; gateways connect out to it "
-                "(mqtts:// with TLS).",
-                "variables": {"broker": {"description": "host:port ([mqtt] url)"}},
+                "(mqtts:// with TLS). A gateway may list several nodes (a cluster's, or a "
+                "primary and its standby): it stays on the one that works and moves to the next "
+                "on connection loss, then republishes its retained topics there.",
+                "variables": {"broker": {"description": "host:port (one of [mqtt] url)"}},
                 "bindings": {
                     "mqtt": {
                         "cleanSession": True,
