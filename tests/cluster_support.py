@@ -11,6 +11,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -125,6 +126,24 @@ class NodeClient(Recording):
                 return
             time.sleep(0.2)
         raise AssertionError(f"{topic} not acknowledged within {within:.0f} s")
+
+    def arrives(
+        self, topic: str, pred: Callable[[Any], bool], within: float = LEADER_LOSS_STALL
+    ) -> Any:
+        """The first JSON body on ``topic`` that ``pred`` accepts, within ``within`` s: delivery
+        to a QoS 1 subscriber goes through a JetStream consumer, which now and then lags by
+        seconds on a loaded machine. On failure, says whether it came late (and how late)
+        or not at all, so a failure tells a lag from a loss."""
+        t0 = time.monotonic()
+        try:
+            return self.wait(topic, pred, within)
+        except AssertionError:
+            try:
+                self.wait(topic, pred, 30.0)
+                late = f"it came {time.monotonic() - t0:.1f} s after the wait began"
+            except AssertionError:
+                late = f"nor within {within + 30:.0f} s"
+            raise AssertionError(f"nothing on {topic} within {within:.0f} s; {late}") from None
 
     def die(self) -> None:
         """Vanish without DISCONNECT (a process killed, a cable pulled): the broker sees the

@@ -71,15 +71,13 @@ def test_last_will_of_a_client_that_vanishes_reaches_subscribers_on_the_other_no
     # Delivery to QoS 1 subscribers goes through JetStream consumers, which lag by seconds now
     # and then on a loaded machine (more so on a node just restarted by an earlier test).
     for w in watchers:
-        w.wait("pingan/v1/gw-dies/status", lambda body: body["online"], LEADER_LOSS_STALL)
+        w.arrives("pingan/v1/gw-dies/status", lambda body: body["online"])
 
     dying.die()
     for w in watchers:
         # The broker notices the dead connection at once (the socket closed); the will then
         # crosses the routes to the other nodes.
-        offline_seen = w.wait(
-            "pingan/v1/gw-dies/status", lambda b: not b["online"], LEADER_LOSS_STALL
-        )
+        offline_seen = w.arrives("pingan/v1/gw-dies/status", lambda b: not b["online"])
         assert offline_seen == {"online": False}
         assert w.on("pingan/v1/gw-polite/status") == [], "a clean DISCONNECT published its will"
         w.close()

@@ -148,7 +148,7 @@ def test_kill9_the_node_under_the_gateway_loses_no_event_and_answers_each_comman
         )
         receiver.call(detector.heartbeat(2950, -58))
         receiver.call(detector.alarm(150))
-        platform.wait(f"{site.root}/alarms", lambda a: len(a["active"]) > 0, timeout=10)
+        platform.arrives(f"{site.root}/alarms", lambda a: len(a["active"]) > 0)
         commands.thread.start()
         wait_until(lambda: len(event_ids(platform, site)) >= 100, 15, "events through node x")
         assert len(log.read_text().split()) < EVENTS, "the burst ended before the kill"
@@ -199,7 +199,8 @@ def test_kill9_the_node_under_the_gateway_loses_no_event_and_answers_each_comman
             if (s.at < killed and s.answered) or (s.listening > listening_before and s.steady)
         ]
         away = [s for s in commands.sent if s not in connected]
-        assert len(connected) >= 5
+        after = [s for s in connected if s.at > killed]
+        assert len(connected) - len(after) >= 2 and len(after) >= 2, commands.sent
         for s in connected:
             got = commands.distinct(s.id)
             assert [r["code"] for r in got] == ["ok"], (s, got)
@@ -224,7 +225,8 @@ def test_kill9_the_node_under_the_gateway_loses_no_event_and_answers_each_comman
             assert state["battery_mv"] == dev["state"]["battery_mv"] == 2610, (node, state)
         print(
             f"back on a node {back_s:.1f} s after the kill; {len(wanted)} events; "
-            f"{len(connected)} commands while connected, {len(away)} away"
+            f"{len(connected) - len(after)} commands before the kill and {len(after)} after the "
+            f"failover while connected, {len(away)} away"
         )
     finally:
         commands.close()
@@ -248,9 +250,9 @@ def test_last_will_of_a_killed_daemon_reaches_the_platform_on_the_other_nodes(
         daemon.output()
     )
     for w in watchers:
-        w.wait(topic, lambda s: s["online"] is True, timeout=10)
+        w.arrives(topic, lambda s: s["online"] is True)
     daemon.kill()
     for w in watchers:
-        assert w.wait(topic, lambda s: s["online"] is False, timeout=10)["online"] is False
+        assert w.arrives(topic, lambda s: s["online"] is False)["online"] is False
         w.close()
     assert retained(cluster, 2, topic)["online"] is False
