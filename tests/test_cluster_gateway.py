@@ -207,10 +207,13 @@ def test_kill9_the_node_under_the_gateway_loses_no_event_and_answers_each_comman
         for s in away:
             assert len(commands.distinct(s.id)) <= 1, (s, commands.results(s.id))
 
-        # When the node dies, no will is published (it died with the node); the fresh status
-        # from the new node is what the platform sees.
+        # The dead node publishes no will (it died with it). A survivor that cannot store the
+        # gateway's QoS 1 message in the stall closes its connection, though, and publishes
+        # its will then: the platform may see "offline" for a moment. The last word is the
+        # gateway's fresh status from the node it ended on.
         statuses = [m.json() for m in platform.on(f"{site.root}/status")]
-        assert all(st["online"] for st in statuses), statuses
+        assert statuses[-1]["online"] is True, statuses
+        offline = sum(not st["online"] for st in statuses)
 
         # The retained picture, read from both survivors, is the current one.
         now_alarms = [a["id"] for a in control(sock, {"cmd": "alarms"})["alarms"]]
@@ -226,7 +229,7 @@ def test_kill9_the_node_under_the_gateway_loses_no_event_and_answers_each_comman
         print(
             f"back on a node {back_s:.1f} s after the kill; {len(wanted)} events; "
             f"{len(connected) - len(after)} commands before the kill and {len(after)} after the "
-            f"failover while connected, {len(away)} away"
+            f"failover while connected, {len(away)} away; {offline} offline status seen"
         )
     finally:
         commands.close()
