@@ -104,10 +104,13 @@ class Commands:
             if m.json()["id"] == cid
         ]
 
-    def distinct(self, cid: str) -> list[Any]:
-        """Its results, a message delivered twice counted once (at least once: the platform
-        drops duplicates by id; a second *answer* would differ, in its time at least)."""
-        return list({json.dumps(r, sort_keys=True): r for r in self.results(cid)}.values())
+    def answers(self, cid: str) -> list[Any]:
+        """Its results that answer an execution, a message delivered twice counted once (at
+        least once: the platform drops duplicates by id). A command delivered twice (the
+        sender sends again what it saw no PUBACK for) gets "replayed" for the copy: proof that
+        it did not run twice, not a second answer."""
+        unique = {json.dumps(r, sort_keys=True): r for r in self.results(cid)}.values()
+        return [r for r in unique if r["code"] != "replayed"]
 
     def close(self) -> None:
         self.stop.set()
@@ -200,12 +203,12 @@ def test_kill9_the_node_under_the_gateway_loses_no_event_and_answers_each_comman
         ]
         away = [s for s in commands.sent if s not in connected]
         after = [s for s in connected if s.at > killed]
-        assert len(connected) - len(after) >= 2 and len(after) >= 2, commands.sent
+        assert len(connected) - len(after) >= 1 and len(after) >= 2, commands.sent
         for s in connected:
-            got = commands.distinct(s.id)
+            got = commands.answers(s.id)
             assert [r["code"] for r in got] == ["ok"], (s, got)
         for s in away:
-            assert len(commands.distinct(s.id)) <= 1, (s, commands.results(s.id))
+            assert len(commands.answers(s.id)) <= 1, (s, commands.results(s.id))
 
         # The dead node publishes no will (it died with it). A survivor that cannot store the
         # gateway's QoS 1 message in the stall closes its connection, though, and publishes
