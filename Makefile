@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench contract deps deps-demo venv clean
+.PHONY: demo test lint typecheck pytest bench contract cluster deps deps-demo venv clean
 
 $(STAMP): pyproject.toml relay/pyproject.toml plugins/gatewayd-efm/pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,6 +43,12 @@ pytest: venv
 
 bench: deps venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# A 3-node NATS cluster speaking MQTT on loopback (what tests marked `cluster` run against):
+# prints the three nodes' URLs and an `[mqtt] url` line for gateway.toml; Ctrl-C stops it.
+cluster: venv
+	@command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || bash scripts/debian-deps.sh test
+	$(BIN)/python -m firmware_stubs.nats_cluster $(CLUSTER_ARGS)
 
 # The machine-readable MQTT contract (docs/contract/), generated from the installed device
 # families: run it after changing a family's events, actions, state or telemetry, and commit.

@@ -2,7 +2,8 @@
 # Installs the Debian packages a make target runs against, only those missing:
 #   debian-deps.sh demo     the demo: mosquitto (its broker) and dbus-daemon (the fake BlueZ's bus)
 #   debian-deps.sh test     the tests: those, and mosquitto-clients, systemd-analyze, tmux,
-#                           promtool/prometheus, openssl, nodejs, chromium, PostgreSQL
+#                           promtool/prometheus, openssl, nodejs, chromium, PostgreSQL,
+#                           nats-server (the 3-node MQTT cluster of the tests marked `cluster`)
 #   debian-deps.sh --list TARGET   print TARGET's packages, installed or not; install nothing
 set -euo pipefail
 list=0
@@ -14,7 +15,8 @@ test=("${demo[@]}" mosquitto-clients:mosquitto_sub systemd:systemd-analyze tmux:
       prometheus:promtool openssl:openssl
       nodejs:node                          # the second, independent command signer (tests/signers)
       chromium:chromium chromium-driver:chromedriver     # the relay's suite: a real browser...
-      "postgresql:/usr/lib/postgresql/*/bin/initdb")     # ...and a real PostgreSQL
+      "postgresql:/usr/lib/postgresql/*/bin/initdb"      # ...and a real PostgreSQL
+      nats-server:nats-server)             # a clustered MQTT broker (tests marked cluster)
 case "$target" in
   demo) wanted=("${demo[@]}") ;;
   test) wanted=("${test[@]}") ;;

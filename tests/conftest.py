@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from firmware_stubs.nats_cluster import NatsCluster
 from tests.harness import REPO, Broker, Daemon, Probe, ReceiverThread, Site, make_site
 
 
@@ -38,6 +39,29 @@ def daemon(site: Site) -> Iterator[Daemon]:
     yield d
     if d.alive:
         d.stop()
+
+
+@pytest.fixture(scope="session")
+def nats_cluster_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """One 3-node NATS cluster for the run's tests marked ``cluster``: starting one takes
+    5-10 s here."""
+    c = NatsCluster(tmp_path_factory.mktemp("nats"))
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def cluster(nats_cluster_once: NatsCluster) -> Iterator[NatsCluster]:
+    """The shared cluster with all three nodes accepting MQTT; a node a test killed is
+    restarted afterwards, so the next test starts whole (and its own topics keep tests apart)."""
+    c = nats_cluster_once
+    c.wait_ready()
+    yield c
+    for i, node in enumerate(c.nodes):
+        if not node.alive:
+            c.restart(i)
+    c.wait_ready()
 
 
 @pytest.fixture

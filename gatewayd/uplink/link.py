@@ -72,6 +72,11 @@ class MqttLink:
         #: Pi) comes after the daemon is ready, since the local rules never wait for it.
         self.client: Any = None
         self._mqtt: Any = None
+        # A refused subscription is asked again, with backoff, for as long as the session lasts:
+        # a clustered broker (NATS) refuses one for seconds after losing a node, and a gateway
+        # connected but deaf to commands would never notice on its own.
+        self._resubscribe: asyncio.TimerHandle | None = None
+        self._subscribe_backoff = Backoff(1.0, 60.0)
 
     def _make_client(self) -> Any:
         import paho.mqtt.client as mqtt
@@ -250,6 +255,9 @@ class MqttLink:
             self._misc.cancel()
 
     def _mark_down(self) -> None:
+        if self._resubscribe is not None:
+            self._resubscribe.cancel()
+            self._resubscribe = None
         if self.connected:
             self.connected = False
             self.on_disconnected()
@@ -279,14 +287,27 @@ class MqttLink:
             node = f" (url {self.broker_index + 1} of {count})" if count > 1 else ""
             log.info("connected to broker %s%s%s", b.where, node, tls)
         self._last_index = self.broker_index
-        for topic in self.subscriptions:
-            client.subscribe(topic, qos=1)
+        self._subscribe_backoff.reset()
+        self._subscribe()
         self.on_connected()
+
+    def _subscribe(self) -> None:
+        self._resubscribe = None
+        if self.connected:
+            for topic in self.subscriptions:
+                self.client.subscribe(topic, qos=1)
 
     def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         if any(r.is_failure for r in reasons):
-            log.error("broker refused the subscription to %s", ", ".join(self.subscriptions))
+            delay = self._subscribe_backoff.next()
+            log.error(
+                "broker refused the subscription to %s; asking again in %.1f s",
+                ", ".join(self.subscriptions), delay,
+            )  # fmt: skip
+            if self.connected and self._resubscribe is None:
+                self._resubscribe = self._loop.call_later(delay, self._subscribe)
         else:
+            self._subscribe_backoff.reset()
             log.info("listening for commands on %s", ", ".join(self.subscriptions))
 
     def _on_disconnect(
