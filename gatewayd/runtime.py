@@ -17,7 +17,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatewayd import config as config_mod
 from gatewayd import control, events, plugins, sdnotify, ticks
@@ -36,13 +36,16 @@ from gatewayd.errors import GatewayError
 from gatewayd.family import Family
 from gatewayd.house import Household
 from gatewayd.linkage import Actuator
-from gatewayd.metrics.snapshot import Snapshot, take_snapshot
 from gatewayd.model import TICK, Event, is_internal
 from gatewayd.uplink.link import MqttLink
 from gatewayd.uplink.outbox import Outbox
 from gatewayd.uplink.publisher import Publisher
 from gatewayd.uplink.topics import Topics
 from rules.engine import ClearAlarm, Engine, Outcome, World
+
+if TYPE_CHECKING:
+    from gatewayd.metrics import MetricsHandle
+    from gatewayd.metrics.snapshot import Snapshot
 
 log = logging.getLogger("gatewayd")
 
@@ -145,9 +148,7 @@ class Gateway:
             farewell=lambda: (self.topics.status, self.publisher.status_payload(False)),
         )
         self.publisher.bind(self.link, self.alarms.active, lambda: self.alarms.fire_mode)
-        from gatewayd import metrics  # lazy: only a running daemon serves metrics
-
-        metrics_handle: metrics.MetricsHandle | None = None
+        metrics_handle: MetricsHandle | None = None
         try:
             async with asyncio.TaskGroup() as tg:
                 outbox_task = tg.create_task(self.outbox.run(), name="outbox")
@@ -176,6 +177,8 @@ class Gateway:
                     sdnotify.notify(f"READY=1\nSTATUS={self.status_line()}")
                     # After READY: prometheus_client's import (~70 ms on a Pi) never delays
                     # start-up.
+                    from gatewayd import metrics  # only a running daemon serves metrics
+
                     metrics_handle = metrics.attach(self)
                     if self.config.metrics_push_seconds:
                         pushing = metrics_handle.push(self.link, self.topics.metrics)
@@ -361,6 +364,8 @@ class Gateway:
 
     def snapshot(self) -> Snapshot:
         """A read-only picture for one metrics scrape (taken on the event loop)."""
+        from gatewayd.metrics.snapshot import take_snapshot  # a scrape's, not start-up's
+
         return take_snapshot(self)
 
     def set_state(self, device: str, state: Mapping[str, Any]) -> None:

@@ -21,7 +21,6 @@ from gatewayd.alarms.catalogue import AlarmSpec
 from gatewayd.events import ALARM_RESET
 from gatewayd.model import Action, Alarm, Event
 from gatewayd.schema import Bool, Schema
-from gatewayd_efm import codec
 from gatewayd_efm import events as ev
 from rules.engine import ClearAlarm, Outcome, RaiseAlarm, Rule, World
 
@@ -99,6 +98,8 @@ class ElectricalRule(Rule):
     def permit_reset(self, alarm: Alarm, world: World) -> str | None:
         if alarm.type not in ev.ALARMS:
             return None
+        from gatewayd_efm import codec  # its register map: a house with an EFM-4 has it loaded
+
         channels = {
             str(c.get("channel")): c for c in world.state(alarm.device).get("channels") or ()
         }
