@@ -66,6 +66,9 @@ async def worker(ports: list[int], first: int, count: int, speed: float) -> None
     while (cmd := await lines.get()) != "stop":
         if cmd == "start":
             marks = {"qos0": n.qos0, "qos1": n.qos1, "t": time.monotonic()}
+        elif cmd == "access":  # every house's door used now: four events each
+            for h in houses:
+                h.door_used()
         elif cmd.startswith("watch "):
             since, port = cmd.split()[1:]
             print(json.dumps(await watch(houses, n, float(since), int(port))), flush=True)
@@ -120,13 +123,17 @@ class Platform:
     """The platform's side: ingest (everything, QoS 1) and a separate command sender, both on
     the platform's node; commands go to the houses in ``targets``."""
 
-    def __init__(self, port: int, targets: list[str], rate: float) -> None:
-        self.targets, self.rate = targets, rate
+    def __init__(self, port: int, targets: list[str], rate: float, nodes: int) -> None:
+        self.targets, self.rate, self.nodes = targets, rate, nodes
+        self.event_ids: set[str] = set()
+        self.events_from = [0] * nodes  # events received, by the sender's first node
+        self.codes: dict[str, int] = {}  # command results by code
         self.lock = threading.Lock()
         self.got: dict[str, int] = {}
         self.lat: list[float] = []
         self.sent: dict[str, float] = {}  # command id -> when sent
         self.answered: dict[str, float] = {}  # command id -> round trip
+        self.to: dict[str, str] = {}  # command id -> house
         self.duplicates = self.sub_refused = self.send_failed = 0
         self.counting = threading.Event()
         self.sending = threading.Event()
@@ -168,9 +175,15 @@ class Platform:
                     self.duplicates += 1
                 elif cid in self.sent:
                     self.answered[cid] = now - self.sent[cid]
+                    code = json.loads(msg.payload).get("code")
+                    self.codes[code] = self.codes.get(code, 0) + 1
                 return
             if kind in ("events", "telemetry"):
-                self.lat.append(now - json.loads(msg.payload)["ts"])
+                body = json.loads(msg.payload)
+                self.lat.append(now - body["ts"])
+                if kind == "events":
+                    self.event_ids.add(body["id"])
+                    self.events_from[first_node(int(parts[2][4:]), self.nodes)] += 1
 
     def send_commands(self) -> None:
         rng = random.Random(1)
@@ -181,6 +194,7 @@ class Platform:
                    "user": "platform", "iat": int(now), "exp": int(now) + 60}  # fmt: skip
             with self.lock:
                 self.sent[cmd["id"]] = now
+                self.to[cmd["id"]] = gid
             info = self.sender.publish(
                 f"pingan/v1/{gid}/cmd", json.dumps(sign(house_key(gid), cmd)), qos=1
             )
@@ -204,17 +218,29 @@ class Platform:
                 "commands": {
                     "sent": len(self.sent), "answered": len(self.answered),
                     "duplicates": self.duplicates, "failed": self.send_failed,
-                    "p50": pct(rtt, 50), "p99": pct(rtt, 99),
+                    "p50": pct(rtt, 50), "p99": pct(rtt, 99), "codes": self.codes,
+                    "unanswered": [  # a few, for a look: the house and when it was sent
+                        (self.to[c], t) for c, t in self.sent.items() if c not in self.answered
+                    ][:10],
                 },
+                "event_ids": len(self.event_ids), "events_from": self.events_from,
                 "sub_refused": self.sub_refused, "rss_kb": rss_kb(),
             }  # fmt: skip
 
 
 def platform(port: int, houses: int, nodes: int, node: int, rate: float) -> None:
     targets = [gateway_id(i) for i in range(houses) if nodes == 1 or first_node(i, nodes) != node]
-    p = Platform(port, targets, rate)
-    if not p.granted.wait(60):
-        raise SystemExit(f"platform: no granted subscription on port {port}")
+    p = Platform(port, targets, rate, nodes)
+    deadline = time.monotonic() + 120
+    while not p.granted.wait(10):
+        # A SUBSCRIBE a stalling node never answered: asked again while the session is up.
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"platform: no granted subscription on port {port} in 120 s (connected: "
+                f"{p.ingest.is_connected()}, refused: {p.sub_refused})"
+            )
+        if p.ingest.is_connected():
+            p.ingest.subscribe("pingan/v1/#", qos=1)
     print(json.dumps({"ready": 1}), flush=True)
     sender: threading.Thread | None = None
     for line in sys.stdin:
@@ -224,10 +250,11 @@ def platform(port: int, houses: int, nodes: int, node: int, rate: float) -> None
                 p.sending.set()
                 sender = threading.Thread(target=p.send_commands, daemon=True)
                 sender.start()
-        elif line.strip() == "stop":
+        elif line.strip() in ("quiet", "stop"):  # quiet: no more commands, houses still up
             p.sending.clear()
             if sender is not None:
                 sender.join()
+        if line.strip() == "stop":
             time.sleep(1.0)  # what was published before "stop" is still on its way
             print(json.dumps(p.report()), flush=True)
             break

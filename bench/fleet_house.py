@@ -339,6 +339,12 @@ class House:
             self.schedule(lambda: self.heartbeat(d), HEARTBEAT_SECONDS)
 
     def access(self) -> None:
+        self.door_used()
+        if not self.closing:
+            self.schedule(self.access, self.rng.expovariate(1 / ACCESS_SECONDS))
+
+    def door_used(self) -> None:
+        """Someone comes in: unlocked, opened, closed, locked (four events)."""
         st = self.topics.state("door-main")
         self.event("door-main", "door.unlocked", {"method": "card", "user": 302, "counter": 1})
         self.publish(st, dumps({"lock": "unlocked", "ts": time.time()}), retain=True)
@@ -347,5 +353,3 @@ class House:
             self.publish(st, dumps({"door": door, "ts": time.time()}), retain=True)
         self.event("door-main", "door.locked", {"method": "auto_relock", "counter": 1})
         self.publish(st, dumps({"lock": "locked", "ts": time.time()}), retain=True)
-        if not self.closing:
-            self.schedule(self.access, self.rng.expovariate(1 / ACCESS_SECONDS))

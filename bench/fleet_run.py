@@ -126,6 +126,11 @@ class Fleet:
         for p in self.started:
             p.send("start")
 
+    def access(self) -> None:
+        """Every house's door used now (four events each)."""
+        for w in self.workers:
+            w.send("access")
+
     def watch(self, since: float, port: int, timeout: float = 600) -> dict[str, Any]:
         """After a node was killed at Unix time ``since``: when every house that lost its
         session is back, subscribed and drained (the workers' latest), and how many moved."""
@@ -149,6 +154,7 @@ class Fleet:
         platform_cpu = (cpu_seconds(self.platform.p.pid) - m["platform_cpu"]) / seconds
         busy, total = machine_busy()
         machine = (busy - m["machine"][0]) / max(1e-9, total - m["machine"][1])
+        self.platform.send("quiet")  # the last command still finds its house up
         for w in self.workers:
             w.send("stop")
         reports = [w.line(60) for w in self.workers]
@@ -168,6 +174,8 @@ class Fleet:
             "latency_p99_s": seen["latency"]["p99"],
             "latency_p50_s": seen["latency"]["p50"],
             "commands": seen["commands"],
+            "event_ids": seen["event_ids"],
+            "events_from_node": seen["events_from"],
             "platform_sub_refused": seen["sub_refused"],
             "node_cpu": node_cpu,
             "node_rss_mb": node_rss,
