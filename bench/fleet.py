@@ -15,8 +15,9 @@ waits until every house that lost its session at or after Unix time ``T`` (or is
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
-import random
+import os
 import sys
 import threading
 import time
@@ -35,6 +36,22 @@ def first_node(i: int, nodes: int) -> int:
 
 def gateway_id(i: int) -> str:
     return f"sim-{i:05d}"
+
+
+def stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
+    """Lines from stdin as they come. Read from the fd, not sys.stdin: two lines arriving
+    together would leave the second in sys.stdin's buffer, unseen until a third came."""
+    lines: asyncio.Queue[str] = asyncio.Queue()
+    partial = b""
+
+    def readable() -> None:
+        nonlocal partial
+        *done, partial = (partial + (os.read(0, 65536) or b"stop\n")).split(b"\n")
+        for line in done:
+            lines.put_nowait(line.decode().strip())
+
+    loop.add_reader(0, readable)
+    return lines
 
 
 async def worker(ports: list[int], first: int, count: int, speed: float) -> None:
@@ -60,8 +77,7 @@ async def worker(ports: list[int], first: int, count: int, speed: float) -> None
     while not all(h.subscribed for h in houses):
         await asyncio.sleep(0.05)
     print(json.dumps({"ready": count, "refused": n.connect_failures + n.sub_refused}), flush=True)
-    lines: asyncio.Queue[str] = asyncio.Queue()
-    loop.add_reader(sys.stdin.fileno(), lambda: lines.put_nowait(sys.stdin.readline().strip()))
+    lines = stdin_lines(loop)
     marks: dict[str, Any] = {}  # counts when the window opened (cumulative ones stay whole)
     while (cmd := await lines.get()) != "stop":
         if cmd == "start":
@@ -127,6 +143,7 @@ class Platform:
         self.targets, self.rate, self.nodes = targets, rate, nodes
         self.event_ids: set[str] = set()
         self.events_from = [0] * nodes  # events received, by the sender's first node
+        self.answered_from = [0] * nodes  # commands answered, by the house's first node
         self.codes: dict[str, int] = {}  # command results by code
         self.lock = threading.Lock()
         self.got: dict[str, int] = {}
@@ -175,6 +192,7 @@ class Platform:
                     self.duplicates += 1
                 elif cid in self.sent:
                     self.answered[cid] = now - self.sent[cid]
+                    self.answered_from[first_node(int(parts[2][4:]), self.nodes)] += 1
                     code = json.loads(msg.payload).get("code")
                     self.codes[code] = self.codes.get(code, 0) + 1
                 return
@@ -186,9 +204,9 @@ class Platform:
                     self.events_from[first_node(int(parts[2][4:]), self.nodes)] += 1
 
     def send_commands(self) -> None:
-        rng = random.Random(1)
+        houses = itertools.cycle(self.targets)  # in turn: every node gets its share
         while self.sending.is_set():
-            gid = rng.choice(self.targets)
+            gid = next(houses)
             now = time.time()
             cmd = {"id": uuid.uuid4().hex, "device": gid, "action": "ping", "args": {},
                    "user": "platform", "iat": int(now), "exp": int(now) + 60}  # fmt: skip
@@ -202,10 +220,16 @@ class Platform:
                 self.send_failed += 1
             time.sleep(1 / self.rate)
 
-    def report(self) -> dict[str, Any]:
+    def wait_received(self, published: int) -> None:
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(self.answered) < len(self.sent):
+        time.sleep(0.5)
+        while time.monotonic() < deadline:
+            with self.lock:
+                if sum(self.got.values()) >= published and len(self.answered) >= len(self.sent):
+                    return
             time.sleep(0.1)
+
+    def report(self) -> dict[str, Any]:
         with self.lock:
             s, rtt = sorted(self.lat), sorted(self.answered.values())
 
@@ -219,6 +243,7 @@ class Platform:
                     "sent": len(self.sent), "answered": len(self.answered),
                     "duplicates": self.duplicates, "failed": self.send_failed,
                     "p50": pct(rtt, 50), "p99": pct(rtt, 99), "codes": self.codes,
+                    "answered_from": self.answered_from,
                     "unanswered": [  # a few, for a look: the house and when it was sent
                         (self.to[c], t) for c, t in self.sent.items() if c not in self.answered
                     ][:10],
@@ -250,12 +275,14 @@ def platform(port: int, houses: int, nodes: int, node: int, rate: float) -> None
                 p.sending.set()
                 sender = threading.Thread(target=p.send_commands, daemon=True)
                 sender.start()
-        elif line.strip() in ("quiet", "stop"):  # quiet: no more commands, houses still up
+        elif line.startswith(("quiet", "stop")):  # quiet: no more commands, houses still up
             p.sending.clear()
             if sender is not None:
                 sender.join()
-        if line.strip() == "stop":
-            time.sleep(1.0)  # what was published before "stop" is still on its way
+        if line.startswith("stop"):
+            # What the houses published before "stop" is still on its way: until as many
+            # messages have come (some counted may predate "start"), or 10 s.
+            p.wait_received(int(line.split()[1]) if len(line.split()) > 1 else 0)
             print(json.dumps(p.report()), flush=True)
             break
     for c in (p.ingest, p.sender):

@@ -65,6 +65,9 @@ class Proc:
         if self.p.poll() is None:
             self.p.terminate()
         self.p.wait(10)
+        for pipe in (self.p.stdin, self.p.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 class Fleet:
@@ -158,9 +161,9 @@ class Fleet:
         for w in self.workers:
             w.send("stop")
         reports = [w.line(60) for w in self.workers]
-        self.platform.send("stop")
-        seen = self.platform.line(60)
         published = sum(r["qos0"] + r["qos1"] for r in reports)
+        self.platform.send(f"stop {published}")
+        seen = self.platform.line(60)
         received = sum(seen["received"].values())
         rss = sum(r["rss_kb"] for r in reports)
         base = sum(r["base_rss_kb"] for r in reports)
