@@ -54,6 +54,7 @@ class Cluster:
     def __enter__(self) -> Cluster:
         self.c.start()
         leader = self.c.stream_leader()
+        self.led = leader is not None  # else: no leader seen, node 0 stands in
         self.leader = 0 if leader is None else leader
         self.platform = (self.leader + 1) % len(self.c.nodes)
         return self
@@ -69,6 +70,16 @@ class Cluster:
     def pids(self) -> dict[str, int]:
         return {n.name: n.proc.pid for n in self.c.nodes if n.proc is not None}
 
+    def fleet(self, houses: int) -> Fleet:
+        """``houses`` round-robin over the nodes, the platform on its node."""
+        return Fleet(
+            self.ports,
+            self.pids(),
+            houses,
+            platform_node=self.platform,
+            commands_per_s=commands_per_s(houses),
+        )
+
     def refusals(self) -> dict[str, int]:
         return dict(self.c.refusals())
 
@@ -76,14 +87,7 @@ class Cluster:
 def cluster_step(houses: int, seconds: float) -> dict[str, Any]:
     with Cluster() as cl:
         try:
-            fleet = Fleet(
-                cl.ports,
-                cl.pids(),
-                houses,
-                platform_node=cl.platform,
-                commands_per_s=commands_per_s(houses),
-            )
-            with fleet:
+            with cl.fleet(houses) as fleet:
                 refused_at_connect = cl.refusals()
                 fleet.start()
                 time.sleep(seconds)
@@ -100,14 +104,7 @@ def cluster_step(houses: int, seconds: float) -> dict[str, Any]:
 
 def kill_step(houses: int, before: float = 10.0, after: float = 5.0) -> dict[str, Any]:
     with Cluster() as cl:
-        fleet = Fleet(
-            cl.ports,
-            cl.pids(),
-            houses,
-            platform_node=cl.platform,
-            commands_per_s=commands_per_s(houses),
-        )
-        with fleet:
+        with cl.fleet(houses) as fleet:
             fleet.start()
             time.sleep(before)
             refused = cl.refusals()
@@ -123,7 +120,7 @@ def kill_step(houses: int, before: float = 10.0, after: float = 5.0) -> dict[str
         return {
             "houses": houses,
             "killed": victim.name,
-            "killed_led_sessions": True,
+            "killed_led_sessions": cl.led,
             "platform_node": cl.c.nodes[cl.platform].name,
             "houses_on_killed_node": on_victim,
             **back,
