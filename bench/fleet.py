@@ -208,11 +208,12 @@ class Platform:
         while self.sending.is_set():
             gid = next(houses)
             now = time.time()
-            cmd = {"id": uuid.uuid4().hex, "device": gid, "action": "ping", "args": {},
+            cid = uuid.uuid4().hex
+            cmd = {"id": cid, "device": gid, "action": "ping", "args": {},
                    "user": "platform", "iat": int(now), "exp": int(now) + 60}  # fmt: skip
             with self.lock:
-                self.sent[cmd["id"]] = now
-                self.to[cmd["id"]] = gid
+                self.sent[cid] = now
+                self.to[cid] = gid
             info = self.sender.publish(
                 f"pingan/v1/{gid}/cmd", json.dumps(sign(house_key(gid), cmd)), qos=1
             )
