@@ -107,7 +107,7 @@ async def watch(houses: list[House], n: Counters, since: float, port: int) -> di
     """After a node was killed at ``since``: until every house that lost its session then (or is
     still on the dead ``port``, not having noticed yet) is connected again, its ``cmd``
     subscription granted and the backlog it came back with acknowledged."""
-    deadline = time.monotonic() + 600
+    deadline = time.monotonic() + 300
 
     def moved() -> list[House]:
         return [h for h in houses if (h.lost_at or 0) >= since or (h.port == port)]

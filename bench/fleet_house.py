@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import socket
 import time
 from typing import Any
@@ -37,6 +38,7 @@ from drivers.srb433 import profile as smoke_profile
 from gatewayd import __version__
 from gatewayd.backoff import Backoff
 from gatewayd.commands.signing import verify
+from gatewayd.config_schema import ID_PATTERN
 from gatewayd.model import Event
 from gatewayd.uplink.topics import Topics, dumps
 
@@ -83,6 +85,9 @@ class House:
         n: Counters,
         speed: float,
     ) -> None:
+        # Ids as the contract has them: NATS closes a connection whose topic has a '.' or space.
+        if not re.fullmatch(ID_PATTERN, gid):
+            raise ValueError(f"not a portable gateway id: {gid!r}")
         self.gid, self.nodes, self.loop, self.n, self.speed = gid, ports, loop, n, speed
         self.at = 0  # index in ``nodes`` of the node in use or tried next
         self.topics = Topics(f"pingan/v1/{gid}")
