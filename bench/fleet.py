@@ -130,6 +130,8 @@ async def watch(houses: list[House], n: Counters, since: float, port: int) -> di
         "subscribed": max((h.subscribed_at for h in done), default=since),
         "drained": max((h.drained_at or h.back_at for h in done), default=since),
         "largest_backlog": max((h.largest_backlog for h in hit), default=0),
+        "each_back": [round(h.back_at - since, 2) for h in done],  # for the median
+        "each_drained": [round((h.drained_at or h.back_at) - since, 2) for h in done],
         "connect_failures": n.connect_failures - before[0],
         "sub_refused": n.sub_refused - before[1],
     }

@@ -146,6 +146,9 @@ class Fleet:
         for k in ("connect_failures", "sub_refused"):
             out[k] = sum(a[k] for a in answers)
         out["largest_backlog"] = max(a["largest_backlog"] for a in answers)
+        for k in ("back", "drained"):
+            each = sorted(x for a in answers for x in a[f"each_{k}"])
+            out[f"{k}_p50_s"] = each[len(each) // 2] if each else None
         return out
 
     def stop(self) -> dict[str, Any]:
