@@ -96,7 +96,10 @@ class Fleet:
         self.connect_refused = 0
         self.marks: dict[str, Any] = {}
 
-    def open(self, timeout: float = 180) -> None:
+    def open(self) -> None:
+        # Connecting and subscribing N houses: seconds on mosquitto, much longer on a cluster
+        # that stores every session and makes a consumer per subscription.
+        timeout = 120 + self.houses / 10
         nodes = len(self.ports)
         self.platform = Proc(
             "platform", str(self.ports[self.platform_node]), str(self.houses), str(nodes),
