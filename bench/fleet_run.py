@@ -193,6 +193,8 @@ class Fleet:
             "fleet_cpu": fleet_cpu,
             "platform_cpu": platform_cpu,
             "machine_busy": machine,  # of all cores: 1.0 = every core busy
+            "cores": os.cpu_count(),
+            "load_average": os.getloadavg()[0],  # others' work included (a shared machine)
             "fleet_rss_mb": rss / 1024,
             "rss_per_house_kb": (rss - base) / self.houses,
             "connect_seconds": self.connect_seconds,
