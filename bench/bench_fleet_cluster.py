@@ -181,12 +181,15 @@ def rows(steps: list[dict[str, Any]], kill: dict[str, Any]) -> list[dict[str, An
                 c["connect_seconds"], "s", baseline="mosquitto",
                 baseline_value=m["connect_seconds"]),
         ]  # fmt: skip
+    w = kill["window"]
     who = f"{kill['moved']} of {kill['houses']} houses after kill -9 of {kill['killed']}"
     out += [
         row(f"fleet_cluster: {who}: all back on a survivor, backlogs acknowledged",
             kill["drained_s"], "s", baseline="reconnected", baseline_value=kill["back_s"]),
         row(f"fleet_cluster: {who}: the median house back and drained", kill["drained_p50_s"] or 0,
             "s", baseline="reconnected", baseline_value=kill["back_p50_s"]),
+        row(f"fleet_cluster: {who}: events lost (by id) of {w['events_published']} published "
+            "in the window", w["events_lost"], "events", target="0", ok=not w["events_lost"]),
         row(f"fleet_cluster: {who}: all cmd subscriptions granted again", kill["subscribed_s"],
             "s", baseline="reconnected", baseline_value=kill["back_s"]),
     ]  # fmt: skip

@@ -82,6 +82,7 @@ async def worker(ports: list[int], first: int, count: int, speed: float) -> None
     while (cmd := await lines.get()) != "stop":
         if cmd == "start":
             marks = {"qos0": n.qos0, "qos1": n.qos1, "t": time.monotonic()}
+            n.event_ids = []
         elif cmd == "access":  # every house's door used now: four events each
             for h in houses:
                 h.door_used()
@@ -95,7 +96,7 @@ async def worker(ports: list[int], first: int, count: int, speed: float) -> None
         "connect_failures": n.connect_failures, "sub_refused": n.sub_refused,
         "commands": n.commands, "offline_dropped": n.offline_dropped,
         "seconds": time.monotonic() - marks.get("t", time.monotonic()),
-        "rss_kb": rss_kb(), "base_rss_kb": base_rss,
+        "rss_kb": rss_kb(), "base_rss_kb": base_rss, "event_ids": n.event_ids or [],
     }  # fmt: skip
     misc_task.cancel()
     print(json.dumps(report), flush=True)
@@ -251,7 +252,7 @@ class Platform:
                         (self.to[c], t) for c, t in self.sent.items() if c not in self.answered
                     ][:10],
                 },
-                "event_ids": len(self.event_ids), "events_from": self.events_from,
+                "event_ids": sorted(self.event_ids), "events_from": self.events_from,
                 "sub_refused": self.sub_refused, "rss_kb": rss_kb(),
             }  # fmt: skip
 

@@ -70,6 +70,7 @@ class Counters:
     def __init__(self) -> None:
         self.qos0 = self.qos1 = self.acked = self.failed = self.connects = self.disconnects = 0
         self.connect_failures = self.sub_refused = self.offline_dropped = self.commands = 0
+        self.event_ids: list[str] | None = None  # the ids of events published, while recording
 
 
 class House:
@@ -274,6 +275,8 @@ class House:
 
     def event(self, device: str, type_: str, data: dict[str, Any], severity: str = "info") -> Event:
         e = Event(device, type_, severity, data)  # type: ignore[arg-type]
+        if self.n.event_ids is not None:
+            self.n.event_ids.append(e.id)
         self.publish(self.topics.event(device), dumps(e.to_json()))
         return e
 

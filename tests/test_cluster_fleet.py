@@ -35,6 +35,7 @@ def test_fleet_events_reach_the_platform_on_another_node_and_commands_get_one_re
     # Four door events from each house, the two on each other node included (an hourly
     # smoke heartbeat may add one now and then): at least once, each id counted once.
     assert r["event_ids"] >= 4 * HOUSES, r
+    assert r["events_published"] >= 4 * HOUSES and r["events_lost"] == 0, r
     assert all(n >= 8 for n in r["events_from_node"]), r["events_from_node"]
     assert r["delivered_ratio"] >= 0.99, r
     cmds = r["commands"]
