@@ -12,8 +12,8 @@ bench.bench_fleet_cluster [--quick]`` prints the rows and writes
    node is another one; a 30 s window: per-node CPU (``/proc/<pid>/stat``) and RSS per house,
    p99 event/telemetry latency at the platform, sessions and subscriptions refused (the
    houses' count, and the nodes' own logs by reason). Then the same N on one mosquitto.
-2. **A node killed under 1,000 houses** (run first): on a fresh cluster, 10 s into a window, kill -9 the
-   node leading the sessions' stream (the worst one; ~1/3 of the houses are on it); the time
+2. **A node killed under 1,000 houses** (run first): on a fresh cluster, 10 s into a window,
+   kill -9 the node leading the sessions' stream (the worst one; 1/3 of the houses); the time
    until every house that lost its session is connected to a survivor, its ``cmd``
    subscription granted and the backlog it came back with acknowledged.
 
