@@ -6,137 +6,42 @@ reports the largest N sustained, the broker's CPU (from /proc/<pid>/stat) and th
 per house there, and how long N houses take to connect and publish their retained state (a
 township-wide power return).
 
-Sustained means: every house connected for the whole window, no publish refused, every QoS 1
-message acknowledged, the subscriber received >= 99 % of what was published, event/telemetry
-latency p99 <= 1 s, and the broker below 90 % of one core (mosquitto uses one).
+Sustained: as ``bench/fleet_run.py`` says (every house connected throughout, every QoS 1
+message acknowledged, >= 99 % delivered, p99 <= 1 s, the broker below 90 % of its one core).
+``bench/bench_fleet_cluster.py`` runs the same fleet on a 3-node cluster, beside this.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from bench.common import REPO, row, rss_mb
+from bench.common import row
+from bench.fleet_run import measure, rounded
 from firmware_stubs.broker import Broker
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-class Proc:
-    def __init__(self, *args: str) -> None:
-        self.p = subprocess.Popen(
-            [sys.executable, "-m", "bench.fleet", *args], cwd=REPO, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        )  # fmt: skip
-
-    def line(self, timeout: float) -> dict[str, Any]:
-        out: IO[str] = self.p.stdout  # type: ignore[assignment]
-        import select
-
-        ready, _, _ = select.select([out], [], [], timeout)
-        if not ready:
-            raise TimeoutError(f"no answer from {self.p.args} within {timeout} s")
-        text = out.readline()
-        if not text:
-            raise RuntimeError(f"{self.p.args} ended: {self.p.wait()}")
-        return dict(json.loads(text))
-
-    def send(self, cmd: str) -> None:
-        assert self.p.stdin is not None
-        self.p.stdin.write(cmd + "\n")
-        self.p.stdin.flush()
-
-    def close(self) -> None:
-        if self.p.poll() is None:
-            self.p.terminate()
-        self.p.wait(10)
-
-
-def run_fleet(houses: int, seconds: float, procs: int = 2, speed: float = 1.0) -> dict[str, Any]:
+@contextmanager
+def mosquitto() -> Iterator[tuple[list[int], dict[str, int]]]:
+    """One real mosquitto on loopback: its port and its process, as ``Fleet`` takes them."""
     with tempfile.TemporaryDirectory() as tmp:
         broker = Broker(Path(tmp), extra_conf="max_queued_messages 100000\n")
         broker.start()
         assert broker.proc is not None
-        started: list[Proc] = []
         try:
-            sub = Proc("subscriber", str(broker.port))
-            started.append(sub)
-            sub.line(20)
-            t0 = time.monotonic()
-            per = -(-houses // procs)
-            workers = [
-                Proc(
-                    "worker",
-                    str(broker.port),
-                    str(i * per),
-                    str(min(per, houses - i * per)),
-                    str(speed),
-                )
-                for i in range(procs)
-                if houses - i * per > 0
-            ]
-            started += workers
-            for w in workers:
-                w.line(180)
-            connect_seconds = time.monotonic() - t0
-            time.sleep(1.0)  # the retained burst drains
-            cpu0, w0 = cpu_seconds(broker.proc.pid), time.monotonic()
-            for p in started:
-                p.send("start")
-            time.sleep(seconds)
-            broker_cpu = (cpu_seconds(broker.proc.pid) - cpu0) / (time.monotonic() - w0)
-            broker_rss = rss_mb(broker.proc.pid)
-            for w in workers:
-                w.send("stop")
-            reports = [w.line(30) for w in workers]
-            sub.send("stop")
-            seen = sub.line(30)
+            yield [broker.port], {"mosquitto": broker.proc.pid}
         finally:
-            for p in started:
-                p.close()
             broker.stop()
-    published = sum(r["qos0"] + r["qos1"] for r in reports)
-    received = sum(seen["received"].values())
-    rss = sum(r["rss_kb"] for r in reports)
-    base = sum(r["base_rss_kb"] for r in reports)
-    result = {
-        "houses": houses,
-        "connected": sum(r["connected"] for r in reports),
-        "disconnects": sum(r["disconnects"] for r in reports),
-        "failed": sum(r["failed"] for r in reports),
-        "published_per_s": published / seconds,
-        "qos1_unacked": sum(r["unacked"] for r in reports),  # in flight at "stop"
-        "delivered_ratio": received / published if published else 1.0,
-        "latency_p99_s": seen["latency"]["p99"],
-        "latency_p50_s": seen["latency"]["p50"],
-        "broker_cpu": broker_cpu,
-        "broker_rss_mb": broker_rss,
-        "fleet_rss_mb": rss / 1024,
-        "rss_per_house_kb": (rss - base) / houses,
-        "connect_seconds": connect_seconds,
-    }
-    result["sustained"] = bool(
-        result["connected"] == houses
-        and not result["disconnects"]
-        and not result["failed"]
-        and result["qos1_unacked"] <= houses  # a few in flight at the instant of "stop"
-        and result["delivered_ratio"] >= 0.99
-        and (result["latency_p99_s"] or 0) <= 1.0
-        and broker_cpu < 0.9
-    )
-    return result
+
+
+def run_fleet(houses: int, seconds: float, speed: float = 1.0, **kw: Any) -> dict[str, Any]:
+    with mosquitto() as (ports, pids):
+        return measure(ports, pids, houses, seconds, speed=speed, **kw)
 
 
 def run(quick: bool) -> list[dict[str, Any]]:
@@ -149,8 +54,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
             break
         r = run_fleet(n, seconds)
         print(
-            f"  fleet N={n}: "
-            + json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}),
+            f"  fleet N={n}: " + rounded(r),
             flush=True,
         )
         results.append(r)

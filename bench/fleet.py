@@ -1,260 +1,69 @@
-"""Fleet simulator: many houses publishing exactly what a gateway publishes, against one broker.
+"""Fleet simulator: many houses publishing exactly what a gateway publishes, against one broker or
+the nodes of a cluster, and the platform taking it all in and sending commands.
 
-A simulated house is a faithful lightweight stand-in for gatewayd, not a gatewayd: one MQTT
-connection (client id = gateway id, last will = the offline status), on connect the retained
-``status``, ``alarms`` and every device's ``state`` plus the ``cmd`` subscription, then at the
-rates a real house produces (docs/monitoring.md, "Fleet simulator"):
-
-- a charging pile (12 ports, 3 charging): per slow poll (10 s) one telemetry message per active
-  port and one for the pile (QoS 0), and its retained state, which moves with the power;
-- smoke detectors: an hourly heartbeat each: event (QoS 1), telemetry, retained state;
-- the entrance lock: ~50 accesses a day: unlocked, opened, closed, locked (events and state).
-
-Payloads are built with the gateway's own code (``Topics``, ``Event.to_json``, ``dumps``, the
-SRB-433 profile's ``state_update``), so their shape and size are the real ones. Traffic goes to
-127.0.0.1 only. Processes (``python -m bench.fleet worker|subscriber``) take commands on stdin:
-``start`` opens the measurement window, ``stop`` ends it and prints one JSON report line.
-``bench/bench_fleet.py`` runs the broker, the platform's subscriber and the workers.
+The houses (``bench/fleet_house.py``) run in worker processes; house ``i`` starts on node
+``i % nodes`` (round robin) and fails over to the next. The platform is one process on one node:
+an ingest client subscribed to ``pingan/v1/#`` (QoS 1), measuring delivery and latency, and a
+separate command client sending signed ``ping`` commands to houses whose first node is another
+one (each result comes back through the ingest client). Processes
+(``python -m bench.fleet worker|platform ...``) take commands on stdin: ``start`` opens the
+measurement window, ``stop`` ends it and prints one JSON report line; a worker's ``watch T P``
+waits until every house that lost its session at or after Unix time ``T`` (or is still on port
+``P``) is back, subscribed and drained, and prints when. ``bench/fleet_run.py`` runs them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
-import random
-import socket
 import sys
 import threading
 import time
+import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
-from drivers.srb433 import profile as smoke_profile
-from gatewayd import __version__
-from gatewayd.model import Event
-from gatewayd.uplink.topics import Topics, dumps
-
-PORTS, CHARGING, DETECTORS = 12, (2, 5, 9), 6
-POLL_SECONDS = 10.0  # the modbus driver's slow poll
-HEARTBEAT_SECONDS = 3600.0
-ACCESS_SECONDS = 86400 / 50
-#: gatewayd's uplink leaves Nagle's algorithm on (paho does not set TCP_NODELAY), so a burst
-#: (telemetry then state) waits for the broker's delayed ACK: ~40 ms on Linux. The simulator
-#: does the same; FLEET_NODELAY=1 shows the difference.
-NODELAY = os.environ.get("FLEET_NODELAY") == "1"
+from bench.fleet_house import Counters, House, house_key, rss_kb
+from gatewayd.commands.signing import sign
 
 
-def rss_kb() -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+def first_node(i: int, nodes: int) -> int:
+    return i % nodes
 
 
-class Counters:
-    def __init__(self) -> None:
-        self.qos0 = self.qos1 = self.acked = self.failed = self.connects = self.disconnects = 0
+def gateway_id(i: int) -> str:
+    return f"sim-{i:05d}"
 
 
-class House:
-    """One simulated gateway; its paho client is driven by the worker's event loop."""
+def stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
+    """Lines from stdin as they come. Read from the fd, not sys.stdin: two lines arriving
+    together would leave the second in sys.stdin's buffer, unseen until a third came."""
+    lines: asyncio.Queue[str] = asyncio.Queue()
+    partial = b""
 
-    def __init__(
-        self, gid: str, loop: asyncio.AbstractEventLoop, n: Counters, speed: float
-    ) -> None:
-        self.gid, self.loop, self.n, self.speed = gid, loop, n, speed
-        self.topics = Topics(f"pingan/v1/{gid}")
-        self.started = time.time()
-        self.rng = random.Random(gid)
-        self.fd = -1
-        self.connected = False
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=gid, clean_session=True)
-        c.max_inflight_messages_set(100)
-        c.will_set(self.topics.status, self.status(False), qos=1, retain=True)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_publish = self._on_publish
-        self.client = c
-        self.ports = [
-            {"port": p, "state": "charging" if p in CHARGING else "idle", "relay": p in CHARGING,
-             "power_w": 180 + 10 * p if p in CHARGING else 0, "temperature_c": 31.5, "fault": "none"}
-            for p in range(1, PORTS + 1)
-        ]  # fmt: skip
+    def readable() -> None:
+        nonlocal partial
+        *done, partial = (partial + (os.read(0, 65536) or b"stop\n")).split(b"\n")
+        for line in done:
+            lines.put_nowait(line.decode().strip())
 
-    def status(self, online: bool) -> bytes:
-        body: dict[str, Any] = {"online": online, "version": __version__, "started": self.started}
-        if online:
-            body.update(fire_mode=False, site=f"{self.gid} 号")
-        return dumps(body)
-
-    # -- connection, as gatewayd.uplink.link does it -----------------------------------------
-
-    def connect(self, port: int) -> None:
-        self.client.connect("127.0.0.1", port, keepalive=30)
-        sock = self.client.socket()
-        assert sock is not None
-        if NODELAY:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.fd = sock.fileno()
-        c = self.client
-        c.on_socket_register_write = lambda *_: self.loop.add_writer(self.fd, c.loop_write)
-        c.on_socket_unregister_write = lambda *_: self.loop.remove_writer(self.fd)
-        self.loop.add_reader(self.fd, c.loop_read)
-        if c.want_write():
-            self.loop.add_writer(self.fd, c.loop_write)
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            self.loop.remove_reader(self.fd)
-            self.loop.remove_writer(self.fd)
-        self.client.disconnect()
-
-    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
-        if reason.is_failure:
-            return
-        self.connected = True
-        self.n.connects += 1
-        client.subscribe(self.topics.cmd, qos=1)
-        self.publish(self.topics.status, self.status(True), retain=True)
-        self.publish(self.topics.alarms, dumps({"ts": time.time(), "active": []}), retain=True)
-        self.pile_state()
-        for d in range(1, DETECTORS + 1):
-            self.publish(
-                self.topics.state(f"smoke-{d}"),
-                dumps(
-                    {
-                        "last_seen": time.time(),
-                        "alarm": "none",
-                        "battery_mv": 3000,
-                        "ts": time.time(),
-                    }
-                ),
-                retain=True,
-            )
-        lock = {
-            "lock": "locked",
-            "door": "closed",
-            "battery_mv": 5900,
-            "connected": True,
-            "escape_route": True,
-        }
-        self.publish(
-            self.topics.state("door-main"), dumps({**lock, "ts": time.time()}), retain=True
-        )
-        self.schedule(self.poll, self.rng.uniform(0, POLL_SECONDS))
-        for d in range(1, DETECTORS + 1):
-            self.schedule(lambda d=d: self.heartbeat(d), self.rng.uniform(0, HEARTBEAT_SECONDS))
-        self.schedule(self.access, self.rng.expovariate(1 / ACCESS_SECONDS))
-
-    def _on_disconnect(self, *args: Any) -> None:
-        if self.connected:
-            self.n.disconnects += 1
-        self.connected = False
-
-    def _on_publish(self, *args: Any) -> None:
-        self.n.acked += 1  # QoS 1: PUBACK received; QoS 0: written to the socket
-
-    # -- traffic ----------------------------------------------------------------------------
-
-    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        if self.client.publish(topic, payload, qos=qos, retain=retain).rc != mqtt.MQTT_ERR_SUCCESS:
-            self.n.failed += 1
-        elif qos:
-            self.n.qos1 += 1
-        else:
-            self.n.qos0 += 1
-
-    def event(self, device: str, type_: str, data: dict[str, Any], severity: str = "info") -> Event:
-        e = Event(device, type_, severity, data)  # type: ignore[arg-type]
-        self.publish(self.topics.event(device), dumps(e.to_json()))
-        return e
-
-    def schedule(self, fn: Any, delay: float) -> None:
-        self.loop.call_later(delay / self.speed, fn)
-
-    def poll(self) -> None:
-        if self.connected:
-            now = time.time()
-            for p in self.ports:
-                if p["state"] == "charging":
-                    p["power_w"] += self.rng.choice((-6, 0, 6))
-                    values = {
-                        "port": p["port"],
-                        "voltage_v": 229.8,
-                        "current_a": round(p["power_w"] / 229.8, 2),
-                        "power_w": p["power_w"],
-                        "energy_wh": 310,
-                        "temperature_c": 31.5,
-                    }
-                    self.publish(
-                        self.topics.telemetry("pile-1"), dumps({"ts": now, "values": values}), qos=0
-                    )
-            pile = {
-                "cabinet_c": 30.5,
-                "mains_v": 229.8,
-                "total_power_w": sum(p["power_w"] for p in self.ports),
-            }
-            self.publish(self.topics.telemetry("pile-1"), dumps({"ts": now, "values": pile}), qos=0)
-            self.pile_state()
-        self.schedule(self.poll, POLL_SECONDS)
-
-    def pile_state(self) -> None:
-        state = {
-            "online": True,
-            "unit": 1,
-            "profile": "ebc",
-            "port_count": PORTS,
-            "ports": self.ports,
-            "status_bits": 0,
-            "status": [],
-            "firmware": "2.7",
-            "cabinet_c": 30.5,
-            "mains_v": 229.8,
-            "total_power_w": sum(p["power_w"] for p in self.ports),
-            "ts": time.time(),
-        }
-        self.publish(self.topics.state("pile-1"), dumps(state), retain=True)
-
-    def heartbeat(self, d: int) -> None:
-        if self.connected:
-            dev = f"smoke-{d}"
-            e = self.event(
-                dev,
-                "smoke.heartbeat",
-                {"address": f"1A2B3C{d:02X}", "seq": 1, "battery_mv": 3000, "rssi_dbm": -60},
-            )
-            self.publish(
-                self.topics.telemetry(dev),
-                dumps({"ts": e.ts, "values": {"battery_mv": 3000, "rssi_dbm": -60}}),
-                qos=0,
-            )
-            self.publish(
-                self.topics.state(dev),
-                dumps({**smoke_profile.state_update(e), "ts": e.ts}),
-                retain=True,
-            )
-        self.schedule(lambda: self.heartbeat(d), HEARTBEAT_SECONDS)
-
-    def access(self) -> None:
-        if self.connected:
-            st = self.topics.state("door-main")
-            self.event("door-main", "door.unlocked", {"method": "card", "user": 302, "counter": 1})
-            self.publish(st, dumps({"lock": "unlocked", "ts": time.time()}), retain=True)
-            for what, door in (("opened", "open"), ("closed", "closed")):
-                self.event("door-main", f"door.{what}", {"counter": 1})
-                self.publish(st, dumps({"door": door, "ts": time.time()}), retain=True)
-            self.event("door-main", "door.locked", {"method": "auto_relock", "counter": 1})
-            self.publish(st, dumps({"lock": "locked", "ts": time.time()}), retain=True)
-        self.schedule(self.access, self.rng.expovariate(1 / ACCESS_SECONDS))
+    loop.add_reader(0, readable)
+    return lines
 
 
-async def worker(port: int, first: int, count: int, speed: float) -> None:
+async def worker(ports: list[int], first: int, count: int, speed: float) -> None:
     loop = asyncio.get_running_loop()
     n = Counters()
     base_rss = rss_kb()
-    houses = [House(f"sim-{i:05d}", loop, n, speed) for i in range(first, first + count)]
+    houses = []
+    for i in range(first, first + count):
+        k = first_node(i, len(ports))
+        houses.append(House(gateway_id(i), ports[k:] + ports[:k], loop, n, speed))
     for i, h in enumerate(houses):
-        h.connect(port)
+        h.connect()
         if i % 50 == 49:
             await asyncio.sleep(0)  # let the CONNACKs in as we go
 
@@ -265,21 +74,29 @@ async def worker(port: int, first: int, count: int, speed: float) -> None:
             await asyncio.sleep(1.0)
 
     misc_task = loop.create_task(misc())
-    while n.connects < count:
+    while not all(h.subscribed for h in houses):
         await asyncio.sleep(0.05)
-    print(json.dumps({"ready": count}), flush=True)
-    lines: asyncio.Queue[str] = asyncio.Queue()
-    loop.add_reader(sys.stdin.fileno(), lambda: lines.put_nowait(sys.stdin.readline().strip()))
+    print(json.dumps({"ready": count, "refused": n.connect_failures + n.sub_refused}), flush=True)
+    lines = stdin_lines(loop)
     marks: dict[str, Any] = {}  # counts when the window opened (cumulative ones stay whole)
     while (cmd := await lines.get()) != "stop":
         if cmd == "start":
             marks = {"qos0": n.qos0, "qos1": n.qos1, "t": time.monotonic()}
+            n.event_ids = []
+        elif cmd == "access":  # every house's door used now: four events each
+            for h in houses:
+                h.door_used()
+        elif cmd.startswith("watch "):
+            since, port = cmd.split()[1:]
+            print(json.dumps(await watch(houses, n, float(since), int(port))), flush=True)
     report = {
         "houses": count, "connected": sum(h.connected for h in houses), "disconnects": n.disconnects,
         "qos0": n.qos0 - marks.get("qos0", 0), "qos1": n.qos1 - marks.get("qos1", 0),
-        "unacked": n.qos0 + n.qos1 - n.acked, "failed": n.failed,
+        "unacked": sum(len(h.pending) for h in houses), "failed": n.failed,
+        "connect_failures": n.connect_failures, "sub_refused": n.sub_refused,
+        "commands": n.commands, "offline_dropped": n.offline_dropped,
         "seconds": time.monotonic() - marks.get("t", time.monotonic()),
-        "rss_kb": rss_kb(), "base_rss_kb": base_rss,
+        "rss_kb": rss_kb(), "base_rss_kb": base_rss, "event_ids": n.event_ids or [],
     }  # fmt: skip
     misc_task.cancel()
     print(json.dumps(report), flush=True)
@@ -287,55 +104,205 @@ async def worker(port: int, first: int, count: int, speed: float) -> None:
         h.close()
 
 
-def subscriber(port: int) -> None:
-    """The platform's side: one client taking everything, measuring delivery and latency."""
-    lock = threading.Lock()
-    got: dict[str, int] = {}
-    lat: list[float] = []
-    counting = threading.Event()
+async def watch(houses: list[House], n: Counters, since: float, port: int) -> dict[str, Any]:
+    """After a node was killed at ``since``: until every house that lost its session then (or is
+    still on the dead ``port``, not having noticed yet) is connected again, its ``cmd``
+    subscription granted and the backlog it came back with acknowledged."""
+    deadline = time.monotonic() + 300
 
-    def on_message(client: Any, userdata: Any, msg: Any) -> None:
-        if not counting.is_set():
+    def moved() -> list[House]:
+        return [h for h in houses if (h.lost_at or 0) >= since or (h.port == port)]
+
+    before = (n.connect_failures, n.sub_refused)
+    while time.monotonic() < deadline:
+        hit = moved()
+        if all(
+            h.connected and h.subscribed and not h.backlog and h.port != port and h.back_at > since
+            for h in hit
+        ):
+            break
+        await asyncio.sleep(0.05)
+    hit = moved()
+    done = [h for h in hit if h.connected and h.subscribed and not h.backlog and h.port != port]
+    return {
+        "moved": len(hit),
+        "done": len(done),
+        "back": max((h.back_at for h in done), default=since),
+        "subscribed": max((h.subscribed_at for h in done), default=since),
+        "drained": max((h.drained_at or h.back_at for h in done), default=since),
+        "largest_backlog": max((h.largest_backlog for h in hit), default=0),
+        "each_back": [round(h.back_at - since, 2) for h in done],  # for the median
+        "each_drained": [round((h.drained_at or h.back_at) - since, 2) for h in done],
+        "connect_failures": n.connect_failures - before[0],
+        "sub_refused": n.sub_refused - before[1],
+    }
+
+
+class Platform:
+    """The platform's side: ingest (everything, QoS 1) and a separate command sender, both on
+    the platform's node; commands go to the houses in ``targets``."""
+
+    def __init__(self, port: int, targets: list[str], rate: float, nodes: int) -> None:
+        self.targets, self.rate, self.nodes = targets, rate, nodes
+        self.event_ids: set[str] = set()
+        self.events_from = [0] * nodes  # events received, by the sender's first node
+        self.answered_from = [0] * nodes  # commands answered, by the house's first node
+        self.codes: dict[str, int] = {}  # command results by code
+        self.lock = threading.Lock()
+        self.got: dict[str, int] = {}
+        self.lat: list[float] = []
+        self.sent: dict[str, float] = {}  # command id -> when sent
+        self.answered: dict[str, float] = {}  # command id -> round trip
+        self.to: dict[str, str] = {}  # command id -> house
+        self.duplicates = self.sub_refused = self.send_failed = 0
+        self.counting = threading.Event()
+        self.sending = threading.Event()
+        self.ingest = self._client("platform-ingest", port)
+        self.ingest.on_message = self._on_message
+        self.granted = threading.Event()
+        self.ingest.on_subscribe = self._on_subscribe
+        self.ingest.on_connect = lambda c, *_a: c.subscribe("pingan/v1/#", qos=1)
+        self.sender = self._client("platform-cmd", port)
+
+    @staticmethod
+    def _client(cid: str, port: int) -> mqtt.Client:
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid, clean_session=True)
+        c.reconnect_delay_set(1, 4)
+        c.connect_async("127.0.0.1", port, keepalive=30)
+        c.loop_start()
+        return c
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: Any, reasons: Any, p: Any) -> None:
+        if any(r.is_failure for r in reasons):  # NATS, its consumer not made in time: again
+            self.sub_refused += 1
+            threading.Timer(0.5, client.subscribe, ("pingan/v1/#",), {"qos": 1}).start()
+        else:
+            self.granted.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        if not self.counting.is_set():
             return
-        kind = msg.topic.split("/")[3] if msg.topic.count("/") >= 3 else "?"
-        with lock:
-            got[kind] = got.get(kind, 0) + 1
+        parts = msg.topic.split("/")
+        kind = parts[3] if len(parts) > 3 else "?"
+        now = time.time()
+        with self.lock:
+            if kind == "cmd" and parts[-1] != "result":
+                return  # the platform's own command, seen by its '#' subscription
+            self.got[kind] = self.got.get(kind, 0) + 1
+            if kind == "cmd":
+                cid = json.loads(msg.payload).get("id")
+                if cid in self.answered:
+                    self.duplicates += 1
+                elif cid in self.sent:
+                    self.answered[cid] = now - self.sent[cid]
+                    self.answered_from[first_node(int(parts[2][4:]), self.nodes)] += 1
+                    code = json.loads(msg.payload).get("code")
+                    self.codes[code] = self.codes.get(code, 0) + 1
+                return
             if kind in ("events", "telemetry"):
-                lat.append(time.time() - json.loads(msg.payload)["ts"])
+                body = json.loads(msg.payload)
+                self.lat.append(now - body["ts"])
+                if kind == "events":
+                    self.event_ids.add(body["id"])
+                    self.events_from[first_node(int(parts[2][4:]), self.nodes)] += 1
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="platform", clean_session=True)
-    c.on_message = on_message
-    subscribed = threading.Event()
-    c.on_subscribe = lambda *a: subscribed.set()
-    c.connect("127.0.0.1", port, keepalive=30)
-    c.subscribe("pingan/v1/#", qos=1)
-    c.loop_start()
-    subscribed.wait(10)
+    def send_commands(self) -> None:
+        houses = itertools.cycle(self.targets)  # in turn: every node gets its share
+        while self.sending.is_set():
+            gid = next(houses)
+            now = time.time()
+            cid = uuid.uuid4().hex
+            cmd = {"id": cid, "device": gid, "action": "ping", "args": {},
+                   "user": "platform", "iat": int(now), "exp": int(now) + 60}  # fmt: skip
+            with self.lock:
+                self.sent[cid] = now
+                self.to[cid] = gid
+            info = self.sender.publish(
+                f"pingan/v1/{gid}/cmd", json.dumps(sign(house_key(gid), cmd)), qos=1
+            )
+            if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                self.send_failed += 1
+            time.sleep(1 / self.rate)
+
+    def wait_received(self, published: int) -> None:
+        deadline = time.monotonic() + 10
+        time.sleep(0.5)
+        while time.monotonic() < deadline:
+            with self.lock:
+                if sum(self.got.values()) >= published and len(self.answered) >= len(self.sent):
+                    return
+            time.sleep(0.1)
+
+    def report(self) -> dict[str, Any]:
+        with self.lock:
+            s, rtt = sorted(self.lat), sorted(self.answered.values())
+
+            def pct(v: list[float], p: int) -> float | None:
+                return v[min(len(v) - 1, int(p / 100 * len(v)))] if v else None
+
+            return {
+                "received": self.got,
+                "latency": {"p50": pct(s, 50), "p99": pct(s, 99)},
+                "commands": {
+                    "sent": len(self.sent), "answered": len(self.answered),
+                    "duplicates": self.duplicates, "failed": self.send_failed,
+                    "p50": pct(rtt, 50), "p99": pct(rtt, 99), "codes": self.codes,
+                    "answered_from": self.answered_from,
+                    "unanswered": [  # a few, for a look: the house and when it was sent
+                        (self.to[c], t) for c, t in self.sent.items() if c not in self.answered
+                    ][:10],
+                },
+                "event_ids": sorted(self.event_ids), "events_from": self.events_from,
+                "sub_refused": self.sub_refused, "rss_kb": rss_kb(),
+            }  # fmt: skip
+
+
+def platform(port: int, houses: int, nodes: int, node: int, rate: float) -> None:
+    targets = [gateway_id(i) for i in range(houses) if nodes == 1 or first_node(i, nodes) != node]
+    p = Platform(port, targets, rate, nodes)
+    deadline = time.monotonic() + 120
+    while not p.granted.wait(10):
+        # A SUBSCRIBE a stalling node never answered: asked again while the session is up.
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"platform: no granted subscription on port {port} in 120 s (connected: "
+                f"{p.ingest.is_connected()}, refused: {p.sub_refused})"
+            )
+        if p.ingest.is_connected():
+            p.ingest.subscribe("pingan/v1/#", qos=1)
     print(json.dumps({"ready": 1}), flush=True)
+    sender: threading.Thread | None = None
     for line in sys.stdin:
         if line.strip() == "start":
-            counting.set()
-        elif line.strip() == "stop":
-            time.sleep(1.0)  # what was published before "stop" is still on its way
-            with lock:
-                s = sorted(lat)
-                pct = {
-                    f"p{p}": s[min(len(s) - 1, int(p / 100 * len(s)))] if s else None
-                    for p in (50, 99)
-                }
-                print(json.dumps({"received": got, "latency": pct, "rss_kb": rss_kb()}), flush=True)
+            p.counting.set()
+            if rate > 0 and targets:
+                p.sending.set()
+                sender = threading.Thread(target=p.send_commands, daemon=True)
+                sender.start()
+        elif line.startswith(("quiet", "stop")):  # quiet: no more commands, houses still up
+            p.sending.clear()
+            if sender is not None:
+                sender.join()
+        if line.startswith("stop"):
+            # What the houses published before "stop" is still on its way: until as many
+            # messages have come (some counted may predate "start"), or 10 s.
+            p.wait_received(int(line.split()[1]) if len(line.split()) > 1 else 0)
+            print(json.dumps(p.report()), flush=True)
             break
-    c.loop_stop()
-    c.disconnect()
+    for c in (p.ingest, p.sender):
+        c.disconnect()
+        c.loop_stop()
 
 
 def main(argv: list[str]) -> None:
-    role, port = argv[0], int(argv[1])
-    if role == "subscriber":
-        subscriber(port)
+    role = argv[0]
+    if role == "platform":
+        port, houses, nodes, node = (int(a) for a in argv[1:5])
+        platform(port, houses, nodes, node, float(argv[5]))
     else:
+        ports = [int(p) for p in argv[1].split(",")]
         first, count, speed = int(argv[2]), int(argv[3]), float(argv[4])
-        asyncio.run(worker(port, first, count, speed))
+        asyncio.run(worker(ports, first, count, speed))
 
 
 if __name__ == "__main__":
