@@ -99,11 +99,13 @@ EVENTS: Mapping[str, EventSpec] = {
 }  # fmt: skip
 
 STATE = fields(
-    online="boolean", unit="integer", profile="string", firmware="string",
+    online="boolean", unit="integer", firmware="string",
     status="string[]", tripped="boolean?", channels="{}[]", leakage_ma="number?",
     temperature_c="number?", alarm_delay_seconds="integer", self_trip="boolean",
 )  # fmt: skip
 STATE["channels"]["items"] = {"type": "object", "properties": _READING}
+#: What a detector says of itself once: in its ``devices`` entry, not every state (issue 17).
+IDENTITY = fields(firmware="string")
 
 TELEMETRY = fields(channel="integer", leakage_ma="number", temperature_c="number")
 
@@ -130,6 +132,7 @@ class ElectricalFamily(ModbusFamily):
     }  # fmt: skip
     events = EVENTS
     state = STATE
+    identity = IDENTITY
     telemetry = TELEMETRY
     metrics = METRICS
 

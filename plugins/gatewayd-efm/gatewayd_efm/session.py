@@ -217,8 +217,7 @@ class EfmSession(Session):
         channels = [self.channels[c] for c in sorted(self.channels)]
         state: dict[str, Any] = {
             "online": bool(self.online),
-            "unit": self.unit,
-            "profile": p.name,
+            "unit": self.unit,  # the profile is the devices entry's model
             "status": codec.status_names(self.status_bits or 0),
             "tripped": self.tripped,
             "channels": channels,

@@ -136,8 +136,7 @@ def test_a_recorded_dump_is_published_as_its_readings(snap: dict[str, Any], tran
             state = loop.states["efm-9"]
             events = [e for e in loop.events if e.device == "efm-9"]
             telemetry = [v for d, v in loop.telemetry if d == "efm-9"]
-        assert state == {"online": True, "unit": 9, "profile": snap["profile"],
-                         **expected["state"]}  # fmt: skip
+        assert state == {"online": True, "unit": 9, **expected["state"]}
         assert telemetry[: len(expected["telemetry"])] == expected["telemetry"]
         published = [
             {"type": e.type, "severity": e.severity, "data": e.data}
