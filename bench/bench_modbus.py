@@ -43,11 +43,13 @@ BAUD = 9600
 PILES = 16
 PORTS = 12
 # The summary round of 16 piles costs ~0.61 s of line time at 9600 baud; polling faster than
-# that only queues. Reads capped at 64 registers keep the longest transaction near 0.16 s.
+# that only queues. Reads capped at 24 registers (three port blocks) keep the longest
+# transaction near 0.075 s (0.16 s at 64): a cut, and every pile's next summary, wait behind
+# less, and the watch's sweeps cost the same; full reads take ~20 % more line time.
 LINE_SETTINGS: dict[str, float] = {
     "fast_seconds": 0.6,
     "slow_seconds": 10.0,
-    "max_read_registers": 64,
+    "max_read_registers": 24,
 }
 
 

@@ -92,6 +92,7 @@ class ModelLink:
     """A Modbus master whose pile is the emulator's model, in-process (no wire time)."""
 
     gap_seconds = 0.0
+    heard_at = 0.0
 
     def __init__(self, pile: Any) -> None:
         from drivers.modbus.transport import LinkStats

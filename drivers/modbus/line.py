@@ -35,6 +35,8 @@ from drivers.modbus.transport import Link
 T = TypeVar("T")
 
 UTILISATION_WINDOW = 60.0  # s over which a line's utilisation is reported
+# An inter-frame silence this long gives the event loop its turns by itself (see ``run``).
+MIN_SILENCE_FOR_TURNS = 0.001
 
 
 class Priority(IntEnum):
@@ -162,7 +164,9 @@ class Line:
             result = await call(self.link)
         finally:
             end = time.monotonic()
-            self._quiet_at = end + self.link.gap_seconds
+            # The silence runs from the reply's last bytes (a broadcast has none: from now).
+            heard = self.link.heard_at
+            self._quiet_at = (heard if start <= heard <= end else end) + self.link.gap_seconds
             self.stats.transactions += 1
             self.stats.wire_seconds += wire
             busy = end - start + self.link.gap_seconds
@@ -209,9 +213,13 @@ class Line:
             # The inter-frame silence first, and at least two turns of the event loop (one for
             # the caller to judge the reply just in, one for the cut that judgement spawned to
             # take the line), then the choice: a cut goes first, instead of waiting behind
-            # one more poll. On RTU the silence alone is longer than both turns.
-            await asyncio.sleep(0)
-            await asyncio.sleep(max(0.0, self._quiet_at - time.monotonic()))
+            # one more poll. On RTU the silence alone is longer than both turns: the loop runs
+            # every ready callback before it wakes a timer, so no turn is added to it (each
+            # one costs whatever else is ready, which in a fire is a lot).
+            silence = self._quiet_at - time.monotonic()
+            if silence < MIN_SILENCE_FOR_TURNS:
+                await asyncio.sleep(0)
+            await asyncio.sleep(max(0.0, silence))
             if not self._heap or self._busy:
                 continue
             job = self._next()

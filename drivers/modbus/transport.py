@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,6 +53,9 @@ class Link(Protocol):
     stats: LinkStats
     #: The silence required between frames (3.5 characters on RTU, none on TCP).
     gap_seconds: float
+    #: When the last bytes of a reply arrived (``time.monotonic()``; 0.0 before any): the
+    #: silence runs from there, not from when the caller got round to them.
+    heard_at: float
 
     def wire_seconds(self, request_bytes: int, reply_bytes: int) -> float: ...
 
@@ -95,6 +99,7 @@ class PymodbusLink:
         self.stats = LinkStats()
         self._client: Any = None
         self._rx_bytes = 0  # bytes received since the last request: tells garbled from silent
+        self.heard_at = 0.0
         if config.is_rtu:
             bits = 11 if config.parity in ("E", "O") else 10
             self._char = bits / config.baudrate
@@ -109,6 +114,7 @@ class PymodbusLink:
     def _trace(self, sending: bool, data: bytes) -> bytes:
         if not sending:
             self._rx_bytes += len(data)
+            self.heard_at = time.monotonic()
         return data
 
     async def _connected(self) -> Any:
