@@ -74,6 +74,14 @@ class Msg:
         return json.loads(self.payload)
 
 
+def release(client: mqtt.Client) -> None:
+    """Close what a stopped paho client still holds: the socket pair ``loop_start()`` opened to
+    wake its thread, and a connection nobody disconnected. paho leaves them to the client's
+    ``__del__``; a client whose callbacks are bound methods is freed by the garbage collector,
+    which may finalize the sockets first, and they then warn (an error in this suite)."""
+    client._reset_sockets()
+
+
 class Recording:
     """What a test-side MQTT client received (paho's thread appends), and ways to look at it."""
 
@@ -130,6 +138,7 @@ class Probe(Recording):
     def close(self) -> None:
         self.client.loop_stop()
         self.client.disconnect()
+        release(self.client)
 
 
 @dataclass

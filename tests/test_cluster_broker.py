@@ -143,8 +143,8 @@ def test_qos1_messages_for_a_subscriber_survive_the_kill_of_its_node(
             f"{missing[:20]}; the cluster refused {dict(cluster.refusals())}"
         ) from None
     assert received() == set(acked)
-    back.client.disconnect()
-    back.client.loop_stop()
+    back.close()
+    platform.close()  # its loop stopped, its node dead: only sockets to let go
     gateway.close()
     # A clean session ends the persistent one, so the module's next test starts without it.
     NodeClient(cluster.nodes[z].mqtt_port, "platform-q1").close()
