@@ -13,7 +13,6 @@ Run: ``python -m bench.modbus_sweeps``.
 from __future__ import annotations
 
 import statistics
-from typing import Any
 
 from bench.bench_modbus import BAUD, LINE_SETTINGS, PORTS, _piles
 from drivers.modbus import readings as rd
@@ -36,12 +35,6 @@ def plan(ports: list[int]) -> list[Span]:
     return coalesce(spans, per_request, Timing.max_gap, EBC.readable(PORTS))
 
 
-def _state(port: Any, cut: int) -> str:
-    if port.number == cut or not port.relay:
-        return "disabled"
-    return "idle" if port.battery is None else "charging"
-
-
 def sweeps(idle_off: bool) -> list[tuple[int, float]]:
     """(ports read, wire seconds) of one sweep, per pile and per socket in use cut hot."""
     out = []
@@ -49,11 +42,12 @@ def sweeps(idle_off: bool) -> list[tuple[int, float]]:
         relays = [p.relay for p in pile.ports]
         in_use = [p.number for p in pile.ports if p.battery is not None]
         for cut in in_use:
-            state = {p.number: {"state": _state(p, cut), "power_w": 0} for p in pile.ports}
+            state = {
+                p.number: {"state": "disabled" if p.number == cut or not p.relay else "idle"}
+                for p in pile.ports
+            }
             closed = [r and n != cut for n, r in enumerate(relays, start=1)]
-            charging = [n for n in in_use if n != cut]
-            summary = {"charging": charging, "faulted": [], "hottest_port": cut}
-            ports = rd.watch_ports(PORTS, closed, state, summary)
+            ports = rd.watch_ports(PORTS, closed, state, {"charging": []})
             out.append((len(ports), wire(plan(ports))))
     return out
 

@@ -173,13 +173,11 @@ async def spans_in(emu: EbcEmulator, unit: int, seconds: float) -> set[range]:
     return port_block_spans(emu, unit, start, time.monotonic())
 
 
-def test_the_watch_reads_only_ports_that_may_carry_current() -> None:
-    # Bikes charge on ports 2, 3, 5, 7, 10 and 12; the gateway has switched ports 9-12 off;
-    # port 3 overheats and stays hot after its cut. The watch then reads ports 2, 5 and 7 only
-    # (in one request, from 2 to 7: the blocks between ride along), never the unplugged
-    # sockets 1, 4, 6 and 8 although their relays are closed. A port a person switches back
-    # on, and one the pile switches on by itself, are read again from the next rounds, and a
-    # crossing there is cut within the same bound as before.
+def test_the_watch_reads_only_ports_whose_relay_may_be_closed() -> None:
+    # The gateway has switched ports 9-12 off; port 3 overheats and stays hot after its cut.
+    # The watch then reads ports 1-8 only (port 3's block rides along between 2 and 4). A port
+    # a person switches back on, and one the pile switches on by itself, are read again from
+    # the next rounds, and a crossing there is cut within the same bound as before.
     pile = Pile(unit=1, ports_n=12)
     for n in (2, 3, 5, 7, 10, 12):
         pile.plug(n)
@@ -196,7 +194,7 @@ def test_the_watch_reads_only_ports_that_may_carry_current() -> None:
             # The refresh after the cut reads port 3 as disabled, queued behind the summaries
             # and the watch on this full line: wait for the sweeps alone (or fail here).
             for _ in range(10):
-                if await spans_in(emu, 1, 0.5) == {range(2, 8)}:
+                if await spans_in(emu, 1, 0.5) == {range(1, 9)}:
                     break
             cut_off = await spans_in(emu, 1, 2.0)
             await driver.execute(Action("pile-1", "port_on", {"port": 10}))  # a person
@@ -210,8 +208,8 @@ def test_the_watch_reads_only_ports_that_may_carry_current() -> None:
             took12 = await until(lambda: not pile.port(12).relay, SECOND_PORT_BOUND)
             await loop.wait_for("charger.port_cut", count=7)
             summary = pile.input_registers(256, 2)
-        assert cut_off == {range(2, 8)}  # every sweep: ports 2-7 in one read, the rest never
-        assert switched_on == {range(2, 11)}  # port 10 joins (8 and 9 ride along)
+        assert cut_off == {range(1, 9)}  # every sweep: ports 1-8 in one read, 9-12 never
+        assert switched_on == {range(1, 11)}
         assert summary == [720, 3]  # neither crossing showed in the summary
         assert took10 < SECOND_PORT_BOUND and took12 < SECOND_PORT_BOUND
         cuts = [e.data["ports"] for e in loop.of_type("charger.port_cut")]
@@ -221,48 +219,36 @@ def test_the_watch_reads_only_ports_that_may_carry_current() -> None:
 
 
 def reading(n: int, state: str) -> dict[str, Any]:
-    return {"port": n, "state": state, "power_w": 0, "fault": "none"}
-
-
-RELAY_OPEN = ("disabled", "fault")  # the datasheet's states of a port whose relay is open
+    return {"port": n, "state": state}
 
 
 @pytest.mark.parametrize(
-    ("relay", "state", "summary", "read"),
+    ("relay", "state", "charging", "read"),
     [
-        (False, "disabled", {}, False),  # cut by the gateway: nothing left to cut
-        (False, "fault", {}, False),  # the pile's own trip opened it
-        (True, "charging", {}, True),
-        (True, "full", {}, True),  # floats under 30 W, not in the charging bitmap
-        (True, "idle", {}, False),  # powered, nothing plugged: no current, nothing to cut
-        (True, "idle", {"charging": [2]}, True),  # a bike plugged in since its block was read
-        (True, "idle", {"faulted": [2]}, True),
-        (True, "idle", {"hottest_port": 2}, True),  # the hottest of the pile, even unplugged
-        (True, "idle", {"power_w": 5}, True),  # the block says it draws power
-        (True, "idle", {"fault": "short_circuit"}, True),
-        (True, "fault", {}, True),  # a welded relay reads "fault" with its coil closed
-        (None, "disabled", {}, True),  # relays never read
-        (None, "idle", {}, True),
-        (False, None, {}, True),  # port block never read
-        (False, "charging", {}, True),  # the block is newer than the coil read
-        (False, "idle", {}, False),  # switched on since the coil read, nothing plugged
-        (False, "disabled", {"charging": [2]}, True),  # drawing current now, by the summary
+        (False, "disabled", [], False),  # cut by the gateway: nothing left to cut
+        (False, "fault", [], False),  # the pile's own trip opened it
+        (True, "charging", [], True),
+        (True, "idle", [], True),  # powered, nothing plugged yet: a cut can still open it
+        (True, "fault", [], True),  # a welded relay reads "fault" with its coil closed
+        (None, "disabled", [], True),  # relays never read
+        (False, None, [], True),  # port block never read
+        (False, "charging", [], True),  # the block is newer than the coil read
+        (False, "idle", [], True),  # idle means a closed relay by the datasheet
+        (False, "disabled", [2], True),  # drawing current now, by the summary
     ],
 )
-def test_watch_reads_every_port_that_may_carry_current(
-    relay: bool | None, state: str | None, summary: dict[str, Any], read: bool
+def test_watch_ports_leaves_out_only_ports_known_to_be_open(
+    relay: bool | None, state: str | None, charging: list[int], read: bool
 ) -> None:
     relays = [] if relay is None else [True, relay, True]
-    ports = {1: reading(1, "charging"), 3: reading(3, "charging")}
+    ports = {1: reading(1, "charging"), 3: reading(3, "idle")}
     if state is not None:
         ports[2] = reading(2, state)
-        ports[2].update({k: v for k, v in summary.items() if k in ("power_w", "fault")})
-    summ = {"charging": [], "faulted": [], "hottest_port": 1}
-    summ.update({k: v for k, v in summary.items() if k in summ})
+    summ = {"charging": charging}
     assert rd.watch_ports(3, relays, ports, summ) == ([1, 2, 3] if read else [1, 3])
-    # Without a summary an unplugged port is read: nothing yet says no bike came since.
-    unread_without = state in RELAY_OPEN and relay is False
-    assert rd.watch_ports(3, relays, ports, None) == ([1, 3] if unread_without else [1, 2, 3])
+    assert rd.watch_ports(3, relays, ports, None) == (
+        [1, 2, 3] if read and not charging else [1, 3]
+    )
 
 
 def port(n: int, temp: float | None, fault: str = "none") -> dict[str, Any]:

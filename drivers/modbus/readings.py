@@ -190,41 +190,28 @@ def watch_ports(
     ports: Mapping[int, Mapping[str, Any]],
     summary: Mapping[str, Any] | None,
 ) -> list[int]:
-    """The ports of a watched pile the watch reads: every port that may carry current.
+    """The ports of a watched pile the watch reads: every port whose relay may be closed.
 
-    A port carries none, so a cut there has nothing to stop, when everything known agrees that
-    - its relay is open: the last coil read says open, its last port block says ``disabled``
-      or ``fault``, and the latest summary does not count it as charging (a port the pile
-      switched on by itself, or one switched on after the coils were read, draws current there
-      before anything else shows it); or
-    - nothing is plugged into it: its last block says ``idle`` with no power and no fault, and
-      the latest summary neither counts it as charging or in fault nor names it the hottest.
-      A bike plugged in shows in the next summary's charging bitmap, and a sweep follows
-      every summary, so the port is read from that round on; a socket without current does
-      not heat (the same ground as ``at_rest``).
-    A port never read, or whose relay was never read, is watched. Without a summary yet, an
-    idle port is watched too.
+    A port whose relay is open carries no current, so there is nothing to cut there; its heat
+    still shows in the summary and the full reads. A port is left out only when everything
+    known agrees that its relay is open: the last coil read says open, its last port block
+    says ``disabled`` or ``fault``, and the latest summary does not count it as charging (a
+    port the pile switched on by itself, or one switched on after the coils were read, draws
+    current there before anything else shows it). A port never read, or whose relay was never
+    read, is watched.
     """
     charging = set(summary["charging"]) if summary is not None else set()
-    named = set()
-    if summary is not None:
-        named = set(summary.get("faulted", ())) | {summary.get("hottest_port")}
     out = []
     for p in range(1, ports_n + 1):
         relay = relays[p - 1] if p <= len(relays) else None
         reading = ports.get(p)
-        if reading is None or relay is None or p in charging:
-            out.append(p)
-            continue
-        open_ = relay is False and reading["state"] in RELAY_OPEN_STATES
-        unplugged = (
-            summary is not None
-            and p not in named
-            and reading["state"] == "idle"
-            and not reading.get("power_w")
-            and reading.get("fault", "none") == "none"
+        open_ = (
+            relay is False
+            and reading is not None
+            and reading["state"] in RELAY_OPEN_STATES
+            and p not in charging
         )
-        if not (open_ or unplugged):
+        if not open_:
             out.append(p)
     return out
 

@@ -8,7 +8,7 @@ pile's own over-temperature fault, a hottest reading from a broken sensor), the 
 blocks are read after every summary read of that pile (so at the fast period, or once per
 round on a line the summaries fill) at ``Priority.WATCH`` and judged one request at a time, so
 the overheat rule sees every port's crossing within about the bound of the first. Only the
-ports that may carry current are read: a relay that may be closed, and a bike plugged in.
+ports a cut could still open are read: those whose relay may be closed.
 
 It decides from readings only, never from why a relay was opened. Its line time is capped by
 the scheduler (``Line(watch_share=...)``), so a hot day that puts every pile under watch cannot
@@ -70,7 +70,7 @@ class PortWatch:
             log.info("%s: every port below %g °C again: watch ended", pile.device, below)
 
     def ports(self) -> list[int]:
-        """The ports a sweep reads: those that may carry current."""
+        """The ports a sweep reads: those whose relay may be closed."""
         pile = self.pile
         return rd.watch_ports(pile.ports_n, pile.relays, pile.ports, pile.summary)
 
@@ -86,13 +86,13 @@ class PortWatch:
                 log.debug("%s: watch read failed: %s", self.pile.device, exc)
 
     async def read(self) -> None:
-        """The blocks of the ports that may carry current, judged one request at a time: a
+        """The blocks of the ports a cut could still open, judged one request at a time: a
         port's crossing goes to the rules as soon as its block arrives, while the next request
         may still wait behind summaries.
 
-        Only ports that may carry current are read (``readings.watch_ports``): an open relay,
-        or a powered socket nothing is plugged into, carries none, so there is nothing to cut
-        there, and each port left out saves the line its 8 registers every round. Nearby ports share a request (``max_gap``): on the EBC map
+        Only ports whose relay may be closed are read (``readings.watch_ports``): an open relay
+        carries no current, so there is nothing to cut, and each port left out saves the line
+        its 8 registers every round. Nearby ports share a request (``max_gap``): on the EBC map
         a port's registers are one 8-register block, and skipping a block inside a request
         costs less than another request. The relays are not read: they change only by this
         driver's own writes (each read back at once) or by the pile's trips (which show in the
