@@ -309,12 +309,14 @@ def running(site_plan: SitePlan, rules: str = "") -> Iterator[tuple[EmulatedSite
             broker.stop()
 
 
-def measure(trials: int) -> tuple[list[dict[str, Any]], tuple[float, float]]:
+def measure(
+    trials: int, bench_class: type[Bench] = Bench
+) -> tuple[list[dict[str, Any]], tuple[float, float]]:
     # One alarm releases the doors here (the first stage's release: issue 14's baseline); the
     # default waits for a confirmation (bench_fire_stages).
     with running(plan(), '\n[rules.fire]\ndoor_release = "any_alarm"\n') as (site, watch, key):
         rng = random.Random(119)
-        bench = Bench(site, watch, key)
+        bench = bench_class(site, watch, key)
         bench.trial()  # warm-up: first BLE writes, first e-stop
         results = []
         for _ in range(trials):

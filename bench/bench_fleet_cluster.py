@@ -63,18 +63,11 @@ class Cluster:
         self.c.stop()
         self.tmp.cleanup()
 
-    @property
-    def ports(self) -> list[int]:
-        return [n.mqtt_port for n in self.c.nodes]
-
-    def pids(self) -> dict[str, int]:
-        return {n.name: n.proc.pid for n in self.c.nodes if n.proc is not None}
-
     def fleet(self, houses: int) -> Fleet:
         """``houses`` round-robin over the nodes, the platform on its node."""
         return Fleet(
-            self.ports,
-            self.pids(),
+            self.c.mqtt_ports,
+            self.c.pids(),
             houses,
             platform_node=self.platform,
             commands_per_s=commands_per_s(houses),

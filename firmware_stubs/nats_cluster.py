@@ -244,6 +244,14 @@ class NatsCluster:
     def urls(self) -> list[str]:
         return [n.url for n in self.nodes]
 
+    @property
+    def mqtt_ports(self) -> list[int]:
+        return [n.mqtt_port for n in self.nodes]
+
+    def pids(self) -> dict[str, int]:
+        """The running nodes' process ids, by node name."""
+        return {n.name: n.proc.pid for n in self.nodes if n.proc is not None}
+
     def running(self) -> list[int]:
         return [i for i, n in enumerate(self.nodes) if n.alive]
 

@@ -11,14 +11,13 @@ import contextlib
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from firmware_stubs.nats_cluster import LEADER_LOSS_STALL, NatsCluster
+from firmware_stubs.nats_cluster import LEADER_LOSS_STALL
 from tests.harness import Recording, release
 
 
@@ -163,34 +162,3 @@ class NodeClient(Recording):
         self.client.disconnect()
         self.client.loop_stop()
         release(self.client)
-
-
-def wait_delivering(cluster: NatsCluster, within: float = 3 * LEADER_LOSS_STALL) -> float:
-    """Until a QoS 1 subscriber on every node gets a QoS 1 message published on the next
-    node; the seconds it took. A node just restarted accepts sessions before its JetStream
-    serves them, and a QoS 1 subscription made then can be granted and yet stay silent (the
-    consumer never delivers; nats-server issue 5679 reports consumers that do not recover
-    after a restart). A test that begins on a whole cluster begins on one that delivers."""
-    t0 = time.monotonic()
-    deadline = t0 + within
-    n = len(cluster.nodes)
-    for i in range(n):
-        while True:
-            topic = f"probe/{uuid.uuid4().hex}"
-            left = max(1.0, deadline - time.monotonic())
-            sub = NodeClient(cluster.nodes[i].mqtt_port, subscribe=topic, within=left)
-            pub = NodeClient(cluster.nodes[(i + 1) % n].mqtt_port, within=left)
-            try:
-                pub.publish_acked(topic, b'{"probe": true}', within=left)
-                sub.wait(topic, timeout=min(10.0, left))
-                break
-            except AssertionError:
-                if time.monotonic() >= deadline:
-                    raise AssertionError(
-                        f"node {i} delivers nothing published on node {(i + 1) % n}"
-                        f" within {within:.0f} s of its restart"
-                    ) from None
-            finally:
-                sub.close()
-                pub.close()
-    return time.monotonic() - t0

@@ -54,19 +54,14 @@ def nats_cluster_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nats
 @pytest.fixture
 def cluster(nats_cluster_once: NatsCluster) -> Iterator[NatsCluster]:
     """The shared cluster with all three nodes accepting MQTT; a node a test killed is
-    restarted afterwards and the cluster checked to deliver across nodes again, so the next
-    test starts whole (and its own topics keep tests apart)."""
-    from tests.cluster_support import wait_delivering  # paho, for cluster tests only
-
+    restarted afterwards, so the next test starts whole (and its own topics keep tests apart)."""
     c = nats_cluster_once
     c.wait_ready()
     yield c
-    restarted = [i for i, node in enumerate(c.nodes) if not node.alive]
-    for i in restarted:
-        c.restart(i)
+    for i, node in enumerate(c.nodes):
+        if not node.alive:
+            c.restart(i)
     c.wait_ready()
-    if restarted:
-        wait_delivering(c)
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ HOUSES = 6  # two on each node
 def test_fleet_events_reach_the_platform_on_another_node_and_commands_get_one_result_each(
     cluster: NatsCluster,
 ) -> None:
-    ports = [n.mqtt_port for n in cluster.nodes]
-    pids = {n.name: n.proc.pid for n in cluster.nodes if n.proc is not None}
-    with Fleet(ports, pids, HOUSES, procs=2, platform_node=0, commands_per_s=4) as fleet:
+    with Fleet(
+        cluster.mqtt_ports, cluster.pids(), HOUSES, procs=2, platform_node=0, commands_per_s=4
+    ) as fleet:
         fleet.start()
         fleet.access()  # every house's door used: unlocked, opened, closed, locked
         time.sleep(2.0)  # the window: about 8 commands, in turn to the four houses elsewhere
