@@ -98,6 +98,7 @@ class ReceiverEmulator:
         self._sound_end: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._heard = asyncio.Event()
+        self._held: bytearray | None = None  # frames queued behind a torn frame's second half
 
     @property
     def path(self) -> str:
@@ -187,6 +188,9 @@ class ReceiverEmulator:
             self.write(encode(frame))
 
     def write(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held += data
+            return
         if self._master < 0:
             self.dropped += 1
             return
@@ -297,12 +301,19 @@ class ReceiverEmulator:
         self.write(bytes(noise[:count]))
 
     async def torn(self, frame: FrameLike, pause: float = 0.05, at: int | None = None) -> None:
-        """One frame in two writes with a pause between, as a USB read can split it."""
+        """One frame in two writes with a pause between, as a USB read can split it.
+
+        The wire is a UART: whatever the receiver sends meanwhile (a ping's status) queues
+        behind the frame's second half instead of landing inside it."""
         data = encode(frame)
         cut = at if at is not None else len(data) // 2
         self.write(data[:cut])
-        await asyncio.sleep(pause)
-        self.write(data[cut:])
+        self._held = bytearray()
+        try:
+            await asyncio.sleep(pause)
+        finally:
+            held, self._held = bytes(self._held), None
+            self.write(data[cut:] + held)
 
     async def bad_crc(self, frame: FrameLike) -> None:
         data = bytearray(encode(frame))

@@ -92,3 +92,28 @@ def test_cli_takes_a_detector_with_its_model() -> None:
     assert detector_arg("1A2B3C4D") == (0x1A2B3C4D, 0x01)
     with pytest.raises(argparse.ArgumentTypeError, match="unknown model"):
         detector_arg("1A2B3C4D:SD-99")
+
+
+def test_a_torn_frame_is_never_interleaved_with_an_answer() -> None:
+    """The wire is a UART: a ping answered while a frame is torn goes after its second half."""
+
+    async def scenario() -> None:
+        async with ReceiverEmulator(answer_delay=0, announce=False) as rx:
+            tamper = Frame(0x05, 0x1A2B3C4D, 100, b"\x01")
+            fd = os.open(rx.slave_path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            try:
+                torn = asyncio.create_task(rx.torn(tamper, pause=0.2, at=5))
+                await asyncio.sleep(0.05)
+                await send(rx, fd, host_frame(0x80, 1))  # PING, answered during the pause
+                await asyncio.sleep(0.05)
+                first = os.read(fd, 4096)
+                assert first == encode(tamper)[:5]  # the answer is held back
+                await torn
+                await asyncio.sleep(0.05)
+                frames = FrameReader().feed(first + os.read(fd, 4096))
+                assert [f.type for f in frames] == [tamper.type, 0x70]  # then the STATUS
+                assert frames[0] == tamper
+            finally:
+                os.close(fd)
+
+    asyncio.run(scenario())
