@@ -16,6 +16,8 @@ bench.bench_fleet_cluster [--quick]`` prints the rows and writes
    kill -9 the node leading the sessions' stream (the worst one; 1/3 of the houses); the time
    until every house that lost its session is connected to a survivor, its ``cmd``
    subscription granted and the backlog it came back with acknowledged.
+   ``--kill-only --all-on-victim``: only this, with every house starting on the node killed
+   (all 1,000 fail over at once; results in ``bench/results/fleet_cluster_kill.json``).
 
 What limits it on this 2-core machine is told by the CPU of the cluster, the fleet, the
 platform and the whole machine, all recorded with each step.
@@ -32,10 +34,12 @@ from typing import Any
 
 from bench.bench_fleet import run_fleet
 from bench.common import REPO, row
+from bench.fleet import first_node
 from bench.fleet_run import Fleet, rounded
 from firmware_stubs.nats_cluster import NatsCluster
 
 RESULTS = REPO / "bench" / "results" / "fleet_cluster.json"
+KILL_RESULTS = REPO / "bench" / "results" / "fleet_cluster_kill.json"
 STEPS = [500, 1000, 2000, 4000, 10000]
 
 
@@ -63,14 +67,16 @@ class Cluster:
         self.c.stop()
         self.tmp.cleanup()
 
-    def fleet(self, houses: int) -> Fleet:
-        """``houses`` round-robin over the nodes, the platform on its node."""
+    def fleet(self, houses: int, home: int = -1) -> Fleet:
+        """``houses`` round-robin over the nodes (or all on node ``home``), the platform on
+        its node."""
         return Fleet(
             self.c.mqtt_ports,
             self.c.pids(),
             houses,
             platform_node=self.platform,
             commands_per_s=commands_per_s(houses),
+            home=home,
         )
 
     def refusals(self) -> dict[str, int]:
@@ -95,9 +101,12 @@ def cluster_step(houses: int, seconds: float) -> dict[str, Any]:
         return r
 
 
-def kill_step(houses: int, before: float = 10.0, after: float = 5.0) -> dict[str, Any]:
+def kill_step(
+    houses: int, before: float = 10.0, after: float = 5.0, all_on_victim: bool = False
+) -> dict[str, Any]:
     with Cluster() as cl:
-        with cl.fleet(houses) as fleet:
+        home = cl.leader if all_on_victim else -1
+        with cl.fleet(houses, home) as fleet:
             fleet.start()
             time.sleep(before)
             refused = cl.refusals()
@@ -109,7 +118,8 @@ def kill_step(houses: int, before: float = 10.0, after: float = 5.0) -> dict[str
             refused_after = {k: v - refused.get(k, 0) for k, v in cl.refusals().items()}
             time.sleep(after)
             r = fleet.stop()
-        on_victim = sum(1 for i in range(houses) if i % len(cl.c.nodes) == cl.leader)
+        nodes = len(cl.c.nodes)
+        on_victim = sum(1 for i in range(houses) if first_node(i, nodes, home) == cl.leader)
         return {
             "houses": houses,
             "killed": victim.name,
@@ -194,7 +204,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="100 houses, one step")
     ap.add_argument("--budget", type=float, help="seconds for it all (default 1800)")
+    ap.add_argument("--kill-only", action="store_true", help="only the node kill (step 2)")
+    ap.add_argument("--houses", type=int, default=1000, help="houses for the kill (1,000)")
+    ap.add_argument(
+        "--all-on-victim", action="store_true", help="every house starts on the node killed"
+    )
     args = ap.parse_args()
+    if args.kill_only:
+        kill = kill_step(args.houses, all_on_victim=args.all_on_victim)
+        record = {"when": time.strftime("%Y-%m-%d %H:%M"), "all_on_victim": args.all_on_victim}
+        KILL_RESULTS.write_text(json.dumps(record | {"kill": kill}, indent=1) + "\n")
+        print("  fleet_cluster kill: " + rounded(kill), flush=True)
+        return
     for r in run(args.quick, args.budget):
         print(f"  {r['name']}: {r['value']} {r['unit']}  ({r['baseline']}: {r['baseline_value']})")
 

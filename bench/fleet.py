@@ -2,7 +2,7 @@
 the nodes of a cluster, and the platform taking it all in and sending commands.
 
 The houses (``bench/fleet_house.py``) run in worker processes; house ``i`` starts on node
-``i % nodes`` (round robin) and fails over to the next. The platform is one process on one node:
+``i % nodes`` (round robin; or all on one ``home`` node) and fails over to the next. The platform is one process on one node:
 an ingest client subscribed to ``pingan/v1/#`` (QoS 1), measuring delivery and latency, and a
 separate command client sending signed ``ping`` commands to houses whose first node is another
 one (each result comes back through the ingest client). Processes
@@ -30,8 +30,9 @@ from bench.fleet_house import Counters, House, house_key, rss_kb
 from gatewayd.commands.signing import sign
 
 
-def first_node(i: int, nodes: int) -> int:
-    return i % nodes
+def first_node(i: int, nodes: int, home: int = -1) -> int:
+    """House ``i``'s first node: round robin, or ``home`` for every house if it is given."""
+    return home if home >= 0 else i % nodes
 
 
 def gateway_id(i: int) -> str:
@@ -54,13 +55,13 @@ def stdin_lines(loop: asyncio.AbstractEventLoop) -> asyncio.Queue[str]:
     return lines
 
 
-async def worker(ports: list[int], first: int, count: int, speed: float) -> None:
+async def worker(ports: list[int], first: int, count: int, speed: float, home: int) -> None:
     loop = asyncio.get_running_loop()
     n = Counters()
     base_rss = rss_kb()
     houses = []
     for i in range(first, first + count):
-        k = first_node(i, len(ports))
+        k = first_node(i, len(ports), home)
         houses.append(House(gateway_id(i), ports[k:] + ports[:k], loop, n, speed))
     for i, h in enumerate(houses):
         h.connect()
@@ -142,8 +143,8 @@ class Platform:
     """The platform's side: ingest (everything, QoS 1) and a separate command sender, both on
     the platform's node; commands go to the houses in ``targets``."""
 
-    def __init__(self, port: int, targets: list[str], rate: float, nodes: int) -> None:
-        self.targets, self.rate, self.nodes = targets, rate, nodes
+    def __init__(self, port: int, targets: list[str], rate: float, nodes: int, home: int) -> None:
+        self.targets, self.rate, self.nodes, self.home = targets, rate, nodes, home
         self.event_ids: set[str] = set()
         self.events_from = [0] * nodes  # events received, by the sender's first node
         self.answered_from = [0] * nodes  # commands answered, by the house's first node
@@ -195,7 +196,7 @@ class Platform:
                     self.duplicates += 1
                 elif cid in self.sent:
                     self.answered[cid] = now - self.sent[cid]
-                    self.answered_from[first_node(int(parts[2][4:]), self.nodes)] += 1
+                    self.answered_from[first_node(int(parts[2][4:]), self.nodes, self.home)] += 1
                     code = json.loads(msg.payload).get("code")
                     self.codes[code] = self.codes.get(code, 0) + 1
                 return
@@ -204,7 +205,7 @@ class Platform:
                 self.lat.append(now - body["ts"])
                 if kind == "events":
                     self.event_ids.add(body["id"])
-                    self.events_from[first_node(int(parts[2][4:]), self.nodes)] += 1
+                    self.events_from[first_node(int(parts[2][4:]), self.nodes, self.home)] += 1
 
     def send_commands(self) -> None:
         houses = itertools.cycle(self.targets)  # in turn: every node gets its share
@@ -257,9 +258,11 @@ class Platform:
             }  # fmt: skip
 
 
-def platform(port: int, houses: int, nodes: int, node: int, rate: float) -> None:
-    targets = [gateway_id(i) for i in range(houses) if nodes == 1 or first_node(i, nodes) != node]
-    p = Platform(port, targets, rate, nodes)
+def platform(port: int, houses: int, nodes: int, node: int, rate: float, home: int) -> None:
+    targets = [
+        gateway_id(i) for i in range(houses) if nodes == 1 or first_node(i, nodes, home) != node
+    ]
+    p = Platform(port, targets, rate, nodes, home)
     deadline = time.monotonic() + 120
     while not p.granted.wait(10):
         # A SUBSCRIBE a stalling node never answered: asked again while the session is up.
@@ -298,11 +301,11 @@ def main(argv: list[str]) -> None:
     role = argv[0]
     if role == "platform":
         port, houses, nodes, node = (int(a) for a in argv[1:5])
-        platform(port, houses, nodes, node, float(argv[5]))
+        platform(port, houses, nodes, node, float(argv[5]), int(argv[6]))
     else:
         ports = [int(p) for p in argv[1].split(",")]
-        first, count, speed = int(argv[2]), int(argv[3]), float(argv[4])
-        asyncio.run(worker(ports, first, count, speed))
+        first, count, speed, home = int(argv[2]), int(argv[3]), float(argv[4]), int(argv[5])
+        asyncio.run(worker(ports, first, count, speed, home))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ class Proc:
 class Fleet:
     """N houses over the broker nodes ``ports`` (processes ``pids``, by node name), the platform
     on node ``platform_node`` sending ``commands_per_s`` commands to houses on other nodes.
+    Houses start round robin over the nodes, or all on node ``home`` if it is given.
 
     ``open()`` until every house is connected and subscribed, ``start()`` the window,
     ``stop()`` it: the result."""
@@ -86,10 +87,11 @@ class Fleet:
         speed: float = 1.0,
         platform_node: int = 0,
         commands_per_s: float = 0.0,
+        home: int = -1,
     ) -> None:
         self.ports, self.pids, self.houses = ports, pids, houses
         self.procs, self.speed = procs, speed
-        self.platform_node, self.rate = platform_node, commands_per_s
+        self.platform_node, self.rate, self.home = platform_node, commands_per_s, home
         self.started: list[Proc] = []
         self.workers: list[Proc] = []
         self.connect_seconds = 0.0
@@ -103,7 +105,7 @@ class Fleet:
         nodes = len(self.ports)
         self.platform = Proc(
             "platform", str(self.ports[self.platform_node]), str(self.houses), str(nodes),
-            str(self.platform_node), str(self.rate),
+            str(self.platform_node), str(self.rate), str(self.home),
         )  # fmt: skip
         self.started.append(self.platform)
         self.platform.line(90)
@@ -114,7 +116,7 @@ class Fleet:
             if self.houses - i * per > 0:
                 count = min(per, self.houses - i * per)
                 self.workers.append(
-                    Proc("worker", ports, str(i * per), str(count), str(self.speed))
+                    Proc("worker", ports, str(i * per), str(count), str(self.speed), str(self.home))
                 )
         self.started += self.workers
         self.connect_refused = sum(w.line(timeout)["refused"] for w in self.workers)
