@@ -21,7 +21,9 @@ from gatewayd_relay.models import ROLES, Account, Enrollment, House
 from gatewayd_relay.passwords import enrollment_code, hash_password, token_hash
 from gatewayd_relay.signing import KEY_BYTES, fingerprint
 
-GATEWAY_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The gateway's own rule (gatewayd/config_schema.py ID_PATTERN): the id is its MQTT client id
+# and a topic level, so no dots, slashes, wildcards or spaces; a gateway refuses anything else.
+GATEWAY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 ENROLLMENT_HOURS = 24.0
 
 
@@ -77,8 +79,11 @@ def set_password(s: Session, actor: str, username: str, password: str) -> None:
 def create_house(
     s: Session, actor: str, gateway_id: str, name: str, village: str, landlord: str | None
 ) -> tuple[House, str]:
-    if not GATEWAY_ID.match(gateway_id):
-        raise ProvisioningError("gateway id: letters, digits, . _ - (as in gateway.toml)")
+    if not GATEWAY_ID.fullmatch(gateway_id):
+        raise ProvisioningError(
+            "gateway id: 1-64 letters, digits, _ and -, starting with a letter or digit"
+            " (as in gateway.toml)"
+        )
     if s.scalar(select(House).where(House.gateway_id == gateway_id)) is not None:
         raise ProvisioningError(f"a house with gateway {gateway_id} exists already")
     landlord_id = None

@@ -15,7 +15,7 @@ from gatewayd_relay import auth, incidents
 from gatewayd_relay.db import Database
 from gatewayd_relay.grants import Refusal, decide, parse_hours, within_hours
 from gatewayd_relay.models import Grant, House, Person
-from gatewayd_relay.provisioning import create_account, create_house
+from gatewayd_relay.provisioning import ProvisioningError, create_account, create_house
 from gatewayd_relay.settings import Settings
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -82,6 +82,17 @@ def db(tmp_path: Path) -> Iterator[Database]:
         create_house(s, "t", "gw-1", "17号", "柳墅村", "wang")
     yield d
     d.close()
+
+
+def test_a_house_takes_only_an_id_its_gateway_accepts(db: Database) -> None:
+    """The relay must not enrol a gateway id the gateway itself refuses (gateway.toml's rule)."""
+    bad = ("gw.1", "gw/1", "gw+", "-gw", "gw 1", "gw-1\n", "", "g" * 65)
+    for n, gateway_id in enumerate(bad):
+        with db.session() as s, pytest.raises(ProvisioningError, match="gateway id: 1-64"):
+            create_house(s, "t", gateway_id, f"{n}号", "柳墅村", "wang")
+    with db.session() as s:
+        house, _code = create_house(s, "t", "G" * 64, "18号", "柳墅村", "wang")
+        assert house.gateway_id == "G" * 64
 
 
 def test_login_is_limited_per_username_and_per_address(db: Database) -> None:
