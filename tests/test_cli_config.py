@@ -65,6 +65,27 @@ def test_init_from_flags_writes_a_config_check_accepts_and_prints_what_the_platf
     assert key.hex() in shown.stdout and f"fingerprint  {fingerprint(key)}" in shown.stdout
 
 
+def test_init_takes_each_node_of_a_cluster_in_order(tmp_path: Path) -> None:
+    nodes = ["mqtts://n1.example.cn:8883", "mqtts://n2.example.cn:8883", "mqtts://10.0.0.3:8883"]
+    cfg = tmp_path / "gateway.toml"
+    base = ["init", "-c", str(cfg), "--gateway-id", "gw1", "--site", "17", "--data-dir",
+            str(tmp_path / "d")]  # fmt: skip
+    done = gatewayd(*base, *(a for n in nodes for a in ("--broker", n)))
+    assert done.returncode == 0, done.stderr
+    assert [b.url for b in config.load(str(cfg)).mqtt.brokers] == nodes
+    assert 'url = ["mqtts://n1.example.cn:8883", "mqtts://n2' in cfg.read_text()
+    cfg.unlink()
+    line = one_clear_line(gatewayd(*base, "--broker", nodes[0], "--broker", "mqtt://bad host"))
+    assert line.endswith(
+        "--broker 'mqtt://bad host': expected mqtt://host[:port] or mqtts://host[:port]"
+    )
+    line = one_clear_line(gatewayd(*base, "--broker", nodes[0], "--broker", "mqtt://n2:1883"))
+    assert "every url needs the same scheme as the first" in line
+    line = one_clear_line(gatewayd(*base, *("--broker", nodes[0]) * 9))
+    assert line.endswith("--broker given 9 times: at most 8 nodes")
+    assert not cfg.exists()
+
+
 def test_init_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "gateway.toml"
     base = ["init", "-c", str(cfg), "--data-dir", str(tmp_path / "d"), "--site", "17"]
@@ -253,13 +274,21 @@ def test_device_add_and_remove_keep_every_comment(tmp_path: Path) -> None:
             "a device pile-1 exists already (bus rs485)",
             2,
         ),
-        (["pile-9", "--bus", "rs485", "--kind", "charger", "--unit", "1"], "unit 1 is taken on bus rs485 by pile-1", 2),
+        (
+            ["pile-9", "--bus", "rs485", "--kind", "charger", "--unit", "1"],
+            "unit 1 is taken on bus rs485 by pile-1",
+            2,
+        ),
         (
             ["smoke-9", "--bus", "smoke-rx", "--address", "1a2b3c4d"],
             "address 1a2b3c4d is taken on bus smoke-rx by smoke-301",
             2,
         ),
-        (["pile-9", "--bus", "rs485", "--kind", "charger", "--unit", "300"], "unit=300: expected an integer 1..247", 2),
+        (
+            ["pile-9", "--bus", "rs485", "--kind", "charger", "--unit", "300"],
+            "unit=300: expected an integer 1..247",
+            2,
+        ),
         (
             ["pile-9", "--bus", "rs485", "--kind", "charger", "--unit", "9", "colour=red"],
             "colour: not a key of this device",
@@ -272,7 +301,11 @@ def test_device_add_and_remove_keep_every_comment(tmp_path: Path) -> None:
             2,
         ),
         (["smoke-9", "--bus", "smoke-rx"], "devices[2].address: missing; expected 8 hex digits", 2),
-        (["xz-liushu-017", "--bus", "rs485", "--kind", "charger", "--unit", "9"], "the gateway's own id", 2),
+        (
+            ["xz-liushu-017", "--bus", "rs485", "--kind", "charger", "--unit", "9"],
+            "the gateway's own id",
+            2,
+        ),
     ],
 )
 def test_device_add_refusals_are_one_line_and_change_nothing(

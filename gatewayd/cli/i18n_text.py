@@ -299,6 +299,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "init_ask_id": ("Gateway id (e.g. xz-liushu-017)", "网关编号（例如 xz-liushu-017）"),
     "init_ask_site": ("Site name (e.g. 柳墅村 17号)", "站点名称（例如 柳墅村 17号）"),
     "init_ask_broker": ("Broker URL (mqtts://host:8883)", "服务器地址（mqtts://主机:8883）"),
+    "init_too_many_brokers": (
+        "--broker given {n} times: at most {most} nodes",
+        "--broker 给了 {n} 个：最多 {most} 个节点",
+    ),
     "init_ask_username": ("Broker username (empty for none)", "服务器用户名（无则留空）"),
     "init_ask_password": ("Broker password", "服务器密码"),
     "init_empty": ("an answer is needed", "此项必填"),

@@ -51,7 +51,7 @@ site = {site}{pad_site}# free text, shown to people
 data_dir = {data_dir}{pad_data}# state, outbox, audit log
 
 [mqtt]
-url = {url}{pad_url}# mqtt:// or mqtts://
+url = {url}{pad_url}# mqtt:// or mqtts://; a list: a cluster's nodes, tried in turn
 topic_prefix = {prefix}
 {credentials}# ca_file = "/etc/gatewayd/ca.pem"   # for mqtts:// when the broker's CA is not the system's
 
@@ -120,13 +120,15 @@ def _ask(
     return str(click.prompt(prompt, value_proc=_checker(field)))
 
 
-def _validate_early(gateway_id: str, url: str, site: str) -> None:
+def _validate_early(gateway_id: str, urls: list[str], site: str) -> None:
     """The values given as flags, checked before any file is written."""
-    from gatewayd.config_schema import BROKER_URL, GATEWAY_SCHEMA
+    from gatewayd.config_schema import BROKER_URL, GATEWAY_SCHEMA, MAX_URLS
 
+    if len(urls) > MAX_URLS:
+        fail(t("init_too_many_brokers", n=len(urls), most=MAX_URLS), USAGE)
     for value, field, flag in (
         (gateway_id, GATEWAY_SCHEMA["id"], "--gateway-id"),
-        (url, BROKER_URL, "--broker"),
+        *((url, BROKER_URL, "--broker") for url in urls),
     ):
         try:
             field.convert(value)
@@ -182,7 +184,12 @@ def _replacing(config_path: str, yes: bool) -> str | None:
 @config_option
 @click.option("--gateway-id", help="Unique id, e.g. xz-liushu-017 (the MQTT client id).")
 @click.option("--site", help="Site name shown to people, e.g. 柳墅村 17号 (required).")
-@click.option("--broker", "url", help="Broker URL: mqtts://host:8883 or mqtt://host:1883.")
+@click.option(
+    "--broker",
+    "urls",
+    multiple=True,
+    help="Broker URL: mqtts://host:8883 or mqtt://host:1883; again for each node of a cluster.",
+)
 @click.option("--username", help="Broker username (often the gateway id).")
 @click.option(
     "--password-file", type=click.Path(dir_okay=False), help="File with the broker password (0600)."
@@ -212,7 +219,7 @@ def init(
     config_path: str,
     gateway_id: str | None,
     site: str | None,
-    url: str | None,
+    urls: tuple[str, ...],
     username: str | None,
     password_file: str | None,
     password_stdin: bool,
@@ -243,8 +250,8 @@ def init(
     conf_dir = os.path.dirname(os.path.abspath(config_path))
     gateway_id = _ask(gateway_id, "--gateway-id", t("init_ask_id"), "id")
     site = _ask(site, "--site", t("init_ask_site"), "site")
-    url = _ask(url, "--broker", t("init_ask_broker"), "url")
-    _validate_early(gateway_id, url, site)
+    brokers = list(urls) or [_ask(None, "--broker", t("init_ask_broker"), "url")]
+    _validate_early(gateway_id, brokers, site)
     username = _ask(username, "--username", t("init_ask_username"), default="") or None
     # Paths typed on the command line are the shell's (from here); the file holds them whole,
     # since a relative path in it would be taken from the config's folder.
@@ -278,7 +285,8 @@ def init(
         credentials = (
             f"username = {_q(username)}\npassword_file = {_q(password_file or '')}   # mode 0600\n"
         )
-    values = {"id": _q(gateway_id), "site": _q(site), "data_dir": _q(data_dir), "url": _q(url)}
+    url = _q(brokers[0]) if len(brokers) == 1 else "[" + ", ".join(map(_q, brokers)) + "]"
+    values = {"id": _q(gateway_id), "site": _q(site), "data_dir": _q(data_dir), "url": url}
     text = TEMPLATE.format(
         date=time.strftime("%Y-%m-%d"),
         prefix=_q(topic_prefix),
