@@ -80,7 +80,9 @@ def test_second_port_crossing_behind_a_hot_cut_port_is_cut_within_the_fast_bound
             summary = hot.input_registers(256, 2)
             hot.cool_port(3)
             hot.cool_port(7)
-            await asyncio.sleep(3 * FAST_SECONDS)  # the next summary shows it; one more read
+            # The next summary shows it and ends the watch; then one more read (the change).
+            await until(lambda: driver.stats()["watched_piles"] == 0, 3 * FAST_SECONDS + 2.0)
+            await asyncio.sleep(3 * FAST_SECONDS)
             after = await window(emu, 1, 2.0)
             unwatched_piles = driver.stats()["watched_piles"]
         assert (first.data["ports"], second.data["ports"]) == ([3], [7])

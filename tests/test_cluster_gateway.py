@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from firmware_stubs.nats_cluster import LEADER_LOSS_STALL, NatsCluster
+from gatewayd.uplink.link import SUBSCRIBE_RETRY_MAX_SECONDS
 from tests.cluster_support import NodeClient
 from tests.hardening_support import control, plugin_env, write_site
 from tests.harness import Daemon, ReceiverThread, Site, smoke_config, wait_until
@@ -168,7 +169,7 @@ def test_kill9_the_node_under_the_gateway_loses_no_event_and_answers_each_comman
         back_s = time.monotonic() - killed
         wait_until(
             lambda: daemon.output().count(LISTENING) > listening_before,
-            LEADER_LOSS_STALL,
+            LEADER_LOSS_STALL + SUBSCRIBE_RETRY_MAX_SECONDS,  # the refusals, then the retry
             "the command subscription on the new node",
         )
         # Commands keep flowing for a while on the new node.

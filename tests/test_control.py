@@ -368,7 +368,9 @@ def _client_as(path: str, uid: int, gid: int, groups: list[int]) -> str:
         s.connect(path)
     except PermissionError:
         return "EACCES"
-    s.sendall(b'{"cmd": "status"}\n')
+    # Refused before it read the request, the answer is waiting anyway (the CLI reads it too).
+    with contextlib.suppress(BrokenPipeError):
+        s.sendall(b'{"cmd": "status"}\n')
     return s.makefile().readline().strip()
 
 

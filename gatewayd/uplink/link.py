@@ -32,6 +32,9 @@ from gatewayd.backoff import Backoff
 from gatewayd.config import BrokerUrl, Config, MqttConfig
 
 log = logging.getLogger("gatewayd.uplink.link")
+# The longest wait before a refused subscription is asked again: a gateway deaf to commands
+# must not stay so for long once the broker can grant it (a SUBSCRIBE is a few dozen bytes).
+SUBSCRIBE_RETRY_MAX_SECONDS = 10.0
 
 MessageHandler = Callable[[str, bytes], None]
 
@@ -76,7 +79,7 @@ class MqttLink:
         # a clustered broker (NATS) refuses one for seconds after losing a node, and a gateway
         # connected but deaf to commands would never notice on its own.
         self._resubscribe: asyncio.TimerHandle | None = None
-        self._subscribe_backoff = Backoff(1.0, 60.0)
+        self._subscribe_backoff = Backoff(1.0, SUBSCRIBE_RETRY_MAX_SECONDS)
 
     def _make_client(self) -> Any:
         import paho.mqtt.client as mqtt
