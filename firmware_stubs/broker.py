@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import shutil
 import socket
 import subprocess
@@ -11,8 +13,37 @@ from pathlib import Path
 from firmware_stubs.lifetime import tied_to_parent
 
 
+def _ephemeral_low() -> int:
+    """The first port the kernel hands to outgoing connections (32768 on Linux by default)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A free loopback port below the kernel's ephemeral range. A server stopped and started
+    again on its port (a killed broker or cluster node) must find it free: one from the
+    ephemeral range can meanwhile become the local end of any outgoing connection (a cluster
+    node then died with "address already in use"). Never the same port twice per process."""
+    high = _ephemeral_low()
+    low = max(1024, high - 12000)
+    for _ in itertools.repeat(None, 500):
+        port = random.randrange(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # that range is full: any free port will do
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 

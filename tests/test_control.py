@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from firmware_stubs.broker import free_port
 from firmware_stubs.srb433 import ReceiverEmulator
 from gatewayd import config, control
 from gatewayd.model import Event
@@ -24,14 +25,6 @@ from tests.harness import make_site
 
 NOBODY = 65534
 ME = pwd.getpwuid(os.getuid()).pw_name
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
