@@ -2,8 +2,8 @@
 the nodes of a cluster, and the platform taking it all in and sending commands.
 
 The houses (``bench/fleet_house.py``) run in worker processes; house ``i`` starts on node
-``i % nodes`` (round robin; or all on one ``home`` node) and fails over to the next. The platform is one process on one node:
-an ingest client subscribed to ``pingan/v1/#`` (QoS 1), measuring delivery and latency, and a
+``i % nodes`` (round robin; or every house on one ``home`` node) and fails over to the next.
+The platform is one process on one node: an ingest client subscribed to ``pingan/v1/#`` (QoS 1), measuring delivery and latency, and a
 separate command client sending signed ``ping`` commands to houses whose first node is another
 one (each result comes back through the ingest client). Processes
 (``python -m bench.fleet worker|platform ...``) take commands on stdin: ``start`` opens the

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import random
 import shutil
 import socket
@@ -32,7 +31,7 @@ def free_port() -> int:
     node then died with "address already in use"). Never the same port twice per process."""
     high = _ephemeral_low()
     low = max(1024, high - 12000)
-    for _ in itertools.repeat(None, 500):
+    for _ in range(500):
         port = random.randrange(low, high)
         if port in _handed_out:
             continue

@@ -63,7 +63,7 @@ command_key_file = {key_file}   # mode 0600; the platform knows its fingerprint
 """
 
 
-def _q(value: str) -> str:
+def _q(value: str | list[str]) -> str:
     import tomlkit
 
     return str(tomlkit.item(value).as_string())
@@ -285,7 +285,7 @@ def init(
         credentials = (
             f"username = {_q(username)}\npassword_file = {_q(password_file or '')}   # mode 0600\n"
         )
-    url = _q(brokers[0]) if len(brokers) == 1 else "[" + ", ".join(map(_q, brokers)) + "]"
+    url = _q(brokers[0] if len(brokers) == 1 else brokers)  # several: a TOML array
     values = {"id": _q(gateway_id), "site": _q(site), "data_dir": _q(data_dir), "url": url}
     text = TEMPLATE.format(
         date=time.strftime("%Y-%m-%d"),

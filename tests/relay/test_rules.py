@@ -15,8 +15,15 @@ from gatewayd_relay import auth, incidents
 from gatewayd_relay.db import Database
 from gatewayd_relay.grants import Refusal, decide, parse_hours, within_hours
 from gatewayd_relay.models import Grant, House, Person
-from gatewayd_relay.provisioning import ProvisioningError, create_account, create_house
+from gatewayd_relay.provisioning import (
+    GATEWAY_ID,
+    ProvisioningError,
+    create_account,
+    create_house,
+)
 from gatewayd_relay.settings import Settings
+
+from gatewayd.config_schema import ID_PATTERN
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = datetime(2026, 11, 23, 21, 30, tzinfo=TZ).timestamp()
@@ -86,6 +93,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 def test_a_house_takes_only_an_id_its_gateway_accepts(db: Database) -> None:
     """The relay must not enrol a gateway id the gateway itself refuses (gateway.toml's rule)."""
+    assert GATEWAY_ID.pattern == ID_PATTERN  # the relay's copy (it never imports gatewayd)
     bad = ("gw.1", "gw/1", "gw+", "-gw", "gw 1", "gw-1\n", "", "g" * 65)
     for n, gateway_id in enumerate(bad):
         with db.session() as s, pytest.raises(ProvisioningError, match="gateway id: 1-64"):
